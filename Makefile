@@ -1,0 +1,51 @@
+# The two set-up commands are `make dev` and `make test`; each installs what it
+# needs first (hack/bootstrap.sh: Debian packages, the locked venv, kubectl and
+# helm, and the control plane built from Go modules, cached by version).
+SHELL := /bin/bash
+PY := .venv/bin/python
+PYTEST := .venv/bin/pytest
+# make test runs every tier but the tests marked slow; make test-full runs those too.
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap bootstrap-python dev test test-full test-unit lint format bench clean
+
+help:
+	@echo "make dev        local control plane + PostgreSQL + operator + sample presets"
+	@echo "make test       install what is needed, lint, run unit/ledger/e2e/chart tests (not slow)"
+	@echo "make test-full  the same with the slow tests"
+	@echo "make lint       ruff, mypy --strict, import contracts"
+	@echo "make bench      benchmarks (bench/), results in docs/benchmarks.md"
+
+bootstrap:
+	@bash hack/bootstrap.sh all
+
+bootstrap-python:
+	@bash hack/bootstrap.sh python
+
+dev: bootstrap
+	$(PY) -m prewarm dev
+
+lint: bootstrap-python
+	.venv/bin/ruff check operator tests
+	.venv/bin/ruff format --check operator tests
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+
+format: bootstrap-python
+	.venv/bin/ruff check --fix operator tests
+	.venv/bin/ruff format operator tests
+
+test-unit: bootstrap-python
+	$(PYTEST) -m unit $(PYTEST_ARGS)
+
+test: bootstrap lint
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
+
+test-full: bootstrap lint
+	$(PYTEST) $(PYTEST_ARGS)
+
+bench: bootstrap
+	@if [ -d bench ] && ls bench/*.py >/dev/null 2>&1; then $(PY) -m bench; else echo "prewarm: no benchmarks yet (see the performance issue)" >&2; exit 1; fi
+
+clean:
+	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from prewarm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,303 @@
+"""A real local Kubernetes control plane on loopback, for tests and `prewarm dev`.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler are built from
+their Go modules by hack/build-control-plane.sh into a cache keyed by version;
+`kwokctl --runtime binary` wires them together (certificates, flags, kubeconfig)
+and runs kwok, which plays the kubelet of a few fake nodes whose pods follow
+the lifecycles in hack/kwok/pod-stages.yaml.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prewarm.devenv.errors import EnvironmentProblem
+
+_REPO = Path(__file__).resolve().parents[3]
+
+NODE_COUNT = 3
+
+_NODE_MANIFEST = """\
+apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/hostname: {name}
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+spec: {{}}
+status:
+  allocatable: {{cpu: "1000", memory: 4Ti, pods: "10000"}}
+  capacity: {{cpu: "1000", memory: 4Ti, pods: "10000"}}
+"""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PREWARM_CACHE", Path.home() / ".cache" / "prewarm"))
+
+
+def pinned_versions(repo: Path = _REPO) -> dict[str, str]:
+    """The versions in hack/versions.env, the single place where they are pinned."""
+    versions: dict[str, str] = {}
+    for line in (repo / "hack" / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            versions[key] = value
+    return versions
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Paths of every binary the local control plane runs, all in the version cache."""
+
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kwok: Path
+    kwokctl: Path
+    kubectl: Path
+    helm: Path
+    node_stages: tuple[Path, ...]
+    kube_version: str
+
+    @classmethod
+    def from_cache(cls, cache: Path | None = None) -> Binaries:
+        cache = cache or cache_dir()
+        v = pinned_versions()
+        kube = cache / "bin" / f"kube-{v['KUBE_VERSION']}"
+        kwok = cache / "bin" / f"kwok-{v['KWOK_VERSION']}"
+        tools = cache / "bin" / f"kubectl-helm-{v['KUBECTL_LAYER_VERSION']}"
+        found = cls(
+            etcd=cache / "bin" / f"etcd-{v['ETCD_VERSION']}" / "etcd",
+            kube_apiserver=kube / "kube-apiserver",
+            kube_controller_manager=kube / "kube-controller-manager",
+            kube_scheduler=kube / "kube-scheduler",
+            kwok=kwok / "kwok",
+            kwokctl=kwok / "kwokctl",
+            kubectl=tools / "kubectl",
+            helm=tools / "helm",
+            node_stages=(
+                kwok / "stages" / "node-initialize.yaml",
+                kwok / "stages" / "node-heartbeat-with-lease.yaml",
+            ),
+            kube_version=v["KUBE_VERSION"],
+        )
+        missing = [str(p) for p in found.all_paths() if not p.exists()]
+        if missing:
+            raise EnvironmentProblem(
+                "the local control plane is not built: missing "
+                + ", ".join(missing)
+                + ". Run `make bootstrap` (or hack/build-control-plane.sh and "
+                "hack/install-kubectl-helm.sh)."
+            )
+        return found
+
+    def all_paths(self) -> list[Path]:
+        return [
+            self.etcd,
+            self.kube_apiserver,
+            self.kube_controller_manager,
+            self.kube_scheduler,
+            self.kwok,
+            self.kwokctl,
+            self.kubectl,
+            self.helm,
+            *self.node_stages,
+        ]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_port_free(port: int, what: str, setting: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise EnvironmentProblem(
+                f"port {port} on 127.0.0.1 is in use, so {what} cannot listen there. "
+                f"Stop whatever holds it (`ss -ltnp 'sport = :{port}'` shows it) "
+                f"or choose another port with {setting}."
+            ) from None
+
+
+@dataclass
+class LocalCluster:
+    """One kwokctl cluster. Use as a context manager: nothing outlives it."""
+
+    name: str
+    apiserver_port: int = 0
+    binaries: Binaries = field(default_factory=Binaries.from_cache)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="prewarm-kwok-")))
+    nodes: int = NODE_COUNT
+    _started: bool = False
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "clusters" / self.name / "kubeconfig.yaml"
+
+    @property
+    def server_url(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KWOK_WORKDIR"] = str(self.workdir)
+        # kwokctl would download kubectl for its own use; point it at ours.
+        env["KWOK_KUBECTL_BINARY"] = str(self.binaries.kubectl)
+        env["KWOK_KUBE_VERSION"] = self.binaries.kube_version
+        return env
+
+    def _kwokctl(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.binaries.kwokctl), "--name", self.name, *args]
+        return subprocess.run(
+            cmd, env=self._env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def start(self) -> None:
+        if self.apiserver_port:
+            ensure_port_free(self.apiserver_port, "kube-apiserver", "PREWARM_DEV_APISERVER_PORT")
+        else:
+            self.apiserver_port = free_port()
+        b = self.binaries
+        configs: list[str] = []
+        for stage_file in (*b.node_stages, _REPO / "hack" / "kwok" / "pod-stages.yaml"):
+            configs += ["--config", str(stage_file)]
+        args = [
+            *configs,
+            "create",
+            "cluster",
+            "--runtime",
+            "binary",
+            "--kube-apiserver-port",
+            str(self.apiserver_port),
+            "--kube-apiserver-binary",
+            str(b.kube_apiserver),
+            "--kube-controller-manager-binary",
+            str(b.kube_controller_manager),
+            "--kube-scheduler-binary",
+            str(b.kube_scheduler),
+            "--etcd-binary",
+            str(b.etcd),
+            "--kwok-controller-binary",
+            str(b.kwok),
+            "--kube-authorization",
+            "--kube-admission",
+            "--disable-qps-limits",
+            "--wait",
+            "2m",
+            "--timeout",
+            "4m",
+        ]
+        self._started = True
+        result = self._kwokctl(*args, timeout=300)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).splitlines()[-25:])
+            self.stop()
+            raise EnvironmentProblem(
+                f"kwokctl could not start the local control plane (exit {result.returncode}):\n"
+                f"{tail}"
+            )
+        self._create_nodes()
+
+    def _create_nodes(self) -> None:
+        manifests = "---\n".join(
+            _NODE_MANIFEST.format(name=f"kwok-node-{i}") for i in range(self.nodes)
+        )
+        self.kubectl("apply", "-f", "-", input=manifests)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            out = self.kubectl(
+                "get",
+                "nodes",
+                "-o",
+                'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
+            ).stdout.split()
+            if out.count("True") >= self.nodes:
+                return
+            time.sleep(0.2)
+        raise EnvironmentProblem("kwok did not make the fake nodes Ready within 60 s")
+
+    def stop(self) -> list[str]:
+        """Stop everything; return what kwokctl left running (then killed), if anything."""
+        if not self._started:
+            return []
+        self._started = False
+        self._kwokctl("delete", "cluster", timeout=120)
+        leftovers = self.leftover_processes()
+        if leftovers:
+            subprocess.run(["pkill", "-KILL", "-f", str(self.workdir)], check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return leftovers
+
+    def leftover_processes(self) -> list[str]:
+        """Command lines of processes still running from this cluster's workdir."""
+        found = subprocess.run(
+            ["pgrep", "-a", "-f", str(self.workdir)], capture_output=True, text=True, check=False
+        )
+        return [line for line in found.stdout.splitlines() if line.strip()]
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise subprocess.CalledProcessError(
+                result.returncode, cmd, result.stdout, result.stderr
+            )
+        return result
+
+    def helm(
+        self, *args: str, check: bool = True, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.binaries.helm), "--kubeconfig", str(self.kubeconfig), *args]
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=300, check=check, env=full_env
+        )
+
+    def apply_dir(self, path: Path, extra: Sequence[str] = ()) -> None:
+        self.kubectl("apply", "--server-side", "-f", str(path), *extra)
+
+    def __enter__(self) -> LocalCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def local_cluster(name: str, apiserver_port: int = 0) -> Iterator[LocalCluster]:
+    with LocalCluster(name=name, apiserver_port=apiserver_port) as cluster:
+        yield cluster

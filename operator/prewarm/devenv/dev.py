@@ -1,0 +1,80 @@
+"""`prewarm dev`: the whole system on this machine, until Ctrl-C.
+
+A real control plane (kwokctl + binaries built from Go modules), a throw-away
+PostgreSQL, the CRDs and sample presets, and the operator as a child process
+running exactly as in production (`prewarm run`). Everything it starts is
+stopped on exit, whatever the exit.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from prewarm.devenv.cluster import LocalCluster
+from prewarm.devenv.errors import EnvironmentProblem
+from prewarm.devenv.postgres import PostgresServer
+
+_REPO = Path(__file__).resolve().parents[3]
+
+
+def run_dev(apiserver_port: int, with_operator: bool) -> int:
+    state = _REPO / ".dev"
+    state.mkdir(exist_ok=True)
+    print("prewarm dev: starting PostgreSQL and the local control plane ...", flush=True)
+    with (
+        PostgresServer() as pg,
+        LocalCluster(name="prewarm-dev", apiserver_port=apiserver_port) as cluster,
+    ):
+        pg.create_database("prewarm")
+        dsn = pg.dsn("prewarm")
+        from prewarm.ledger.migrate import migrate
+
+        migrate(dsn)
+        kubeconfig = state / "kubeconfig"
+        kubeconfig.write_text(cluster.kubeconfig.read_text())
+        for crd in sorted((_REPO / "crds").glob("*.yaml")):
+            cluster.kubectl("apply", "--server-side", "-f", str(crd))
+        cluster.kubectl("wait", "--for=condition=Established", "--all", "crd", "--timeout=60s")
+        samples = _REPO / "crds" / "samples"
+        if samples.is_dir():
+            cluster.kubectl("apply", "-n", "default", "-f", str(samples / "preset-basic.yaml"))
+        kubectl = cluster.binaries.kubectl
+        print(
+            "\nprewarm dev is up.\n"
+            f"  kubeconfig : {kubeconfig}\n"
+            f"  ledger     : {dsn}\n"
+            f"  kubectl    : {kubectl}\n"
+            f"  try        : {kubectl} --kubeconfig {kubeconfig} get prewarm -A\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        operator: subprocess.Popen[bytes] | None = None
+        try:
+            if with_operator:
+                env = {
+                    **os.environ,
+                    "KUBECONFIG": str(kubeconfig),
+                    "PREWARM_DATABASE_URL": dsn,
+                    "PREWARM_LOG_FORMAT": os.environ.get("PREWARM_LOG_FORMAT", "text"),
+                }
+                operator = subprocess.Popen([sys.executable, "-m", "prewarm", "run"], env=env)
+            while True:
+                if operator is not None and operator.poll() is not None:
+                    raise EnvironmentProblem(
+                        f"the operator exited with code {operator.returncode}; see its log above"
+                    )
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("\nprewarm dev: stopping ...", flush=True)
+        finally:
+            if operator is not None and operator.poll() is None:
+                operator.terminate()
+                try:
+                    operator.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    operator.kill()
+    return 0

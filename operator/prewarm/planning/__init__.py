@@ -1,0 +1,1 @@
+"""Pure decisions: snapshots and `now` in, plans out. No I/O is imported here."""

@@ -1,0 +1,193 @@
+"""The pool planner: how many prebuilds to create and which to delete, and why.
+
+Semantics follow Coder's reconciler with its known flaw fixed: backoff, the
+hard limit and validation failures stop *creates* only; deleting outdated,
+expired, extraneous and old failed instances always goes on (unless paused).
+Claimed instances are never touched: they belong to their claim.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    BUILDING = "Building"
+    READY = "Ready"
+    CLAIMED = "Claimed"
+    FAILED = "Failed"
+
+
+STARTING_PHASES = frozenset({Phase.PENDING, Phase.BUILDING})
+
+
+class DeleteReason(enum.StrEnum):
+    OUTDATED = "Outdated"
+    EXPIRED = "Expired"
+    EXTRANEOUS = "Extraneous"
+    FAILED_CLEANUP = "FailedCleanup"
+
+
+class Blocker(enum.StrEnum):
+    """Why the planner created fewer instances than the pool lacks."""
+
+    PAUSED = "Paused"
+    VALIDATION_FAILED = "ValidationFailed"
+    HARD_LIMITED = "HardLimited"
+    BACKOFF = "Backoff"
+    CREATE_BUDGET = "CreateBudget"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """What the planner needs to know of one PrebuiltWorkspace."""
+
+    name: str
+    template_hash: str
+    phase: Phase
+    created_at: datetime
+    ready_at: datetime | None = None
+    failed_at: datetime | None = None
+    claimed: bool = False
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class FailureView:
+    hard_limited: bool = False
+    validation_failed: bool = False
+    backoff_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PoolInput:
+    desired: int
+    template_hash: str
+    instances: Sequence[Instance]
+    now: datetime
+    ttl: timedelta | None = None
+    paused: bool = False
+    failure: FailureView = field(default_factory=FailureView)
+    # How many creates this pass may ask for: the room left under the per-preset
+    # and global in-flight caps. The glue computes it; the planner respects it.
+    create_budget: int = 1_000_000
+    # Failed instances kept (newest first) so people can inspect why they failed.
+    keep_failed: int = 3
+
+
+@dataclass(frozen=True)
+class Counts:
+    desired: int
+    running: int  # live instances of the current template: starting + ready
+    ready: int  # eligible for a claim
+    starting: int
+    claimed: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Deletion:
+    name: str
+    reason: DeleteReason
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    create: int
+    deletions: tuple[Deletion, ...]
+    counts: Counts
+    blocked_by: Blocker | None = None
+
+    def deleted(self, reason: DeleteReason) -> list[str]:
+        return [d.name for d in self.deletions if d.reason is reason]
+
+
+def _create_blocker(inp: PoolInput) -> Blocker | None:
+    if inp.paused:
+        return Blocker.PAUSED
+    if inp.failure.validation_failed:
+        return Blocker.VALIDATION_FAILED
+    if inp.failure.hard_limited:
+        return Blocker.HARD_LIMITED
+    if inp.failure.backoff_until is not None and inp.failure.backoff_until > inp.now:
+        return Blocker.BACKOFF
+    return None
+
+
+def _is_expired(instance: Instance, inp: PoolInput) -> bool:
+    # Counted from readiness, not creation: a slow build must not eat its own TTL.
+    return (
+        inp.ttl is not None
+        and instance.phase is Phase.READY
+        and instance.ready_at is not None
+        and instance.ready_at + inp.ttl <= inp.now
+    )
+
+
+def plan_pool(inp: PoolInput) -> PoolPlan:
+    pool = [i for i in inp.instances if not i.claimed and i.phase is not Phase.CLAIMED]
+    claimed = len(inp.instances) - len(pool)
+    present = [i for i in pool if not i.deleting]
+    deletions: list[Deletion] = []
+
+    outdated = [i for i in present if i.template_hash != inp.template_hash]
+    current = [i for i in present if i.template_hash == inp.template_hash]
+    deletions += [Deletion(i.name, DeleteReason.OUTDATED) for i in outdated]
+
+    failed = sorted(
+        (i for i in current if i.phase is Phase.FAILED),
+        key=lambda i: (i.failed_at or i.created_at, i.name),
+        reverse=True,
+    )
+    deletions += [Deletion(i.name, DeleteReason.FAILED_CLEANUP) for i in failed[inp.keep_failed :]]
+
+    expired = [i for i in current if _is_expired(i, inp)]
+    deletions += [Deletion(i.name, DeleteReason.EXPIRED) for i in expired]
+    expired_names = {i.name for i in expired}
+
+    live = [
+        i
+        for i in current
+        if i.phase in STARTING_PHASES | {Phase.READY} and i.name not in expired_names
+    ]
+    desired = max(inp.desired, 0)
+    surplus = max(len(live) - desired, 0)
+    if surplus:
+        # Drop work in progress before finished work (newest first), then the
+        # oldest Ready ones: those are closest to expiring anyway.
+        starting = sorted(
+            (i for i in live if i.phase in STARTING_PHASES),
+            key=lambda i: (i.created_at, i.name),
+            reverse=True,
+        )
+        ready = sorted(
+            (i for i in live if i.phase is Phase.READY),
+            key=lambda i: (i.ready_at or i.created_at, i.name),
+        )
+        deletions += [
+            Deletion(i.name, DeleteReason.EXTRANEOUS) for i in (starting + ready)[:surplus]
+        ]
+
+    missing = max(desired - len(live), 0)
+    blocker = _create_blocker(inp)
+    create = 0 if blocker else min(missing, max(inp.create_budget, 0))
+    if missing and not blocker and create < missing:
+        blocker = Blocker.CREATE_BUDGET
+
+    if inp.paused:
+        deletions = []
+
+    live_after = [i for i in live if i.name not in {d.name for d in deletions}]
+    counts = Counts(
+        desired=desired,
+        running=len(live_after),
+        ready=sum(1 for i in live_after if i.phase is Phase.READY),
+        starting=sum(1 for i in live_after if i.phase in STARTING_PHASES),
+        claimed=claimed,
+        failed=len(failed),
+    )
+    return PoolPlan(create=create, deletions=tuple(deletions), counts=counts, blocked_by=blocker)

@@ -1,0 +1,72 @@
+"""Operator settings: environment variables PREWARM_*, the same names as CLI flags.
+
+Imports nothing internal so every layer can depend on it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the operator. Each field is documented in docs/reference/settings.md."""
+
+    model_config = SettingsConfigDict(env_prefix="PREWARM_", extra="ignore")
+
+    database_url: str = Field(
+        default="postgresql://localhost/prewarm",
+        description="libpq connection string or URL of the PostgreSQL ledger.",
+    )
+    hard_limit: int = Field(
+        default=3,
+        ge=0,
+        description=(
+            "Consecutive failed prebuilds after which a preset stops being retried; "
+            "0 disables the limit. A preset's spec.failurePolicy.hardLimit overrides it."
+        ),
+    )
+    backoff_base: timedelta = Field(
+        default=timedelta(seconds=15),
+        description="Backoff after the first failure; doubles with each further failure.",
+    )
+    backoff_max: timedelta = Field(
+        default=timedelta(minutes=10), description="Upper bound of the backoff."
+    )
+    failure_lookback: timedelta = Field(
+        default=timedelta(hours=1),
+        description="Failures older than this no longer put a preset in backoff.",
+    )
+    readiness_timeout: timedelta = Field(
+        default=timedelta(minutes=5),
+        description="A prebuild not Ready this long after its pod was created has failed.",
+    )
+    crashloop_restarts: int = Field(
+        default=3, ge=1, description="Container restarts after which a crash loop is a failure."
+    )
+    resync_seconds: float = Field(
+        default=30.0, gt=0, description="Period of the level-triggered resync of every preset."
+    )
+    max_instances_per_preset: int = Field(
+        default=500, ge=0, description="Cap on spec.prebuilds.instances; larger asks are clamped."
+    )
+    max_creates_per_preset: int = Field(
+        default=20, ge=1, description="Prebuilds one preset may have in flight (starting) at once."
+    )
+    max_creates_global: int = Field(
+        default=200, ge=1, description="Prebuilds all presets together may have in flight at once."
+    )
+    paused: bool = Field(
+        default=False, description="Stop every create and delete of prebuilds (claims go on)."
+    )
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces to watch; empty means the whole cluster.",
+    )
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Prometheus /metrics port.")
+    health_port: int = Field(
+        default=8080, ge=0, le=65535, description="kopf liveness endpoint port (/healthz)."
+    )
+    log_format: str = Field(default="json", pattern="^(json|text)$", description="Log format.")

@@ -1,0 +1,69 @@
+"""A de-duplicating, level-triggered work queue (the controller-runtime pattern).
+
+Any number of events for one key collapse into one pending run; a key is never
+processed by two workers at once; a key enqueued while it is being processed
+runs once more afterwards. So a burst of child events costs one reconcile, and
+a reconcile always sees a state at least as new as the event that woke it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+class WorkQueue(Generic[K]):
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[K] = asyncio.Queue()
+        self._pending: set[K] = set()  # in the queue, not yet taken
+        self._active: set[K] = set()  # taken by a worker right now
+        self._dirty: set[K] = set()  # enqueued while active: run again after
+
+    def add(self, key: K) -> None:
+        if key in self._active:
+            self._dirty.add(key)
+        elif key not in self._pending:
+            self._pending.add(key)
+            self._queue.put_nowait(key)
+
+    def __len__(self) -> int:
+        return len(self._pending) + len(self._dirty)
+
+    async def _take(self) -> K:
+        key = await self._queue.get()
+        self._pending.discard(key)
+        self._active.add(key)
+        return key
+
+    def _done(self, key: K) -> None:
+        self._active.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    async def run_workers(
+        self,
+        count: int,
+        work: Callable[[K], Awaitable[None]],
+        on_error: Callable[[K, BaseException], None],
+    ) -> None:
+        """Run `count` workers until cancelled. An error in one key never stops the others."""
+
+        async def worker() -> None:
+            while True:
+                key = await self._take()
+                try:
+                    await work(key)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    on_error(key, error)
+                finally:
+                    self._done(key)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(count):
+                group.create_task(worker())

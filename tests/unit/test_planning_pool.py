@@ -1,0 +1,264 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prewarm.planning.pool import (
+    STARTING_PHASES,
+    Blocker,
+    DeleteReason,
+    FailureView,
+    Instance,
+    Phase,
+    PoolInput,
+    plan_pool,
+)
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+H = "hash-new"
+
+
+def inst(
+    name: str,
+    phase: Phase = Phase.READY,
+    template_hash: str = H,
+    age_s: int = 60,
+    ready_age_s: int | None = 30,
+    claimed: bool = False,
+    deleting: bool = False,
+) -> Instance:
+    return Instance(
+        name=name,
+        template_hash=template_hash,
+        phase=phase,
+        created_at=NOW - timedelta(seconds=age_s),
+        ready_at=NOW - timedelta(seconds=ready_age_s)
+        if phase is Phase.READY and ready_age_s is not None
+        else None,
+        failed_at=NOW - timedelta(seconds=age_s) if phase is Phase.FAILED else None,
+        claimed=claimed or phase is Phase.CLAIMED,
+        deleting=deleting,
+    )
+
+
+def test_empty_pool_creates_desired() -> None:
+    plan = plan_pool(PoolInput(desired=3, template_hash=H, instances=[], now=NOW))
+    assert plan.create == 3
+    assert plan.deletions == ()
+    assert plan.blocked_by is None
+
+
+def test_in_flight_instances_are_not_asked_for_again() -> None:
+    plan = plan_pool(
+        PoolInput(
+            desired=3,
+            template_hash=H,
+            instances=[inst("a", Phase.PENDING), inst("b", Phase.BUILDING)],
+            now=NOW,
+        )
+    )
+    assert plan.create == 1
+    assert plan.counts.starting == 2
+
+
+def test_outdated_replaced_even_in_backoff() -> None:
+    plan = plan_pool(
+        PoolInput(
+            desired=2,
+            template_hash=H,
+            instances=[inst("old1", template_hash="old"), inst("old2", template_hash="old")],
+            now=NOW,
+            failure=FailureView(backoff_until=NOW + timedelta(minutes=5)),
+        )
+    )
+    assert sorted(plan.deleted(DeleteReason.OUTDATED)) == ["old1", "old2"]
+    assert plan.create == 0
+    assert plan.blocked_by is Blocker.BACKOFF
+
+
+def test_backoff_in_the_past_does_not_block() -> None:
+    plan = plan_pool(
+        PoolInput(
+            desired=1,
+            template_hash=H,
+            instances=[],
+            now=NOW,
+            failure=FailureView(backoff_until=NOW - timedelta(seconds=1)),
+        )
+    )
+    assert plan.create == 1
+
+
+@pytest.mark.parametrize(
+    ("failure", "blocker"),
+    [
+        (FailureView(hard_limited=True), Blocker.HARD_LIMITED),
+        (FailureView(validation_failed=True), Blocker.VALIDATION_FAILED),
+    ],
+)
+def test_given_up_presets_create_nothing_but_still_delete(
+    failure: FailureView, blocker: Blocker
+) -> None:
+    plan = plan_pool(
+        PoolInput(
+            desired=1,
+            template_hash=H,
+            instances=[inst("old", template_hash="old"), inst("x", ready_age_s=7200)],
+            now=NOW,
+            ttl=timedelta(hours=1),
+            failure=failure,
+        )
+    )
+    assert plan.create == 0
+    assert plan.blocked_by is blocker
+    assert plan.deleted(DeleteReason.OUTDATED) == ["old"]
+    assert plan.deleted(DeleteReason.EXPIRED) == ["x"]
+
+
+def test_ttl_counts_from_readiness() -> None:
+    plan = plan_pool(
+        PoolInput(
+            desired=2,
+            template_hash=H,
+            instances=[
+                inst("fresh", age_s=7200, ready_age_s=60),
+                inst("stale", age_s=7200, ready_age_s=3601),
+            ],
+            now=NOW,
+            ttl=timedelta(hours=1),
+        )
+    )
+    assert plan.deleted(DeleteReason.EXPIRED) == ["stale"]
+    assert plan.create == 1
+
+
+def test_scale_down_drops_starting_before_ready_and_oldest_ready_first() -> None:
+    plan = plan_pool(
+        PoolInput(
+            desired=1,
+            template_hash=H,
+            instances=[
+                inst("ready-old", ready_age_s=500),
+                inst("ready-new", ready_age_s=10),
+                inst("starting", Phase.BUILDING, age_s=5),
+            ],
+            now=NOW,
+        )
+    )
+    assert plan.deleted(DeleteReason.EXTRANEOUS) == ["starting", "ready-old"]
+    assert plan.counts.ready == 1
+
+
+def test_failed_instances_keep_the_newest_for_inspection() -> None:
+    failed = [inst(f"f{i}", Phase.FAILED, age_s=10 * i) for i in range(5)]
+    plan = plan_pool(PoolInput(desired=0, template_hash=H, instances=failed, now=NOW))
+    assert sorted(plan.deleted(DeleteReason.FAILED_CLEANUP)) == ["f3", "f4"]
+    assert plan.counts.failed == 5
+
+
+def test_paused_touches_nothing() -> None:
+    plan = plan_pool(
+        PoolInput(
+            desired=5,
+            template_hash=H,
+            instances=[inst("old", template_hash="old")],
+            now=NOW,
+            paused=True,
+        )
+    )
+    assert plan.create == 0
+    assert plan.deletions == ()
+    assert plan.blocked_by is Blocker.PAUSED
+
+
+def test_create_budget_bounds_creates() -> None:
+    plan = plan_pool(
+        PoolInput(desired=100, template_hash=H, instances=[], now=NOW, create_budget=20)
+    )
+    assert plan.create == 20
+    assert plan.blocked_by is Blocker.CREATE_BUDGET
+
+
+def test_claimed_and_deleting_instances_do_not_count_toward_the_pool() -> None:
+    plan = plan_pool(
+        PoolInput(
+            desired=2,
+            template_hash=H,
+            instances=[inst("c", Phase.CLAIMED, template_hash="old"), inst("d", deleting=True)],
+            now=NOW,
+        )
+    )
+    assert plan.create == 2
+    assert plan.deletions == ()
+    assert plan.counts.claimed == 1
+
+
+phases = st.sampled_from(list(Phase))
+instances = st.lists(
+    st.builds(
+        inst,
+        name=st.uuids().map(str),
+        phase=phases,
+        template_hash=st.sampled_from([H, "old"]),
+        age_s=st.integers(0, 10_000),
+        ready_age_s=st.integers(0, 10_000),
+        claimed=st.booleans(),
+        deleting=st.booleans(),
+    ),
+    max_size=30,
+    unique_by=lambda i: i.name,
+)
+failures = st.builds(
+    FailureView,
+    hard_limited=st.booleans(),
+    validation_failed=st.booleans(),
+    backoff_until=st.none() | st.integers(-600, 600).map(lambda s: NOW + timedelta(seconds=s)),
+)
+inputs = st.builds(
+    PoolInput,
+    desired=st.integers(0, 20),
+    template_hash=st.just(H),
+    instances=instances,
+    now=st.just(NOW),
+    ttl=st.none() | st.integers(1, 10_000).map(lambda s: timedelta(seconds=s)),
+    paused=st.booleans(),
+    failure=failures,
+    create_budget=st.integers(0, 50),
+)
+
+
+@settings(max_examples=300)
+@given(inputs)
+def test_invariants(inp: PoolInput) -> None:
+    plan = plan_pool(inp)
+    by_name = {i.name: i for i in inp.instances}
+    deleted = {d.name for d in plan.deletions}
+    assert len(deleted) == len(plan.deletions), "an instance deleted twice"
+    # Never touches a claimed workspace, nor one already going away.
+    assert all(not by_name[n].claimed and not by_name[n].deleting for n in deleted)
+    # Never more warm instances of the current template than desired.
+    warm_after = [
+        i
+        for i in inp.instances
+        if i.template_hash == H
+        and not i.claimed
+        and not i.deleting
+        and i.name not in deleted
+        and (i.phase in STARTING_PHASES or i.phase is Phase.READY)
+    ]
+    if not inp.paused:
+        assert len(warm_after) + plan.create <= inp.desired
+    # A given-up or paused preset creates nothing; creates respect the budget.
+    if inp.paused or inp.failure.hard_limited or inp.failure.validation_failed:
+        assert plan.create == 0
+    assert 0 <= plan.create <= inp.create_budget
+    # Backoff (and the hard limit) never block deleting outdated or expired ones.
+    if not inp.paused:
+        for i in inp.instances:
+            if not i.claimed and not i.deleting and i.template_hash != H:
+                assert i.name in deleted
+    else:
+        assert plan.deletions == ()
