@@ -1,0 +1,137 @@
+"""What the ledger returns: frozen, plain values (no connection, no lazy loading)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+ClaimSource = Literal["prebuilt", "cold"]
+BuildState = Literal["building", "succeeded", "failed"]
+ClaimState = Literal["pending", "bound", "failed"]
+
+
+class PrebuildStatus(StrEnum):
+    """The PostgreSQL enum prebuild_status."""
+
+    NORMAL = "normal"
+    HARD_LIMITED = "hard_limited"
+    VALIDATION_FAILED = "validation_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PresetRecord:
+    uid: str
+    namespace: str
+    name: str
+    template_hash: str
+    generation: int
+    retry_token: str | None
+    reset_at: datetime | None
+    status: PrebuildStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LastFailure:
+    reason: str | None
+    message: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FailureState:
+    """The failure policy's view of one preset at one template hash, in the current epoch.
+
+    reset_at is the epoch (None before any retry); pass it to mark_hard_limit_notified.
+    """
+
+    preset_uid: str
+    template_hash: str
+    hard_limit: int
+    reset_at: datetime | None
+    consecutive_failures: int
+    recent_failures: int
+    hard_limited: bool
+    validation_failed: bool
+    backoff_until: datetime | None
+    last_failure: LastFailure | None
+
+    def in_backoff(self, now: datetime) -> bool:
+        return self.backoff_until is not None and self.backoff_until > now
+
+    @classmethod
+    def clean(cls, preset_uid: str, template_hash: str, hard_limit: int) -> FailureState:
+        """The state of a preset the ledger has no failures for."""
+        return cls(
+            preset_uid, template_hash, max(hard_limit, 0), None, 0, 0, False, False, None, None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PresetAtLimit:
+    preset_uid: str
+    namespace: str
+    name: str
+    template_hash: str
+    hard_limit: int
+    reset_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PresetInBackoff:
+    preset_uid: str
+    namespace: str
+    name: str
+    template_hash: str
+    recent_failures: int
+    last_failed_at: datetime
+    backoff_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BuildRecord:
+    workspace_uid: str
+    preset_uid: str
+    workspace_name: str | None
+    template_hash: str | None
+    state: BuildState
+    started_at: datetime | None
+    ready_at: datetime | None
+    failed_at: datetime | None
+    validation_error: bool
+    failure_reason: str | None
+    failure_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRecord:
+    claim_uid: str
+    preset_uid: str | None
+    namespace: str | None
+    claim_name: str | None
+    owner: str | None
+    workspace_uid: str | None
+    workspace_name: str | None
+    source: ClaimSource | None
+    state: ClaimState
+    requested_at: datetime | None
+    bound_at: datetime | None
+    reinitialized_at: datetime | None
+    failed_at: datetime | None
+    failure_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricTotals:
+    """Monotonic totals per preset name: the source of the prewarm_*_total counters."""
+
+    namespace: str
+    name: str
+    created: int
+    succeeded: int
+    failed: int
+    claimed: int
+    cold_starts: int

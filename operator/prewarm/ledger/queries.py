@@ -1,0 +1,382 @@
+"""Every SQL statement of the ledger, in one place.
+
+Writes are upserts keyed by Kubernetes UIDs and merge rather than overwrite:
+first-seen identity (COALESCE), earliest timestamp (LEAST), and the details of
+the earliest event win. So replaying any write, twice or out of order, leaves
+the same row. Timestamps come from the caller (the event's time), never from
+now(), which would make a replay differ from the original.
+
+Failure-policy "scope": builds of one preset with the template hash in
+question, started at or after the preset's reset_at (a retry annotation
+starts a new epoch). The fragments below are composed into the final queries
+at import time so the scope is written exactly once.
+"""
+
+from __future__ import annotations
+
+# -- migrations ------------------------------------------------------------------------
+
+# "prewarm1" in ASCII: an arbitrary but fixed key, distinct from any other lock of ours.
+MIGRATION_LOCK_KEY = 0x7072657761726D31
+
+MIGRATION_LOCK = "SELECT pg_advisory_lock(%(key)s)"
+MIGRATION_UNLOCK = "SELECT pg_advisory_unlock(%(key)s)"
+
+CREATE_SCHEMA_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    text PRIMARY KEY,
+    filename   text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+APPLIED_MIGRATIONS = "SELECT version, checksum FROM schema_migrations ORDER BY version"
+
+RECORD_MIGRATION = """
+INSERT INTO schema_migrations (version, filename, checksum)
+VALUES (%(version)s, %(filename)s, %(checksum)s)
+"""
+
+# -- presets ---------------------------------------------------------------------------
+
+# A new template hash is a new chance: the stored status belonged to the old spec.
+# generation guards against an older replay undoing a newer spec.
+UPSERT_PRESET = """
+INSERT INTO presets (uid, namespace, name, template_hash, generation)
+VALUES (%(uid)s, %(namespace)s, %(name)s, %(template_hash)s, %(generation)s)
+ON CONFLICT (uid) DO UPDATE SET
+    namespace = EXCLUDED.namespace,
+    name = EXCLUDED.name,
+    template_hash = EXCLUDED.template_hash,
+    generation = EXCLUDED.generation,
+    status = CASE
+        WHEN presets.template_hash = EXCLUDED.template_hash THEN presets.status
+        ELSE 'normal'
+    END,
+    updated_at = now()
+WHERE EXCLUDED.generation >= presets.generation
+  AND (presets.namespace, presets.name, presets.template_hash, presets.generation)
+      IS DISTINCT FROM
+      (EXCLUDED.namespace, EXCLUDED.name, EXCLUDED.template_hash, EXCLUDED.generation)
+RETURNING uid
+"""
+
+# Only a token not seen before resets, and never backwards in time: a restart
+# replaying the same annotation, or a replay of an older token, is a no-op.
+RECORD_RETRY = """
+UPDATE presets SET
+    retry_token = %(token)s,
+    reset_at = %(at)s,
+    status = 'normal',
+    updated_at = now()
+WHERE uid = %(uid)s
+  AND retry_token IS DISTINCT FROM %(token)s
+  AND (reset_at IS NULL OR reset_at < %(at)s)
+RETURNING uid
+"""
+
+SET_PRESET_STATUS = """
+UPDATE presets SET status = %(status)s::prebuild_status, updated_at = now()
+WHERE uid = %(uid)s AND status IS DISTINCT FROM %(status)s::prebuild_status
+RETURNING uid
+"""
+
+GET_PRESET = """
+SELECT uid, namespace, name, template_hash, generation, retry_token, reset_at,
+       status::text AS status, created_at, updated_at
+FROM presets WHERE uid = %(uid)s
+"""
+
+# -- builds ----------------------------------------------------------------------------
+
+RECORD_BUILD_STARTED = """
+INSERT INTO builds (workspace_uid, preset_uid, workspace_name, template_hash, started_at)
+VALUES (%(workspace_uid)s, %(preset_uid)s, %(workspace_name)s, %(template_hash)s, %(at)s)
+ON CONFLICT (workspace_uid) DO UPDATE SET
+    preset_uid = COALESCE(builds.preset_uid, EXCLUDED.preset_uid),
+    workspace_name = COALESCE(builds.workspace_name, EXCLUDED.workspace_name),
+    template_hash = COALESCE(builds.template_hash, EXCLUDED.template_hash),
+    started_at = LEAST(builds.started_at, EXCLUDED.started_at)
+"""
+
+RECORD_BUILD_SUCCEEDED = """
+INSERT INTO builds (workspace_uid, ready_at)
+VALUES (%(workspace_uid)s, %(at)s)
+ON CONFLICT (workspace_uid) DO UPDATE SET
+    ready_at = LEAST(builds.ready_at, EXCLUDED.ready_at)
+"""
+
+# The details of the earliest failure stay; a later report of the same attempt
+# (e.g. the pod's deletion after a crash loop) must not overwrite the cause.
+RECORD_BUILD_FAILED = """
+INSERT INTO builds (workspace_uid, failed_at, failure_reason, failure_message, validation_error)
+VALUES (%(workspace_uid)s, %(at)s, %(reason)s, %(message)s, %(validation_error)s)
+ON CONFLICT (workspace_uid) DO UPDATE SET
+    failed_at = LEAST(builds.failed_at, EXCLUDED.failed_at),
+    failure_reason = CASE WHEN builds.failed_at IS NULL OR EXCLUDED.failed_at < builds.failed_at
+        THEN EXCLUDED.failure_reason ELSE builds.failure_reason END,
+    failure_message = CASE WHEN builds.failed_at IS NULL OR EXCLUDED.failed_at < builds.failed_at
+        THEN EXCLUDED.failure_message ELSE builds.failure_message END,
+    validation_error = CASE WHEN builds.failed_at IS NULL OR EXCLUDED.failed_at < builds.failed_at
+        THEN EXCLUDED.validation_error ELSE builds.validation_error END
+"""
+
+# -- failure policy: shared fragments ----------------------------------------------------
+
+# Each `_TARGET_*` yields one row per preset to evaluate, with the columns
+# preset_uid, namespace, name, template_hash, hard_limit, reset_at, counts_from.
+
+_TARGET_ONE = """
+WITH target AS (
+    SELECT p.uid AS preset_uid, p.namespace, p.name,
+           %(template_hash)s::text AS template_hash,
+           GREATEST(%(hard_limit)s::int, 0) AS hard_limit,
+           p.reset_at,
+           COALESCE(p.reset_at, '-infinity'::timestamptz) AS counts_from
+    FROM presets p
+    WHERE p.uid = %(preset_uid)s
+)
+"""
+
+# Every known preset (or those in %(only_uids)s), at its current template hash,
+# with per-preset hard-limit overrides given as two parallel arrays.
+_TARGET_ALL = """
+WITH target AS (
+    SELECT p.uid AS preset_uid, p.namespace, p.name, p.template_hash,
+           GREATEST(COALESCE(o.hard_limit, %(default_hard_limit)s::int), 0) AS hard_limit,
+           p.reset_at,
+           COALESCE(p.reset_at, '-infinity'::timestamptz) AS counts_from
+    FROM presets p
+    LEFT JOIN unnest(%(override_uids)s::text[], %(override_limits)s::int[])
+        AS o (uid, hard_limit) ON o.uid = p.uid
+    WHERE %(only_uids)s::text[] IS NULL OR p.uid = ANY (%(only_uids)s::text[])
+)
+"""
+
+_IN_SCOPE = """
+b.preset_uid = t.preset_uid
+AND b.template_hash = t.template_hash
+AND b.started_at >= t.counts_from
+"""
+
+# Coder's GetPresetsAtFailureLimit: the latest hard_limit builds, newest first;
+# in-flight builds count as not failed. LIMIT 0 makes a hard_limit of 0 inert.
+_LATEST_WINDOW = f"""
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE latest.state = 'failed') AS failed
+    FROM (
+        SELECT b.state FROM builds b
+        WHERE {_IN_SCOPE}
+        ORDER BY b.started_at DESC, b.workspace_uid DESC
+        LIMIT t.hard_limit
+    ) latest
+) window_ ON true
+"""
+
+# The failures since the latest success (by start time, as the window above);
+# the lookback restricts which of them still cause backoff.
+_STREAK = f"""
+LEFT JOIN LATERAL (
+    SELECT count(*) AS consecutive_failures,
+           count(*) FILTER (WHERE b.failed_at >= %(lookback_start)s) AS recent_failures,
+           max(b.failed_at) FILTER (WHERE b.failed_at >= %(lookback_start)s) AS last_failed_at
+    FROM builds b
+    WHERE {_IN_SCOPE}
+      AND b.state = 'failed'
+      AND b.started_at > COALESCE(
+          (SELECT max(b.started_at) FROM builds b WHERE {_IN_SCOPE} AND b.state = 'succeeded'),
+          '-infinity'::timestamptz)
+) streak ON true
+"""
+
+_LATEST_BUILD = f"""
+LEFT JOIN LATERAL (
+    SELECT b.state = 'failed' AND b.validation_error AS validation_failed
+    FROM builds b
+    WHERE {_IN_SCOPE}
+    ORDER BY b.started_at DESC, b.workspace_uid DESC
+    LIMIT 1
+) latest_build ON true
+"""
+
+_LAST_FAILURE = f"""
+LEFT JOIN LATERAL (
+    SELECT b.failure_reason, b.failure_message, b.failed_at
+    FROM builds b
+    WHERE {_IN_SCOPE} AND b.state = 'failed'
+    ORDER BY b.failed_at DESC, b.workspace_uid DESC
+    LIMIT 1
+) last_failure ON true
+"""
+
+# Exponential with a cap: base * 2^(n-1), at most max. The exponent is clamped
+# so a long streak cannot overflow float8 before LEAST applies the cap.
+_BACKOFF_UNTIL = """
+CASE WHEN streak.recent_failures > 0 THEN
+    streak.last_failed_at + make_interval(secs => LEAST(
+        %(backoff_base_s)s::float8
+            * power(2::float8, LEAST(streak.recent_failures - 1, 60)::float8),
+        %(backoff_max_s)s::float8))
+END
+"""
+
+_FAILURE_STATE_COLUMNS = f"""
+SELECT t.preset_uid, t.namespace, t.name, t.template_hash, t.hard_limit, t.reset_at,
+       streak.consecutive_failures::int AS consecutive_failures,
+       streak.recent_failures::int AS recent_failures,
+       (t.hard_limit > 0 AND window_.failed = t.hard_limit) AS hard_limited,
+       COALESCE(latest_build.validation_failed, false) AS validation_failed,
+       {_BACKOFF_UNTIL} AS backoff_until,
+       last_failure.failure_reason AS last_failure_reason,
+       last_failure.failure_message AS last_failure_message,
+       last_failure.failed_at AS last_failure_at
+FROM target t
+{_LATEST_WINDOW}
+{_STREAK}
+{_LATEST_BUILD}
+{_LAST_FAILURE}
+"""
+
+# -- failure policy: queries ---------------------------------------------------------------
+
+FAILURE_STATE = _TARGET_ONE + _FAILURE_STATE_COLUMNS
+
+FAILURE_STATES = _TARGET_ALL + _FAILURE_STATE_COLUMNS + "ORDER BY t.namespace, t.name, t.preset_uid"
+
+PRESETS_AT_FAILURE_LIMIT = f"""
+{_TARGET_ALL}
+SELECT t.preset_uid, t.namespace, t.name, t.template_hash, t.hard_limit, t.reset_at
+FROM target t
+{_LATEST_WINDOW}
+WHERE t.hard_limit > 0 AND window_.failed = t.hard_limit
+ORDER BY t.namespace, t.name, t.preset_uid
+"""
+
+PRESETS_IN_BACKOFF = f"""
+{_TARGET_ALL}
+SELECT * FROM (
+    SELECT t.preset_uid, t.namespace, t.name, t.template_hash,
+           streak.recent_failures::int AS recent_failures,
+           streak.last_failed_at,
+           {_BACKOFF_UNTIL} AS backoff_until
+    FROM target t
+    {_STREAK}
+) s
+WHERE s.backoff_until > %(now)s
+ORDER BY s.namespace, s.name, s.preset_uid
+"""
+
+# The first caller for an episode gets a row back; everyone after gets none.
+MARK_HARD_LIMIT_NOTIFIED = """
+INSERT INTO hard_limit_notifications (preset_uid, template_hash, reset_epoch, notified_at)
+VALUES (%(preset_uid)s, %(template_hash)s,
+        COALESCE(%(reset_epoch)s::timestamptz, '-infinity'::timestamptz),
+        COALESCE(%(at)s::timestamptz, now()))
+ON CONFLICT DO NOTHING
+RETURNING preset_uid
+"""
+
+# -- claims ----------------------------------------------------------------------------------
+
+RECORD_CLAIM_REQUESTED = """
+INSERT INTO claims (claim_uid, preset_uid, namespace, claim_name, owner, requested_at)
+VALUES (%(claim_uid)s, %(preset_uid)s, %(namespace)s, %(claim_name)s, %(owner)s, %(at)s)
+ON CONFLICT (claim_uid) DO UPDATE SET
+    preset_uid = COALESCE(claims.preset_uid, EXCLUDED.preset_uid),
+    namespace = COALESCE(claims.namespace, EXCLUDED.namespace),
+    claim_name = COALESCE(claims.claim_name, EXCLUDED.claim_name),
+    owner = COALESCE(claims.owner, EXCLUDED.owner),
+    requested_at = LEAST(claims.requested_at, EXCLUDED.requested_at)
+"""
+
+# The earliest binding wins: a claim binds once; a later report is a replay.
+RECORD_CLAIM_BOUND = """
+INSERT INTO claims (claim_uid, workspace_uid, workspace_name, owner, source, bound_at)
+VALUES (%(claim_uid)s, %(workspace_uid)s, %(workspace_name)s, %(owner)s, %(source)s, %(at)s)
+ON CONFLICT (claim_uid) DO UPDATE SET
+    workspace_uid = CASE WHEN claims.bound_at IS NULL OR EXCLUDED.bound_at < claims.bound_at
+        THEN EXCLUDED.workspace_uid ELSE claims.workspace_uid END,
+    workspace_name = CASE WHEN claims.bound_at IS NULL OR EXCLUDED.bound_at < claims.bound_at
+        THEN EXCLUDED.workspace_name ELSE claims.workspace_name END,
+    source = CASE WHEN claims.bound_at IS NULL OR EXCLUDED.bound_at < claims.bound_at
+        THEN EXCLUDED.source ELSE claims.source END,
+    owner = COALESCE(claims.owner, EXCLUDED.owner),
+    bound_at = LEAST(claims.bound_at, EXCLUDED.bound_at)
+"""
+
+RECORD_CLAIM_REINITIALIZED = """
+INSERT INTO claims (claim_uid, reinitialized_at)
+VALUES (%(claim_uid)s, %(at)s)
+ON CONFLICT (claim_uid) DO UPDATE SET
+    reinitialized_at = LEAST(claims.reinitialized_at, EXCLUDED.reinitialized_at)
+"""
+
+RECORD_CLAIM_FAILED = """
+INSERT INTO claims (claim_uid, failed_at, failure_reason)
+VALUES (%(claim_uid)s, %(at)s, %(reason)s)
+ON CONFLICT (claim_uid) DO UPDATE SET
+    failure_reason = CASE WHEN claims.failed_at IS NULL OR EXCLUDED.failed_at < claims.failed_at
+        THEN EXCLUDED.failure_reason ELSE claims.failure_reason END,
+    failed_at = LEAST(claims.failed_at, EXCLUDED.failed_at)
+"""
+
+_CLAIM_COLUMNS = """
+claim_uid, preset_uid, namespace, claim_name, owner, workspace_uid, workspace_name,
+source, state, requested_at, bound_at, reinitialized_at, failed_at, failure_reason
+"""
+
+# Ordered by the same expression as the claims_recent index.
+RECENT_CLAIMS = f"""
+SELECT {_CLAIM_COLUMNS} FROM claims
+ORDER BY COALESCE(requested_at, bound_at, failed_at) DESC NULLS LAST, claim_uid
+LIMIT %(limit)s
+"""
+
+GET_CLAIM = f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE claim_uid = %(claim_uid)s"
+
+# -- reporting -------------------------------------------------------------------------------
+
+# Grouped by name, not UID: a preset deleted and recreated under the same name
+# keeps counting up, as a Prometheus counter must.
+METRIC_TOTALS = """
+WITH build_totals AS (
+    SELECT preset_uid,
+           count(*) FILTER (WHERE started_at IS NOT NULL) AS created,
+           count(*) FILTER (WHERE ready_at IS NOT NULL) AS succeeded,
+           count(*) FILTER (WHERE state = 'failed') AS failed
+    FROM builds
+    WHERE preset_uid IS NOT NULL
+    GROUP BY preset_uid
+),
+claim_totals AS (
+    SELECT preset_uid,
+           count(*) FILTER (WHERE bound_at IS NOT NULL AND source = 'prebuilt') AS claimed,
+           count(*) FILTER (WHERE bound_at IS NOT NULL AND source = 'cold') AS cold_starts
+    FROM claims
+    WHERE preset_uid IS NOT NULL
+    GROUP BY preset_uid
+)
+SELECT p.namespace, p.name,
+       COALESCE(sum(b.created), 0)::bigint AS created,
+       COALESCE(sum(b.succeeded), 0)::bigint AS succeeded,
+       COALESCE(sum(b.failed), 0)::bigint AS failed,
+       COALESCE(sum(c.claimed), 0)::bigint AS claimed,
+       COALESCE(sum(c.cold_starts), 0)::bigint AS cold_starts
+FROM presets p
+LEFT JOIN build_totals b ON b.preset_uid = p.uid
+LEFT JOIN claim_totals c ON c.preset_uid = p.uid
+GROUP BY p.namespace, p.name
+ORDER BY p.namespace, p.name
+"""
+
+HISTORY = """
+SELECT b.workspace_uid, b.preset_uid, b.workspace_name, b.template_hash, b.state,
+       b.started_at, b.ready_at, b.failed_at, b.validation_error,
+       b.failure_reason, b.failure_message
+FROM builds b
+JOIN presets p ON p.uid = b.preset_uid
+WHERE p.namespace = %(namespace)s AND p.name = %(name)s
+ORDER BY b.started_at DESC NULLS LAST, b.workspace_uid DESC
+LIMIT %(limit)s
+"""

@@ -1,0 +1,384 @@
+"""The ledger: an async, typed facade over PostgreSQL for the operator.
+
+Every write is an idempotent upsert keyed by Kubernetes UIDs (see queries.py
+for how replays and out-of-order events merge). Every `at`/`now` is the
+caller's time, timezone-aware, so tests and replays are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from psycopg import AsyncConnection
+from psycopg.rows import AsyncRowFactory, DictRow, class_row, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from prewarm.ledger import queries
+from prewarm.ledger.models import (
+    BuildRecord,
+    ClaimRecord,
+    ClaimSource,
+    FailureState,
+    LastFailure,
+    MetricTotals,
+    PrebuildStatus,
+    PresetAtLimit,
+    PresetInBackoff,
+    PresetRecord,
+)
+
+T = TypeVar("T")
+Params = Mapping[str, Any]
+
+
+class Ledger:
+    """History of every prebuild attempt and claim, and the failure policy computed from it."""
+
+    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> Ledger:
+        """Open a pool to `dsn` and wait until one connection works (fails fast if it cannot)."""
+        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            # Single statements only, so autocommit: no transaction is ever left idle.
+            # UTC sessions: timestamps read back compare equal to what was written.
+            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
+        )
+        await pool.open(wait=True)
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- presets -----------------------------------------------------------------------
+
+    async def upsert_preset(
+        self, uid: str, namespace: str, name: str, template_hash: str, generation: int = 0
+    ) -> bool:
+        """Record the preset's current spec; True if anything changed.
+
+        A new template hash resets status to normal. With `generation`
+        (metadata.generation) an older replay cannot undo a newer spec.
+        """
+        params = {
+            "uid": uid,
+            "namespace": namespace,
+            "name": name,
+            "template_hash": template_hash,
+            "generation": generation,
+        }
+        return await self._changed(queries.UPSERT_PRESET, params)
+
+    async def record_retry(self, uid: str, retry_token: str, at: datetime) -> bool:
+        """A prewarm.dev/retry value: starts a new failure epoch at `at` if the token is new.
+
+        True if it reset. The same token again (a restart's replay) changes nothing.
+        """
+        params = {"uid": uid, "token": retry_token, "at": _aware(at)}
+        return await self._changed(queries.RECORD_RETRY, params)
+
+    async def set_preset_status(self, uid: str, status: PrebuildStatus) -> bool:
+        """Store the preset's prebuild status; True on a transition."""
+        params = {"uid": uid, "status": PrebuildStatus(status).value}
+        return await self._changed(queries.SET_PRESET_STATUS, params)
+
+    async def preset(self, uid: str) -> PresetRecord | None:
+        row = await self._one(queries.GET_PRESET, {"uid": uid}, dict_row)
+        if row is None:
+            return None
+        return PresetRecord(**{**row, "status": PrebuildStatus(row["status"])})
+
+    # -- builds ------------------------------------------------------------------------
+
+    async def record_build_started(
+        self,
+        preset_uid: str,
+        workspace_uid: str,
+        workspace_name: str,
+        template_hash: str,
+        at: datetime,
+    ) -> None:
+        """A prebuild attempt began (the PrebuiltWorkspace was created). The preset must exist."""
+        params = {
+            "preset_uid": preset_uid,
+            "workspace_uid": workspace_uid,
+            "workspace_name": workspace_name,
+            "template_hash": template_hash,
+            "at": _aware(at),
+        }
+        await self._execute(queries.RECORD_BUILD_STARTED, params)
+
+    async def record_build_succeeded(self, workspace_uid: str, at: datetime) -> None:
+        await self._execute(
+            queries.RECORD_BUILD_SUCCEEDED, {"workspace_uid": workspace_uid, "at": _aware(at)}
+        )
+
+    async def record_build_failed(
+        self,
+        workspace_uid: str,
+        reason: str,
+        message: str,
+        at: datetime,
+        validation_error: bool = False,
+    ) -> None:
+        params = {
+            "workspace_uid": workspace_uid,
+            "reason": reason,
+            "message": message,
+            "at": _aware(at),
+            "validation_error": validation_error,
+        }
+        await self._execute(queries.RECORD_BUILD_FAILED, params)
+
+    # -- failure policy ----------------------------------------------------------------
+
+    async def failure_state(
+        self,
+        preset_uid: str,
+        template_hash: str,
+        *,
+        hard_limit: int,
+        backoff_base: timedelta,
+        backoff_max: timedelta,
+        lookback: timedelta,
+        now: datetime,
+    ) -> FailureState:
+        """Consecutive failures, hard limit, validation failure and backoff of one preset."""
+        params = {
+            "preset_uid": preset_uid,
+            "template_hash": template_hash,
+            "hard_limit": hard_limit,
+            **_backoff_params(backoff_base, backoff_max, lookback, now),
+        }
+        row = await self._one(queries.FAILURE_STATE, params, dict_row)
+        if row is None:
+            return FailureState.clean(preset_uid, template_hash, hard_limit)
+        return _failure_state(row)
+
+    async def failure_states(
+        self,
+        *,
+        default_hard_limit: int,
+        backoff_base: timedelta,
+        backoff_max: timedelta,
+        lookback: timedelta,
+        now: datetime,
+        hard_limits: Mapping[str, int] | None = None,
+        preset_uids: Sequence[str] | None = None,
+    ) -> dict[str, FailureState]:
+        """failure_state() of every preset (or of `preset_uids`) at its current hash, one query.
+
+        hard_limits: per-preset overrides (spec.failurePolicy.hardLimit) by preset UID.
+        """
+        params = {
+            **_target_all_params(default_hard_limit, hard_limits, preset_uids),
+            **_backoff_params(backoff_base, backoff_max, lookback, now),
+        }
+        rows = await self._all(queries.FAILURE_STATES, params, dict_row)
+        return {row["preset_uid"]: _failure_state(row) for row in rows}
+
+    async def presets_at_failure_limit(
+        self,
+        default_hard_limit: int,
+        hard_limits: Mapping[str, int] | None = None,
+        preset_uids: Sequence[str] | None = None,
+    ) -> list[PresetAtLimit]:
+        """Presets whose latest hard_limit builds (current hash and epoch) all failed."""
+        params = _target_all_params(default_hard_limit, hard_limits, preset_uids)
+        return await self._all(queries.PRESETS_AT_FAILURE_LIMIT, params, class_row(PresetAtLimit))
+
+    async def presets_in_backoff(
+        self,
+        *,
+        backoff_base: timedelta,
+        backoff_max: timedelta,
+        lookback: timedelta,
+        now: datetime,
+        preset_uids: Sequence[str] | None = None,
+    ) -> list[PresetInBackoff]:
+        """Presets whose backoff_until is still ahead of `now`."""
+        params = {
+            # The target fragment is shared with the hard-limit queries; the limit is unused here.
+            **_target_all_params(0, None, preset_uids),
+            **_backoff_params(backoff_base, backoff_max, lookback, now),
+        }
+        return await self._all(queries.PRESETS_IN_BACKOFF, params, class_row(PresetInBackoff))
+
+    async def mark_hard_limit_notified(
+        self,
+        preset_uid: str,
+        template_hash: str,
+        reset_epoch: datetime | None,
+        at: datetime | None = None,
+    ) -> bool:
+        """True for exactly one caller per (preset, hash, epoch), across restarts and replicas.
+
+        reset_epoch is FailureState.reset_at (None before any retry).
+        """
+        params = {
+            "preset_uid": preset_uid,
+            "template_hash": template_hash,
+            "reset_epoch": None if reset_epoch is None else _aware(reset_epoch),
+            "at": None if at is None else _aware(at),
+        }
+        return await self._changed(queries.MARK_HARD_LIMIT_NOTIFIED, params)
+
+    # -- claims ------------------------------------------------------------------------
+
+    async def record_claim_requested(
+        self,
+        claim_uid: str,
+        preset_uid: str,
+        namespace: str,
+        claim_name: str,
+        owner: str,
+        at: datetime,
+    ) -> None:
+        params = {
+            "claim_uid": claim_uid,
+            "preset_uid": preset_uid,
+            "namespace": namespace,
+            "claim_name": claim_name,
+            "owner": owner,
+            "at": _aware(at),
+        }
+        await self._execute(queries.RECORD_CLAIM_REQUESTED, params)
+
+    async def record_claim_bound(
+        self,
+        claim_uid: str,
+        workspace_uid: str,
+        workspace_name: str,
+        owner: str,
+        source: ClaimSource,
+        at: datetime,
+    ) -> None:
+        params = {
+            "claim_uid": claim_uid,
+            "workspace_uid": workspace_uid,
+            "workspace_name": workspace_name,
+            "owner": owner,
+            "source": source,
+            "at": _aware(at),
+        }
+        await self._execute(queries.RECORD_CLAIM_BOUND, params)
+
+    async def record_claim_reinitialized(self, claim_uid: str, at: datetime) -> None:
+        await self._execute(
+            queries.RECORD_CLAIM_REINITIALIZED, {"claim_uid": claim_uid, "at": _aware(at)}
+        )
+
+    async def record_claim_failed(self, claim_uid: str, reason: str, at: datetime) -> None:
+        params = {"claim_uid": claim_uid, "reason": reason, "at": _aware(at)}
+        await self._execute(queries.RECORD_CLAIM_FAILED, params)
+
+    async def claim(self, claim_uid: str) -> ClaimRecord | None:
+        return await self._one(queries.GET_CLAIM, {"claim_uid": claim_uid}, class_row(ClaimRecord))
+
+    async def recent_claims(self, limit: int = 20) -> list[ClaimRecord]:
+        return await self._all(queries.RECENT_CLAIMS, {"limit": limit}, class_row(ClaimRecord))
+
+    # -- reporting ---------------------------------------------------------------------
+
+    async def metric_totals(self) -> list[MetricTotals]:
+        return await self._all(queries.METRIC_TOTALS, {}, class_row(MetricTotals))
+
+    async def history(self, namespace: str, name: str, limit: int = 20) -> list[BuildRecord]:
+        """The latest builds of a preset (any hash, any epoch), newest first."""
+        params = {"namespace": namespace, "name": name, "limit": limit}
+        return await self._all(queries.HISTORY, params, class_row(BuildRecord))
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    async def _execute(self, query: str, params: Params) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(query, params)
+
+    async def _changed(self, query: str, params: Params) -> bool:
+        """Run a statement with RETURNING; True if it touched a row."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(query, params)
+            return await cursor.fetchone() is not None
+
+    async def _one(self, query: str, params: Params, rows: AsyncRowFactory[T]) -> T | None:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=rows) as cursor:
+            await cursor.execute(query, params)
+            return await cursor.fetchone()
+
+    async def _all(self, query: str, params: Params, rows: AsyncRowFactory[T]) -> list[T]:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=rows) as cursor:
+            await cursor.execute(query, params)
+            return await cursor.fetchall()
+
+
+def _aware(moment: datetime) -> datetime:
+    # A naive datetime would be read in the session's time zone: silently wrong.
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"timezone-aware datetime required, got {moment!r}")
+    return moment
+
+
+def _backoff_params(
+    backoff_base: timedelta, backoff_max: timedelta, lookback: timedelta, now: datetime
+) -> dict[str, Any]:
+    return {
+        "backoff_base_s": backoff_base.total_seconds(),
+        "backoff_max_s": backoff_max.total_seconds(),
+        "lookback_start": _aware(now) - lookback,
+        "now": now,
+    }
+
+
+def _target_all_params(
+    default_hard_limit: int,
+    hard_limits: Mapping[str, int] | None,
+    preset_uids: Sequence[str] | None,
+) -> dict[str, Any]:
+    overrides = dict(hard_limits or {})
+    return {
+        "default_hard_limit": default_hard_limit,
+        "override_uids": list(overrides),
+        "override_limits": list(overrides.values()),
+        "only_uids": None if preset_uids is None else list(preset_uids),
+    }
+
+
+def _failure_state(row: DictRow) -> FailureState:
+    last_failure = None
+    if row["last_failure_at"] is not None:
+        last_failure = LastFailure(
+            reason=row["last_failure_reason"],
+            message=row["last_failure_message"],
+            at=row["last_failure_at"],
+        )
+    return FailureState(
+        preset_uid=row["preset_uid"],
+        template_hash=row["template_hash"],
+        hard_limit=row["hard_limit"],
+        reset_at=row["reset_at"],
+        consecutive_failures=row["consecutive_failures"],
+        recent_failures=row["recent_failures"],
+        hard_limited=row["hard_limited"],
+        validation_failed=row["validation_failed"],
+        backoff_until=row["backoff_until"],
+        last_failure=last_failure,
+    )

@@ -1,0 +1,147 @@
+"""Preset status, claims, metric totals and history: what `prewarm status/history` show."""
+
+from __future__ import annotations
+
+from prewarm.ledger.models import (
+    BuildRecord,
+    ClaimRecord,
+    ClaimSource,
+    MetricTotals,
+    PrebuildStatus,
+    PresetRecord,
+)
+from prewarm.ledger.repository import Ledger
+from tests.ledger.scenario import building, failed, record, succeeded
+from tests.ledger.support import at, run_with_ledger
+
+
+def test_status_transitions_and_a_new_spec_resets_them(migrated_dsn: str):
+    async def scenario(ledger: Ledger) -> tuple[list[bool], PresetRecord | None]:
+        await ledger.upsert_preset("p1", "team-a", "python", "h1", generation=1)
+        changes = [
+            await ledger.set_preset_status("p1", PrebuildStatus.HARD_LIMITED),
+            await ledger.set_preset_status("p1", PrebuildStatus.HARD_LIMITED),
+            await ledger.upsert_preset("p1", "team-a", "python", "h1", generation=1),
+        ]
+        limited = await ledger.preset("p1")
+        assert limited is not None
+        assert limited.status is PrebuildStatus.HARD_LIMITED
+        changes.append(await ledger.upsert_preset("p1", "team-a", "python", "h2", generation=2))
+        return changes, await ledger.preset("p1")
+
+    changes, preset = run_with_ledger(migrated_dsn, scenario)
+    assert changes == [True, False, False, True]
+    assert preset is not None
+    assert (preset.template_hash, preset.generation, preset.status) == (
+        "h2",
+        2,
+        PrebuildStatus.NORMAL,
+    )
+
+
+def test_a_retry_clears_the_status(migrated_dsn: str):
+    async def scenario(ledger: Ledger) -> PresetRecord | None:
+        await ledger.upsert_preset("p1", "team-a", "python", "h1")
+        await ledger.set_preset_status("p1", PrebuildStatus.VALIDATION_FAILED)
+        await ledger.record_retry("p1", "try-1", at(10))
+        return await ledger.preset("p1")
+
+    preset = run_with_ledger(migrated_dsn, scenario)
+    assert preset is not None
+    assert (preset.status, preset.retry_token, preset.reset_at) == (
+        PrebuildStatus.NORMAL,
+        "try-1",
+        at(10),
+    )
+
+
+def test_claims_round_trip(migrated_dsn: str):
+    async def scenario(ledger: Ledger) -> list[ClaimRecord]:
+        await ledger.record_claim_requested("c-1", "p1", "team-a", "first", "alice", at(0))
+        await ledger.record_claim_bound("c-1", "ws-1", "pw-1", "alice", "prebuilt", at(0.05))
+        await ledger.record_claim_reinitialized("c-1", at(1.5))
+        await ledger.record_claim_requested("c-2", "p1", "team-a", "second", "bob", at(10))
+        await ledger.record_claim_failed("c-2", "ColdStartFailed", at(300))
+        await ledger.record_claim_requested("c-3", "p1", "team-a", "third", "carol", at(20))
+        return await ledger.recent_claims(limit=10)
+
+    claims = run_with_ledger(migrated_dsn, scenario)
+    assert [c.claim_uid for c in claims] == ["c-3", "c-2", "c-1"]
+    third, second, first = claims
+    assert first == ClaimRecord(
+        claim_uid="c-1",
+        preset_uid="p1",
+        namespace="team-a",
+        claim_name="first",
+        owner="alice",
+        workspace_uid="ws-1",
+        workspace_name="pw-1",
+        source="prebuilt",
+        state="bound",
+        requested_at=at(0),
+        bound_at=at(0.05),
+        reinitialized_at=at(1.5),
+        failed_at=None,
+        failure_reason=None,
+    )
+    assert (second.state, second.failure_reason, second.failed_at) == (
+        "failed",
+        "ColdStartFailed",
+        at(300),
+    )
+    assert (third.state, third.bound_at) == ("pending", None)
+
+
+def test_recent_claims_respects_the_limit(migrated_dsn: str):
+    async def scenario(ledger: Ledger) -> list[ClaimRecord]:
+        for i in range(5):
+            await ledger.record_claim_requested(f"c-{i}", "p1", "ns", f"claim-{i}", "u", at(i))
+        return await ledger.recent_claims(limit=2)
+
+    assert [c.claim_uid for c in run_with_ledger(migrated_dsn, scenario)] == ["c-4", "c-3"]
+
+
+def test_metric_totals_count_per_preset_name_across_recreation(migrated_dsn: str):
+    async def scenario(ledger: Ledger) -> list[MetricTotals]:
+        await ledger.upsert_preset("p1", "team-a", "python", "h1")
+        await record(ledger, [succeeded(0), succeeded(10), failed(20), building(30)], "p1")
+        # The same preset deleted and created again: a new UID, the same name.
+        await ledger.upsert_preset("p1-again", "team-a", "python", "h1")
+        await record(ledger, [failed(100)], "p1-again")
+        await ledger.upsert_preset("p2", "team-b", "go", "g1")
+        claims: list[tuple[str, ClaimSource]] = [
+            ("c-1", "prebuilt"),
+            ("c-2", "prebuilt"),
+            ("c-3", "cold"),
+        ]
+        for uid, source in claims:
+            await ledger.record_claim_requested(uid, "p1", "team-a", uid, "alice", at(200))
+            await ledger.record_claim_bound(uid, f"ws-{uid}", f"pw-{uid}", "alice", source, at(201))
+        await ledger.record_claim_requested("c-4", "p1-again", "team-a", "c-4", "bob", at(210))
+        return await ledger.metric_totals()
+
+    assert run_with_ledger(migrated_dsn, scenario) == [
+        MetricTotals(
+            "team-a", "python", created=5, succeeded=2, failed=2, claimed=2, cold_starts=1
+        ),
+        MetricTotals("team-b", "go", created=0, succeeded=0, failed=0, claimed=0, cold_starts=0),
+    ]
+
+
+def test_history_lists_the_newest_builds_with_their_failure_reasons(migrated_dsn: str):
+    async def scenario(ledger: Ledger) -> list[BuildRecord]:
+        await ledger.upsert_preset("p1", "team-a", "python", "h1")
+        await ledger.upsert_preset("p2", "team-a", "other", "h1")
+        await record(ledger, [failed(0, reason="ImagePullBackOff"), succeeded(10)], "p1")
+        await record(ledger, [failed(20, reason="Unschedulable"), building(30)], "p1")
+        await record(ledger, [failed(40, reason="NotMine")], "p2")
+        return await ledger.history("team-a", "python", limit=3)
+
+    history = run_with_ledger(migrated_dsn, scenario)
+    assert [(b.state, b.started_at, b.failure_reason) for b in history] == [
+        ("building", at(30), None),
+        ("failed", at(20), "Unschedulable"),
+        ("succeeded", at(10), None),
+    ]
+    assert history[1].failure_message is not None
+    assert history[1].failure_message.startswith("Unschedulable in ws-")
