@@ -1,0 +1,160 @@
+"""Preset: the pool definition (a pod template, its parameters, how many warm copies)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from prewarm.api.base import ApiModel, ObjectMeta, Timestamp
+from prewarm.api.conditions import Condition
+from prewarm.api.constants import API_VERSION, KIND_PRESET, LABEL_PRESET
+from prewarm.api.durations import Duration, PositiveDuration
+from prewarm.api.patterns import (
+    CRON_MAX_LENGTH,
+    CRON_PATTERN,
+    PARAMETER_NAME_MAX_LENGTH,
+    PARAMETER_NAME_PATTERN,
+    TIMEZONE_MAX_LENGTH,
+    TIMEZONE_PATTERN,
+)
+
+
+class PrebuildStatus(StrEnum):
+    """Whether the operator is creating prebuilds for a preset."""
+
+    NORMAL = "Normal"
+    HARD_LIMITED = "HardLimited"
+    VALIDATION_FAILED = "ValidationFailed"
+
+
+class TemplateMetadata(ApiModel):
+    """Labels and annotations copied onto every workspace pod."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class WorkspacePodSpec(ApiModel):
+    """A full core/v1 PodSpec. Only `containers` is modelled; the rest is kept as is.
+
+    The API server validates the pod itself (server-side dry-run), so the
+    operator need not know every PodSpec field to pass them through.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    containers: list[dict[str, Any]] = Field(min_length=1)
+
+
+class PodTemplate(ApiModel):
+    """The workspace: a PodTemplateSpec."""
+
+    metadata: TemplateMetadata = Field(default_factory=TemplateMetadata)
+    spec: WorkspacePodSpec
+
+
+class Parameter(ApiModel):
+    """One name/value handed to the workspace as an env var and annotation."""
+
+    name: str = Field(max_length=PARAMETER_NAME_MAX_LENGTH, pattern=PARAMETER_NAME_PATTERN)
+    value: str = Field(default="", max_length=4096)
+
+
+class Schedule(ApiModel):
+    """While `cron` matches the current minute, keep `instances` warm instead of the default."""
+
+    cron: str = Field(max_length=CRON_MAX_LENGTH, pattern=CRON_PATTERN)
+    instances: int = Field(ge=0)
+
+
+class Prebuilds(ApiModel):
+    """How many warm instances to keep, when, and for how long."""
+
+    instances: int = Field(default=0, ge=0)
+    schedules: list[Schedule] = Field(default_factory=list, max_length=32)
+    timezone: str = Field(default="UTC", max_length=TIMEZONE_MAX_LENGTH, pattern=TIMEZONE_PATTERN)
+    ttl: PositiveDuration | None = None
+
+
+class FailurePolicy(ApiModel):
+    """When to stop retrying a preset whose prebuilds fail. Unset fields use operator settings."""
+
+    hard_limit: int | None = Field(default=None, ge=0)
+    backoff_base: Duration | None = None
+    backoff_max: Duration | None = None
+    readiness_timeout: PositiveDuration | None = None
+
+    @model_validator(mode="after")
+    def _max_not_below_base(self) -> Self:
+        if (
+            self.backoff_base is not None
+            and self.backoff_max is not None
+            and self.backoff_max < self.backoff_base
+        ):
+            raise ValueError("backoffMax must be greater than or equal to backoffBase")
+        return self
+
+
+class Agent(ApiModel):
+    """What the in-pod agent does when a warm workspace is claimed."""
+
+    on_claim: list[str] = Field(default_factory=list, max_length=64)
+    image: str | None = Field(default=None, max_length=1024)
+
+
+class PresetSpec(ApiModel):
+    template: PodTemplate
+    parameters: list[Parameter] = Field(default_factory=list, max_length=64)
+    prebuilds: Prebuilds = Field(default_factory=Prebuilds)
+    failure_policy: FailurePolicy = Field(default_factory=FailurePolicy)
+    agent: Agent = Field(default_factory=Agent)
+
+    @field_validator("parameters")
+    @classmethod
+    def _unique_parameter_names(cls, parameters: list[Parameter]) -> list[Parameter]:
+        seen: set[str] = set()
+        for parameter in parameters:
+            if parameter.name in seen:
+                raise ValueError(f"duplicate parameter name {parameter.name!r}")
+            seen.add(parameter.name)
+        return parameters
+
+
+class LastFailure(ApiModel):
+    """The most recent failed prebuild of the preset."""
+
+    reason: str
+    message: str = ""
+    time: Timestamp | None = None
+
+
+class PresetStatus(ApiModel):
+    observed_generation: int | None = None
+    template_hash: str | None = None
+    desired: int = 0
+    running: int = 0
+    ready: int = 0
+    starting: int = 0
+    claimed: int = 0
+    failed: int = 0
+    prebuild_status: PrebuildStatus | None = None
+    paused: bool = False
+    backoff_until: Timestamp | None = None
+    last_failure: LastFailure | None = None
+    selector: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class Preset(ApiModel):
+    api_version: str = API_VERSION
+    kind: str = KIND_PRESET
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: PresetSpec
+    status: PresetStatus = Field(default_factory=PresetStatus)
+
+
+def pool_selector(preset_name: str) -> str:
+    """The label selector of a preset's workspaces; published as status.selector for HPA/scale."""
+    return f"{LABEL_PRESET}={preset_name}"

@@ -1,0 +1,64 @@
+"""PrebuiltWorkspace: one pool instance; owns exactly one Pod."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from prewarm.api.base import ApiModel, LocalObjectReference, ObjectMeta, Timestamp
+from prewarm.api.conditions import Condition
+from prewarm.api.constants import API_VERSION, KIND_PREBUILT_WORKSPACE
+from prewarm.api.patterns import TEMPLATE_HASH_PATTERN
+
+
+class WorkspacePhase(StrEnum):
+    PENDING = "Pending"
+    BUILDING = "Building"
+    READY = "Ready"
+    CLAIMED = "Claimed"
+    FAILED = "Failed"
+
+
+class ClaimReference(ApiModel):
+    """The WorkspaceClaim that took this workspace; the uid guards against a re-created namesake."""
+
+    name: str = Field(min_length=1, max_length=253)
+    uid: str = Field(min_length=1, max_length=64)
+
+
+class PrebuiltWorkspaceSpec(ApiModel):
+    preset_ref: LocalObjectReference
+    template_hash: str = Field(pattern=TEMPLATE_HASH_PATTERN)
+    owner: str = Field(default="", max_length=256)
+    claim_ref: ClaimReference | None = None
+
+    @property
+    def is_claimed(self) -> bool:
+        return self.owner != ""
+
+
+class WorkspaceFailure(ApiModel):
+    """Why this instance failed; reason is one of prewarm.api.reasons.FAILURE_REASONS."""
+
+    reason: str
+    message: str = ""
+
+
+class PrebuiltWorkspaceStatus(ApiModel):
+    phase: WorkspacePhase | None = None
+    pod_name: str | None = None
+    ready_at: Timestamp | None = None
+    claimed_at: Timestamp | None = None
+    owner: str | None = None
+    reinit_generation: int = Field(default=0, ge=0)
+    failure: WorkspaceFailure | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class PrebuiltWorkspace(ApiModel):
+    api_version: str = API_VERSION
+    kind: str = KIND_PREBUILT_WORKSPACE
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: PrebuiltWorkspaceSpec
+    status: PrebuiltWorkspaceStatus = Field(default_factory=PrebuiltWorkspaceStatus)
