@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.plugins.postgres", "tests.plugins.cluster"]
+pytest_plugins = ["tests.plugins.postgres", "tests.plugins.cluster", "tests.plugins.operator"]
 
 _TIERS = ("unit", "ledger", "e2e", "chart")
 

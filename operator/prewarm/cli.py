@@ -28,8 +28,18 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
     dsn = args.database_url or Settings().database_url
     applied = migrate(dsn)
-    print(f"prewarm migrate: {len(applied)} migration(s) applied" if applied else "up to date")
+    print(
+        f"prewarm migrate: {len(applied)} migration(s) applied"
+        if applied
+        else "prewarm migrate: up to date"
+    )
     return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from prewarm.run import run_operator
+
+    return run_operator(verbose=args.verbose)
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -45,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"prewarm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("run", help="run the operator").set_defaults(func=_not_implemented("run"))
+    run = sub.add_parser("run", help="run the operator (settings: PREWARM_* environment)")
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=_cmd_run)
 
     migrate = sub.add_parser("migrate", help="apply the ledger's SQL migrations")
     migrate.add_argument(

@@ -230,7 +230,8 @@ class LocalCluster:
                 "get",
                 "nodes",
                 "-o",
-                'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
+                "jsonpath={range .items[*]}"
+                '{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
             ).stdout.split()
             if out.count("True") >= self.nodes:
                 return

@@ -8,9 +8,10 @@ reason people can act on.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 class Verdict(enum.StrEnum):
@@ -128,3 +129,48 @@ def classify(
             f"not Ready after {readiness_timeout} (pod phase {pod.phase})",
         )
     return BUILDING
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def pod_view(pod: Mapping[str, Any]) -> PodView:
+    """The classifier's view of a core/v1 Pod as the API returns it."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    scheduled = conditions.get("PodScheduled") or {}
+    unschedulable = (
+        scheduled.get("message") or "unschedulable"
+        if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable"
+        else None
+    )
+    containers = []
+    for c in status.get("containerStatuses") or []:
+        state = c.get("state") or {}
+        waiting = state.get("waiting") or {}
+        terminated = state.get("terminated") or {}
+        containers.append(
+            ContainerState(
+                name=str(c.get("name", "")),
+                ready=bool(c.get("ready")),
+                restart_count=int(c.get("restartCount") or 0),
+                waiting_reason=waiting.get("reason"),
+                waiting_message=waiting.get("message"),
+                terminated_reason=terminated.get("reason"),
+                terminated_message=terminated.get("message"),
+                exit_code=terminated.get("exitCode"),
+            )
+        )
+    return PodView(
+        phase=str(status.get("phase") or "Pending"),
+        created_at=_parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
+        ready=(conditions.get("Ready") or {}).get("status") == "True",
+        unschedulable_message=unschedulable,
+        status_reason=status.get("reason"),
+        status_message=status.get("message"),
+        containers=tuple(containers),
+    )

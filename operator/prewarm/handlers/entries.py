@@ -1,0 +1,125 @@
+"""What the operator keeps in memory of each watched object (kopf indexes).
+
+Small frozen records instead of whole bodies: 5000 workspaces must fit in a
+few MiB, and the planner needs only these fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prewarm.api.constants import LABEL_PRESET
+from prewarm.planning.failures import PodView, pod_view
+from prewarm.planning.pool import Instance, Phase
+
+PresetKey = tuple[str, str]  # (namespace, preset name)
+
+
+def parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class WorkspaceEntry:
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    preset: str
+    template_hash: str
+    owner: str
+    phase: Phase
+    created_at: datetime
+    ready_at: datetime | None
+    failed_at: datetime | None
+    failure_reason: str | None
+    deleting: bool
+
+    @property
+    def claimed(self) -> bool:
+        return bool(self.owner) or self.phase is Phase.CLAIMED
+
+    def as_instance(self) -> Instance:
+        return Instance(
+            name=self.name,
+            template_hash=self.template_hash,
+            phase=self.phase,
+            created_at=self.created_at,
+            ready_at=self.ready_at,
+            failed_at=self.failed_at,
+            claimed=self.claimed,
+            deleting=self.deleting,
+        )
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> WorkspaceEntry:
+        meta = body.get("metadata") or {}
+        spec = body.get("spec") or {}
+        status = body.get("status") or {}
+        failure = status.get("failure") or {}
+        return cls(
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            resource_version=str(meta.get("resourceVersion", "")),
+            preset=str((spec.get("presetRef") or {}).get("name", "")),
+            template_hash=str(spec.get("templateHash", "")),
+            owner=str(spec.get("owner") or ""),
+            phase=Phase(status.get("phase") or Phase.PENDING),
+            created_at=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
+            ready_at=parse_time(status.get("readyAt")),
+            failed_at=None,
+            failure_reason=failure.get("reason"),
+            deleting=meta.get("deletionTimestamp") is not None,
+        )
+
+
+@dataclass(frozen=True)
+class PodEntry:
+    namespace: str
+    name: str
+    preset: str
+    view: PodView
+    deleting: bool
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> PodEntry:
+        meta = body.get("metadata") or {}
+        return cls(
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            preset=str((meta.get("labels") or {}).get(LABEL_PRESET, "")),
+            view=pod_view(body),
+            deleting=meta.get("deletionTimestamp") is not None,
+        )
+
+
+@dataclass(frozen=True)
+class PresetEntry:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    annotations: Mapping[str, str]
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    deleting: bool
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> PresetEntry:
+        meta = body.get("metadata") or {}
+        return cls(
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation") or 0),
+            annotations=dict(meta.get("annotations") or {}),
+            spec=dict(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+            deleting=meta.get("deletionTimestamp") is not None,
+        )

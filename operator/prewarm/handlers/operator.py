@@ -1,0 +1,134 @@
+"""kopf registrations: indexes feed memory, events feed the work queue.
+
+No create/update handlers and no daemons: those make kopf write progress
+annotations and finalizers. Indexes and `on.event` handlers write nothing,
+so a converged operator makes zero API writes, and deleting a preset never
+waits for the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from prewarm.api.constants import GROUP, LABEL_PRESET, LABEL_WORKSPACE, VERSION
+from prewarm.handlers.entries import PodEntry, PresetEntry, PresetKey, WorkspaceEntry
+from prewarm.handlers.presets import reconcile_preset
+from prewarm.handlers.runtime import Runtime
+from prewarm.k8s.client import Kube
+from prewarm.ledger.migrate import migrate_async
+from prewarm.ledger.repository import Ledger
+from prewarm.settings import Settings
+
+log = logging.getLogger("prewarm.operator")
+
+# One runtime per process; kopf handlers reach it through this holder.
+_state: dict[str, Runtime] = {}
+_workers: dict[str, asyncio.Task[None]] = {}
+
+
+def runtime() -> Runtime:
+    return _state["runtime"]
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    config = Settings()
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.posting.level = logging.WARNING
+    # Every event of one object waits this long for more before a handler runs;
+    # kopf's default (0.1 s) would add that much to every claim.
+    settings.batching.batch_window = 0.01
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.inactivity_timeout = 600
+    await migrate_async(config.database_url)
+    ledger = await Ledger.connect(config.database_url)
+    kube = await Kube.connect()
+    rt = Runtime(settings=config, kube=kube, ledger=ledger)
+    rt.presets = kwargs["preset_index"]
+    rt.workspaces = kwargs["workspace_index"]
+    rt.pods = kwargs["pod_index"]
+    _state["runtime"] = rt
+    if config.metrics_port:
+        start_http_server(config.metrics_port)
+    _workers["queue"] = asyncio.create_task(_run_queue(rt))
+    _workers["resync"] = asyncio.create_task(_resync(rt))
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    for task in _workers.values():
+        task.cancel()
+    rt = _state.pop("runtime", None)
+    if rt is not None:
+        await rt.kube.close()
+        await rt.ledger.close()
+
+
+def _log_error(key: PresetKey, error: BaseException) -> None:
+    log.error("reconcile of preset %s/%s failed: %s", key[0], key[1], error, exc_info=error)
+
+
+async def _run_queue(rt: Runtime) -> None:
+    # kopf runs non-index handlers only once every index is complete; the
+    # first event we see proves it, so nothing plans on a partial picture.
+    await rt.indexed.wait()
+    await rt.queue.run_workers(8, lambda key: reconcile_preset(rt, key), _log_error)
+
+
+async def _resync(rt: Runtime) -> None:
+    await rt.indexed.wait()
+    while True:
+        await asyncio.sleep(rt.settings.resync_seconds)
+        for key in rt.preset_keys():
+            rt.queue.add(key)
+
+
+# --- indexes ----------------------------------------------------------------------------
+
+
+@kopf.index(GROUP, VERSION, "presets")
+def preset_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+    return {(namespace, name): PresetEntry.from_body(body)}
+
+
+@kopf.index(GROUP, VERSION, "prebuiltworkspaces")
+def workspace_index(body: kopf.Body, namespace: str | None, spec: kopf.Spec, **_: Any) -> Any:
+    preset = (spec.get("presetRef") or {}).get("name", "")
+    return {(namespace, preset): WorkspaceEntry.from_body(body)}
+
+
+@kopf.index("", "v1", "pods", labels={LABEL_WORKSPACE: kopf.PRESENT})
+def pod_index(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+    return {(namespace, labels[LABEL_WORKSPACE]): PodEntry.from_body(body)}
+
+
+# --- wake-ups ---------------------------------------------------------------------------
+
+
+def _wake(namespace: str | None, preset: str | None) -> None:
+    rt = _state.get("runtime")
+    if rt is None or not namespace or not preset:
+        return
+    rt.indexed.set()
+    rt.queue.add((namespace, preset))
+
+
+@kopf.on.event(GROUP, VERSION, "presets")
+def preset_event(namespace: str | None, name: str, **_: Any) -> None:
+    _wake(namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, "prebuiltworkspaces")
+def workspace_event(namespace: str | None, spec: kopf.Spec, **_: Any) -> None:
+    _wake(namespace, (spec.get("presetRef") or {}).get("name"))
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_WORKSPACE: kopf.PRESENT})
+def pod_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    _wake(namespace, labels.get(LABEL_PRESET))

@@ -1,0 +1,534 @@
+"""One reconcile pass of one preset: gather, plan, apply.
+
+Runs from the work queue, so one preset is never reconciled twice at once.
+Reads come from kopf indexes (no API lists) and the ledger; writes are the
+plan's creates and deletes, workspace status transitions, and a preset status
+patch only when something changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+
+from prewarm import metrics
+from prewarm.api import reasons
+from prewarm.api.conditions import set_condition
+from prewarm.api.constants import (
+    ANNOTATION_PAUSED,
+    ANNOTATION_RETRY,
+    API_VERSION,
+    KIND_PRESET,
+)
+from prewarm.api.hashing import template_hash
+from prewarm.api.preset import LastFailure, PrebuildStatus, PresetSpec, PresetStatus
+from prewarm.handlers.entries import PresetEntry, PresetKey, WorkspaceEntry
+from prewarm.handlers.runtime import Runtime
+from prewarm.k8s.client import ApiError
+from prewarm.k8s.events import post_event
+from prewarm.planning.failures import FailureReason, Outcome, Verdict, classify
+from prewarm.planning.pool import FailureView, Instance, Phase, PoolInput, plan_pool
+from prewarm.planning.preset_status import (
+    EventIntent,
+    FailureSummary,
+    StatusInput,
+    compute_status,
+    status_equal,
+    status_patch,
+    transition_events,
+)
+from prewarm.planning.render import render_pod, render_workspace
+from prewarm.planning.schedule import Schedule, desired_instances
+
+log = logging.getLogger("prewarm.presets")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def _event(rt: Runtime, preset: PresetEntry, intent: EventIntent) -> None:
+    await post_event(
+        rt.kube,
+        api_version=API_VERSION,
+        kind=KIND_PRESET,
+        namespace=preset.namespace,
+        name=preset.name,
+        uid=preset.uid,
+        type_="Warning" if intent.type == "Warning" else "Normal",
+        reason=intent.reason,
+        message=intent.message,
+    )
+
+
+async def reconcile_preset(rt: Runtime, key: PresetKey) -> None:
+    preset = rt.preset(key)
+    if preset is None or preset.deleting:
+        # Its unclaimed workspaces go with it (ownerReferences); forget it here.
+        metrics.forget_preset(*key)
+        rt.forget(key, preset.uid if preset else None)
+        return
+    started = time.perf_counter()
+    try:
+        await _reconcile(rt, key, preset)
+    except Exception:
+        metrics.reconcile_errors.labels(*key).inc()
+        rt.requeue_after(key, 5.0)
+        raise
+    finally:
+        metrics.reconcile_duration.observe(time.perf_counter() - started)
+
+
+async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
+    s = rt.settings
+    now = _now()
+    previous = PresetStatus.model_validate(preset.status)
+    try:
+        spec = PresetSpec.model_validate(preset.spec)
+    except ValidationError as error:
+        # The CRD schema should have stopped this; say so rather than loop on it.
+        await _patch_invalid_spec(rt, preset, previous, str(error), now)
+        return
+    thash = template_hash(spec)
+    policy = spec.failure_policy
+    hard_limit = s.hard_limit if policy.hard_limit is None else policy.hard_limit
+
+    if rt.recorded_hash.get(preset.uid) != thash:
+        await rt.ledger.upsert_preset(
+            preset.uid, preset.namespace, preset.name, thash, preset.generation
+        )
+        rt.recorded_hash[preset.uid] = thash
+    retry_token = preset.annotations.get(ANNOTATION_RETRY)
+    retried = False
+    if retry_token and rt.recorded_retry.get(preset.uid) != retry_token:
+        retried = await rt.ledger.record_retry(preset.uid, retry_token, now)
+        rt.recorded_retry[preset.uid] = retry_token
+        if retried:
+            await _event(
+                rt,
+                preset,
+                EventIntent(
+                    "Normal",
+                    reasons.REASON_PREBUILD_RETRY_REQUESTED,
+                    f"prewarm.dev/retry={retry_token}: failures so far no longer count",
+                ),
+            )
+
+    dry_run_message = await _validate_template(rt, preset, spec, thash, previous, retried)
+
+    # Workspaces: bring each one's status in line with its pod first.
+    exp = rt.expectations_of(key)
+    entries = rt.workspaces_of(key)
+    exp.observe(e.name for e in entries)
+    readiness_timeout = policy.readiness_timeout or s.readiness_timeout
+    instances: list[Instance] = []
+    by_name: dict[str, WorkspaceEntry] = {}
+    for entry in entries:
+        by_name[entry.name] = entry
+        instance = entry.as_instance()
+        if not entry.claimed and not entry.deleting:
+            instance = await _track_workspace(rt, preset, entry, instance, readiness_timeout, now)
+        if entry.name in exp.deleted:
+            instance = replace(instance, deleting=True)
+        instances.append(instance)
+    instances += [i for _, i in exp.created.values() if i.name not in by_name]
+
+    state = await rt.ledger.failure_state(
+        preset.uid,
+        thash,
+        hard_limit=hard_limit,
+        backoff_base=policy.backoff_base or s.backoff_base,
+        backoff_max=policy.backoff_max or s.backoff_max,
+        lookback=s.failure_lookback,
+        now=now,
+    )
+    validation_failed = dry_run_message is not None or state.validation_failed
+    last_failure = (
+        LastFailure(
+            reason=state.last_failure.reason,
+            message=state.last_failure.message,
+            time=state.last_failure.at,
+        )
+        if state.last_failure
+        else None
+    )
+    failure = FailureSummary(
+        hard_limited=state.hard_limited,
+        hard_limit=hard_limit,
+        consecutive_failures=state.consecutive_failures,
+        validation_failed=validation_failed,
+        validation_message=dry_run_message
+        or (last_failure.message if state.validation_failed and last_failure else None),
+        backoff_until=state.backoff_until,
+        last_failure=last_failure,
+    )
+
+    wanted = desired_instances(
+        spec.prebuilds.instances,
+        [Schedule(x.cron, x.instances) for x in spec.prebuilds.schedules],
+        spec.prebuilds.timezone,
+        now,
+    )
+    desired = wanted.instances
+    note = wanted.problem
+    if desired > s.max_instances_per_preset:
+        note = f"asked for {desired}, capped at {s.max_instances_per_preset} by the operator"
+        desired = s.max_instances_per_preset
+    paused_by = (
+        "operator"
+        if s.paused
+        else "annotation"
+        if preset.annotations.get(ANNOTATION_PAUSED) == "true"
+        else None
+    )
+    starting_here = sum(1 for i in instances if i.phase in (Phase.PENDING, Phase.BUILDING))
+    budget = min(
+        s.max_creates_per_preset - starting_here,
+        s.max_creates_global - rt.global_starting(key) - starting_here,
+    )
+    proven = any(
+        i.template_hash == thash and i.phase in (Phase.READY, Phase.CLAIMED) for i in instances
+    )
+    if hard_limit and not proven:
+        # Slow start: until one prebuild of this template has worked, never have
+        # more attempts in flight than the hard limit has left, so a broken
+        # template costs at most `hardLimit` attempts however large its pool.
+        budget = min(budget, hard_limit - state.consecutive_failures - starting_here)
+    plan = plan_pool(
+        PoolInput(
+            desired=desired,
+            template_hash=thash,
+            instances=instances,
+            now=now,
+            ttl=spec.prebuilds.ttl,
+            paused=paused_by is not None,
+            failure=FailureView(
+                hard_limited=failure.hard_limited,
+                validation_failed=failure.validation_failed,
+                backoff_until=failure.backoff_until,
+            ),
+            create_budget=budget,
+        )
+    )
+
+    for deletion in plan.deletions:
+        doomed = by_name.get(deletion.name)
+        if doomed is None:
+            continue
+        if await rt.kube.delete_workspace(doomed.namespace, doomed.name, doomed.resource_version):
+            exp.deleted[doomed.name] = time.monotonic()
+            log.info("deleted prebuild %s/%s (%s)", doomed.namespace, doomed.name, deletion.reason)
+    if plan.create:
+        await asyncio.gather(
+            *(_create_one(rt, preset, spec, thash, now) for _ in range(plan.create))
+        )
+    rt.starting[key] = plan.counts.starting + plan.create
+
+    new_status = compute_status(
+        previous,
+        StatusInput(
+            name=preset.name,
+            generation=preset.generation,
+            template_hash=thash,
+            plan=plan,
+            failure=failure,
+            paused=paused_by is not None,
+            paused_by=paused_by,
+            desired_note=note,
+            now=now,
+        ),
+    )
+    if not status_equal(dict(preset.status), new_status):
+        try:
+            await rt.kube.patch_preset_status(
+                preset.namespace, preset.name, {"status": status_patch(new_status)}
+            )
+        except ApiError as error:
+            if not error.not_found:
+                raise
+    for intent in transition_events(previous, new_status, failure):
+        await _event(rt, preset, intent)
+    if failure.hard_limited:
+        await _hard_limit_notice(rt, preset, thash, state.reset_at, failure)
+    _record_gauges(key, plan.counts, new_status)
+    _schedule_next(rt, key, instances, failure, spec.prebuilds.ttl, readiness_timeout, now)
+
+
+async def _validate_template(
+    rt: Runtime,
+    preset: PresetEntry,
+    spec: PresetSpec,
+    thash: str,
+    previous: PresetStatus,
+    force: bool,
+) -> str | None:
+    """The API server's verdict on the pod template, by server-side dry-run.
+
+    Run once per template hash (the status remembers the verdict), again on an
+    explicit retry. Returns the rejection message, or None if accepted.
+    """
+    known = previous.template_hash == thash
+    if known and not force:
+        if previous.prebuild_status is PrebuildStatus.VALIDATION_FAILED:
+            condition = next(
+                (c for c in previous.conditions if c.type == reasons.VALIDATION_FAILED), None
+            )
+            return condition.message if condition else "the API server rejected the pod template"
+        return None
+    pod = render_pod(
+        spec, preset.namespace, preset.name, thash, f"{preset.name[:40]}-dry-run", None
+    )
+    try:
+        await rt.kube.create_pod(preset.namespace, pod, dry_run=True)
+    except ApiError as error:
+        if error.rejected:
+            return f"pod template rejected by the API server: {error.message}"
+        raise
+    return None
+
+
+async def _create_one(
+    rt: Runtime, preset: PresetEntry, spec: PresetSpec, thash: str, now: datetime
+) -> None:
+    key = (preset.namespace, preset.name)
+    body = render_workspace(preset.namespace, preset.name, preset.uid, thash)
+    created = await rt.kube.create_workspace(preset.namespace, body)
+    name = created["metadata"]["name"]
+    uid = created["metadata"]["uid"]
+    rt.expectations_of(key).created[name] = (
+        time.monotonic(),
+        Instance(name=name, template_hash=thash, phase=Phase.PENDING, created_at=now),
+    )
+    await rt.ledger.record_build_started(preset.uid, uid, name, thash, now)
+    metrics.prebuilds_created.labels(*key).inc()
+    await _create_pod(rt, preset, spec, thash, name, uid, created["metadata"]["resourceVersion"])
+
+
+async def _create_pod(
+    rt: Runtime,
+    preset: PresetEntry,
+    spec: PresetSpec,
+    thash: str,
+    name: str,
+    uid: str,
+    resource_version: str,
+) -> None:
+    pod = render_pod(spec, preset.namespace, preset.name, thash, name, uid)
+    try:
+        await rt.kube.create_pod(preset.namespace, pod)
+    except ApiError as error:
+        if error.conflict:
+            return  # already there: an earlier pass created it
+        if not error.rejected:
+            raise
+        outcome = Outcome(
+            Verdict.FAILED,
+            FailureReason.POD_REJECTED,
+            f"the API server rejected the pod: {error.message}",
+        )
+        await _record_outcome(rt, preset, name, uid, resource_version, outcome, _now(), None)
+
+
+async def _track_workspace(
+    rt: Runtime,
+    preset: PresetEntry,
+    entry: WorkspaceEntry,
+    instance: Instance,
+    readiness_timeout: timedelta,
+    now: datetime,
+) -> Instance:
+    """Derive the workspace's phase from its pod; write it (and the ledger) on change."""
+    if entry.phase is Phase.FAILED:
+        return instance
+    pod = rt.pod(entry.namespace, entry.name)
+    if pod is None:
+        if entry.phase is Phase.PENDING:
+            if entry.name not in rt.expectations_of((entry.namespace, entry.preset)).created:
+                # The pod was never created (a crash between the two creates): do it now.
+                spec = PresetSpec.model_validate(preset.spec)
+                if entry.template_hash == template_hash(spec):
+                    await _create_pod(
+                        rt,
+                        preset,
+                        spec,
+                        entry.template_hash,
+                        entry.name,
+                        entry.uid,
+                        entry.resource_version,
+                    )
+            return instance
+        outcome = Outcome(Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is gone")
+    elif pod.deleting:
+        outcome = Outcome(
+            Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is being deleted"
+        )
+    else:
+        outcome = classify(pod.view, now, readiness_timeout, rt.settings.crashloop_restarts)
+    phase = {
+        Verdict.BUILDING: Phase.BUILDING,
+        Verdict.READY: Phase.READY,
+        Verdict.FAILED: Phase.FAILED,
+    }[outcome.verdict]
+    if phase is entry.phase:
+        return instance
+    written = await _record_outcome(
+        rt, preset, entry.name, entry.uid, entry.resource_version, outcome, now, entry.created_at
+    )
+    if not written:
+        return instance
+    return replace(
+        instance,
+        phase=phase,
+        ready_at=now if phase is Phase.READY else instance.ready_at,
+        failed_at=now if phase is Phase.FAILED else instance.failed_at,
+    )
+
+
+async def _record_outcome(
+    rt: Runtime,
+    preset: PresetEntry,
+    name: str,
+    uid: str,
+    resource_version: str,
+    outcome: Outcome,
+    now: datetime,
+    created_at: datetime | None,
+) -> bool:
+    """Write a workspace's new phase (conditional on what we read); False if it changed."""
+    status: dict[str, object] = {"phase": outcome.verdict.value, "podName": name}
+    if outcome.verdict is Verdict.READY:
+        status["readyAt"] = _iso(now)
+    if outcome.verdict is Verdict.FAILED:
+        status["failure"] = {"reason": str(outcome.reason), "message": outcome.message}
+    try:
+        await rt.kube.patch_workspace_status(
+            preset.namespace,
+            name,
+            {"metadata": {"resourceVersion": resource_version}, "status": status},
+        )
+    except ApiError as error:
+        if error.conflict or error.not_found:
+            return False  # changed (claimed?) or gone since we read it: the next pass sees it
+        raise
+    key = (preset.namespace, preset.name)
+    if outcome.verdict is Verdict.READY:
+        await rt.ledger.record_build_succeeded(uid, now)
+        if created_at is not None:
+            metrics.prebuild_ready_seconds.observe(max((now - created_at).total_seconds(), 0))
+    elif outcome.verdict is Verdict.FAILED:
+        await rt.ledger.record_build_failed(
+            uid,
+            str(outcome.reason),
+            outcome.message,
+            now,
+            validation_error=outcome.reason is FailureReason.POD_REJECTED,
+        )
+        metrics.prebuilds_failed.labels(*key, str(outcome.reason)).inc()
+        log.warning(
+            "prebuild %s/%s failed: %s: %s", preset.namespace, name, outcome.reason, outcome.message
+        )
+    return True
+
+
+async def _hard_limit_notice(
+    rt: Runtime,
+    preset: PresetEntry,
+    thash: str,
+    reset_at: datetime | None,
+    failure: FailureSummary,
+) -> None:
+    last = failure.last_failure
+    detail = f"{last.reason}: {last.message}" if last else "unknown"
+    log.warning(
+        "preset %s/%s is hard-limited after %d consecutive failed prebuilds (last: %s); "
+        "no new prebuilds until its spec changes or prewarm.dev/retry is set",
+        preset.namespace,
+        preset.name,
+        failure.consecutive_failures,
+        detail,
+    )
+    mark = (preset.uid, thash, reset_at)
+    if mark in rt.notified:
+        return
+    if await rt.ledger.mark_hard_limit_notified(preset.uid, thash, reset_at, _now()):
+        await _event(
+            rt,
+            preset,
+            EventIntent(
+                "Warning",
+                reasons.REASON_PREBUILD_FAILURE_LIMIT_REACHED,
+                f"the last {failure.hard_limit} prebuilds failed (last: {detail}); "
+                "prebuilds stop until the spec changes or prewarm.dev/retry is set",
+            ),
+        )
+    rt.notified.add(mark)
+
+
+async def _patch_invalid_spec(
+    rt: Runtime, preset: PresetEntry, previous: PresetStatus, message: str, now: datetime
+) -> None:
+    status = PresetStatus.model_validate(
+        {**preset.status, "prebuildStatus": PrebuildStatus.VALIDATION_FAILED}
+    )
+    status.conditions = set_condition(
+        previous.conditions,
+        reasons.VALIDATION_FAILED,
+        "True",
+        reasons.REASON_VALIDATION_FAILED,
+        f"spec is invalid: {message}"[:2000],
+        preset.generation,
+        now,
+    )
+    if not status_equal(dict(preset.status), status):
+        await rt.kube.patch_preset_status(
+            preset.namespace, preset.name, {"status": status_patch(status)}
+        )
+
+
+def _record_gauges(key: PresetKey, counts: object, status: PresetStatus) -> None:
+    metrics.preset_desired.labels(*key).set(status.desired)
+    metrics.preset_running.labels(*key).set(status.running)
+    metrics.preset_eligible.labels(*key).set(status.ready)
+    metrics.preset_starting.labels(*key).set(status.starting)
+    metrics.preset_hard_limited.labels(*key).set(
+        1 if status.prebuild_status is PrebuildStatus.HARD_LIMITED else 0
+    )
+    metrics.preset_validation_failed.labels(*key).set(
+        1 if status.prebuild_status is PrebuildStatus.VALIDATION_FAILED else 0
+    )
+    metrics.preset_paused.labels(*key).set(1 if status.paused else 0)
+
+
+def _schedule_next(
+    rt: Runtime,
+    key: PresetKey,
+    instances: list[Instance],
+    failure: FailureSummary,
+    ttl: timedelta | None,
+    readiness_timeout: timedelta,
+    now: datetime,
+) -> None:
+    """Wake up when time alone changes the answer: backoff ends, a readiness
+    deadline or a TTL passes. Everything else arrives as a watch event."""
+    deadlines: list[datetime] = []
+    if failure.backoff_until and failure.backoff_until > now:
+        deadlines.append(failure.backoff_until)
+    for i in instances:
+        if i.claimed or i.deleting:
+            continue
+        if i.phase in (Phase.PENDING, Phase.BUILDING):
+            deadlines.append(i.created_at + readiness_timeout)
+        if ttl and i.phase is Phase.READY and i.ready_at:
+            deadlines.append(i.ready_at + ttl)
+    future = [d for d in deadlines if d > now]
+    if future:
+        rt.requeue_after(key, (min(future) - now).total_seconds() + 0.5)

@@ -1,0 +1,131 @@
+"""The operator's process-wide state: connections, the work queue, and memory
+that saves round trips (what was already written, what is in flight)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from prewarm.handlers.entries import PodEntry, PresetEntry, PresetKey, WorkspaceEntry
+from prewarm.k8s.client import Kube
+from prewarm.ledger.repository import Ledger
+from prewarm.planning.pool import Instance
+from prewarm.settings import Settings
+from prewarm.workqueue import WorkQueue
+
+# How long a create or delete we asked for may stay invisible in the watch
+# before we stop assuming it is on its way.
+EXPECTATION_TTL_S = 60.0
+
+
+class IndexLike(Protocol):
+    """The part of kopf.Index the operator reads: key -> a collection of values."""
+
+    def get(self, key: Any, default: Any = None) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+@dataclass
+class Expectations:
+    """Creates and deletes of one preset not yet seen in the watch.
+
+    Without this, a reconcile that runs before the watch delivers the object
+    it just created would create it again (agent-sandbox #1215).
+    """
+
+    created: dict[str, tuple[float, Instance]] = field(default_factory=dict)
+    deleted: dict[str, float] = field(default_factory=dict)
+
+    def expire(self, now: float) -> None:
+        for name in [n for n, (t, _) in self.created.items() if now - t > EXPECTATION_TTL_S]:
+            del self.created[name]
+        for name in [n for n, t in self.deleted.items() if now - t > EXPECTATION_TTL_S]:
+            del self.deleted[name]
+
+    def observe(self, seen: Iterable[str]) -> None:
+        present = set(seen)
+        for name in [n for n in self.created if n in present]:
+            del self.created[name]
+        for name in [n for n in self.deleted if n not in present]:
+            del self.deleted[name]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    kube: Kube
+    ledger: Ledger
+    queue: WorkQueue[PresetKey] = field(default_factory=WorkQueue)
+    presets: IndexLike | None = None
+    workspaces: IndexLike | None = None
+    pods: IndexLike | None = None
+    indexed: asyncio.Event = field(default_factory=asyncio.Event)
+    expectations: dict[PresetKey, Expectations] = field(default_factory=dict)
+    # What this process already told the ledger, to skip repeating idempotent writes.
+    recorded_hash: dict[str, str] = field(default_factory=dict)
+    recorded_retry: dict[str, str] = field(default_factory=dict)
+    notified: set[tuple[str, str, Any]] = field(default_factory=set)
+    starting: dict[PresetKey, int] = field(default_factory=dict)
+    _timers: dict[PresetKey, tuple[float, asyncio.TimerHandle]] = field(default_factory=dict)
+
+    # --- reads from the kopf indexes -------------------------------------------------
+
+    def preset(self, key: PresetKey) -> PresetEntry | None:
+        assert self.presets is not None
+        for entry in self.presets.get(key, ()):
+            return entry  # type: ignore[no-any-return]
+        return None
+
+    def preset_keys(self) -> list[PresetKey]:
+        assert self.presets is not None
+        return list(self.presets)
+
+    def workspaces_of(self, key: PresetKey) -> list[WorkspaceEntry]:
+        assert self.workspaces is not None
+        return list(self.workspaces.get(key, ()))
+
+    def pod(self, namespace: str, name: str) -> PodEntry | None:
+        assert self.pods is not None
+        for entry in self.pods.get((namespace, name), ()):
+            return entry  # type: ignore[no-any-return]
+        return None
+
+    def expectations_of(self, key: PresetKey) -> Expectations:
+        found = self.expectations.setdefault(key, Expectations())
+        found.expire(time.monotonic())
+        return found
+
+    def global_starting(self, excluding: PresetKey) -> int:
+        return sum(n for k, n in self.starting.items() if k != excluding)
+
+    # --- scheduling -------------------------------------------------------------------
+
+    def requeue_after(self, key: PresetKey, delay_s: float) -> None:
+        """Reconcile `key` again after `delay_s` (the earliest of several asks wins)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + max(delay_s, 0.0)
+        current = self._timers.get(key)
+        if current is not None and current[0] <= due:
+            return
+        if current is not None:
+            current[1].cancel()
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            self.queue.add(key)
+
+        self._timers[key] = (due, loop.call_at(due, fire))
+
+    def forget(self, key: PresetKey, uid: str | None) -> None:
+        self.expectations.pop(key, None)
+        self.starting.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer[1].cancel()
+        if uid:
+            self.recorded_hash.pop(uid, None)
+            self.recorded_retry.pop(uid, None)

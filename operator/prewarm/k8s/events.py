@@ -1,0 +1,62 @@
+"""Kubernetes Events about prewarm objects (core/v1, visible in `kubectl describe`).
+
+Events are posted on transitions only (the planner decides which), never per
+loop: a notification stream nobody can mute is what made Coder remove theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+from prewarm.k8s.client import ApiError, Kube
+
+log = logging.getLogger(__name__)
+
+EventType = Literal["Normal", "Warning"]
+_INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
+
+
+async def post_event(
+    kube: Kube,
+    *,
+    api_version: str,
+    kind: str,
+    namespace: str,
+    name: str,
+    uid: str,
+    type_: EventType,
+    reason: str,
+    message: str,
+) -> None:
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": api_version,
+            "kind": kind,
+            "namespace": namespace,
+            "name": name,
+            "uid": uid,
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "prewarm"},
+        "reportingComponent": "prewarm.dev/operator",
+        "reportingInstance": _INSTANCE,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    try:
+        await kube.create_event(namespace, body)
+    except ApiError as error:
+        # An Event is a notification, not state: losing one must not fail a reconcile.
+        log.warning("could not post event %s on %s/%s: %s", reason, namespace, name, error)

@@ -1,0 +1,76 @@
+"""Every metric the operator exports, and the helpers that record them.
+
+Names carry the prefix `prewarm_`; pool metrics are labelled by namespace and
+preset. docs/reference/metrics.md lists them with their meaning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PRESET = ("namespace", "preset")
+
+prebuilds_created = Counter(
+    "prewarm_prebuilds_created", "Prebuilt workspaces created (build attempts started).", PRESET
+)
+prebuilds_failed = Counter(
+    "prewarm_prebuilds_failed",
+    "Prebuild attempts that failed, by failure reason.",
+    (*PRESET, "reason"),
+)
+prebuilds_claimed = Counter(
+    "prewarm_prebuilds_claimed", "Warm workspaces handed to a claim.", PRESET
+)
+preset_desired = Gauge("prewarm_preset_desired", "Warm instances the preset should have.", PRESET)
+preset_running = Gauge(
+    "prewarm_preset_running", "Warm instances of the current template (starting + ready).", PRESET
+)
+preset_eligible = Gauge(
+    "prewarm_preset_eligible", "Ready, unclaimed instances a claim can take now.", PRESET
+)
+preset_starting = Gauge("prewarm_preset_starting", "Instances still building.", PRESET)
+preset_hard_limited = Gauge(
+    "prewarm_preset_hard_limited",
+    "1 while the preset has reached its failure hard limit and gets no new prebuilds.",
+    PRESET,
+)
+preset_validation_failed = Gauge(
+    "prewarm_preset_validation_failed",
+    "1 while the preset's template is rejected by the API server.",
+    PRESET,
+)
+preset_paused = Gauge(
+    "prewarm_preset_paused", "1 while prebuilds of the preset are paused.", PRESET
+)
+reconcile_duration = Histogram(
+    "prewarm_reconcile_duration_seconds",
+    "Time of one reconcile pass of a preset.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+prebuild_ready_seconds = Histogram(
+    "prewarm_prebuild_ready_seconds",
+    "Time from a prebuilt workspace's creation to its Ready.",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+reconcile_errors = Counter(
+    "prewarm_reconcile_errors", "Reconcile passes that ended in an error.", PRESET
+)
+
+_POOL_GAUGES = (
+    preset_desired,
+    preset_running,
+    preset_eligible,
+    preset_starting,
+    preset_hard_limited,
+    preset_validation_failed,
+    preset_paused,
+)
+
+
+def forget_preset(namespace: str, preset: str) -> None:
+    """A deleted preset must not linger in the gauges."""
+    for gauge in _POOL_GAUGES:
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, preset)

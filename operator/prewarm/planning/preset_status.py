@@ -1,0 +1,214 @@
+"""A preset's status and the Events of its transitions: pure.
+
+The new status is computed whole and compared with the old one, so a
+converged pool costs no write; conditions keep lastTransitionTime unless
+their status flips. Events come from transitions of `prebuildStatus` only,
+never from a loop that merely sees the same state again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prewarm.api import reasons
+from prewarm.api.conditions import Condition, ConditionStatus, set_condition
+from prewarm.api.preset import LastFailure, PrebuildStatus, PresetStatus, pool_selector
+from prewarm.planning.pool import Blocker, PoolPlan
+
+
+@dataclass(frozen=True)
+class FailureSummary:
+    hard_limited: bool
+    hard_limit: int
+    consecutive_failures: int
+    validation_failed: bool
+    validation_message: str | None
+    backoff_until: datetime | None
+    last_failure: LastFailure | None
+
+
+@dataclass(frozen=True)
+class EventIntent:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StatusInput:
+    name: str
+    generation: int
+    template_hash: str
+    plan: PoolPlan
+    failure: FailureSummary
+    paused: bool
+    paused_by: str | None  # "annotation" | "operator" | None
+    desired_note: str | None  # a schedule problem or a clamp, shown on Ready
+    now: datetime
+
+
+def _prebuild_status(failure: FailureSummary) -> PrebuildStatus:
+    if failure.validation_failed:
+        return PrebuildStatus.VALIDATION_FAILED
+    if failure.hard_limited:
+        return PrebuildStatus.HARD_LIMITED
+    return PrebuildStatus.NORMAL
+
+
+def _flag(value: bool) -> ConditionStatus:
+    return ConditionStatus.TRUE if value else ConditionStatus.FALSE
+
+
+def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
+    c = inp.plan.counts
+    f = inp.failure
+    gen = inp.generation
+    state = _prebuild_status(f)
+    conditions: list[Condition] = list(previous.conditions)
+
+    ready = c.desired == 0 or c.ready >= c.desired
+    note = f" ({inp.desired_note})" if inp.desired_note else ""
+    conditions = set_condition(
+        conditions,
+        reasons.READY,
+        _flag(ready),
+        reasons.REASON_POOL_READY if ready else _not_ready_reason(inp),
+        f"{c.ready}/{c.desired} warm instances ready{note}",
+        gen,
+        inp.now,
+    )
+    progressing = bool(inp.plan.create or inp.plan.deletions or c.starting)
+    conditions = set_condition(
+        conditions,
+        reasons.PROGRESSING,
+        _flag(progressing),
+        _progress_reason(inp) if progressing else (inp.plan.blocked_by or "Stable"),
+        f"creating {inp.plan.create}, deleting {len(inp.plan.deletions)}, starting {c.starting}"
+        if progressing
+        else "nothing to do",
+        gen,
+        inp.now,
+    )
+    last = f.last_failure
+    conditions = set_condition(
+        conditions,
+        reasons.HARD_LIMITED,
+        _flag(f.hard_limited),
+        reasons.REASON_PREBUILD_FAILURE_LIMIT_REACHED if f.hard_limited else "BelowLimit",
+        (
+            f"the last {f.hard_limit} prebuilds failed"
+            + (f"; last: {last.reason}: {last.message}" if last else "")
+            + "; no new prebuilds until the spec changes or prewarm.dev/retry is set"
+        )
+        if f.hard_limited
+        else f"{f.consecutive_failures} consecutive failure(s), limit {f.hard_limit or 'off'}",
+        gen,
+        inp.now,
+    )
+    conditions = set_condition(
+        conditions,
+        reasons.VALIDATION_FAILED,
+        _flag(f.validation_failed),
+        reasons.REASON_VALIDATION_FAILED if f.validation_failed else reasons.REASON_TEMPLATE_VALID,
+        (f.validation_message or "the API server rejected the pod template")
+        if f.validation_failed
+        else "the API server accepts the pod template",
+        gen,
+        inp.now,
+    )
+    conditions = set_condition(
+        conditions,
+        reasons.PAUSED,
+        _flag(inp.paused),
+        (
+            reasons.REASON_PAUSED_BY_ANNOTATION
+            if inp.paused_by == "annotation"
+            else reasons.REASON_PAUSED_BY_OPERATOR
+        )
+        if inp.paused
+        else reasons.REASON_RESUMED,
+        "prebuilds are neither created nor deleted" if inp.paused else "not paused",
+        gen,
+        inp.now,
+    )
+    backoff = f.backoff_until if f.backoff_until and f.backoff_until > inp.now else None
+    return PresetStatus(
+        observed_generation=gen,
+        template_hash=inp.template_hash,
+        desired=c.desired,
+        running=c.running,
+        ready=c.ready,
+        starting=c.starting,
+        claimed=c.claimed,
+        failed=c.failed,
+        prebuild_status=state,
+        paused=inp.paused,
+        backoff_until=backoff,
+        last_failure=last,
+        selector=pool_selector(inp.name),
+        conditions=conditions,
+    )
+
+
+def _not_ready_reason(inp: StatusInput) -> str:
+    blocked = inp.plan.blocked_by
+    if blocked in (Blocker.HARD_LIMITED, Blocker.VALIDATION_FAILED, Blocker.BACKOFF):
+        return str(blocked)
+    if inp.paused:
+        return reasons.PAUSED
+    return reasons.REASON_SCALING_UP
+
+
+def _progress_reason(inp: StatusInput) -> str:
+    if any(d.reason == "Outdated" for d in inp.plan.deletions):
+        return reasons.REASON_ROLLING_OUT
+    if inp.plan.create or inp.plan.counts.starting:
+        return reasons.REASON_SCALING_UP
+    return reasons.REASON_SCALING_DOWN
+
+
+def transition_events(
+    previous: PresetStatus, new: PresetStatus, failure: FailureSummary
+) -> list[EventIntent]:
+    """Events for prebuildStatus transitions, except the hard-limit one.
+
+    The hard-limit Event is de-duplicated through the ledger (it must survive
+    restarts and replicas), so the glue posts it; this covers the rest.
+    """
+    before = previous.prebuild_status or PrebuildStatus.NORMAL
+    after = new.prebuild_status or PrebuildStatus.NORMAL
+    if before == after:
+        return []
+    events: list[EventIntent] = []
+    if after is PrebuildStatus.VALIDATION_FAILED:
+        events.append(
+            EventIntent(
+                "Warning",
+                reasons.REASON_VALIDATION_FAILED,
+                failure.validation_message or "the API server rejected the pod template",
+            )
+        )
+    if before is PrebuildStatus.HARD_LIMITED and after is PrebuildStatus.NORMAL:
+        events.append(
+            EventIntent(
+                "Normal",
+                reasons.REASON_HARD_LIMIT_RESET,
+                "prebuilds resume: the spec changed or prewarm.dev/retry was set",
+            )
+        )
+    return events
+
+
+def status_patch(new: PresetStatus) -> dict[str, Any]:
+    """The merge patch that makes the stored status equal `new` (null clears a field)."""
+    dumped = new.model_dump(by_alias=True, mode="json")
+    return {k: v for k, v in dumped.items()}
+
+
+def status_equal(stored: dict[str, Any], new: PresetStatus) -> bool:
+    """Whether writing `new` would change nothing (compared in wire form)."""
+    wire = {k: v for k, v in status_patch(new).items() if v is not None}
+    existing = {k: v for k, v in stored.items() if v is not None}
+    return wire == existing

@@ -1,0 +1,102 @@
+"""Manifests the operator creates, rendered from a preset: pure functions.
+
+A PrebuiltWorkspace is owned by its Preset (so deleting the preset collects
+unclaimed ones); its Pod, named like the workspace, is owned by the workspace.
+The pod's name being the workspace's makes creating it idempotent: after a
+crash between the two creates, the retry gets 409 instead of a second pod.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from prewarm.api.constants import (
+    API_VERSION,
+    KIND_PREBUILT_WORKSPACE,
+    KIND_PRESET,
+    LABEL_PRESET,
+    LABEL_TEMPLATE_HASH,
+    LABEL_WORKSPACE,
+    PREFIX,
+)
+from prewarm.api.preset import PresetSpec
+
+ANNOTATION_PARAMETERS = f"{PREFIX}parameters"
+
+JsonObject = dict[str, Any]
+
+
+def owner_reference(kind: str, name: str, uid: str, api_version: str = API_VERSION) -> JsonObject:
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def render_workspace(
+    namespace: str, preset_name: str, preset_uid: str, template_hash: str
+) -> JsonObject:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND_PREBUILT_WORKSPACE,
+        "metadata": {
+            "generateName": f"{preset_name[:50]}-",
+            "namespace": namespace,
+            "labels": {LABEL_PRESET: preset_name, LABEL_TEMPLATE_HASH: template_hash},
+            "ownerReferences": [owner_reference(KIND_PRESET, preset_name, preset_uid)],
+        },
+        "spec": {"presetRef": {"name": preset_name}, "templateHash": template_hash},
+        "status": {"phase": "Pending"},
+    }
+
+
+def _with_parameters(container: Mapping[str, Any], parameters: Mapping[str, str]) -> JsonObject:
+    result = dict(container)
+    env = list(result.get("env") or [])
+    defined = {e.get("name") for e in env}
+    env += [{"name": k, "value": v} for k, v in parameters.items() if k not in defined]
+    if env:
+        result["env"] = env
+    return result
+
+
+def render_pod(
+    spec: PresetSpec,
+    namespace: str,
+    preset_name: str,
+    template_hash: str,
+    workspace_name: str,
+    workspace_uid: str | None,
+) -> JsonObject:
+    """The workspace's pod. Without a workspace uid (a dry-run) it has no owner."""
+    template = spec.template
+    pod_spec: JsonObject = copy.deepcopy(template.spec.model_dump(by_alias=True, exclude_none=True))
+    parameters = {p.name: p.value for p in spec.parameters}
+    pod_spec["containers"] = [_with_parameters(c, parameters) for c in pod_spec["containers"]]
+    labels = {
+        **template.metadata.labels,
+        LABEL_PRESET: preset_name,
+        LABEL_TEMPLATE_HASH: template_hash,
+        LABEL_WORKSPACE: workspace_name,
+    }
+    annotations = dict(template.metadata.annotations)
+    if parameters:
+        annotations[ANNOTATION_PARAMETERS] = json.dumps(parameters, sort_keys=True)
+    metadata: JsonObject = {
+        "name": workspace_name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": annotations,
+    }
+    if workspace_uid:
+        metadata["ownerReferences"] = [
+            owner_reference(KIND_PREBUILT_WORKSPACE, workspace_name, workspace_uid)
+        ]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}

@@ -1,0 +1,35 @@
+"""`prewarm run`: the operator process, as deployed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+
+from prewarm.settings import Settings
+
+
+def run_operator(verbose: bool = False) -> int:
+    settings = Settings()
+    kopf.configure(
+        verbose=verbose,
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger("prewarm").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # kopf reports every handler call at INFO; ours are event hooks, so that is noise.
+    logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # Importing the module registers its handlers with kopf's default registry.
+    import prewarm.handlers.operator  # noqa: F401
+
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"
+            if settings.health_port
+            else None,
+        )
+    )
+    return 0

@@ -1,0 +1,80 @@
+"""Small helpers for e2e tests: polling and reading objects through kubectl."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from prewarm.devenv.cluster import LocalCluster
+
+T = TypeVar("T")
+
+
+def wait_until(
+    check: Callable[[], T], timeout: float = 60, interval: float = 0.2, what: str = ""
+) -> T:
+    """Poll until `check()` is truthy; return its value or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last={last!r}")
+
+
+def get(cluster: LocalCluster, namespace: str, *what: str) -> dict[str, Any]:
+    out = cluster.kubectl("get", "-n", namespace, *what, "-o", "json").stdout
+    return dict(json.loads(out))
+
+
+def items(cluster: LocalCluster, namespace: str, kind: str, selector: str = "") -> list[Any]:
+    args = [kind] + (["-l", selector] if selector else [])
+    return list(get(cluster, namespace, *args)["items"])
+
+
+def apply(cluster: LocalCluster, namespace: str, manifest: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+
+def preset_manifest(
+    name: str,
+    instances: int,
+    labels: dict[str, str] | None = None,
+    failure_policy: dict[str, Any] | None = None,
+    containers: list[dict[str, Any]] | None = None,
+    **prebuilds: Any,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "template": {
+            "metadata": {"labels": labels or {}},
+            "spec": {"containers": containers or [{"name": "workspace", "image": "busybox:1.37"}]},
+        },
+        "prebuilds": {"instances": instances, **prebuilds},
+    }
+    if failure_policy:
+        spec["failurePolicy"] = failure_policy
+    return {
+        "apiVersion": "prewarm.dev/v1alpha1",
+        "kind": "Preset",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def events(cluster: LocalCluster, namespace: str, name: str, reason: str) -> list[Any]:
+    found = items(cluster, namespace, "events")
+    return [e for e in found if e["involvedObject"]["name"] == name and e["reason"] == reason]
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text format, or None if absent."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None

@@ -1,0 +1,216 @@
+"""The pool reconciler on the real API server + kwok + PostgreSQL, the operator
+running as in production (a `prewarm run` process)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+from tests.e2e.support import apply, events, get, items, metric, preset_manifest, wait_until
+from tests.plugins.operator import OperatorProcess
+
+from prewarm.devenv.cluster import LocalCluster
+
+FAIL = {"sim.prewarm.dev/behavior": "fail"}
+
+
+def _workspaces(cluster: LocalCluster, ns: str, preset: str) -> list[Any]:
+    return items(cluster, ns, "prebuiltworkspaces", f"prewarm.dev/preset={preset}")
+
+
+def _live(cluster: LocalCluster, ns: str, preset: str) -> list[Any]:
+    return [
+        w for w in _workspaces(cluster, ns, preset) if not w["metadata"].get("deletionTimestamp")
+    ]
+
+
+def _ready_hashes(cluster: LocalCluster, ns: str, preset: str) -> list[str]:
+    return sorted(
+        w["spec"]["templateHash"]
+        for w in _live(cluster, ns, preset)
+        if (w.get("status") or {}).get("phase") == "Ready"
+    )
+
+
+def _status(cluster: LocalCluster, ns: str, name: str) -> dict[str, Any]:
+    return dict(get(cluster, ns, "preset", name).get("status") or {})
+
+
+def test_pool_converges_rolls_out_and_scales(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply(cluster, namespace, preset_manifest("web", 3))
+    first = wait_until(
+        lambda: (h := _ready_hashes(cluster, namespace, "web")) and len(h) == 3 and h,
+        what="3 Ready prebuilds",
+    )
+    wait_until(
+        lambda: _status(cluster, namespace, "web").get("ready") == 3, what="status.ready == 3"
+    )
+    assert len(items(cluster, namespace, "pods", "prewarm.dev/preset=web")) == 3
+
+    # A template change replaces all three with instances of the new hash.
+    apply(cluster, namespace, preset_manifest("web", 3, labels={"rev": "2"}))
+    new_hash = wait_until(
+        lambda: (
+            (h := _ready_hashes(cluster, namespace, "web"))
+            and len(h) == 3
+            and len(set(h)) == 1
+            and h[0] != first[0]
+            and h[0]
+        ),
+        what="3 Ready prebuilds of the new template",
+    )
+    wait_until(lambda: len(_workspaces(cluster, namespace, "web")) == 3, what="old ones gone")
+    assert _status(cluster, namespace, "web")["templateHash"] == new_hash
+
+    # Scale down 3 -> 1 through the scale subresource, then up 1 -> 5.
+    cluster.kubectl("scale", "-n", namespace, "preset/web", "--replicas=1")
+    wait_until(lambda: len(_workspaces(cluster, namespace, "web")) == 1, what="scaled to 1")
+    cluster.kubectl("scale", "-n", namespace, "preset/web", "--replicas=5")
+    wait_until(lambda: len(_ready_hashes(cluster, namespace, "web")) == 5, what="scaled to 5")
+    assert len(_workspaces(cluster, namespace, "web")) == 5
+    wait_until(lambda: _status(cluster, namespace, "web").get("ready") == 5, what="ready 5")
+    status = _status(cluster, namespace, "web")
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert ready["status"] == "True"
+
+    text = operator.metrics()
+    assert metric(text, "prewarm_preset_desired", namespace=namespace, preset="web") == 5
+    assert metric(text, "prewarm_preset_eligible", namespace=namespace, preset="web") == 5
+    assert (
+        metric(text, "prewarm_prebuilds_created_total", namespace=namespace, preset="web")
+        == 3 + 3 + 4
+    )
+    assert metric(text, "prewarm_preset_hard_limited", namespace=namespace, preset="web") == 0
+
+
+def test_failing_preset_stops_at_the_hard_limit_and_retry_resumes(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    # Ten wanted, all fail: slow start keeps it to exactly three attempts.
+    apply(
+        cluster,
+        namespace,
+        preset_manifest("broken", 10, labels=FAIL, failure_policy={"backoffBase": "1s"}),
+    )
+    wait_until(
+        lambda: _status(cluster, namespace, "broken").get("prebuildStatus") == "HardLimited",
+        what="HardLimited",
+    )
+    status = _status(cluster, namespace, "broken")
+    limited = {c["type"]: c for c in status["conditions"]}["HardLimited"]
+    assert limited["status"] == "True"
+    assert "PodFailed" in limited["message"]
+
+    time.sleep(4)  # several 1 s resyncs
+    operator.restart(signal.SIGKILL)
+    time.sleep(4)
+    assert len(_workspaces(cluster, namespace, "broken")) == 3, "no attempt after the limit"
+    assert len(events(cluster, namespace, "broken", "PrebuildFailureLimitReached")) == 1
+    log = operator.log_text()
+    assert log.count(f"preset {namespace}/broken is hard-limited") >= 4, "warn on every loop"
+    text = operator.metrics()
+    assert metric(text, "prewarm_preset_hard_limited", namespace=namespace, preset="broken") == 1
+
+    cluster.kubectl(
+        "annotate", "-n", namespace, "preset/broken", "prewarm.dev/retry=first", "--overwrite"
+    )
+    wait_until(
+        lambda: len(events(cluster, namespace, "broken", "PrebuildRetryRequested")) == 1,
+        what="retry Event",
+    )
+    # New attempts happen, fail again, and the new epoch gets its own notification.
+    wait_until(
+        lambda: len(events(cluster, namespace, "broken", "PrebuildFailureLimitReached")) == 2,
+        what="second limit Event after retry",
+    )
+    assert len(events(cluster, namespace, "broken", "HardLimitReset")) == 1
+
+
+def test_hard_limit_zero_keeps_retrying_with_backoff(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply(
+        cluster,
+        namespace,
+        preset_manifest(
+            "stubborn",
+            1,
+            labels=FAIL,
+            failure_policy={"hardLimit": 0, "backoffBase": "1s", "backoffMax": "2s"},
+        ),
+    )
+
+    def attempts() -> int:
+        total = metric(
+            operator.metrics(),
+            "prewarm_prebuilds_created_total",
+            namespace=namespace,
+            preset="stubborn",
+        )
+        return int(total or 0)
+
+    wait_until(lambda: attempts() >= 5, timeout=90, what="five attempts")
+    status = _status(cluster, namespace, "stubborn")
+    assert status["prebuildStatus"] == "Normal"
+    assert status.get("backoffUntil") or status["lastFailure"]["reason"] == "PodFailed"
+    assert not events(cluster, namespace, "stubborn", "PrebuildFailureLimitReached")
+
+
+def test_template_rejected_by_the_api_server_fails_validation_without_retries(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    bad = [{"name": "Not_A_DNS_Label", "image": "busybox"}]
+    apply(cluster, namespace, preset_manifest("invalid", 3, containers=bad))
+    wait_until(
+        lambda: _status(cluster, namespace, "invalid").get("prebuildStatus") == "ValidationFailed",
+        what="ValidationFailed",
+    )
+    dry_runs_before = _dry_run_pod_creates(cluster)
+    time.sleep(4)  # several resyncs
+    assert _dry_run_pod_creates(cluster) == dry_runs_before, "no retry storm"
+    assert _workspaces(cluster, namespace, "invalid") == []
+    assert len(events(cluster, namespace, "invalid", "ValidationFailed")) == 1
+    condition = {c["type"]: c for c in _status(cluster, namespace, "invalid")["conditions"]}
+    assert "Not_A_DNS_Label" in condition["ValidationFailed"]["message"]
+
+    # Fixing the template lifts it.
+    apply(cluster, namespace, preset_manifest("invalid", 1))
+    wait_until(lambda: len(_ready_hashes(cluster, namespace, "invalid")) == 1, what="fixed")
+    assert _status(cluster, namespace, "invalid")["prebuildStatus"] == "Normal"
+
+
+def _dry_run_pod_creates(cluster: LocalCluster) -> float:
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    total = 0.0
+    for line in text.splitlines():
+        if (
+            line.startswith("apiserver_request_total{")
+            and 'resource="pods"' in line
+            and 'verb="POST"' in line
+            and 'dry_run="All"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_deleting_a_preset_removes_its_workspaces_and_pods(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply(cluster, namespace, preset_manifest("gone", 2))
+    wait_until(lambda: len(_ready_hashes(cluster, namespace, "gone")) == 2, what="2 Ready")
+    cluster.kubectl("delete", "-n", namespace, "preset/gone", "--wait=true", "--timeout=30s")
+    wait_until(lambda: _workspaces(cluster, namespace, "gone") == [], what="workspaces gone")
+    wait_until(
+        lambda: items(cluster, namespace, "pods", "prewarm.dev/preset=gone") == [],
+        what="pods gone",
+    )
+    wait_until(
+        lambda: (
+            metric(operator.metrics(), "prewarm_preset_desired", namespace=namespace, preset="gone")
+            is None
+        ),
+        what="gauges forgotten",
+    )

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from prewarm.api.preset import LastFailure, PrebuildStatus, PresetStatus
+from prewarm.planning.pool import PoolInput, plan_pool
+from prewarm.planning.preset_status import (
+    FailureSummary,
+    StatusInput,
+    compute_status,
+    status_equal,
+    status_patch,
+    transition_events,
+)
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+CLEAN = FailureSummary(False, 3, 0, False, None, None, None)
+LIMITED = FailureSummary(
+    True, 3, 3, False, None, None, LastFailure(reason="PodFailed", message="exit 1", time=NOW)
+)
+
+
+def _input(failure: FailureSummary = CLEAN, now: datetime = NOW, desired: int = 2) -> StatusInput:
+    plan = plan_pool(PoolInput(desired=desired, template_hash="h", instances=[], now=now))
+    return StatusInput("p", 1, "h", plan, failure, False, None, None, now)
+
+
+def _conditions(status: PresetStatus) -> dict[str, str]:
+    return {c.type: c.status.value for c in status.conditions}
+
+
+def test_a_converged_status_compares_equal_so_no_write_is_needed() -> None:
+    first = compute_status(PresetStatus(), _input())
+    stored = status_patch(first)
+    later = compute_status(
+        PresetStatus.model_validate(stored), _input(now=NOW + timedelta(hours=1))
+    )
+    assert status_equal(stored, later)
+    assert [c.last_transition_time for c in later.conditions] == [
+        c.last_transition_time for c in first.conditions
+    ]
+
+
+def test_hard_limit_shows_in_status_and_conditions() -> None:
+    status = compute_status(PresetStatus(), _input(LIMITED))
+    assert status.prebuild_status is PrebuildStatus.HARD_LIMITED
+    assert _conditions(status)["HardLimited"] == "True"
+    message = next(c.message for c in status.conditions if c.type == "HardLimited")
+    assert "PodFailed" in message
+    assert "prewarm.dev/retry" in message
+
+
+def test_events_only_on_transitions() -> None:
+    validation = FailureSummary(False, 3, 0, True, "rejected: bad name", None, None)
+    before = compute_status(PresetStatus(), _input())
+    after = compute_status(before, _input(validation))
+    events = transition_events(before, after, validation)
+    assert [(e.type, e.reason) for e in events] == [("Warning", "ValidationFailed")]
+    assert "bad name" in events[0].message
+    assert transition_events(after, compute_status(after, _input(validation)), validation) == []
+
+
+def test_leaving_the_hard_limit_posts_a_reset_event() -> None:
+    limited = compute_status(PresetStatus(), _input(LIMITED))
+    normal = compute_status(limited, _input())
+    assert [e.reason for e in transition_events(limited, normal, CLEAN)] == ["HardLimitReset"]
+
+
+def test_backoff_in_the_past_is_not_published() -> None:
+    past = FailureSummary(False, 3, 1, False, None, NOW - timedelta(seconds=1), None)
+    assert compute_status(PresetStatus(), _input(past)).backoff_until is None
+    future = FailureSummary(False, 3, 1, False, None, NOW + timedelta(seconds=30), None)
+    assert compute_status(PresetStatus(), _input(future)).backoff_until == NOW + timedelta(
+        seconds=30
+    )
+
+
+def test_selector_is_published_for_the_scale_subresource() -> None:
+    assert compute_status(PresetStatus(), _input()).selector == "prewarm.dev/preset=p"
