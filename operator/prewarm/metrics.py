@@ -58,6 +58,23 @@ reconcile_errors = Counter(
     "prewarm_reconcile_errors", "Reconcile passes that ended in an error.", PRESET
 )
 
+claims = Counter(
+    "prewarm_claims",
+    "WorkspaceClaims bound, by where the workspace came from (prebuilt or cold).",
+    (*PRESET, "source"),
+)
+claim_misses = Counter(
+    "prewarm_claim_misses",
+    "Claims that found no warm workspace and started a cold build.",
+    PRESET,
+)
+claim_duration = Histogram(
+    "prewarm_claim_duration_seconds",
+    "From the operator first seeing a claim to the claim being Bound, by source.",
+    ("source",),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+
 _POOL_GAUGES = (
     preset_desired,
     preset_running,

@@ -7,11 +7,11 @@ few MiB, and the planner needs only these fields.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from prewarm.api.constants import LABEL_PRESET
+from prewarm.api.constants import LABEL_PRESET, PREFIX
 from prewarm.planning.failures import PodView, pod_view
 from prewarm.planning.pool import Instance, Phase
 
@@ -39,6 +39,8 @@ class WorkspaceEntry:
     failed_at: datetime | None
     failure_reason: str | None
     deleting: bool
+    claim: str = ""
+    reinit_generation: int = 0
 
     @property
     def claimed(self) -> bool:
@@ -76,6 +78,8 @@ class WorkspaceEntry:
             failed_at=None,
             failure_reason=failure.get("reason"),
             deleting=meta.get("deletionTimestamp") is not None,
+            claim=str((spec.get("claimRef") or {}).get("name", "")),
+            reinit_generation=int(status.get("reinitGeneration") or 0),
         )
 
 
@@ -86,6 +90,7 @@ class PodEntry:
     preset: str
     view: PodView
     deleting: bool
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> PodEntry:
@@ -96,6 +101,10 @@ class PodEntry:
             preset=str((meta.get("labels") or {}).get(LABEL_PRESET, "")),
             view=pod_view(body),
             deleting=meta.get("deletionTimestamp") is not None,
+            # Only ours: the agent protocol lives under the prefix.
+            annotations={
+                k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(PREFIX)
+            },
         )
 
 
@@ -120,6 +129,34 @@ class PresetEntry:
             generation=int(meta.get("generation") or 0),
             annotations=dict(meta.get("annotations") or {}),
             spec=dict(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+            deleting=meta.get("deletionTimestamp") is not None,
+        )
+
+
+@dataclass(frozen=True)
+class ClaimEntry:
+    namespace: str
+    name: str
+    uid: str
+    preset: str
+    owner: str
+    owner_secret: str | None
+    status: Mapping[str, Any]
+    deleting: bool
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ClaimEntry:
+        meta = body.get("metadata") or {}
+        spec = body.get("spec") or {}
+        secret = (spec.get("ownerSecretRef") or {}).get("name")
+        return cls(
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            preset=str((spec.get("presetRef") or {}).get("name", "")),
+            owner=str(spec.get("owner", "")),
+            owner_secret=str(secret) if secret else None,
             status=dict(body.get("status") or {}),
             deleting=meta.get("deletionTimestamp") is not None,
         )

@@ -15,8 +15,15 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from prewarm.api.constants import GROUP, LABEL_PRESET, LABEL_WORKSPACE, VERSION
-from prewarm.handlers.entries import PodEntry, PresetEntry, PresetKey, WorkspaceEntry
+from prewarm.api.constants import GROUP, LABEL_CLAIM, LABEL_PRESET, LABEL_WORKSPACE, VERSION
+from prewarm.handlers.claims import reconcile_claim
+from prewarm.handlers.entries import (
+    ClaimEntry,
+    PodEntry,
+    PresetEntry,
+    PresetKey,
+    WorkspaceEntry,
+)
 from prewarm.handlers.presets import reconcile_preset
 from prewarm.handlers.runtime import Runtime
 from prewarm.k8s.client import Kube
@@ -53,10 +60,12 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     rt.presets = kwargs["preset_index"]
     rt.workspaces = kwargs["workspace_index"]
     rt.pods = kwargs["pod_index"]
+    rt.claims = kwargs["claim_index"]
     _state["runtime"] = rt
     if config.metrics_port:
         start_http_server(config.metrics_port)
     _workers["queue"] = asyncio.create_task(_run_queue(rt))
+    _workers["claims"] = asyncio.create_task(_run_claims(rt))
     _workers["resync"] = asyncio.create_task(_resync(rt))
 
 
@@ -74,11 +83,23 @@ def _log_error(key: PresetKey, error: BaseException) -> None:
     log.error("reconcile of preset %s/%s failed: %s", key[0], key[1], error, exc_info=error)
 
 
+def _log_claim_error(key: tuple[str, str], error: BaseException) -> None:
+    log.error("claim %s/%s failed: %s", key[0], key[1], error, exc_info=error)
+    rt = _state.get("runtime")
+    if rt is not None:
+        rt.requeue_claim_after(key, 2.0)
+
+
 async def _run_queue(rt: Runtime) -> None:
     # kopf runs non-index handlers only once every index is complete; the
     # first event we see proves it, so nothing plans on a partial picture.
     await rt.indexed.wait()
     await rt.queue.run_workers(8, lambda key: reconcile_preset(rt, key), _log_error)
+
+
+async def _run_claims(rt: Runtime) -> None:
+    await rt.indexed.wait()
+    await rt.claim_queue.run_workers(16, lambda key: reconcile_claim(rt, key), _log_claim_error)
 
 
 async def _resync(rt: Runtime) -> None:
@@ -87,6 +108,8 @@ async def _resync(rt: Runtime) -> None:
         await asyncio.sleep(rt.settings.resync_seconds)
         for key in rt.preset_keys():
             rt.queue.add(key)
+        for claim_key in rt.claim_keys():
+            rt.claim_queue.add(claim_key)
 
 
 # --- indexes ----------------------------------------------------------------------------
@@ -101,6 +124,11 @@ def preset_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) ->
 def workspace_index(body: kopf.Body, namespace: str | None, spec: kopf.Spec, **_: Any) -> Any:
     preset = (spec.get("presetRef") or {}).get("name", "")
     return {(namespace, preset): WorkspaceEntry.from_body(body)}
+
+
+@kopf.index(GROUP, VERSION, "workspaceclaims")
+def claim_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+    return {(namespace, name): ClaimEntry.from_body(body)}
 
 
 @kopf.index("", "v1", "pods", labels={LABEL_WORKSPACE: kopf.PRESENT})
@@ -124,11 +152,26 @@ def preset_event(namespace: str | None, name: str, **_: Any) -> None:
     _wake(namespace, name)
 
 
+def _wake_claim(namespace: str | None, claim: str | None) -> None:
+    rt = _state.get("runtime")
+    if rt is None or not namespace or not claim:
+        return
+    rt.indexed.set()
+    rt.claim_queue.add((namespace, claim))
+
+
+@kopf.on.event(GROUP, VERSION, "workspaceclaims")
+def claim_event(namespace: str | None, name: str, **_: Any) -> None:
+    _wake_claim(namespace, name)
+
+
 @kopf.on.event(GROUP, VERSION, "prebuiltworkspaces")
-def workspace_event(namespace: str | None, spec: kopf.Spec, **_: Any) -> None:
+def workspace_event(namespace: str | None, spec: kopf.Spec, labels: kopf.Labels, **_: Any) -> None:
     _wake(namespace, (spec.get("presetRef") or {}).get("name"))
+    _wake_claim(namespace, labels.get(LABEL_CLAIM))
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_WORKSPACE: kopf.PRESENT})
 def pod_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
     _wake(namespace, labels.get(LABEL_PRESET))
+    _wake_claim(namespace, labels.get(LABEL_CLAIM))

@@ -9,12 +9,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from prewarm.handlers.entries import PodEntry, PresetEntry, PresetKey, WorkspaceEntry
+from prewarm.handlers.entries import (
+    ClaimEntry,
+    PodEntry,
+    PresetEntry,
+    PresetKey,
+    WorkspaceEntry,
+)
 from prewarm.k8s.client import Kube
 from prewarm.ledger.repository import Ledger
 from prewarm.planning.pool import Instance
 from prewarm.settings import Settings
 from prewarm.workqueue import WorkQueue
+
+ClaimKey = tuple[str, str]  # (namespace, claim name)
 
 # How long a create or delete we asked for may stay invisible in the watch
 # before we stop assuming it is on its way.
@@ -60,7 +68,9 @@ class Runtime:
     kube: Kube
     ledger: Ledger
     queue: WorkQueue[PresetKey] = field(default_factory=WorkQueue)
+    claim_queue: WorkQueue[ClaimKey] = field(default_factory=WorkQueue)
     presets: IndexLike | None = None
+    claims: IndexLike | None = None
     workspaces: IndexLike | None = None
     pods: IndexLike | None = None
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -70,7 +80,14 @@ class Runtime:
     recorded_retry: dict[str, str] = field(default_factory=dict)
     notified: set[tuple[str, str, Any]] = field(default_factory=set)
     starting: dict[PresetKey, int] = field(default_factory=dict)
-    _timers: dict[PresetKey, tuple[float, asyncio.TimerHandle]] = field(default_factory=dict)
+    # Claims: when this process first saw each (for the latency metric), which
+    # it recorded in the ledger, and workspaces a claim is trying to take now.
+    claim_seen: dict[ClaimKey, float] = field(default_factory=dict)
+    claims_recorded: set[str] = field(default_factory=set)
+    reserved: set[str] = field(default_factory=set)
+    _timers: dict[tuple[str, PresetKey], tuple[float, asyncio.TimerHandle]] = field(
+        default_factory=dict
+    )
 
     # --- reads from the kopf indexes -------------------------------------------------
 
@@ -87,6 +104,16 @@ class Runtime:
     def workspaces_of(self, key: PresetKey) -> list[WorkspaceEntry]:
         assert self.workspaces is not None
         return list(self.workspaces.get(key, ()))
+
+    def claim(self, key: ClaimKey) -> ClaimEntry | None:
+        assert self.claims is not None
+        for entry in self.claims.get(key, ()):
+            return entry  # type: ignore[no-any-return]
+        return None
+
+    def claim_keys(self) -> list[ClaimKey]:
+        assert self.claims is not None
+        return list(self.claims)
 
     def pod(self, namespace: str, name: str) -> PodEntry | None:
         assert self.pods is not None
@@ -105,25 +132,34 @@ class Runtime:
     # --- scheduling -------------------------------------------------------------------
 
     def requeue_after(self, key: PresetKey, delay_s: float) -> None:
-        """Reconcile `key` again after `delay_s` (the earliest of several asks wins)."""
+        """Reconcile preset `key` again after `delay_s` (the earliest of several asks wins)."""
+        self._later("preset", key, delay_s, self.queue)
+
+    def requeue_claim_after(self, key: ClaimKey, delay_s: float) -> None:
+        self._later("claim", key, delay_s, self.claim_queue)
+
+    def _later(
+        self, kind: str, key: tuple[str, str], delay_s: float, queue: WorkQueue[tuple[str, str]]
+    ) -> None:
         loop = asyncio.get_running_loop()
         due = loop.time() + max(delay_s, 0.0)
-        current = self._timers.get(key)
+        timer_key = (kind, key)
+        current = self._timers.get(timer_key)
         if current is not None and current[0] <= due:
             return
         if current is not None:
             current[1].cancel()
 
         def fire() -> None:
-            self._timers.pop(key, None)
-            self.queue.add(key)
+            self._timers.pop(timer_key, None)
+            queue.add(key)
 
-        self._timers[key] = (due, loop.call_at(due, fire))
+        self._timers[timer_key] = (due, loop.call_at(due, fire))
 
     def forget(self, key: PresetKey, uid: str | None) -> None:
         self.expectations.pop(key, None)
         self.starting.pop(key, None)
-        timer = self._timers.pop(key, None)
+        timer = self._timers.pop(("preset", key), None)
         if timer is not None:
             timer[1].cancel()
         if uid:

@@ -11,12 +11,17 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from prewarm.api.constants import (
+    ANNOTATION_OWNER,
+    ANNOTATION_REINIT_GENERATION,
     API_VERSION,
     KIND_PREBUILT_WORKSPACE,
     KIND_PRESET,
+    KIND_WORKSPACE_CLAIM,
+    LABEL_CLAIM,
     LABEL_PRESET,
     LABEL_TEMPLATE_HASH,
     LABEL_WORKSPACE,
@@ -40,21 +45,45 @@ def owner_reference(kind: str, name: str, uid: str, api_version: str = API_VERSI
     }
 
 
+@dataclass(frozen=True)
+class ClaimRef:
+    name: str
+    uid: str
+    owner: str
+
+
 def render_workspace(
-    namespace: str, preset_name: str, preset_uid: str, template_hash: str
+    namespace: str,
+    preset_name: str,
+    preset_uid: str,
+    template_hash: str,
+    claim: ClaimRef | None = None,
 ) -> JsonObject:
+    """A pool instance (owned by the preset), or with `claim` a cold start owned by it."""
+    labels = {LABEL_PRESET: preset_name, LABEL_TEMPLATE_HASH: template_hash}
+    spec: JsonObject = {"presetRef": {"name": preset_name}, "templateHash": template_hash}
+    owner = owner_reference(KIND_PRESET, preset_name, preset_uid)
+    if claim is not None:
+        labels[LABEL_CLAIM] = claim.name
+        spec["owner"] = claim.owner
+        spec["claimRef"] = {"name": claim.name, "uid": claim.uid}
+        owner = owner_reference(KIND_WORKSPACE_CLAIM, claim.name, claim.uid)
     return {
         "apiVersion": API_VERSION,
         "kind": KIND_PREBUILT_WORKSPACE,
         "metadata": {
             "generateName": f"{preset_name[:50]}-",
             "namespace": namespace,
-            "labels": {LABEL_PRESET: preset_name, LABEL_TEMPLATE_HASH: template_hash},
-            "ownerReferences": [owner_reference(KIND_PRESET, preset_name, preset_uid)],
+            "labels": labels,
+            "ownerReferences": [owner],
         },
-        "spec": {"presetRef": {"name": preset_name}, "templateHash": template_hash},
-        "status": {"phase": "Pending"},
+        "spec": spec,
     }
+
+
+def claim_annotations(owner: str, generation: int) -> dict[str, str]:
+    """What the in-pod agent watches: who owns the workspace now, and which re-init."""
+    return {ANNOTATION_OWNER: owner, ANNOTATION_REINIT_GENERATION: str(generation)}
 
 
 def _with_parameters(container: Mapping[str, Any], parameters: Mapping[str, str]) -> JsonObject:
@@ -74,8 +103,12 @@ def render_pod(
     template_hash: str,
     workspace_name: str,
     workspace_uid: str | None,
+    claim: ClaimRef | None = None,
 ) -> JsonObject:
-    """The workspace's pod. Without a workspace uid (a dry-run) it has no owner."""
+    """The workspace's pod. Without a workspace uid (a dry-run) it has no owner.
+
+    A cold start's pod is born claimed: generation 1 for its owner from the start.
+    """
     template = spec.template
     pod_spec: JsonObject = copy.deepcopy(template.spec.model_dump(by_alias=True, exclude_none=True))
     parameters = {p.name: p.value for p in spec.parameters}
@@ -89,6 +122,9 @@ def render_pod(
     annotations = dict(template.metadata.annotations)
     if parameters:
         annotations[ANNOTATION_PARAMETERS] = json.dumps(parameters, sort_keys=True)
+    if claim is not None:
+        labels[LABEL_CLAIM] = claim.name
+        annotations.update(claim_annotations(claim.owner, 1))
     metadata: JsonObject = {
         "name": workspace_name,
         "namespace": namespace,

@@ -1,0 +1,456 @@
+"""One reconcile pass of one WorkspaceClaim: take a warm workspace or build one.
+
+Taking is a conditional merge patch of the workspace (resourceVersion
+precondition): owner, claimRef, claim label and the ownerReference moving
+from the preset to the claim, in one write. Exactly one claim wins each
+workspace; a loser moves on to the next candidate. Then, together, the
+workspace status and the pod annotations the agent watches; the claim says
+Bound last, so Bound always means the pod already knows its owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from prewarm import metrics
+from prewarm.api import reasons
+from prewarm.api.claim import ClaimPhase, ClaimSource, WorkspaceClaimStatus
+from prewarm.api.conditions import set_condition
+from prewarm.api.constants import (
+    ANNOTATION_PAUSED,
+    API_VERSION,
+    KIND_WORKSPACE_CLAIM,
+    LABEL_CLAIM,
+    PREFIX,
+)
+from prewarm.api.hashing import template_hash
+from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
+from prewarm.handlers.entries import ClaimEntry, WorkspaceEntry
+from prewarm.handlers.runtime import ClaimKey, Runtime
+from prewarm.k8s.client import ApiError
+from prewarm.k8s.events import post_event
+from prewarm.planning.claims import Action, PresetView, decide_claim
+from prewarm.planning.failures import Verdict, classify
+from prewarm.planning.pool import Phase
+from prewarm.planning.render import (
+    ClaimRef,
+    claim_annotations,
+    owner_reference,
+    render_pod,
+    render_workspace,
+)
+
+log = logging.getLogger("prewarm.claims")
+
+ANNOTATION_AGENTS = f"{PREFIX}agents"
+ANNOTATION_REINIT_DONE = f"{PREFIX}reinit-done."
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
+    claim = rt.claim(key)
+    if claim is None or claim.deleting:
+        # Its workspace goes with it (ownerReference); nothing else to undo.
+        rt.claim_seen.pop(key, None)
+        return
+    status = WorkspaceClaimStatus.model_validate(claim.status)
+    if status.phase is ClaimPhase.FAILED:
+        return
+    if status.phase is ClaimPhase.BOUND:
+        await _check_reinitialized(rt, claim, status)
+        return
+    seen = rt.claim_seen.setdefault(key, time.monotonic())
+    if claim.uid not in rt.claims_recorded:
+        preset = rt.preset((claim.namespace, claim.preset))
+        await rt.ledger.record_claim_requested(
+            claim.uid,
+            preset.uid if preset else "",
+            claim.namespace,
+            claim.name,
+            claim.owner,
+            _now(),
+        )
+        rt.claims_recorded.add(claim.uid)
+    mine = next(
+        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.claim == claim.name),
+        None,
+    )
+    if mine is not None:
+        await _follow_own_workspace(rt, claim, status, mine, seen)
+        return
+    await _claim_new(rt, claim, status, seen)
+
+
+async def _claim_new(
+    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, seen: float
+) -> None:
+    preset_entry = rt.preset((claim.namespace, claim.preset))
+    view = PresetView(exists=False)
+    spec: PresetSpec | None = None
+    if preset_entry is not None and not preset_entry.deleting:
+        try:
+            spec = PresetSpec.model_validate(preset_entry.spec)
+        except ValidationError:
+            spec = None
+        preset_status = PresetStatus.model_validate(preset_entry.status)
+        view = PresetView(
+            exists=spec is not None,
+            template_hash=template_hash(spec) if spec else "",
+            prebuild_status=preset_status.prebuild_status or PrebuildStatus.NORMAL,
+            paused=rt.settings.paused or preset_entry.annotations.get(ANNOTATION_PAUSED) == "true",
+        )
+    secret_missing = None
+    if claim.owner_secret and view.exists:
+        try:
+            await rt.kube.get_secret(claim.namespace, claim.owner_secret)
+        except ApiError as error:
+            if not error.not_found:
+                raise
+            secret_missing = claim.owner_secret
+    instances = [w.as_instance() for w in rt.workspaces_of((claim.namespace, claim.preset))]
+    decision = decide_claim(view, instances, frozenset(rt.reserved), secret_missing)
+
+    if decision.action is Action.WAIT:
+        await _patch_claim(rt, claim, status, ClaimPhase.PENDING, decision.reason, decision.message)
+        rt.requeue_claim_after((claim.namespace, claim.name), 5.0)
+        return
+    if decision.action is Action.FAIL:
+        await _fail(rt, claim, status, decision.reason, decision.message)
+        return
+    assert preset_entry is not None
+    assert spec is not None
+    by_name = {w.name: w for w in rt.workspaces_of((claim.namespace, claim.preset))}
+    if decision.action is Action.TAKE_PREBUILT:
+        for name in decision.candidates:
+            if name in rt.reserved:
+                continue
+            rt.reserved.add(name)
+            try:
+                if await _take(rt, claim, status, by_name[name], seen):
+                    return
+            finally:
+                rt.reserved.discard(name)
+        # Every candidate went to another claim meanwhile: build one.
+        decision_message = "every warm workspace was taken by other claims"
+    else:
+        decision_message = decision.message
+    await _cold_start(
+        rt, claim, status, spec, view.template_hash, preset_entry.uid, decision_message
+    )
+
+
+async def _take(
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    ws: WorkspaceEntry,
+    seen: float,
+) -> bool:
+    generation = ws.reinit_generation + 1
+    try:
+        await rt.kube.patch_workspace(
+            claim.namespace,
+            ws.name,
+            {
+                "metadata": {
+                    "resourceVersion": ws.resource_version,
+                    "labels": {LABEL_CLAIM: claim.name},
+                    "ownerReferences": [
+                        owner_reference(KIND_WORKSPACE_CLAIM, claim.name, claim.uid)
+                    ],
+                },
+                "spec": {"owner": claim.owner, "claimRef": {"name": claim.name, "uid": claim.uid}},
+            },
+        )
+    except ApiError as error:
+        if error.conflict or error.not_found or error.status == 422:
+            return False  # another claim (or the pool) changed it first
+        raise
+    now = _now()
+    await asyncio.gather(
+        rt.kube.patch_workspace_status(
+            claim.namespace,
+            ws.name,
+            {
+                "status": {
+                    "phase": Phase.CLAIMED.value,
+                    "claimedAt": _iso(now),
+                    "owner": claim.owner,
+                    "reinitGeneration": generation,
+                }
+            },
+        ),
+        rt.kube.patch_pod(
+            claim.namespace,
+            ws.name,
+            {
+                "metadata": {
+                    "labels": {LABEL_CLAIM: claim.name},
+                    "annotations": claim_annotations(claim.owner, generation),
+                }
+            },
+        ),
+    )
+    await _bind(rt, claim, status, ws.name, ClaimSource.PREBUILT, generation, seen)
+    metrics.prebuilds_claimed.labels(claim.namespace, claim.preset).inc()
+    return True
+
+
+async def _cold_start(
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    spec: PresetSpec,
+    thash: str,
+    preset_uid: str,
+    why: str,
+) -> None:
+    ref = ClaimRef(name=claim.name, uid=claim.uid, owner=claim.owner)
+    body = render_workspace(claim.namespace, claim.preset, preset_uid, thash, claim=ref)
+    created = await rt.kube.create_workspace(claim.namespace, body)
+    name = created["metadata"]["name"]
+    uid = created["metadata"]["uid"]
+    await rt.ledger.record_build_started(preset_uid, uid, name, thash, _now())
+    try:
+        await rt.kube.create_pod(
+            claim.namespace, render_pod(spec, claim.namespace, claim.preset, thash, name, uid, ref)
+        )
+    except ApiError as error:
+        if not error.conflict:
+            raise
+    metrics.claim_misses.labels(claim.namespace, claim.preset).inc()
+    await _patch_claim(
+        rt,
+        claim,
+        status,
+        ClaimPhase.PENDING,
+        reasons.REASON_COLD_START,
+        f"building workspace {name} for {claim.owner}: {why}",
+        extra={"workspaceName": name, "source": ClaimSource.COLD.value},
+    )
+    await _event(rt, claim, "Normal", reasons.REASON_COLD_START, f"no warm workspace: {why}")
+
+
+async def _follow_own_workspace(
+    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, ws: WorkspaceEntry, seen: float
+) -> None:
+    """A workspace already carries this claim: a cold start in progress, or a
+    take whose later steps a crash interrupted. Drive it to Bound or Failed."""
+    pod = rt.pod(claim.namespace, ws.name)
+    if ws.phase is Phase.CLAIMED or (ws.phase is Phase.READY and ws.reinit_generation):
+        # A prebuilt take got as far as the workspace: finish it (idempotent writes).
+        generation = max(ws.reinit_generation, 1)
+        await rt.kube.patch_pod(
+            claim.namespace,
+            ws.name,
+            {"metadata": {"annotations": claim_annotations(claim.owner, generation)}},
+        )
+        await _bind(
+            rt, claim, status, ws.name, status.source or ClaimSource.PREBUILT, generation, seen
+        )
+        return
+    if pod is None:
+        return  # the watch has not delivered it yet; its event wakes us
+    outcome = classify(
+        pod.view, _now(), rt.settings.readiness_timeout, rt.settings.crashloop_restarts
+    )
+    if outcome.verdict is Verdict.BUILDING:
+        rt.requeue_claim_after((claim.namespace, claim.name), 5.0)
+        return
+    now = _now()
+    if outcome.verdict is Verdict.FAILED:
+        await rt.kube.patch_workspace_status(
+            claim.namespace,
+            ws.name,
+            {
+                "status": {
+                    "phase": Phase.FAILED.value,
+                    "failure": {"reason": str(outcome.reason), "message": outcome.message},
+                }
+            },
+        )
+        await rt.ledger.record_build_failed(ws.uid, str(outcome.reason), outcome.message, now)
+        await _fail(rt, claim, status, str(outcome.reason), f"cold start failed: {outcome.message}")
+        return
+    await rt.kube.patch_workspace_status(
+        claim.namespace,
+        ws.name,
+        {
+            "status": {
+                "phase": Phase.CLAIMED.value,
+                "podName": ws.name,
+                "readyAt": _iso(now),
+                "claimedAt": _iso(now),
+                "owner": claim.owner,
+                "reinitGeneration": 1,
+            }
+        },
+    )
+    await rt.ledger.record_build_succeeded(ws.uid, now)
+    await _bind(rt, claim, status, ws.name, ClaimSource.COLD, 1, seen)
+
+
+async def _bind(
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    workspace: str,
+    source: ClaimSource,
+    generation: int,
+    seen: float,
+) -> None:
+    now = _now()
+    await _patch_claim(
+        rt,
+        claim,
+        status,
+        ClaimPhase.BOUND,
+        reasons.REASON_CLAIMED_PREBUILT if source is ClaimSource.PREBUILT else reasons.BOUND,
+        f"workspace {workspace} ({source.value}) belongs to {claim.owner}",
+        extra={
+            "workspaceName": workspace,
+            "source": source.value,
+            "boundAt": _iso(now),
+            "reinitGeneration": generation,
+        },
+    )
+    elapsed = time.monotonic() - seen
+    metrics.claim_duration.labels(source.value).observe(elapsed)
+    metrics.claims.labels(claim.namespace, claim.preset, source.value).inc()
+    ws = next(
+        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.name == workspace), None
+    )
+    await rt.ledger.record_claim_bound(
+        claim.uid, ws.uid if ws else "", workspace, claim.owner, source.value, now
+    )
+    rt.claim_seen.pop((claim.namespace, claim.name), None)
+    log.info(
+        "claim %s/%s bound to %s (%s) in %.1f ms",
+        claim.namespace,
+        claim.name,
+        workspace,
+        source.value,
+        elapsed * 1000,
+    )
+
+
+async def _check_reinitialized(
+    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus
+) -> None:
+    """Bound claims become Reinitialized once every agent reported the generation."""
+    if status.reinitialized_at is not None or not status.workspace_name:
+        return
+    pod = rt.pod(claim.namespace, status.workspace_name)
+    if pod is None:
+        return
+    agents = [a for a in pod.annotations.get(ANNOTATION_AGENTS, "").split(",") if a]
+    if not agents:
+        return  # no agent in this workspace: nothing to wait for
+    generation = status.reinit_generation
+    done = [
+        a for a in agents if _as_int(pod.annotations.get(ANNOTATION_REINIT_DONE + a)) >= generation
+    ]
+    if len(done) < len(agents):
+        return
+    now = _now()
+    conditions = set_condition(
+        status.conditions,
+        reasons.REINITIALIZED,
+        "True",
+        reasons.REASON_REINIT_SUCCEEDED,
+        f"{len(agents)} agent(s) re-initialised for generation {generation}",
+        None,
+        now,
+    )
+    await rt.kube.patch_claim_status(
+        claim.namespace,
+        claim.name,
+        {
+            "status": {
+                "reinitializedAt": _iso(now),
+                "conditions": [c.model_dump(by_alias=True, mode="json") for c in conditions],
+            }
+        },
+    )
+    await rt.ledger.record_claim_reinitialized(claim.uid, now)
+
+
+def _as_int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+async def _fail(
+    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, reason: str, message: str
+) -> None:
+    await _patch_claim(rt, claim, status, ClaimPhase.FAILED, reason, message)
+    await rt.ledger.record_claim_failed(claim.uid, reason, _now())
+    await _event(rt, claim, "Warning", reasons.REASON_CLAIM_FAILED, f"{reason}: {message}")
+    rt.claim_seen.pop((claim.namespace, claim.name), None)
+
+
+async def _patch_claim(
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    phase: ClaimPhase,
+    reason: str,
+    message: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    now = _now()
+    conditions = set_condition(
+        status.conditions,
+        reasons.BOUND,
+        "True" if phase is ClaimPhase.BOUND else "False",
+        reason,
+        message,
+        None,
+        now.replace(microsecond=0),
+    )
+    wanted: dict[str, Any] = {
+        "phase": phase.value,
+        "conditions": [c.model_dump(by_alias=True, mode="json") for c in conditions],
+        **(extra or {}),
+    }
+    if status.requested_at is None:
+        wanted["requestedAt"] = _iso(now)
+    current = {k: claim.status.get(k) for k in wanted if k != "requestedAt"}
+    if all(current[k] == v for k, v in wanted.items() if k != "requestedAt") and (
+        status.requested_at is not None
+    ):
+        return  # nothing new to say
+    try:
+        await rt.kube.patch_claim_status(claim.namespace, claim.name, {"status": wanted})
+    except ApiError as error:
+        if not error.not_found:
+            raise
+
+
+async def _event(rt: Runtime, claim: ClaimEntry, type_: str, reason: str, message: str) -> None:
+    await post_event(
+        rt.kube,
+        api_version=API_VERSION,
+        kind=KIND_WORKSPACE_CLAIM,
+        namespace=claim.namespace,
+        name=claim.name,
+        uid=claim.uid,
+        type_="Warning" if type_ == "Warning" else "Normal",
+        reason=reason,
+        message=message,
+    )

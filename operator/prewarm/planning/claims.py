@@ -1,0 +1,90 @@
+"""What to do with a pending WorkspaceClaim: pure.
+
+Candidates are Ready, unclaimed instances of the preset's current template,
+oldest-ready first (they are closest to their TTL). The glue tries them in
+order with a conditional write, so exactly one claim wins each workspace.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from prewarm.api import reasons
+from prewarm.api.preset import PrebuildStatus
+from prewarm.planning.pool import Instance, Phase
+
+
+class Action(enum.StrEnum):
+    TAKE_PREBUILT = "TakePrebuilt"
+    COLD_START = "ColdStart"
+    WAIT = "Wait"  # a condition says why; try again later
+    FAIL = "Fail"  # nothing will make it work
+
+
+@dataclass(frozen=True)
+class ClaimDecision:
+    action: Action
+    reason: str
+    message: str
+    candidates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PresetView:
+    exists: bool
+    template_hash: str = ""
+    prebuild_status: PrebuildStatus = PrebuildStatus.NORMAL
+    paused: bool = False
+
+
+def eligible(instances: Iterable[Instance], template_hash: str) -> list[str]:
+    ready = [
+        i
+        for i in instances
+        if i.phase is Phase.READY
+        and not i.claimed
+        and not i.deleting
+        and i.template_hash == template_hash
+    ]
+    ready.sort(key=lambda i: (i.ready_at or i.created_at, i.name))
+    return [i.name for i in ready]
+
+
+def decide_claim(
+    preset: PresetView,
+    instances: Sequence[Instance],
+    reserved: frozenset[str] = frozenset(),
+    secret_missing: str | None = None,
+) -> ClaimDecision:
+    if not preset.exists:
+        return ClaimDecision(
+            Action.WAIT,
+            reasons.REASON_PRESET_NOT_FOUND,
+            "the preset does not exist (yet) in this namespace",
+        )
+    if secret_missing:
+        return ClaimDecision(
+            Action.WAIT,
+            "SecretNotFound",
+            f"spec.ownerSecretRef names Secret {secret_missing!r}, which does not exist (yet)",
+        )
+    if preset.prebuild_status is PrebuildStatus.VALIDATION_FAILED:
+        return ClaimDecision(
+            Action.FAIL,
+            "PresetValidationFailed",
+            "the preset's pod template is rejected by the API server; fix the preset",
+        )
+    candidates = tuple(n for n in eligible(instances, preset.template_hash) if n not in reserved)
+    if candidates:
+        return ClaimDecision(Action.TAKE_PREBUILT, reasons.REASON_CLAIMED_PREBUILT, "", candidates)
+    if preset.prebuild_status is PrebuildStatus.HARD_LIMITED:
+        return ClaimDecision(
+            Action.FAIL,
+            "PresetHardLimited",
+            "the preset's prebuilds keep failing (hard limit reached); "
+            "a cold start would fail the same way",
+        )
+    why = "the preset is paused" if preset.paused else "no warm workspace is ready"
+    return ClaimDecision(Action.COLD_START, reasons.REASON_COLD_START, why)

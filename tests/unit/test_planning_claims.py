@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from prewarm.api.preset import PrebuildStatus
+from prewarm.planning.claims import Action, PresetView, decide_claim, eligible
+from prewarm.planning.pool import Instance, Phase
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+OK = PresetView(exists=True, template_hash="h")
+
+
+def inst(
+    name: str, phase: Phase = Phase.READY, h: str = "h", ready_s: int = 10, **kw: bool
+) -> Instance:
+    return Instance(
+        name=name,
+        template_hash=h,
+        phase=phase,
+        created_at=NOW - timedelta(seconds=100),
+        ready_at=NOW - timedelta(seconds=ready_s),
+        **kw,
+    )
+
+
+def test_only_ready_unclaimed_current_instances_are_eligible_oldest_first() -> None:
+    pool = [
+        inst("new", ready_s=1),
+        inst("old", ready_s=50),
+        inst("building", Phase.BUILDING),
+        inst("outdated", h="old"),
+        inst("taken", claimed=True),
+        inst("going", deleting=True),
+    ]
+    assert eligible(pool, "h") == ["old", "new"]
+
+
+def test_take_skips_workspaces_other_claims_are_taking() -> None:
+    decision = decide_claim(OK, [inst("a"), inst("b")], reserved=frozenset({"a"}))
+    assert decision.action is Action.TAKE_PREBUILT
+    assert decision.candidates == ("b",)
+
+
+def test_empty_pool_means_cold_start_and_says_why() -> None:
+    assert decide_claim(OK, []).action is Action.COLD_START
+    paused = decide_claim(PresetView(True, "h", paused=True), [])
+    assert paused.action is Action.COLD_START
+    assert "paused" in paused.message
+
+
+def test_given_up_presets_fail_claims_rather_than_build() -> None:
+    limited = PresetView(True, "h", PrebuildStatus.HARD_LIMITED)
+    assert decide_claim(limited, []).action is Action.FAIL
+    # ... but a warm one left over is still handed out.
+    assert decide_claim(limited, [inst("a")]).action is Action.TAKE_PREBUILT
+    invalid = PresetView(True, "h", PrebuildStatus.VALIDATION_FAILED)
+    assert decide_claim(invalid, [inst("a")]).action is Action.FAIL
+
+
+def test_missing_preset_or_secret_waits() -> None:
+    assert decide_claim(PresetView(False), []).reason == "PresetNotFound"
+    waiting = decide_claim(OK, [inst("a")], secret_missing="creds")
+    assert waiting.action is Action.WAIT
+    assert "creds" in waiting.message
