@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from prewarm import __version__
 from prewarm.devenv.errors import EnvironmentProblem
@@ -40,6 +42,55 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from prewarm.run import run_operator
 
     return run_operator(verbose=args.verbose)
+
+
+def _cmd_claim(args: argparse.Namespace) -> int:
+    from prewarm.commands.claim import claim
+
+    result = asyncio.run(
+        claim(args.namespace, args.preset, args.owner, args.secret, args.wait, args.timeout)
+    )
+    if not args.wait:
+        print(f"workspaceclaim/{result.name} created in {result.seconds * 1000:.1f} ms")
+        return 0
+    print(
+        f"workspaceclaim/{result.name} {result.phase}: workspace {result.workspace or '-'} "
+        f"({result.source or '-'}) in {result.seconds * 1000:.1f} ms"
+        + (f"; {result.message}" if result.phase != "Bound" else "")
+    )
+    return 0 if result.phase == "Bound" else 1
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from prewarm.commands.status import status_report
+
+    print(asyncio.run(status_report(args.namespace, _database_url(args, required=False))))
+    return 0
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from prewarm.commands.status import history_report
+
+    dsn = _database_url(args, required=True)
+    assert dsn is not None
+    print(asyncio.run(history_report(dsn, args.namespace, args.preset, args.limit)))
+    return 0
+
+
+def _cmd_reset(args: argparse.Namespace) -> int:
+    from prewarm.commands.status import request_retry
+
+    token = args.token or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    asyncio.run(request_retry(args.namespace, args.preset, token))
+    print(f"preset/{args.preset}: prewarm.dev/retry={token} (failures so far no longer count)")
+    return 0
+
+
+def _database_url(args: argparse.Namespace, required: bool) -> str | None:
+    url: str | None = args.database_url or os.environ.get("PREWARM_DATABASE_URL")
+    if required and not url:
+        raise EnvironmentProblem("set PREWARM_DATABASE_URL or --database-url to read the ledger")
+    return url
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -78,14 +129,36 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--no-operator", action="store_true", help="start everything but the operator")
     dev.set_defaults(func=_cmd_dev)
 
-    for name, text in (
-        ("status", "presets, pool counts, hard-limit state and recent claims"),
-        ("claim", "claim a workspace of a preset"),
-        ("history", "recent builds of a preset with their failure reasons"),
-        ("agent", "the in-pod agent that re-initialises a claimed workspace"),
-        ("reset", "clear a preset's hard limit (sets prewarm.dev/retry)"),
-    ):
-        sub.add_parser(name, help=text).set_defaults(func=_not_implemented(name))
+    claim = sub.add_parser("claim", help="claim a workspace of a preset")
+    claim.add_argument("--preset", required=True)
+    claim.add_argument("--owner", required=True)
+    claim.add_argument("--secret", default=None, help="Secret with the owner's credentials")
+    claim.add_argument("-n", "--namespace", default="default")
+    claim.add_argument("--wait", action="store_true", help="wait until Bound or Failed")
+    claim.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
+    claim.set_defaults(func=_cmd_claim)
+
+    status = sub.add_parser("status", help="presets, pools, hard-limit state, recent claims")
+    status.add_argument("-n", "--namespace", default=None, help="one namespace (default: all)")
+    status.add_argument("--database-url", default=None)
+    status.set_defaults(func=_cmd_status)
+
+    history = sub.add_parser("history", help="recent builds of a preset with failure reasons")
+    history.add_argument("preset")
+    history.add_argument("-n", "--namespace", default="default")
+    history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--database-url", default=None)
+    history.set_defaults(func=_cmd_history)
+
+    reset = sub.add_parser("reset", help="lift a preset's hard limit (sets prewarm.dev/retry)")
+    reset.add_argument("preset")
+    reset.add_argument("-n", "--namespace", default="default")
+    reset.add_argument("--token", default=None, help="the retry value (default: a timestamp)")
+    reset.set_defaults(func=_cmd_reset)
+
+    sub.add_parser(
+        "agent", help="the in-pod agent that re-initialises a claimed workspace"
+    ).set_defaults(func=_not_implemented("agent"))
     return parser
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from kubernetes.aio import client as kclient
@@ -182,6 +182,61 @@ class Kube:
                 _content_type=MERGE_PATCH,
             )
         )
+
+    async def create_claim(self, namespace: str, body: Mapping[str, Any]) -> JsonObject:
+        return await _json(
+            await self._custom.create_namespaced_custom_object_without_preload_content(
+                GROUP, VERSION, namespace, PLURAL_WORKSPACE_CLAIMS, dict(body)
+            )
+        )
+
+    async def list_objects(self, plural: str, namespace: str | None = None) -> list[JsonObject]:
+        """One list call, for the CLI; the operator itself reads its indexes."""
+        if namespace:
+            response = await self._custom.list_namespaced_custom_object_without_preload_content(
+                GROUP, VERSION, namespace, plural
+            )
+        else:
+            response = await self._custom.list_cluster_custom_object_without_preload_content(
+                GROUP, VERSION, plural
+            )
+        return list((await _json(response)).get("items") or [])
+
+    async def patch_preset(self, namespace: str, name: str, patch: Mapping[str, Any]) -> JsonObject:
+        return await _json(
+            await self._custom.patch_namespaced_custom_object_without_preload_content(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL_PRESETS,
+                name,
+                dict(patch),
+                _content_type=MERGE_PATCH,
+            )
+        )
+
+    async def watch_objects(
+        self, plural: str, namespace: str, resource_version: str = ""
+    ) -> AsyncIterator[tuple[str, JsonObject]]:
+        """(event type, object) pairs of one watch of `plural` in `namespace`."""
+        response = await self._custom.list_namespaced_custom_object_without_preload_content(
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            watch=True,
+            resource_version=resource_version or None,
+            allow_watch_bookmarks=False,
+        )
+        try:
+            if int(response.status) >= 400:
+                await _json(response)
+            async for line in response.content:
+                if line.strip():
+                    event = json.loads(line)
+                    yield str(event.get("type", "")), dict(event.get("object") or {})
+        finally:
+            response.release()
 
     # --- core ---------------------------------------------------------------------------
 

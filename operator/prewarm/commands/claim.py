@@ -1,0 +1,76 @@
+"""`prewarm claim --preset P --owner O [--wait]`: ask for a workspace, say how long it took."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+
+from prewarm.api.constants import API_VERSION, KIND_WORKSPACE_CLAIM, PLURAL_WORKSPACE_CLAIMS
+from prewarm.k8s.client import JsonObject, Kube
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    name: str
+    phase: str
+    workspace: str | None
+    source: str | None
+    seconds: float
+    message: str = ""
+
+
+def claim_manifest(name: str, preset: str, owner: str, secret: str | None = None) -> JsonObject:
+    spec: JsonObject = {"presetRef": {"name": preset}, "owner": owner}
+    if secret:
+        spec["ownerSecretRef"] = {"name": secret}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND_WORKSPACE_CLAIM,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+async def claim(
+    namespace: str,
+    preset: str,
+    owner: str,
+    secret: str | None,
+    wait: bool,
+    wait_seconds: float,
+) -> ClaimResult:
+    kube = await Kube.connect()
+    try:
+        name = f"{preset[:40]}-{owner[:12].lower()}-{uuid.uuid4().hex[:6]}".replace("_", "-")
+        started = time.perf_counter()
+        created = await kube.create_claim(namespace, claim_manifest(name, preset, owner, secret))
+        if not wait:
+            return ClaimResult(name, "Pending", None, None, time.perf_counter() - started)
+        status = await asyncio.wait_for(
+            _until_settled(kube, namespace, name, created["metadata"]["resourceVersion"]),
+            wait_seconds,
+        )
+        bound: JsonObject = next((c for c in status.get("conditions", []) if c.get("type") == "Bound"), {})
+        return ClaimResult(
+            name,
+            str(status.get("phase")),
+            status.get("workspaceName"),
+            status.get("source"),
+            time.perf_counter() - started,
+            str(bound.get("message", "")),
+        )
+    finally:
+        await kube.close()
+
+
+async def _until_settled(kube: Kube, namespace: str, name: str, since: str) -> JsonObject:
+    while True:  # a watch may end (server timeout): start another from where we were
+        async for kind, obj in kube.watch_objects(PLURAL_WORKSPACE_CLAIMS, namespace, since):
+            since = obj.get("metadata", {}).get("resourceVersion", since)
+            if kind == "DELETED" or obj.get("metadata", {}).get("name") != name:
+                continue
+            status = dict(obj.get("status") or {})
+            if status.get("phase") in ("Bound", "Failed"):
+                return status

@@ -1,0 +1,107 @@
+"""`prewarm status`: presets and their pools, hard-limit state, and recent claims."""
+
+from __future__ import annotations
+
+from prewarm.api.constants import PLURAL_PRESETS
+from prewarm.commands.table import render_table
+from prewarm.k8s.client import Kube
+from prewarm.ledger.repository import Ledger
+
+
+async def status_report(namespace: str | None, database_url: str | None) -> str:
+    kube = await Kube.connect()
+    try:
+        presets = await kube.list_objects(PLURAL_PRESETS, namespace)
+    finally:
+        await kube.close()
+    rows = []
+    for p in sorted(presets, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
+        st = p.get("status") or {}
+        last = (st.get("lastFailure") or {}).get("reason", "")
+        rows.append(
+            [
+                p["metadata"]["namespace"],
+                p["metadata"]["name"],
+                st.get("desired", 0),
+                st.get("ready", 0),
+                st.get("starting", 0),
+                st.get("claimed", 0),
+                st.get("failed", 0),
+                st.get("prebuildStatus", "-"),
+                "yes" if st.get("paused") else "",
+                last,
+            ]
+        )
+    out = render_table(
+        [
+            "NAMESPACE",
+            "PRESET",
+            "DESIRED",
+            "READY",
+            "STARTING",
+            "CLAIMED",
+            "FAILED",
+            "STATUS",
+            "PAUSED",
+            "LAST FAILURE",
+        ],
+        rows,
+    )
+    if database_url:
+        ledger = await Ledger.connect(database_url)
+        try:
+            claims = await ledger.recent_claims(10)
+        finally:
+            await ledger.close()
+        out += "\n\nRecent claims\n" + render_table(
+            ["NAMESPACE", "CLAIM", "OWNER", "SOURCE", "WORKSPACE", "REQUESTED", "BOUND"],
+            [
+                [
+                    c.namespace,
+                    c.claim_name,
+                    c.owner,
+                    c.source or "",
+                    c.workspace_name or "",
+                    c.requested_at.isoformat(timespec="seconds") if c.requested_at else "",
+                    c.bound_at.isoformat(timespec="seconds") if c.bound_at else "",
+                ]
+                for c in claims
+            ],
+        )
+    return out
+
+
+async def history_report(database_url: str, namespace: str, preset: str, limit: int) -> str:
+    ledger = await Ledger.connect(database_url)
+    try:
+        builds = await ledger.history(namespace, preset, limit)
+    finally:
+        await ledger.close()
+    return render_table(
+        ["WORKSPACE", "TEMPLATE", "STATE", "STARTED", "READY", "FAILED", "REASON", "MESSAGE"],
+        [
+            [
+                b.workspace_name,
+                b.template_hash,
+                b.state,
+                b.started_at.isoformat(timespec="seconds") if b.started_at else "",
+                b.ready_at.isoformat(timespec="seconds") if b.ready_at else "",
+                b.failed_at.isoformat(timespec="seconds") if b.failed_at else "",
+                b.failure_reason or "",
+                (b.failure_message or "")[:80],
+            ]
+            for b in builds
+        ],
+    )
+
+
+async def request_retry(namespace: str, preset: str, token: str) -> None:
+    from prewarm.api.constants import ANNOTATION_RETRY
+
+    kube = await Kube.connect()
+    try:
+        await kube.patch_preset(
+            namespace, preset, {"metadata": {"annotations": {ANNOTATION_RETRY: token}}}
+        )
+    finally:
+        await kube.close()

@@ -1,0 +1,86 @@
+"""The `prewarm` CLI against the real cluster and ledger."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.support import apply, events, get, preset_manifest, wait_until
+from tests.plugins.operator import OperatorProcess
+
+from prewarm.devenv.cluster import LocalCluster
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(op: OperatorProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "operator"),
+        "KUBECONFIG": str(op.cluster.kubeconfig),
+        "PREWARM_DATABASE_URL": op.dsn,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "prewarm", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_claim_status_history_and_reset(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply(cluster, namespace, preset_manifest("cli", 1))
+    wait_until(
+        lambda: (get(cluster, namespace, "preset", "cli").get("status") or {}).get("ready") == 1,
+        what="1 warm",
+    )
+    result = _cli(operator, "claim", "--preset", "cli", "--owner", "ann", "-n", namespace, "--wait")
+    assert result.returncode == 0, result.stderr
+    assert "Bound" in result.stdout
+    assert "(prebuilt)" in result.stdout
+    assert " ms" in result.stdout
+
+    status = _cli(operator, "status", "-n", namespace)
+    assert status.returncode == 0, status.stderr
+    header, row = status.stdout.splitlines()[:2]
+    assert header.split()[:4] == ["NAMESPACE", "PRESET", "DESIRED", "READY"]
+    assert row.split()[:2] == [namespace, "cli"]
+    assert "Recent claims" in status.stdout
+    assert "ann" in status.stdout
+
+    apply(
+        cluster,
+        namespace,
+        preset_manifest(
+            "bad",
+            1,
+            labels={"sim.prewarm.dev/behavior": "fail"},
+            failure_policy={"backoffBase": "1s"},
+        ),
+    )
+    wait_until(
+        lambda: (
+            (get(cluster, namespace, "preset", "bad").get("status") or {}).get("prebuildStatus")
+            == "HardLimited"
+        ),
+        what="HardLimited",
+    )
+    history = _cli(operator, "history", "bad", "-n", namespace)
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.count("PodFailed") == 3
+    assert "simulated failure" in history.stdout
+
+    reset = _cli(operator, "reset", "bad", "-n", namespace, "--token", "t1")
+    assert reset.returncode == 0, reset.stderr
+    annotations = get(cluster, namespace, "preset", "bad")["metadata"]["annotations"]
+    assert annotations["prewarm.dev/retry"] == "t1"
+
+    wait_until(
+        lambda: events(cluster, namespace, "bad", "PrebuildRetryRequested"), what="retry Event"
+    )
