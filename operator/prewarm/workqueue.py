@@ -32,6 +32,11 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         return len(self._pending) + len(self._dirty)
 
+    @property
+    def busy(self) -> bool:
+        """Anything waiting or being worked on."""
+        return bool(self._pending or self._active or self._dirty)
+
     async def _take(self) -> K:
         key = await self._queue.get()
         self._pending.discard(key)

@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg
 from tests.e2e.support import apply, events, get, items, preset_manifest, wait_until
-from tests.plugins.operator import OperatorProcess
 
 from prewarm.devenv.cluster import LocalCluster
+from prewarm.devenv.operator import OperatorProcess
 
 
 def _claim(name: str, preset: str, owner: str, secret: str | None = None) -> dict[str, Any]:

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from tests.e2e.support import apply, events, get, preset_manifest, wait_until
-from tests.plugins.operator import OperatorProcess
 
 from prewarm.devenv.cluster import LocalCluster
+from prewarm.devenv.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 

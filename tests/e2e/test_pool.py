@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 from tests.e2e.support import apply, events, get, items, metric, preset_manifest, wait_until
-from tests.plugins.operator import OperatorProcess
 
 from prewarm.devenv.cluster import LocalCluster
+from prewarm.devenv.operator import OperatorProcess
 
 FAIL = {"sim.prewarm.dev/behavior": "fail"}
 

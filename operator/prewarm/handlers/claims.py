@@ -65,23 +65,31 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
     if claim is None or claim.deleting:
         # Its workspace goes with it (ownerReference); nothing else to undo.
         rt.claim_seen.pop(key, None)
+        rt.bound.pop(key, None)
         return
     status = WorkspaceClaimStatus.model_validate(claim.status)
     if status.phase is ClaimPhase.FAILED:
         return
     if status.phase is ClaimPhase.BOUND:
+        rt.bound.pop(key, None)
+        await _ensure_pod_knows_owner(rt, claim, status)
         await _check_reinitialized(rt, claim, status)
         return
+    if key in rt.bound:
+        return  # bound a moment ago; the watch has not shown it yet
     seen = rt.claim_seen.setdefault(key, time.monotonic())
     if claim.uid not in rt.claims_recorded:
         preset = rt.preset((claim.namespace, claim.preset))
-        await rt.ledger.record_claim_requested(
+        requested = (
             claim.uid,
             preset.uid if preset else "",
             claim.namespace,
             claim.name,
             claim.owner,
             _now(),
+        )
+        rt.writes.submit(
+            f"claim {claim.name} requested", lambda: rt.ledger.record_claim_requested(*requested)
         )
         rt.claims_recorded.add(claim.uid)
     mine = next(
@@ -180,6 +188,9 @@ async def _take(
             return False  # another claim (or the pool) changed it first
         raise
     now = _now()
+    # The take made the workspace ours; the rest is three independent writes.
+    # Bound may land a moment before the pod's annotations: a bound claim's
+    # later passes re-check the pod and repeat the (idempotent) patch if needed.
     await asyncio.gather(
         rt.kube.patch_workspace_status(
             claim.namespace,
@@ -193,20 +204,26 @@ async def _take(
                 }
             },
         ),
-        rt.kube.patch_pod(
-            claim.namespace,
-            ws.name,
-            {
-                "metadata": {
-                    "labels": {LABEL_CLAIM: claim.name},
-                    "annotations": claim_annotations(claim.owner, generation),
-                }
-            },
-        ),
+        _annotate_pod(rt, claim.namespace, ws.name, claim.name, claim.owner, generation),
+        _bind(rt, claim, status, ws.name, ClaimSource.PREBUILT, generation, seen),
     )
-    await _bind(rt, claim, status, ws.name, ClaimSource.PREBUILT, generation, seen)
     metrics.prebuilds_claimed.labels(claim.namespace, claim.preset).inc()
     return True
+
+
+async def _annotate_pod(
+    rt: Runtime, namespace: str, pod: str, claim: str, owner: str, generation: int
+) -> None:
+    await rt.kube.patch_pod(
+        namespace,
+        pod,
+        {
+            "metadata": {
+                "labels": {LABEL_CLAIM: claim},
+                "annotations": claim_annotations(owner, generation),
+            }
+        },
+    )
 
 
 async def _cold_start(
@@ -223,7 +240,11 @@ async def _cold_start(
     created = await rt.kube.create_workspace(claim.namespace, body)
     name = created["metadata"]["name"]
     uid = created["metadata"]["uid"]
-    await rt.ledger.record_build_started(preset_uid, uid, name, thash, _now())
+    started = _now()
+    rt.writes.submit(
+        f"cold build {name} started",
+        lambda: rt.ledger.record_build_started(preset_uid, uid, name, thash, started),
+    )
     try:
         await rt.kube.create_pod(
             claim.namespace, render_pod(spec, claim.namespace, claim.preset, thash, name, uid, ref)
@@ -253,11 +274,7 @@ async def _follow_own_workspace(
     if ws.phase is Phase.CLAIMED or (ws.phase is Phase.READY and ws.reinit_generation):
         # A prebuilt take got as far as the workspace: finish it (idempotent writes).
         generation = max(ws.reinit_generation, 1)
-        await rt.kube.patch_pod(
-            claim.namespace,
-            ws.name,
-            {"metadata": {"annotations": claim_annotations(claim.owner, generation)}},
-        )
+        await _annotate_pod(rt, claim.namespace, ws.name, claim.name, claim.owner, generation)
         await _bind(
             rt, claim, status, ws.name, status.source or ClaimSource.PREBUILT, generation, seen
         )
@@ -282,7 +299,11 @@ async def _follow_own_workspace(
                 }
             },
         )
-        await rt.ledger.record_build_failed(ws.uid, str(outcome.reason), outcome.message, now)
+        reason, message = str(outcome.reason), outcome.message
+        rt.writes.submit(
+            f"cold build {ws.name} failed",
+            lambda: rt.ledger.record_build_failed(ws.uid, reason, message, now),
+        )
         await _fail(rt, claim, status, str(outcome.reason), f"cold start failed: {outcome.message}")
         return
     await rt.kube.patch_workspace_status(
@@ -299,7 +320,9 @@ async def _follow_own_workspace(
             }
         },
     )
-    await rt.ledger.record_build_succeeded(ws.uid, now)
+    rt.writes.submit(
+        f"cold build {ws.name} ready", lambda: rt.ledger.record_build_succeeded(ws.uid, now)
+    )
     await _bind(rt, claim, status, ws.name, ClaimSource.COLD, 1, seen)
 
 
@@ -333,10 +356,15 @@ async def _bind(
     ws = next(
         (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.name == workspace), None
     )
-    await rt.ledger.record_claim_bound(
-        claim.uid, ws.uid if ws else "", workspace, claim.owner, source.value, now
+    ws_uid = ws.uid if ws else ""
+    rt.writes.submit(
+        f"claim {claim.name} bound",
+        lambda: rt.ledger.record_claim_bound(
+            claim.uid, ws_uid, workspace, claim.owner, source.value, now
+        ),
     )
     rt.claim_seen.pop((claim.namespace, claim.name), None)
+    rt.bound[(claim.namespace, claim.name)] = workspace
     log.info(
         "claim %s/%s bound to %s (%s) in %.1f ms",
         claim.namespace,
@@ -345,6 +373,21 @@ async def _bind(
         source.value,
         elapsed * 1000,
     )
+
+
+async def _ensure_pod_knows_owner(
+    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus
+) -> None:
+    if not status.workspace_name or not status.reinit_generation:
+        return
+    pod = rt.pod(claim.namespace, status.workspace_name)
+    if pod is None or pod.deleting:
+        return
+    wanted = claim_annotations(claim.owner, status.reinit_generation)
+    if any(pod.annotations.get(k) != v for k, v in wanted.items()):
+        await _annotate_pod(
+            rt, claim.namespace, pod.name, claim.name, claim.owner, status.reinit_generation
+        )
 
 
 async def _check_reinitialized(
@@ -385,7 +428,10 @@ async def _check_reinitialized(
             }
         },
     )
-    await rt.ledger.record_claim_reinitialized(claim.uid, now)
+    rt.writes.submit(
+        f"claim {claim.name} reinitialized",
+        lambda: rt.ledger.record_claim_reinitialized(claim.uid, now),
+    )
 
 
 def _as_int(value: str | None) -> int:
@@ -399,7 +445,11 @@ async def _fail(
     rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, reason: str, message: str
 ) -> None:
     await _patch_claim(rt, claim, status, ClaimPhase.FAILED, reason, message)
-    await rt.ledger.record_claim_failed(claim.uid, reason, _now())
+    failed_at = _now()
+    rt.writes.submit(
+        f"claim {claim.name} failed",
+        lambda: rt.ledger.record_claim_failed(claim.uid, reason, failed_at),
+    )
     await _event(rt, claim, "Warning", reasons.REASON_CLAIM_FAILED, f"{reason}: {message}")
     rt.claim_seen.pop((claim.namespace, claim.name), None)
 

@@ -66,6 +66,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         start_http_server(config.metrics_port)
     _workers["queue"] = asyncio.create_task(_run_queue(rt))
     _workers["claims"] = asyncio.create_task(_run_claims(rt))
+    _workers["ledger"] = asyncio.create_task(rt.writes.run())
     _workers["resync"] = asyncio.create_task(_resync(rt))
 
 
@@ -99,7 +100,8 @@ async def _run_queue(rt: Runtime) -> None:
 
 async def _run_claims(rt: Runtime) -> None:
     await rt.indexed.wait()
-    await rt.claim_queue.run_workers(16, lambda key: reconcile_claim(rt, key), _log_claim_error)
+    # Claims wait on API round trips, not CPU: many in flight keeps latency flat.
+    await rt.claim_queue.run_workers(64, lambda key: reconcile_claim(rt, key), _log_claim_error)
 
 
 async def _resync(rt: Runtime) -> None:

@@ -227,11 +227,15 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         if await rt.kube.delete_workspace(doomed.namespace, doomed.name, doomed.resource_version):
             exp.deleted[doomed.name] = time.monotonic()
             log.info("deleted prebuild %s/%s (%s)", doomed.namespace, doomed.name, deletion.reason)
-    if plan.create:
-        await asyncio.gather(
-            *(_create_one(rt, preset, spec, thash, now) for _ in range(plan.create))
-        )
-    rt.starting[key] = plan.counts.starting + plan.create
+    creating = plan.create
+    if creating and rt.claim_queue.busy:
+        # Claims first: a refill competes with them for the API server and this
+        # process; it can start a moment later, a waiting user cannot.
+        creating = 0
+        rt.requeue_after(key, 0.2)
+    if creating:
+        await asyncio.gather(*(_create_one(rt, preset, spec, thash, now) for _ in range(creating)))
+    rt.starting[key] = plan.counts.starting + creating
 
     new_status = compute_status(
         previous,

@@ -18,6 +18,7 @@ from prewarm.handlers.entries import (
 )
 from prewarm.k8s.client import Kube
 from prewarm.ledger.repository import Ledger
+from prewarm.ledger.writer import BackgroundWrites
 from prewarm.planning.pool import Instance
 from prewarm.settings import Settings
 from prewarm.workqueue import WorkQueue
@@ -67,6 +68,7 @@ class Runtime:
     settings: Settings
     kube: Kube
     ledger: Ledger
+    writes: BackgroundWrites = field(default_factory=BackgroundWrites)
     queue: WorkQueue[PresetKey] = field(default_factory=WorkQueue)
     claim_queue: WorkQueue[ClaimKey] = field(default_factory=WorkQueue)
     presets: IndexLike | None = None
@@ -85,6 +87,8 @@ class Runtime:
     claim_seen: dict[ClaimKey, float] = field(default_factory=dict)
     claims_recorded: set[str] = field(default_factory=set)
     reserved: set[str] = field(default_factory=set)
+    # Claims this process bound whose Bound status the watch has not shown yet.
+    bound: dict[ClaimKey, str] = field(default_factory=dict)
     _timers: dict[tuple[str, PresetKey], tuple[float, asyncio.TimerHandle]] = field(
         default_factory=dict
     )

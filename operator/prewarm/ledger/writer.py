@@ -1,0 +1,53 @@
+"""Ledger writes that must not sit on a hot path: claims are answered first and
+recorded right after, in order, retried until PostgreSQL takes them.
+
+Every ledger write is an idempotent upsert keyed by Kubernetes UIDs, so a
+retry after an outage (or a replay after a restart) is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger("prewarm.ledger")
+
+Write = Callable[[], Awaitable[object]]
+
+
+class BackgroundWrites:
+    def __init__(self, retry_base_s: float = 0.5, retry_max_s: float = 30.0) -> None:
+        self._queue: asyncio.Queue[tuple[str, Write]] = asyncio.Queue()
+        self._retry_base_s = retry_base_s
+        self._retry_max_s = retry_max_s
+        self.healthy = True  # False while writes keep failing (PostgreSQL down)
+
+    def submit(self, what: str, write: Write) -> None:
+        self._queue.put_nowait((what, write))
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far is written (tests, shutdown)."""
+        await self._queue.join()
+
+    async def run(self) -> None:
+        while True:
+            what, write = await self._queue.get()
+            delay = self._retry_base_s
+            while True:
+                try:
+                    await write()
+                    self.healthy = True
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    self.healthy = False
+                    log.warning("ledger write %s failed, retrying in %.1fs: %s", what, delay, error)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._retry_max_s)
+            self._queue.task_done()
