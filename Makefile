@@ -6,6 +6,8 @@ PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 # make test runs every tier but the tests marked slow; make test-full runs those too.
 PYTEST_ARGS ?=
+# make bench BENCH=claims runs one benchmark; empty runs them all.
+BENCH ?=
 
 .PHONY: help bootstrap bootstrap-python dev test test-full test-unit lint format bench clean
 
@@ -26,14 +28,14 @@ dev: bootstrap
 	$(PY) -m prewarm dev
 
 lint: bootstrap-python
-	.venv/bin/ruff check operator tests
-	.venv/bin/ruff format --check operator tests
+	.venv/bin/ruff check operator tests bench
+	.venv/bin/ruff format --check operator tests bench
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
 format: bootstrap-python
-	.venv/bin/ruff check --fix operator tests
-	.venv/bin/ruff format operator tests
+	.venv/bin/ruff check --fix operator tests bench
+	.venv/bin/ruff format operator tests bench
 
 test-unit: bootstrap-python
 	$(PYTEST) -m unit $(PYTEST_ARGS)
@@ -45,7 +47,7 @@ test-full: bootstrap lint
 	$(PYTEST) $(PYTEST_ARGS)
 
 bench: bootstrap
-	@if [ -d bench ] && ls bench/*.py >/dev/null 2>&1; then $(PY) -m bench; else echo "prewarm: no benchmarks yet (see the performance issue)" >&2; exit 1; fi
+	PYTHONPATH=operator:. $(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

@@ -35,13 +35,18 @@ async def _ready(kube: Kube, ns: str) -> int:
     return int(((presets[0].get("status") or {}) if presets else {}).get("ready", 0))
 
 
-async def _wait_ready(kube: Kube, ns: str, n: int, timeout: float = 300) -> float:
+async def _wait_ready(kube: Kube, ns: str, n: int) -> float:
     started = time.perf_counter()
-    while await _ready(kube, ns) < n:
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError(f"pool did not reach {n} ready")
-        await asyncio.sleep(0.05)
-    return time.perf_counter() - started
+    async with asyncio.timeout(300):
+        while True:  # polls the API server, not local state
+            if await _ready(kube, ns) >= n:
+                return time.perf_counter() - started
+            await asyncio.sleep(0.05)
+
+
+async def _create(kube: Kube, ns: str, name: str, created_at: dict[str, float]) -> None:
+    created_at[name] = time.perf_counter()
+    await kube.create_claim(ns, claim_manifest(name, "warm", f"u-{name}"))
 
 
 async def _run(env: BenchEnv, ns: str) -> dict[str, Any]:
@@ -74,11 +79,7 @@ async def _run(env: BenchEnv, ns: str) -> dict[str, Any]:
                 counter += concurrency
                 created_at: dict[str, float] = {}
 
-                async def one(name: str) -> None:
-                    created_at[name] = time.perf_counter()
-                    await kube.create_claim(ns, claim_manifest(name, "warm", f"u-{name}"))
-
-                await asyncio.gather(*(one(n) for n in names))
+                await asyncio.gather(*(_create(kube, ns, n, created_at) for n in names))
                 while not all(n in bound_at for n in names):
                     seen.clear()
                     await asyncio.wait_for(seen.wait(), 60)
@@ -116,9 +117,8 @@ def run(env: BenchEnv) -> tuple[str, str]:
     ]
     for c in ROUNDS:
         r = results[c]
-        lines.append(
-            f"| {c} | {r['n']} | {r['p50']:.1f} | {r['p90']:.1f} | {r['p99']:.1f} | {r['max']:.1f} |"
-        )
+        cells = [c, r["n"], *(f"{r[k]:.1f}" for k in ("p50", "p90", "p99", "max"))]
+        lines.append("| " + " | ".join(str(x) for x in cells) + " |")
     lines.append("")
     lines.append(
         f"Pool of {POOL} refilled to {POOL} Ready "

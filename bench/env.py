@@ -52,12 +52,15 @@ class BenchEnv:
 
 @contextlib.contextmanager
 def bench_env() -> Iterator[BenchEnv]:
-    with tempfile.TemporaryDirectory(prefix="prewarm-bench-") as tmp:
-        with PostgresServer() as pg, LocalCluster(name=f"prewarm-bench-{os.getpid()}") as cluster:
-            for crd in sorted((Path(__file__).resolve().parents[1] / "crds").glob("*.yaml")):
-                cluster.kubectl("apply", "--server-side", "-f", str(crd))
-            cluster.kubectl("wait", "--for=condition=Established", "--all", "crd")
-            yield BenchEnv(cluster, pg, Path(tmp))
+    with (
+        tempfile.TemporaryDirectory(prefix="prewarm-bench-") as tmp,
+        PostgresServer() as pg,
+        LocalCluster(name=f"prewarm-bench-{os.getpid()}") as cluster,
+    ):
+        for crd in sorted((Path(__file__).resolve().parents[1] / "crds").glob("*.yaml")):
+            cluster.kubectl("apply", "--server-side", "-f", str(crd))
+        cluster.kubectl("wait", "--for=condition=Established", "--all", "crd")
+        yield BenchEnv(cluster, pg, Path(tmp))
 
 
 def machine_line() -> str:
