@@ -16,14 +16,6 @@ from prewarm.devenv.errors import EnvironmentProblem
 Command = Callable[[argparse.Namespace], int]
 
 
-def _not_implemented(name: str) -> Command:
-    def run(_: argparse.Namespace) -> int:
-        print(f"prewarm {name}: not implemented yet", file=sys.stderr)
-        return 2
-
-    return run
-
-
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from prewarm.ledger.migrate import migrate
     from prewarm.settings import Settings
@@ -93,6 +85,12 @@ def _database_url(args: argparse.Namespace, required: bool) -> str | None:
     return url
 
 
+def _cmd_agent(_: argparse.Namespace) -> int:
+    from prewarm.agent import run_agent
+
+    return run_agent()
+
+
 def _cmd_dev(args: argparse.Namespace) -> int:
     from prewarm.devenv.dev import run_dev
 
@@ -157,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     reset.set_defaults(func=_cmd_reset)
 
     sub.add_parser(
-        "agent", help="the in-pod agent that re-initialises a claimed workspace"
-    ).set_defaults(func=_not_implemented("agent"))
+        "agent",
+        help="the in-pod agent that re-initialises a claimed workspace (settings: PREWARM_* env)",
+    ).set_defaults(func=_cmd_agent)
     return parser
 
 

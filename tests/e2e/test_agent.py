@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.e2e.support import get, wait_until
 
 from prewarm.api.constants import ANNOTATION_OWNER, ANNOTATION_REINIT_GENERATION
 from prewarm.devenv.cluster import LocalCluster
 from prewarm.planning.agent_access import (
-    ANNOTATION_AGENTS,
     AGENT_CONTAINER_NAME,
+    ANNOTATION_AGENTS,
     agent_account_name,
     agent_container,
     agent_security_context,
@@ -35,7 +36,6 @@ from prewarm.planning.agent_access import (
     reinit_failed_annotation,
     render_agent_access,
 )
-from tests.e2e.support import get, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DONE = reinit_done_annotation(AGENT_CONTAINER_NAME)
@@ -425,9 +425,7 @@ def test_a_failing_hook_is_reported_retried_and_bounded(
     assert len(agent.runs_list()) == 3
 
     ws.claim("grace", 2, "failing-secret-2")
-    wait_until(
-        lambda: ws.annotations().get(FAILED) == "2: exit status 3", what="failure of gen 2"
-    )
+    wait_until(lambda: ws.annotations().get(FAILED) == "2: exit status 3", what="failure of gen 2")
     annotations = wait_done(ws, 2)
     assert FAILED not in annotations
     assert [r[0] for r in agent.runs_list()] == ["1", "1", "1", "2", "2", "2"]

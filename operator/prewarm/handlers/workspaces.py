@@ -1,0 +1,62 @@
+"""Creating a workspace's pod and what it needs, shared by pool and claims."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prewarm.api.preset import PresetSpec
+from prewarm.handlers.runtime import Runtime
+from prewarm.k8s.client import ApiError
+from prewarm.planning.agent_access import owner_secret_name, render_agent_access
+from prewarm.planning.render import ClaimRef, render_pod
+
+
+async def ensure_pod(
+    rt: Runtime,
+    namespace: str,
+    preset_name: str,
+    spec: PresetSpec,
+    thash: str,
+    workspace: str,
+    workspace_uid: str,
+    claim: ClaimRef | None = None,
+    owner_secret: str | None = None,
+) -> ApiError | None:
+    """Create the pod (and, for presets with an agent, its narrow ServiceAccount,
+    Role, RoleBinding and owner Secret first). Idempotent: what exists stays.
+
+    Returns the API server's rejection of the pod, if it rejected it.
+    """
+    if spec.agent.on_claim:
+        access = render_agent_access(namespace, workspace, workspace_uid)
+        await asyncio.gather(*(rt.kube.create_namespaced(m) for m in access))
+        if owner_secret:
+            await copy_owner_secret(rt, namespace, owner_secret, workspace)
+    pod = render_pod(
+        spec,
+        namespace,
+        preset_name,
+        thash,
+        workspace,
+        workspace_uid,
+        claim,
+        agent_image=rt.settings.agent_image,
+    )
+    try:
+        await rt.kube.create_pod(namespace, pod)
+    except ApiError as error:
+        if error.conflict:
+            return None  # already there: an earlier pass created it
+        if error.rejected:
+            return error
+        raise
+    return None
+
+
+async def copy_owner_secret(rt: Runtime, namespace: str, source: str, workspace: str) -> None:
+    """The claim's credentials into the workspace's own Secret, which only its
+    agent can read. Done before the pod learns its new generation."""
+    secret = await rt.kube.get_secret(namespace, source)
+    await rt.kube.patch_secret(
+        namespace, owner_secret_name(workspace), {"data": dict(secret.get("data") or {})}
+    )

@@ -1,0 +1,250 @@
+"""What a workspace's agent may touch, and how it is wired into the pod: pure functions.
+
+Every workspace gets its own ServiceAccount, Role and RoleBinding (`<ws>-agent`)
+and an owner Secret (`<ws>-owner`), created with the workspace so a claim costs
+no extra creates. The Role names exactly one pod and one secret, so the
+credentials of one workspace's agent give no power over another workspace.
+All four are owned by the PrebuiltWorkspace and collected with it.
+
+The annotation names of the agent protocol live here too, so the operator (which
+writes the generation and reads the reports) and the agent share one definition.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from prewarm.api.constants import (
+    API_VERSION,
+    KIND_PREBUILT_WORKSPACE,
+    LABEL_WORKSPACE,
+    PREFIX,
+)
+
+JsonObject = dict[str, Any]
+
+ANNOTATION_AGENTS: Final = f"{PREFIX}agents"
+"""On a Pod: comma-separated names of the containers that run an agent."""
+REINIT_DONE_PREFIX: Final = f"{PREFIX}reinit-done."
+"""On a Pod, + container name: the last generation that container's agent completed."""
+REINIT_FAILED_PREFIX: Final = f"{PREFIX}reinit-failed."
+"""On a Pod, + container name: `<generation>: <short reason>` of the last failed hook run."""
+
+AGENT_CONTAINER_NAME: Final = "prewarm-agent"
+PODINFO_DIR: Final = "/etc/prewarm/podinfo"
+PODINFO_FILE: Final = f"{PODINFO_DIR}/annotations"
+STATE_DIR: Final = "/var/lib/prewarm-agent"
+TOKEN_DIR: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
+"""Where in-cluster config looks for token, ca.crt and namespace."""
+TMP_DIR: Final = "/tmp"
+"""A memory-backed emptyDir: the root filesystem is read-only."""
+TOKEN_EXPIRATION_SECONDS: Final = 3600
+
+VOLUME_PODINFO: Final = "prewarm-podinfo"
+VOLUME_STATE: Final = "prewarm-agent-state"
+VOLUME_TOKEN: Final = "prewarm-agent-token"
+VOLUME_TMP: Final = "prewarm-agent-tmp"
+
+# An annotation key's name part is at most 63 characters; the longest one the
+# agent writes is "reinit-failed.<container>".
+MAX_AGENT_CONTAINER_NAME: Final = 63 - len(REINIT_FAILED_PREFIX.removeprefix(PREFIX))
+
+
+def agent_account_name(workspace_name: str) -> str:
+    """ServiceAccount, Role and RoleBinding of one workspace's agent."""
+    return f"{workspace_name}-agent"
+
+
+def owner_secret_name(workspace_name: str) -> str:
+    """The Secret that carries the current owner's credentials to the agent."""
+    return f"{workspace_name}-owner"
+
+
+def reinit_done_annotation(container: str) -> str:
+    return f"{REINIT_DONE_PREFIX}{container}"
+
+
+def reinit_failed_annotation(container: str) -> str:
+    return f"{REINIT_FAILED_PREFIX}{container}"
+
+
+def _metadata(namespace: str, name: str, workspace_name: str, workspace_uid: str) -> JsonObject:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": {LABEL_WORKSPACE: workspace_name},
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND_PREBUILT_WORKSPACE,
+                "name": workspace_name,
+                "uid": workspace_uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+
+
+def agent_role_rules(workspace_name: str) -> list[JsonObject]:
+    """Exactly: its own pod (read, watch, annotate) and its own owner secret (read)."""
+    return [
+        {
+            "apiGroups": [""],
+            "resources": ["pods"],
+            "resourceNames": [workspace_name],
+            "verbs": ["get", "watch", "list", "patch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [owner_secret_name(workspace_name)],
+            "verbs": ["get"],
+        },
+    ]
+
+
+def render_agent_access(
+    namespace: str, workspace_name: str, workspace_uid: str
+) -> list[JsonObject]:
+    """ServiceAccount, Role, RoleBinding and the (empty) owner Secret of one workspace.
+
+    Create them in this order; all are owned by the PrebuiltWorkspace.
+    """
+    account = agent_account_name(workspace_name)
+
+    def meta(name: str) -> JsonObject:
+        return _metadata(namespace, name, workspace_name, workspace_uid)
+
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta(account),
+            # Only the agent container gets a token, through agent_volumes().
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta(account),
+            "rules": agent_role_rules(workspace_name),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta(account),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": account,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": meta(owner_secret_name(workspace_name)),
+            "type": "Opaque",
+            "data": {},
+        },
+    ]
+
+
+def agent_volumes() -> list[JsonObject]:
+    """The volumes agent_container() mounts; add them to the pod once, whatever the agents."""
+    return [
+        {
+            "name": VOLUME_PODINFO,
+            "downwardAPI": {
+                "items": [
+                    {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
+                ]
+            },
+        },
+        {"name": VOLUME_STATE, "emptyDir": {}},
+        {"name": VOLUME_TMP, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        {
+            "name": VOLUME_TOKEN,
+            "projected": {
+                "defaultMode": 0o444,
+                "sources": [
+                    {
+                        "serviceAccountToken": {
+                            "path": "token",
+                            "expirationSeconds": TOKEN_EXPIRATION_SECONDS,
+                        }
+                    },
+                    {
+                        "configMap": {
+                            "name": "kube-root-ca.crt",
+                            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                        }
+                    },
+                    {
+                        "downwardAPI": {
+                            "items": [
+                                {
+                                    "path": "namespace",
+                                    "fieldRef": {"fieldPath": "metadata.namespace"},
+                                }
+                            ]
+                        }
+                    },
+                ],
+            },
+        },
+    ]
+
+
+def agent_security_context() -> JsonObject:
+    """Compatible with the `restricted` Pod Security Standard."""
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def agent_container(
+    image: str, container_name: str = AGENT_CONTAINER_NAME, *, on_claim: list[str]
+) -> JsonObject:
+    """The agent sidecar. The pod's serviceAccountName must be agent_account_name(ws),
+    its volumes must include agent_volumes(), and its `prewarm.dev/agents`
+    annotation must list `container_name`."""
+    if not on_claim:
+        raise ValueError("on_claim must name a command")
+    if not 0 < len(container_name) <= MAX_AGENT_CONTAINER_NAME:
+        raise ValueError(
+            f"agent container name {container_name!r} must have 1 to "
+            f"{MAX_AGENT_CONTAINER_NAME} characters (it is part of an annotation key)"
+        )
+    return {
+        "name": container_name,
+        "image": image,
+        "command": ["prewarm", "agent"],
+        "env": [
+            {"name": "PREWARM_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "PREWARM_POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+            {"name": "PREWARM_CONTAINER", "value": container_name},
+            {"name": "PREWARM_PODINFO", "value": PODINFO_FILE},
+            {"name": "PREWARM_STATE_DIR", "value": STATE_DIR},
+            {"name": "PREWARM_ON_CLAIM", "value": json.dumps(on_claim)},
+            {"name": "TMPDIR", "value": TMP_DIR},
+        ],
+        "volumeMounts": [
+            {"name": VOLUME_PODINFO, "mountPath": PODINFO_DIR, "readOnly": True},
+            {"name": VOLUME_STATE, "mountPath": STATE_DIR},
+            {"name": VOLUME_TMP, "mountPath": TMP_DIR},
+            {"name": VOLUME_TOKEN, "mountPath": TOKEN_DIR, "readOnly": True},
+        ],
+        "securityContext": agent_security_context(),
+        # No limits: the hook runs in this container and its needs are the preset's.
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+    }
