@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # make bench BENCH=claims runs one benchmark; empty runs them all.
 BENCH ?=
 
-.PHONY: help bootstrap bootstrap-python dev test test-full test-unit lint format bench clean
+.PHONY: help bootstrap bootstrap-python dev test test-full test-unit lint lint-docker format bench deploy-manifests image clean
 
 help:
 	@echo "make dev        local control plane + PostgreSQL + operator + sample presets"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-full  the same with the slow tests"
 	@echo "make lint       ruff, mypy --strict, import contracts"
 	@echo "make bench      benchmarks (bench/), results in docs/benchmarks.md"
+	@echo "make deploy-manifests  regenerate deploy/prewarm.yaml from the chart"
 
 bootstrap:
 	@bash hack/bootstrap.sh all
@@ -48,6 +49,17 @@ test-full: bootstrap lint
 
 bench: bootstrap
 	PYTHONPATH=operator:. $(PY) -m bench $(BENCH)
+
+lint-docker: bootstrap-python
+	.venv/bin/hadolint --config .hadolint.yaml Dockerfile
+
+# deploy/prewarm.yaml embeds the CRDs: regenerate it after changing crds/ or the chart.
+deploy-manifests: bootstrap
+	sh deploy/generate.sh
+
+# Needs a Docker engine (not on our CI machines; see docs/install.md for kind).
+image:
+	docker build -t prewarm:dev .
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

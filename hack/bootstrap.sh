@@ -13,7 +13,7 @@ step() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'prewarm: %s\n' "$*" >&2; exit 1; }
 
 debian_packages() {
-  local want=(postgresql unzip procps) missing=()
+  local want=(postgresql unzip procps prometheus) missing=()
   local p
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
