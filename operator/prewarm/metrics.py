@@ -75,6 +75,13 @@ claim_duration = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 
+ledger_up = Gauge(
+    "prewarm_ledger_up", "1 while the PostgreSQL ledger answers; 0 while creates are paused."
+)
+ledger_backlog = Gauge(
+    "prewarm_ledger_backlog", "Ledger writes queued because PostgreSQL has not taken them yet."
+)
+
 _POOL_GAUGES = (
     preset_desired,
     preset_running,

@@ -69,4 +69,20 @@ class Settings(BaseSettings):
     health_port: int = Field(
         default=8080, ge=0, le=65535, description="kopf liveness endpoint port (/healthz)."
     )
+    agent_image: str = Field(
+        default="ghcr.io/prewarm/prewarm:0.1.0",
+        description="Image of the prewarm agent sidecar, unless a preset names spec.agent.image.",
+    )
+    leader_election: bool = Field(
+        default=True,
+        description="Only the replica holding the Lease reconciles; others stand by.",
+    )
+    lease_name: str = Field(default="prewarm-operator", description="Name of the Lease.")
+    lease_namespace: str = Field(
+        default="",
+        description="Namespace of the Lease; empty means the pod's (POD_NAMESPACE) or default.",
+    )
+    lease_seconds: int = Field(
+        default=15, ge=2, description="A leader that has not renewed for this long is replaced."
+    )
     log_format: str = Field(default="json", pattern="^(json|text)$", description="Log format.")

@@ -29,7 +29,9 @@ def operator_factory(
     started: list[OperatorProcess] = []
 
     def make(**env: str) -> OperatorProcess:
-        op = OperatorProcess(cluster, ledger_dsn, namespace, tmp_path / "operator.log", **env)
+        log = tmp_path / f"operator-{len(started)}.log"
+        dsn = env.pop("dsn", ledger_dsn)
+        op = OperatorProcess(cluster, dsn, namespace, log, **env)
         op.start()
         started.append(op)
         return op

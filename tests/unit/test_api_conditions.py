@@ -101,4 +101,5 @@ def test_condition_types_match_the_design() -> None:
         "Paused",
         "Bound",
         "Reinitialized",
+        "Degraded",
     } == reasons.CONDITION_TYPES

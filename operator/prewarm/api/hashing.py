@@ -14,7 +14,7 @@ import hashlib
 import json
 from typing import Any, Final
 
-from prewarm.api.preset import PresetSpec
+from prewarm.api.preset import PodSecurity, PresetSpec
 
 TEMPLATE_HASH_LENGTH: Final = 10
 
@@ -31,8 +31,13 @@ def _hashed_part(spec: PresetSpec) -> dict[str, Any]:
     # Parameters are a map keyed by name (listType=map): their order carries
     # no meaning, so it must not change the hash.
     parameters = sorted(spec.parameters, key=lambda p: p.name)
-    return {
+    part: dict[str, Any] = {
         "template": spec.template.model_dump(mode="json", by_alias=True, exclude_none=True),
         "parameters": [p.model_dump(mode="json", by_alias=True) for p in parameters],
         "agent": spec.agent.model_dump(mode="json", by_alias=True, exclude_none=True),
     }
+    # It changes the pod, so it is hashed; the default is left out so that
+    # presets written before the field existed keep their hash.
+    if spec.pod_security is not PodSecurity.RESTRICTED:
+        part["podSecurity"] = spec.pod_security.value
+    return part

@@ -29,6 +29,13 @@ class PrebuildStatus(StrEnum):
     VALIDATION_FAILED = "ValidationFailed"
 
 
+class PodSecurity(StrEnum):
+    """How much of the restricted Pod Security Standard the operator fills in."""
+
+    RESTRICTED = "Restricted"
+    TEMPLATE = "Template"
+
+
 class TemplateMetadata(ApiModel):
     """Labels and annotations copied onto every workspace pod."""
 
@@ -110,6 +117,7 @@ class PresetSpec(ApiModel):
     prebuilds: Prebuilds = Field(default_factory=Prebuilds)
     failure_policy: FailurePolicy = Field(default_factory=FailurePolicy)
     agent: Agent = Field(default_factory=Agent)
+    pod_security: PodSecurity = PodSecurity.RESTRICTED
 
     @field_validator("parameters")
     @classmethod

@@ -17,9 +17,10 @@ VALIDATION_FAILED: Final = "ValidationFailed"
 PAUSED: Final = "Paused"
 BOUND: Final = "Bound"
 REINITIALIZED: Final = "Reinitialized"
+DEGRADED: Final = "Degraded"
 
 CONDITION_TYPES: Final = frozenset(
-    {READY, PROGRESSING, HARD_LIMITED, VALIDATION_FAILED, PAUSED, BOUND, REINITIALIZED}
+    {READY, PROGRESSING, HARD_LIMITED, VALIDATION_FAILED, PAUSED, BOUND, REINITIALIZED, DEGRADED}
 )
 
 # Preset pool reasons (conditions and Events).
@@ -37,6 +38,7 @@ REASON_INVALID_SCHEDULE: Final = "InvalidSchedule"
 REASON_PAUSED_BY_ANNOTATION: Final = "PausedByAnnotation"
 REASON_PAUSED_BY_OPERATOR: Final = "PausedByOperator"
 REASON_RESUMED: Final = "Resumed"
+REASON_LEDGER_UNAVAILABLE: Final = "LedgerUnavailable"
 
 # Per-instance failure reasons: why one prebuild failed.
 REASON_IMAGE_PULL_FAILED: Final = "ImagePullFailed"

@@ -52,7 +52,9 @@ async def claim(
             _until_settled(kube, namespace, name, created["metadata"]["resourceVersion"]),
             wait_seconds,
         )
-        bound: JsonObject = next((c for c in status.get("conditions", []) if c.get("type") == "Bound"), {})
+        bound: JsonObject = next(
+            (c for c in status.get("conditions", []) if c.get("type") == "Bound"), {}
+        )
         return ClaimResult(
             name,
             str(status.get("phase")),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -249,6 +250,50 @@ class LocalCluster:
             subprocess.run(["pkill", "-KILL", "-f", str(self.workdir)], check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
         return leftovers
+
+    def _pid_file(self, component: str) -> Path:
+        return self.workdir / "clusters" / self.name / "pids" / f"{component}.pid"
+
+    def _snapshot(self, component: str) -> tuple[int, list[str], str]:
+        pid = int(self._pid_file(component).read_text().strip())
+        proc = Path(f"/proc/{pid}")
+        argv = [
+            a.decode() for a in proc.joinpath("cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        ]
+        return pid, argv, os.readlink(proc / "cwd")
+
+    def _launch(self, component: str, argv: list[str], cwd: str) -> None:
+        log = (self.workdir / "clusters" / self.name / "logs" / f"{component}.log").open("ab")
+        started = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=log, start_new_session=True)
+        self._pid_file(component).write_text(str(started.pid))
+
+    def restart_apiserver(self, down_seconds: float = 0.0) -> None:
+        """Crash kube-apiserver (SIGKILL), keep it down `down_seconds`, start it
+        again with the same command line: an API server outage.
+
+        Components that gave up meanwhile (kube-scheduler and the controller
+        manager exit when they cannot renew their leader lease) are started
+        again too, as a kubelet would. kwokctl's own stop/start is not used: it
+        would restart kwok without our pod stages.
+        """
+        others = ("kube-controller-manager", "kube-scheduler", "kwok-controller")
+        snapshots = {c: self._snapshot(c) for c in ("kube-apiserver", *others)}
+        pid, argv, cwd = snapshots["kube-apiserver"]
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(down_seconds)
+        self._launch("kube-apiserver", argv, cwd)
+        deadline = time.monotonic() + 120
+        while self.kubectl("get", "--raw", "/readyz", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise EnvironmentProblem("kube-apiserver not ready 120 s after a restart")
+            time.sleep(0.2)
+        for component in others:
+            old_pid, old_argv, old_cwd = snapshots[component]
+            if not Path(f"/proc/{old_pid}").exists():
+                self._launch(component, old_argv, old_cwd)
 
     def leftover_processes(self) -> list[str]:
         """Command lines of processes still running from this cluster's workdir."""

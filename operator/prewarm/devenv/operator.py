@@ -38,6 +38,8 @@ class OperatorProcess:
             "PREWARM_METRICS_PORT": str(self.metrics_port),
             "PREWARM_HEALTH_PORT": str(free_port()),
             "PREWARM_RESYNC_SECONDS": "1",
+            "PREWARM_LEASE_NAMESPACE": namespace or "default",
+            "PREWARM_LEASE_SECONDS": "4",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -141,6 +141,19 @@ class PostgresServer:
             self._running = False
             shutil.rmtree(root, ignore_errors=True)
 
+    def pause(self) -> None:
+        """Take the server down, keeping its data and port (an outage, for tests)."""
+        root = self._require_root()
+        self._stop_server(root)
+        self._running = False
+
+    def resume(self) -> None:
+        """Bring a paused server back on the same port with the same data."""
+        if self._port is None:
+            raise PostgresProblem("resume() needs a server that was started and paused")
+        self._pg_ctl_start(self._port)
+        self._running = True
+
     # -- connection strings ----------------------------------------------------------
 
     @property

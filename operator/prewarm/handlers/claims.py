@@ -27,14 +27,15 @@ from prewarm.api.constants import (
     API_VERSION,
     KIND_WORKSPACE_CLAIM,
     LABEL_CLAIM,
-    PREFIX,
 )
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.handlers.entries import ClaimEntry, WorkspaceEntry
 from prewarm.handlers.runtime import ClaimKey, Runtime
+from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
+from prewarm.planning.agent_access import ANNOTATION_AGENTS, REINIT_DONE_PREFIX
 from prewarm.planning.claims import Action, PresetView, decide_claim
 from prewarm.planning.failures import Verdict, classify
 from prewarm.planning.pool import Phase
@@ -42,14 +43,10 @@ from prewarm.planning.render import (
     ClaimRef,
     claim_annotations,
     owner_reference,
-    render_pod,
     render_workspace,
 )
 
 log = logging.getLogger("prewarm.claims")
-
-ANNOTATION_AGENTS = f"{PREFIX}agents"
-ANNOTATION_REINIT_DONE = f"{PREFIX}reinit-done."
 
 
 def _now() -> datetime:
@@ -66,6 +63,9 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         # Its workspace goes with it (ownerReference); nothing else to undo.
         rt.claim_seen.pop(key, None)
         rt.bound.pop(key, None)
+        return
+    if not rt.may_act():
+        rt.requeue_claim_after(key, 0.5)  # the lease is not fresh: hold writes back
         return
     status = WorkspaceClaimStatus.model_validate(claim.status)
     if status.phase is ClaimPhase.FAILED:
@@ -147,7 +147,7 @@ async def _claim_new(
                 continue
             rt.reserved.add(name)
             try:
-                if await _take(rt, claim, status, by_name[name], seen):
+                if await _take(rt, claim, status, by_name[name], seen, bool(spec.agent.on_claim)):
                     return
             finally:
                 rt.reserved.discard(name)
@@ -166,6 +166,7 @@ async def _take(
     status: WorkspaceClaimStatus,
     ws: WorkspaceEntry,
     seen: float,
+    agent: bool,
 ) -> bool:
     generation = ws.reinit_generation + 1
     try:
@@ -187,6 +188,8 @@ async def _take(
         if error.conflict or error.not_found or error.status == 422:
             return False  # another claim (or the pool) changed it first
         raise
+    if claim.owner_secret and agent:
+        await copy_owner_secret(rt, claim.namespace, claim.owner_secret, ws.name)
     now = _now()
     # The take made the workspace ours; the rest is three independent writes.
     # Bound may land a moment before the pod's annotations: a bound claim's
@@ -245,13 +248,12 @@ async def _cold_start(
         f"cold build {name} started",
         lambda: rt.ledger.record_build_started(preset_uid, uid, name, thash, started),
     )
-    try:
-        await rt.kube.create_pod(
-            claim.namespace, render_pod(spec, claim.namespace, claim.preset, thash, name, uid, ref)
-        )
-    except ApiError as error:
-        if not error.conflict:
-            raise
+    rejection = await ensure_pod(
+        rt, claim.namespace, claim.preset, spec, thash, name, uid, ref, claim.owner_secret
+    )
+    if rejection is not None:
+        await _fail(rt, claim, status, "PodRejected", rejection.message)
+        return
     metrics.claim_misses.labels(claim.namespace, claim.preset).inc()
     await _patch_claim(
         rt,
@@ -403,9 +405,7 @@ async def _check_reinitialized(
     if not agents:
         return  # no agent in this workspace: nothing to wait for
     generation = status.reinit_generation
-    done = [
-        a for a in agents if _as_int(pod.annotations.get(ANNOTATION_REINIT_DONE + a)) >= generation
-    ]
+    done = [a for a in agents if _as_int(pod.annotations.get(REINIT_DONE_PREFIX + a)) >= generation]
     if len(done) < len(agents):
         return
     now = _now()

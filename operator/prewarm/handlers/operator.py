@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import socket
 from typing import Any
 
 import kopf
-from prometheus_client import start_http_server
+from aiohttp import web
 
+from prewarm import metrics
 from prewarm.api.constants import GROUP, LABEL_CLAIM, LABEL_PRESET, LABEL_WORKSPACE, VERSION
 from prewarm.handlers.claims import reconcile_claim
 from prewarm.handlers.entries import (
@@ -24,9 +28,11 @@ from prewarm.handlers.entries import (
     PresetKey,
     WorkspaceEntry,
 )
+from prewarm.handlers.http import start_http
 from prewarm.handlers.presets import reconcile_preset
 from prewarm.handlers.runtime import Runtime
 from prewarm.k8s.client import Kube
+from prewarm.k8s.lease import LeaderElector
 from prewarm.ledger.migrate import migrate_async
 from prewarm.ledger.repository import Ledger
 from prewarm.settings import Settings
@@ -36,6 +42,14 @@ log = logging.getLogger("prewarm.operator")
 # One runtime per process; kopf handlers reach it through this holder.
 _state: dict[str, Runtime] = {}
 _workers: dict[str, asyncio.Task[None]] = {}
+_state_http: dict[str, web.AppRunner] = {}
+
+
+def _readiness(rt: Runtime) -> dict[str, object]:
+    ledger = "ok" if rt.writes.healthy and rt.ledger_ok else "unavailable"
+    metrics.ledger_up.set(1 if ledger == "ok" else 0)
+    metrics.ledger_backlog.set(rt.writes.backlog)
+    return {"ready": ledger == "ok", "ledger": ledger, "ledgerBacklog": rt.writes.backlog}
 
 
 def runtime() -> Runtime:
@@ -50,9 +64,12 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     # Every event of one object waits this long for more before a handler runs;
     # kopf's default (0.1 s) would add that much to every claim.
     settings.batching.batch_window = 0.01
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.inactivity_timeout = 600
+    # A watch that hangs half-open (seen when the API server restarts) would
+    # otherwise go quiet for good: the server ends each watch after 45 s and
+    # the client abandons one after 60 s, so any watch recovers within a
+    # minute. Re-watching resumes from the last resourceVersion: no re-list.
+    settings.watching.server_timeout = 45
+    settings.watching.client_timeout = 60
     await migrate_async(config.database_url)
     ledger = await Ledger.connect(config.database_url)
     kube = await Kube.connect()
@@ -63,17 +80,18 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     rt.claims = kwargs["claim_index"]
     _state["runtime"] = rt
     if config.metrics_port:
-        start_http_server(config.metrics_port)
-    _workers["queue"] = asyncio.create_task(_run_queue(rt))
-    _workers["claims"] = asyncio.create_task(_run_claims(rt))
+        _state_http["runner"] = await start_http(config.metrics_port, lambda: _readiness(rt))
     _workers["ledger"] = asyncio.create_task(rt.writes.run())
-    _workers["resync"] = asyncio.create_task(_resync(rt))
+    _workers["lead"] = asyncio.create_task(_lead_then_work(rt, kube, config))
 
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
     for task in _workers.values():
         task.cancel()
+    runner = _state_http.pop("runner", None)
+    if runner is not None:
+        await runner.cleanup()
     rt = _state.pop("runtime", None)
     if rt is not None:
         await rt.kube.close()
@@ -89,6 +107,35 @@ def _log_claim_error(key: tuple[str, str], error: BaseException) -> None:
     rt = _state.get("runtime")
     if rt is not None:
         rt.requeue_claim_after(key, 2.0)
+
+
+async def _lead_then_work(rt: Runtime, kube: Kube, config: Settings) -> None:
+    """Reconcile only while leading; watches and indexes run on every replica,
+    so a stand-by takes over with a warm picture."""
+    if config.leader_election:
+        elector = LeaderElector(
+            kube,
+            config.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+            config.lease_name,
+            f"{socket.gethostname()}-{os.getpid()}",
+            lease_seconds=config.lease_seconds,
+            renew_every=max(config.lease_seconds / 5, 0.5),
+        )
+        _workers["elector"] = asyncio.create_task(elector.run())
+        rt.may_act = elector.confident
+        log.info("waiting for leadership (lease %s)", config.lease_name)
+        await elector.leading.wait()
+
+        async def step_down() -> None:
+            await elector.lost.wait()
+            # Another replica leads now: stop at once rather than act on a stale lease.
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        _workers["step-down"] = asyncio.create_task(step_down())
+    async with asyncio.TaskGroup() as group:
+        group.create_task(_run_queue(rt))
+        group.create_task(_run_claims(rt))
+        group.create_task(_resync(rt))
 
 
 async def _run_queue(rt: Runtime) -> None:

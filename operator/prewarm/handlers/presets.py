@@ -29,8 +29,10 @@ from prewarm.api.hashing import template_hash
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.handlers.entries import PresetEntry, PresetKey, WorkspaceEntry
 from prewarm.handlers.runtime import Runtime
+from prewarm.handlers.workspaces import ensure_pod
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
+from prewarm.ledger.repository import LedgerUnavailable
 from prewarm.planning.failures import FailureReason, Outcome, Verdict, classify
 from prewarm.planning.pool import FailureView, Instance, Phase, PoolInput, plan_pool
 from prewarm.planning.preset_status import (
@@ -46,6 +48,9 @@ from prewarm.planning.render import render_pod, render_workspace
 from prewarm.planning.schedule import Schedule, desired_instances
 
 log = logging.getLogger("prewarm.presets")
+
+# How long a pass waits for queued ledger writes before it calls the ledger down.
+LEDGER_DRAIN_TIMEOUT_S = 3.0
 
 
 def _now() -> datetime:
@@ -77,6 +82,9 @@ async def reconcile_preset(rt: Runtime, key: PresetKey) -> None:
         metrics.forget_preset(*key)
         rt.forget(key, preset.uid if preset else None)
         return
+    if not rt.may_act():
+        rt.requeue_after(key, 1.0)  # the lease is not fresh: hold writes back
+        return
     started = time.perf_counter()
     try:
         await _reconcile(rt, key, preset)
@@ -102,26 +110,12 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     policy = spec.failure_policy
     hard_limit = s.hard_limit if policy.hard_limit is None else policy.hard_limit
 
-    if rt.recorded_hash.get(preset.uid) != thash:
-        await rt.ledger.upsert_preset(
-            preset.uid, preset.namespace, preset.name, thash, preset.generation
-        )
-        rt.recorded_hash[preset.uid] = thash
-    retry_token = preset.annotations.get(ANNOTATION_RETRY)
-    retried = False
-    if retry_token and rt.recorded_retry.get(preset.uid) != retry_token:
-        retried = await rt.ledger.record_retry(preset.uid, retry_token, now)
-        rt.recorded_retry[preset.uid] = retry_token
-        if retried:
-            await _event(
-                rt,
-                preset,
-                EventIntent(
-                    "Normal",
-                    reasons.REASON_PREBUILD_RETRY_REQUESTED,
-                    f"prewarm.dev/retry={retry_token}: failures so far no longer count",
-                ),
-            )
+    try:
+        retried = await _ledger_bookkeeping(rt, preset, thash, now)
+        ledger_ok = True
+    except LedgerUnavailable as error:
+        log.warning("ledger unavailable for preset %s/%s: %s", *key, error)
+        retried, ledger_ok = False, False
 
     dry_run_message = await _validate_template(rt, preset, spec, thash, previous, retried)
 
@@ -134,6 +128,8 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     by_name: dict[str, WorkspaceEntry] = {}
     for entry in entries:
         by_name[entry.name] = entry
+        if entry.uid not in rt.replayed and ledger_ok:
+            _replay(rt, preset.uid, entry)
         instance = entry.as_instance()
         if not entry.claimed and not entry.deleting:
             instance = await _track_workspace(rt, preset, entry, instance, readiness_timeout, now)
@@ -142,35 +138,30 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         instances.append(instance)
     instances += [i for _, i in exp.created.values() if i.name not in by_name]
 
-    state = await rt.ledger.failure_state(
-        preset.uid,
-        thash,
-        hard_limit=hard_limit,
-        backoff_base=policy.backoff_base or s.backoff_base,
-        backoff_max=policy.backoff_max or s.backoff_max,
-        lookback=s.failure_lookback,
-        now=now,
-    )
-    validation_failed = dry_run_message is not None or state.validation_failed
-    last_failure = (
-        LastFailure(
-            reason=state.last_failure.reason,
-            message=state.last_failure.message,
-            time=state.last_failure.at,
+    reset_at: datetime | None = None
+    if ledger_ok:
+        try:
+            failure, reset_at = await _failure_policy(
+                rt, preset.uid, spec, thash, hard_limit, dry_run_message, now
+            )
+        except (LedgerUnavailable, TimeoutError) as error:
+            log.warning("ledger unavailable for preset %s/%s: %s", *key, error)
+            ledger_ok = False
+    rt.ledger_ok = ledger_ok
+    if not ledger_ok:
+        # Without the ledger the policy cannot be evaluated: keep what the
+        # status last said, and create nothing until PostgreSQL is back.
+        failure = FailureSummary(
+            hard_limited=previous.prebuild_status is PrebuildStatus.HARD_LIMITED,
+            hard_limit=hard_limit,
+            consecutive_failures=0,
+            validation_failed=dry_run_message is not None
+            or previous.prebuild_status is PrebuildStatus.VALIDATION_FAILED,
+            validation_message=dry_run_message,
+            backoff_until=previous.backoff_until,
+            last_failure=previous.last_failure,
         )
-        if state.last_failure
-        else None
-    )
-    failure = FailureSummary(
-        hard_limited=state.hard_limited,
-        hard_limit=hard_limit,
-        consecutive_failures=state.consecutive_failures,
-        validation_failed=validation_failed,
-        validation_message=dry_run_message
-        or (last_failure.message if state.validation_failed and last_failure else None),
-        backoff_until=state.backoff_until,
-        last_failure=last_failure,
-    )
+        rt.requeue_after(key, 5.0)
 
     wanted = desired_instances(
         spec.prebuilds.instances,
@@ -202,7 +193,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         # Slow start: until one prebuild of this template has worked, never have
         # more attempts in flight than the hard limit has left, so a broken
         # template costs at most `hardLimit` attempts however large its pool.
-        budget = min(budget, hard_limit - state.consecutive_failures - starting_here)
+        budget = min(budget, hard_limit - failure.consecutive_failures - starting_here)
     plan = plan_pool(
         PoolInput(
             desired=desired,
@@ -215,6 +206,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
                 hard_limited=failure.hard_limited,
                 validation_failed=failure.validation_failed,
                 backoff_until=failure.backoff_until,
+                policy_unknown=not ledger_ok,
             ),
             create_budget=budget,
         )
@@ -249,6 +241,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
             paused_by=paused_by,
             desired_note=note,
             now=now,
+            ledger_available=ledger_ok,
         ),
     )
     if not status_equal(dict(preset.status), new_status):
@@ -261,10 +254,109 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
                 raise
     for intent in transition_events(previous, new_status, failure):
         await _event(rt, preset, intent)
-    if failure.hard_limited:
-        await _hard_limit_notice(rt, preset, thash, state.reset_at, failure)
+    if failure.hard_limited and ledger_ok:
+        await _hard_limit_notice(rt, preset, thash, reset_at, failure)
     _record_gauges(key, plan.counts, new_status)
     _schedule_next(rt, key, instances, failure, spec.prebuilds.ttl, readiness_timeout, now)
+
+
+def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
+    """Record what the cluster says of a workspace this process has not seen yet.
+
+    A crash can fall between a Kubernetes write and its ledger row; writing
+    every workspace's start and fate once per process fills such gaps (the
+    writes are idempotent, so rows already there stay as they are).
+    """
+    rt.replayed.add(entry.uid)
+    rt.writes.submit(
+        f"replay {entry.name}",
+        lambda: rt.ledger.record_build_started(
+            preset_uid, entry.uid, entry.name, entry.template_hash, entry.created_at
+        ),
+    )
+    if entry.ready_at is not None:
+        ready_at = entry.ready_at
+        rt.writes.submit(
+            f"replay {entry.name} ready",
+            lambda: rt.ledger.record_build_succeeded(entry.uid, ready_at),
+        )
+    if entry.phase is Phase.FAILED:
+        reason = entry.failure_reason or "Unknown"
+        rt.writes.submit(
+            f"replay {entry.name} failed",
+            lambda: rt.ledger.record_build_failed(
+                entry.uid, reason, "replayed from the workspace's status", entry.created_at
+            ),
+        )
+
+
+async def _ledger_bookkeeping(rt: Runtime, preset: PresetEntry, thash: str, now: datetime) -> bool:
+    """Tell the ledger the preset's current hash and any new retry; True if a retry began."""
+    if rt.recorded_hash.get(preset.uid) != thash:
+        await rt.ledger.upsert_preset(
+            preset.uid, preset.namespace, preset.name, thash, preset.generation
+        )
+        rt.recorded_hash[preset.uid] = thash
+    retry_token = preset.annotations.get(ANNOTATION_RETRY)
+    if not retry_token or rt.recorded_retry.get(preset.uid) == retry_token:
+        return False
+    retried = await rt.ledger.record_retry(preset.uid, retry_token, now)
+    rt.recorded_retry[preset.uid] = retry_token
+    if retried:
+        await _event(
+            rt,
+            preset,
+            EventIntent(
+                "Normal",
+                reasons.REASON_PREBUILD_RETRY_REQUESTED,
+                f"prewarm.dev/retry={retry_token}: failures so far no longer count",
+            ),
+        )
+    return retried
+
+
+async def _failure_policy(
+    rt: Runtime,
+    preset_uid: str,
+    spec: PresetSpec,
+    thash: str,
+    hard_limit: int,
+    dry_run_message: str | None,
+    now: datetime,
+) -> tuple[FailureSummary, datetime | None]:
+    """The failure policy from the ledger, after the outcomes still queued are in."""
+    s = rt.settings
+    policy = spec.failure_policy
+    await asyncio.wait_for(rt.writes.drain(), LEDGER_DRAIN_TIMEOUT_S)
+    state = await rt.ledger.failure_state(
+        preset_uid,
+        thash,
+        hard_limit=hard_limit,
+        backoff_base=policy.backoff_base or s.backoff_base,
+        backoff_max=policy.backoff_max or s.backoff_max,
+        lookback=s.failure_lookback,
+        now=now,
+    )
+    last_failure = (
+        LastFailure(
+            reason=state.last_failure.reason,
+            message=state.last_failure.message,
+            time=state.last_failure.at,
+        )
+        if state.last_failure
+        else None
+    )
+    summary = FailureSummary(
+        hard_limited=state.hard_limited,
+        hard_limit=hard_limit,
+        consecutive_failures=state.consecutive_failures,
+        validation_failed=dry_run_message is not None or state.validation_failed,
+        validation_message=dry_run_message
+        or (last_failure.message if state.validation_failed and last_failure else None),
+        backoff_until=state.backoff_until,
+        last_failure=last_failure,
+    )
+    return summary, state.reset_at
 
 
 async def _validate_template(
@@ -289,7 +381,13 @@ async def _validate_template(
             return condition.message if condition else "the API server rejected the pod template"
         return None
     pod = render_pod(
-        spec, preset.namespace, preset.name, thash, f"{preset.name[:40]}-dry-run", None
+        spec,
+        preset.namespace,
+        preset.name,
+        thash,
+        f"{preset.name[:40]}-dry-run",
+        None,
+        agent_image=rt.settings.agent_image,
     )
     try:
         await rt.kube.create_pod(preset.namespace, pod, dry_run=True)
@@ -312,7 +410,11 @@ async def _create_one(
         time.monotonic(),
         Instance(name=name, template_hash=thash, phase=Phase.PENDING, created_at=now),
     )
-    await rt.ledger.record_build_started(preset.uid, uid, name, thash, now)
+    rt.writes.submit(
+        f"build {name} started",
+        lambda: rt.ledger.record_build_started(preset.uid, uid, name, thash, now),
+    )
+    rt.replayed.add(uid)
     metrics.prebuilds_created.labels(*key).inc()
     await _create_pod(rt, preset, spec, thash, name, uid, created["metadata"]["resourceVersion"])
 
@@ -326,18 +428,12 @@ async def _create_pod(
     uid: str,
     resource_version: str,
 ) -> None:
-    pod = render_pod(spec, preset.namespace, preset.name, thash, name, uid)
-    try:
-        await rt.kube.create_pod(preset.namespace, pod)
-    except ApiError as error:
-        if error.conflict:
-            return  # already there: an earlier pass created it
-        if not error.rejected:
-            raise
+    rejection = await ensure_pod(rt, preset.namespace, preset.name, spec, thash, name, uid)
+    if rejection is not None:
         outcome = Outcome(
             Verdict.FAILED,
             FailureReason.POD_REJECTED,
-            f"the API server rejected the pod: {error.message}",
+            f"the API server rejected the pod: {rejection.message}",
         )
         await _record_outcome(rt, preset, name, uid, resource_version, outcome, _now(), None)
 
@@ -425,16 +521,17 @@ async def _record_outcome(
         raise
     key = (preset.namespace, preset.name)
     if outcome.verdict is Verdict.READY:
-        await rt.ledger.record_build_succeeded(uid, now)
+        rt.writes.submit(f"build {name} ready", lambda: rt.ledger.record_build_succeeded(uid, now))
         if created_at is not None:
             metrics.prebuild_ready_seconds.observe(max((now - created_at).total_seconds(), 0))
     elif outcome.verdict is Verdict.FAILED:
-        await rt.ledger.record_build_failed(
-            uid,
-            str(outcome.reason),
-            outcome.message,
-            now,
-            validation_error=outcome.reason is FailureReason.POD_REJECTED,
+        reason, message = str(outcome.reason), outcome.message
+        rejected = outcome.reason is FailureReason.POD_REJECTED
+        rt.writes.submit(
+            f"build {name} failed",
+            lambda: rt.ledger.record_build_failed(
+                uid, reason, message, now, validation_error=rejected
+            ),
         )
         metrics.prebuilds_failed.labels(*key, str(outcome.reason)).inc()
         log.warning(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -81,6 +81,11 @@ class Runtime:
     recorded_hash: dict[str, str] = field(default_factory=dict)
     recorded_retry: dict[str, str] = field(default_factory=dict)
     notified: set[tuple[str, str, Any]] = field(default_factory=set)
+    replayed: set[str] = field(default_factory=set)  # workspace uids written to the ledger
+    ledger_ok: bool = True  # the last pass could read the ledger
+    # Whether this replica may write now (leader with a fresh lease); always
+    # true without leader election.
+    may_act: Callable[[], bool] = lambda: True
     starting: dict[PresetKey, int] = field(default_factory=dict)
     # Claims: when this process first saw each (for the latency metric), which
     # it recorded in the ledger, and workspaces a claim is trying to take now.

@@ -51,7 +51,7 @@ class ApiError(Exception):
         return self.status in (400, 403, 422)
 
 
-async def _json(response: Any) -> JsonObject:
+async def response_json(response: Any) -> JsonObject:
     body = await response.read()
     status = int(response.status)
     response.release()
@@ -68,6 +68,7 @@ class Kube:
         self._api_client = api_client
         self._core = kclient.CoreV1Api(api_client)
         self._custom = kclient.CustomObjectsApi(api_client)
+        self._rbac = kclient.RbacAuthorizationV1Api(api_client)
 
     @classmethod
     async def connect(cls, pool_size: int = 64) -> Kube:
@@ -79,13 +80,17 @@ class Kube:
         configuration.connection_pool_maxsize = pool_size
         return cls(kclient.ApiClient(configuration))
 
+    @property
+    def api_client(self) -> kclient.ApiClient:
+        return self._api_client
+
     async def close(self) -> None:
         await self._api_client.close()  # type: ignore[no-untyped-call]
 
     # --- prewarm.dev custom objects -------------------------------------------------
 
     async def create_workspace(self, namespace: str, body: Mapping[str, Any]) -> JsonObject:
-        return await _json(
+        return await response_json(
             await self._custom.create_namespaced_custom_object_without_preload_content(
                 GROUP, VERSION, namespace, PLURAL_PREBUILT_WORKSPACES, dict(body)
             )
@@ -95,7 +100,7 @@ class Kube:
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> JsonObject:
         """A merge patch; put metadata.resourceVersion in it to make it conditional."""
-        return await _json(
+        return await response_json(
             await self._custom.patch_namespaced_custom_object_without_preload_content(
                 GROUP,
                 VERSION,
@@ -110,7 +115,7 @@ class Kube:
     async def patch_workspace_status(
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> JsonObject:
-        return await _json(
+        return await response_json(
             await self._custom.patch_namespaced_custom_object_status_without_preload_content(
                 GROUP,
                 VERSION,
@@ -135,7 +140,7 @@ class Kube:
         if resource_version:
             options["preconditions"] = {"resourceVersion": resource_version}
         try:
-            await _json(
+            await response_json(
                 await self._custom.delete_namespaced_custom_object_without_preload_content(
                     GROUP,
                     VERSION,
@@ -156,7 +161,7 @@ class Kube:
     async def patch_preset_status(
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> JsonObject:
-        return await _json(
+        return await response_json(
             await self._custom.patch_namespaced_custom_object_status_without_preload_content(
                 GROUP,
                 VERSION,
@@ -171,7 +176,7 @@ class Kube:
     async def patch_claim_status(
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> JsonObject:
-        return await _json(
+        return await response_json(
             await self._custom.patch_namespaced_custom_object_status_without_preload_content(
                 GROUP,
                 VERSION,
@@ -184,7 +189,7 @@ class Kube:
         )
 
     async def create_claim(self, namespace: str, body: Mapping[str, Any]) -> JsonObject:
-        return await _json(
+        return await response_json(
             await self._custom.create_namespaced_custom_object_without_preload_content(
                 GROUP, VERSION, namespace, PLURAL_WORKSPACE_CLAIMS, dict(body)
             )
@@ -200,10 +205,10 @@ class Kube:
             response = await self._custom.list_cluster_custom_object_without_preload_content(
                 GROUP, VERSION, plural
             )
-        return list((await _json(response)).get("items") or [])
+        return list((await response_json(response)).get("items") or [])
 
     async def patch_preset(self, namespace: str, name: str, patch: Mapping[str, Any]) -> JsonObject:
-        return await _json(
+        return await response_json(
             await self._custom.patch_namespaced_custom_object_without_preload_content(
                 GROUP,
                 VERSION,
@@ -230,7 +235,7 @@ class Kube:
         )
         try:
             if int(response.status) >= 400:
-                await _json(response)
+                await response_json(response)
             async for line in response.content:
                 if line.strip():
                     event = json.loads(line)
@@ -243,7 +248,7 @@ class Kube:
     async def create_pod(
         self, namespace: str, body: Mapping[str, Any], dry_run: bool = False
     ) -> JsonObject:
-        return await _json(
+        return await response_json(
             await self._core.create_namespaced_pod_without_preload_content(
                 namespace,
                 dict(body),  # type: ignore[arg-type]  # plain JSON serialises as is
@@ -252,19 +257,49 @@ class Kube:
         )
 
     async def patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> JsonObject:
-        return await _json(
+        return await response_json(
             await self._core.patch_namespaced_pod_without_preload_content(
                 name, namespace, dict(patch), _content_type=MERGE_PATCH
             )
         )
 
+    async def create_namespaced(self, manifest: Mapping[str, Any]) -> JsonObject | None:
+        """Create a ServiceAccount, Role, RoleBinding or Secret; None if it exists already."""
+        namespace = manifest["metadata"]["namespace"]
+        body: Any = dict(manifest)  # plain JSON serialises as is
+        kind = manifest["kind"]
+        call: Any
+        if kind == "ServiceAccount":
+            call = self._core.create_namespaced_service_account_without_preload_content
+        elif kind == "Secret":
+            call = self._core.create_namespaced_secret_without_preload_content
+        elif kind == "Role":
+            call = self._rbac.create_namespaced_role_without_preload_content
+        elif kind == "RoleBinding":
+            call = self._rbac.create_namespaced_role_binding_without_preload_content
+        else:
+            raise ValueError(f"create_namespaced does not handle {kind}")
+        try:
+            return await response_json(await call(namespace, body))
+        except ApiError as error:
+            if error.conflict:
+                return None
+            raise
+
+    async def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        await response_json(
+            await self._core.patch_namespaced_secret_without_preload_content(
+                name, namespace, dict(patch), _content_type=MERGE_PATCH
+            )
+        )
+
     async def get_secret(self, namespace: str, name: str) -> JsonObject:
-        return await _json(
+        return await response_json(
             await self._core.read_namespaced_secret_without_preload_content(name, namespace)
         )
 
     async def create_event(self, namespace: str, body: Mapping[str, Any]) -> JsonObject:
-        return await _json(
+        return await response_json(
             await self._core.create_namespaced_event_without_preload_content(
                 namespace,
                 dict(body),  # type: ignore[arg-type]  # plain JSON serialises as is

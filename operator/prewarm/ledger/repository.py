@@ -7,14 +7,16 @@ caller's time, timezone-aware, so tests and replays are deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import AsyncRowFactory, DictRow, class_row, dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from prewarm.ledger import queries
 from prewarm.ledger.models import (
@@ -33,6 +35,24 @@ from prewarm.ledger.models import (
 T = TypeVar("T")
 Params = Mapping[str, Any]
 
+# Waiting longer for a connection than this means PostgreSQL is not answering:
+# say so, so the operator can degrade (pause creates) instead of hanging.
+CONNECTION_TIMEOUT_S = 3.0
+
+
+class LedgerUnavailable(RuntimeError):
+    """PostgreSQL cannot be reached (down, restarting, or the pool is exhausted)."""
+
+
+@contextlib.asynccontextmanager
+async def _unavailable_as_error() -> AsyncIterator[None]:
+    try:
+        yield
+    except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as error:
+        raise LedgerUnavailable(
+            str(error).strip().splitlines()[0] if str(error) else repr(error)
+        ) from error
+
 
 class Ledger:
     """History of every prebuild attempt and claim, and the failure policy computed from it."""
@@ -48,6 +68,7 @@ class Ledger:
             min_size=min_size,
             max_size=max_size,
             open=False,
+            timeout=CONNECTION_TIMEOUT_S,
             # Single statements only, so autocommit: no transaction is ever left idle.
             # UTC sessions: timestamps read back compare equal to what was written.
             kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
@@ -310,22 +331,30 @@ class Ledger:
     # -- plumbing ----------------------------------------------------------------------
 
     async def _execute(self, query: str, params: Params) -> None:
-        async with self._pool.connection() as conn:
+        async with _unavailable_as_error(), self._pool.connection() as conn:
             await conn.execute(query, params)
 
     async def _changed(self, query: str, params: Params) -> bool:
         """Run a statement with RETURNING; True if it touched a row."""
-        async with self._pool.connection() as conn:
+        async with _unavailable_as_error(), self._pool.connection() as conn:
             cursor = await conn.execute(query, params)
             return await cursor.fetchone() is not None
 
     async def _one(self, query: str, params: Params, rows: AsyncRowFactory[T]) -> T | None:
-        async with self._pool.connection() as conn, conn.cursor(row_factory=rows) as cursor:
+        async with (
+            _unavailable_as_error(),
+            self._pool.connection() as conn,
+            conn.cursor(row_factory=rows) as cursor,
+        ):
             await cursor.execute(query, params)
             return await cursor.fetchone()
 
     async def _all(self, query: str, params: Params, rows: AsyncRowFactory[T]) -> list[T]:
-        async with self._pool.connection() as conn, conn.cursor(row_factory=rows) as cursor:
+        async with (
+            _unavailable_as_error(),
+            self._pool.connection() as conn,
+            conn.cursor(row_factory=rows) as cursor,
+        ):
             await cursor.execute(query, params)
             return await cursor.fetchall()
 

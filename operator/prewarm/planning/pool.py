@@ -39,6 +39,7 @@ class Blocker(enum.StrEnum):
     VALIDATION_FAILED = "ValidationFailed"
     HARD_LIMITED = "HardLimited"
     BACKOFF = "Backoff"
+    LEDGER_UNAVAILABLE = "LedgerUnavailable"
     CREATE_BUDGET = "CreateBudget"
 
 
@@ -61,6 +62,8 @@ class FailureView:
     hard_limited: bool = False
     validation_failed: bool = False
     backoff_until: datetime | None = None
+    # The ledger could not be read, so the policy is unknown: create nothing.
+    policy_unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ def _create_blocker(inp: PoolInput) -> Blocker | None:
         return Blocker.VALIDATION_FAILED
     if inp.failure.hard_limited:
         return Blocker.HARD_LIMITED
+    if inp.failure.policy_unknown:
+        return Blocker.LEDGER_UNAVAILABLE
     if inp.failure.backoff_until is not None and inp.failure.backoff_until > inp.now:
         return Blocker.BACKOFF
     return None

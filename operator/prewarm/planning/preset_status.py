@@ -47,6 +47,7 @@ class StatusInput:
     paused_by: str | None  # "annotation" | "operator" | None
     desired_note: str | None  # a schedule problem or a clamp, shown on Ready
     now: datetime
+    ledger_available: bool = True
 
 
 def _prebuild_status(failure: FailureSummary) -> PrebuildStatus:
@@ -133,6 +134,18 @@ def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
         gen,
         inp.now,
     )
+    conditions = set_condition(
+        conditions,
+        reasons.DEGRADED,
+        _flag(not inp.ledger_available),
+        reasons.REASON_LEDGER_UNAVAILABLE if not inp.ledger_available else "LedgerAvailable",
+        "the PostgreSQL ledger cannot be reached: no new prebuilds until it is back "
+        "(deletions and claims go on)"
+        if not inp.ledger_available
+        else "the PostgreSQL ledger is reachable",
+        gen,
+        inp.now,
+    )
     backoff = f.backoff_until if f.backoff_until and f.backoff_until > inp.now else None
     return PresetStatus(
         observed_generation=gen,
@@ -154,7 +167,12 @@ def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
 
 def _not_ready_reason(inp: StatusInput) -> str:
     blocked = inp.plan.blocked_by
-    if blocked in (Blocker.HARD_LIMITED, Blocker.VALIDATION_FAILED, Blocker.BACKOFF):
+    if blocked in (
+        Blocker.HARD_LIMITED,
+        Blocker.VALIDATION_FAILED,
+        Blocker.BACKOFF,
+        Blocker.LEDGER_UNAVAILABLE,
+    ):
         return str(blocked)
     if inp.paused:
         return reasons.PAUSED

@@ -27,7 +27,14 @@ from prewarm.api.constants import (
     LABEL_WORKSPACE,
     PREFIX,
 )
-from prewarm.api.preset import PresetSpec
+from prewarm.api.preset import PodSecurity, PresetSpec
+from prewarm.planning.agent_access import (
+    AGENT_CONTAINER_NAME,
+    ANNOTATION_AGENTS,
+    agent_account_name,
+    agent_container,
+    agent_volumes,
+)
 
 ANNOTATION_PARAMETERS = f"{PREFIX}parameters"
 
@@ -96,6 +103,45 @@ def _with_parameters(container: Mapping[str, Any], parameters: Mapping[str, str]
     return result
 
 
+def _setdefaults(target: JsonObject, defaults: Mapping[str, Any]) -> JsonObject:
+    result = dict(target)
+    for key, value in defaults.items():
+        if isinstance(value, Mapping):
+            result[key] = _setdefaults(dict(result.get(key) or {}), value)
+        else:
+            result.setdefault(key, value)
+    return result
+
+
+_RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+_RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def restricted(pod_spec: JsonObject) -> JsonObject:
+    """The restricted Pod Security Standard, filled in where the template is silent.
+
+    What the template sets explicitly stays: if that breaks the standard, the
+    API server says so (a namespace enforcing it rejects the pod) and the
+    preset becomes ValidationFailed with that message.
+    """
+    result = dict(pod_spec)
+    result["securityContext"] = _setdefaults(
+        dict(result.get("securityContext") or {}), _RESTRICTED_POD
+    )
+    for kind in ("initContainers", "containers"):
+        if kind in result:
+            result[kind] = [
+                {
+                    **c,
+                    "securityContext": _setdefaults(
+                        dict(c.get("securityContext") or {}), _RESTRICTED_CONTAINER
+                    ),
+                }
+                for c in result[kind]
+            ]
+    return result
+
+
 def render_pod(
     spec: PresetSpec,
     namespace: str,
@@ -104,6 +150,7 @@ def render_pod(
     workspace_name: str,
     workspace_uid: str | None,
     claim: ClaimRef | None = None,
+    agent_image: str = "",
 ) -> JsonObject:
     """The workspace's pod. Without a workspace uid (a dry-run) it has no owner.
 
@@ -113,6 +160,27 @@ def render_pod(
     pod_spec: JsonObject = copy.deepcopy(template.spec.model_dump(by_alias=True, exclude_none=True))
     parameters = {p.name: p.value for p in spec.parameters}
     pod_spec["containers"] = [_with_parameters(c, parameters) for c in pod_spec["containers"]]
+    agents = [
+        c["name"]
+        for c in pod_spec["containers"]
+        if any(
+            e.get("name") == "PREWARM_AGENT" and e.get("value") == "true"
+            for e in c.get("env") or []
+        )
+    ]
+    if spec.agent.on_claim:
+        # The sidecar runs the preset's hook with the workspace's own, narrow
+        # ServiceAccount (planning/agent_access.py); no other container gets a token.
+        pod_spec["containers"].append(
+            agent_container(spec.agent.image or agent_image, on_claim=spec.agent.on_claim)
+        )
+        pod_spec["volumes"] = [*(pod_spec.get("volumes") or []), *agent_volumes()]
+        pod_spec["automountServiceAccountToken"] = False
+        if workspace_uid:  # a dry-run has no ServiceAccount of its own yet
+            pod_spec["serviceAccountName"] = agent_account_name(workspace_name)
+        agents.append(AGENT_CONTAINER_NAME)
+    if spec.pod_security is PodSecurity.RESTRICTED:
+        pod_spec = restricted(pod_spec)
     labels = {
         **template.metadata.labels,
         LABEL_PRESET: preset_name,
@@ -122,6 +190,8 @@ def render_pod(
     annotations = dict(template.metadata.annotations)
     if parameters:
         annotations[ANNOTATION_PARAMETERS] = json.dumps(parameters, sort_keys=True)
+    if agents:
+        annotations[ANNOTATION_AGENTS] = ",".join(agents)
     if claim is not None:
         labels[LABEL_CLAIM] = claim.name
         annotations.update(claim_annotations(claim.owner, 1))
