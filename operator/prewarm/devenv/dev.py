@@ -22,8 +22,9 @@ _REPO = Path(__file__).resolve().parents[3]
 
 
 def run_dev(apiserver_port: int, with_operator: bool) -> int:
-    state = _REPO / ".dev"
-    state.mkdir(exist_ok=True)
+    # Where the kubeconfig and ledger URL are written for other shells.
+    state = Path(os.environ.get("PREWARM_DEV_STATE", _REPO / ".dev"))
+    state.mkdir(parents=True, exist_ok=True)
     print("prewarm dev: starting PostgreSQL and the local control plane ...", flush=True)
     with (
         PostgresServer() as pg,
@@ -34,6 +35,7 @@ def run_dev(apiserver_port: int, with_operator: bool) -> int:
         from prewarm.ledger.migrate import migrate
 
         migrate(dsn)
+        (state / "ledger-url").write_text(dsn + "\n")
         kubeconfig = state / "kubeconfig"
         kubeconfig.write_text(cluster.kubeconfig.read_text())
         for crd in sorted((_REPO / "crds").glob("*.yaml")):
@@ -61,7 +63,11 @@ def run_dev(apiserver_port: int, with_operator: bool) -> int:
                     "PREWARM_DATABASE_URL": dsn,
                     "PREWARM_LOG_FORMAT": os.environ.get("PREWARM_LOG_FORMAT", "text"),
                 }
-                operator = subprocess.Popen([sys.executable, "-m", "prewarm", "run"], env=env)
+                # Its own session: Ctrl-C reaches `prewarm dev`, which then stops
+                # the operator in order (rather than both racing to exit).
+                operator = subprocess.Popen(
+                    [sys.executable, "-m", "prewarm", "run"], env=env, start_new_session=True
+                )
             while True:
                 if operator is not None and operator.poll() is not None:
                     raise EnvironmentProblem(

@@ -1,0 +1,89 @@
+"""`prewarm dev` (what `make dev` runs): up with a sample preset, and Ctrl-C
+stops everything it started."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from prewarm.devenv.cluster import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_dev_comes_up_serves_the_sample_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREWARM_DEV_STATE": str(tmp_path),
+        "PYTHONPATH": str(REPO / "operator"),
+        "PREWARM_DEV_APISERVER_PORT": str(port),
+        "PREWARM_METRICS_PORT": str(free_port()),
+        "PREWARM_HEALTH_PORT": str(free_port()),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prewarm", "dev"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    out = ""
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 240
+        while "Ctrl-C stops everything" not in out and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out += line
+        assert "prewarm dev is up" in out, out
+        ledger_port = int(re.search(r"ledger\s+: postgresql://[^:]+:(\d+)/", out).group(1))  # type: ignore[union-attr]
+        kubeconfig = tmp_path / "kubeconfig"
+        kubectl = re.search(r"kubectl\s+: (\S+)", out).group(1)  # type: ignore[union-attr]
+        ready = ""
+        deadline = time.monotonic() + 90
+        while ready != "3" and time.monotonic() < deadline:
+            ready = subprocess.run(
+                [
+                    kubectl,
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "get",
+                    "preset",
+                    "basic",
+                    "-n",
+                    "default",
+                    "-o",
+                    "jsonpath={.status.ready}",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            time.sleep(0.5)
+        assert ready == "3", "the sample preset's pool is warm"
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        rest, _ = proc.communicate(timeout=120)
+        out += rest or ""
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert not _listening(port), "kube-apiserver still listening"
+    assert not _listening(ledger_port), "PostgreSQL still listening"
+    leftovers = subprocess.run(
+        ["pgrep", "-af", f"secure-port={port}"], capture_output=True, text=True, check=False
+    ).stdout
+    assert leftovers.strip() == "", leftovers
