@@ -173,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except TimeoutError:
+        print(f"prewarm {args.command}: timed out", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,7 @@
-"""Operator settings: environment variables PREWARM_*, the same names as CLI flags.
+"""Operator settings: environment variables PREWARM_* (see docs/reference/settings.md).
 
-Imports nothing internal so every layer can depend on it.
+Imports nothing internal but the pure duration type, so every layer can
+depend on it. Durations use the same Go syntax as the CRDs: 90s, 15m, 1h30m.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from datetime import timedelta
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from prewarm.api.durations import Duration, PositiveDuration
 
 
 class Settings(BaseSettings):
@@ -28,18 +31,18 @@ class Settings(BaseSettings):
             "0 disables the limit. A preset's spec.failurePolicy.hardLimit overrides it."
         ),
     )
-    backoff_base: timedelta = Field(
+    backoff_base: Duration = Field(
         default=timedelta(seconds=15),
         description="Backoff after the first failure; doubles with each further failure.",
     )
-    backoff_max: timedelta = Field(
+    backoff_max: Duration = Field(
         default=timedelta(minutes=10), description="Upper bound of the backoff."
     )
-    failure_lookback: timedelta = Field(
+    failure_lookback: PositiveDuration = Field(
         default=timedelta(hours=1),
         description="Failures older than this no longer put a preset in backoff.",
     )
-    readiness_timeout: timedelta = Field(
+    readiness_timeout: PositiveDuration = Field(
         default=timedelta(minutes=5),
         description="A prebuild not Ready this long after its pod was created has failed.",
     )

@@ -23,12 +23,9 @@ RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
 
 def new_namespace(cluster: LocalCluster, prefix: str, restricted: bool = True) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
+    cluster.create_namespace(name)
     if restricted:
         cluster.kubectl("label", "namespace", name, RESTRICTED)
-    cluster.kubectl(
-        "wait", "--for=jsonpath={.metadata.name}=default", "-n", name, "sa/default", "--timeout=30s"
-    )
     return name
 
 

@@ -92,15 +92,7 @@ def test_owner_reference_garbage_collection(cluster: LocalCluster, namespace: st
 
 
 def test_namespace_deletion_completes(cluster: LocalCluster) -> None:
-    cluster.kubectl("create", "namespace", "doomed")
-    cluster.kubectl(
-        "wait",
-        "--for=jsonpath={.metadata.name}=default",
-        "-n",
-        "doomed",
-        "sa/default",
-        "--timeout=30s",
-    )
+    cluster.create_namespace("doomed")
     cluster.kubectl("apply", "-n", "doomed", "-f", "-", input=_pod("p"))
     cluster.kubectl("delete", "namespace", "doomed", "--wait=true", "--timeout=90s")
     assert cluster.kubectl("get", "namespace", "doomed", check=False).returncode != 0

@@ -45,11 +45,7 @@ def cluster() -> Iterator[LocalCluster]:
 @pytest.fixture
 def namespace(cluster: LocalCluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
-    cluster.kubectl("create", "namespace", name)
-    # The ServiceAccount admission plugin needs the default account before pods.
-    cluster.kubectl(
-        "wait", "--for=jsonpath={.metadata.name}=default", "-n", name, "sa/default", "--timeout=30s"
-    )
+    cluster.create_namespace(name)
     yield name
     # Not waited for: test_control_plane proves that namespace deletion completes,
     # and waiting here would cost seconds per test.

@@ -328,6 +328,18 @@ class LocalCluster:
             cmd, capture_output=True, text=True, timeout=300, check=check, env=full_env
         )
 
+    def create_namespace(self, name: str, timeout: float = 60) -> None:
+        """Create a namespace and wait for its default ServiceAccount (pods need it).
+
+        `kubectl wait` fails at once on an object that does not exist yet, so poll.
+        """
+        self.kubectl("create", "namespace", name)
+        deadline = time.monotonic() + timeout
+        while self.kubectl("get", "-n", name, "serviceaccount", "default", check=False).returncode:
+            if time.monotonic() > deadline:
+                raise EnvironmentProblem(f"namespace {name} got no default ServiceAccount")
+            time.sleep(0.1)
+
     def apply_dir(self, path: Path, extra: Sequence[str] = ()) -> None:
         self.kubectl("apply", "--server-side", "-f", str(path), *extra)
 

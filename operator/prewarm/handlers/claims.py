@@ -11,6 +11,7 @@ Bound last, so Bound always means the pod already knows its owner.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -283,9 +284,13 @@ async def _follow_own_workspace(
         return
     if pod is None:
         return  # the watch has not delivered it yet; its event wakes us
-    outcome = classify(
-        pod.view, _now(), rt.settings.readiness_timeout, rt.settings.crashloop_restarts
-    )
+    preset = rt.preset((claim.namespace, claim.preset))
+    timeout = rt.settings.readiness_timeout
+    if preset is not None:
+        with contextlib.suppress(ValidationError):
+            own = PresetSpec.model_validate(preset.spec).failure_policy.readiness_timeout
+            timeout = own or timeout
+    outcome = classify(pod.view, _now(), timeout, rt.settings.crashloop_restarts)
     if outcome.verdict is Verdict.BUILDING:
         rt.requeue_claim_after((claim.namespace, claim.name), 5.0)
         return

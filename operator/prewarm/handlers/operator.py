@@ -79,6 +79,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     rt.pods = kwargs["pod_index"]
     rt.claims = kwargs["claim_index"]
     _state["runtime"] = rt
+    metrics.ledger_up.set(1)  # it answered migrate_async just now
     if config.metrics_port:
         _state_http["runner"] = await start_http(config.metrics_port, lambda: _readiness(rt))
     _workers["ledger"] = asyncio.create_task(rt.writes.run())

@@ -148,6 +148,8 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
             log.warning("ledger unavailable for preset %s/%s: %s", *key, error)
             ledger_ok = False
     rt.ledger_ok = ledger_ok
+    metrics.ledger_up.set(1 if ledger_ok else 0)
+    metrics.ledger_backlog.set(rt.writes.backlog)
     if not ledger_ok:
         # Without the ledger the policy cannot be evaluated: keep what the
         # status last said, and create nothing until PostgreSQL is back.
@@ -332,8 +334,8 @@ async def _failure_policy(
         preset_uid,
         thash,
         hard_limit=hard_limit,
-        backoff_base=policy.backoff_base or s.backoff_base,
-        backoff_max=policy.backoff_max or s.backoff_max,
+        backoff_base=s.backoff_base if policy.backoff_base is None else policy.backoff_base,
+        backoff_max=s.backoff_max if policy.backoff_max is None else policy.backoff_max,
         lookback=s.failure_lookback,
         now=now,
     )
