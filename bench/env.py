@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,15 +25,7 @@ class BenchEnv:
     workdir: Path
 
     def namespace(self, name: str) -> str:
-        self.cluster.kubectl("create", "namespace", name)
-        self.cluster.kubectl(
-            "wait",
-            "--for=jsonpath={.metadata.name}=default",
-            "-n",
-            name,
-            "sa/default",
-            "--timeout=30s",
-        )
+        self.cluster.create_namespace(name)
         return name
 
     def operator(self, namespace: str | None, **env: str) -> OperatorProcess:
@@ -60,7 +53,18 @@ def bench_env() -> Iterator[BenchEnv]:
         for crd in sorted((Path(__file__).resolve().parents[1] / "crds").glob("*.yaml")):
             cluster.kubectl("apply", "--server-side", "-f", str(crd))
         cluster.kubectl("wait", "--for=condition=Established", "--all", "crd")
-        yield BenchEnv(cluster, pg, Path(tmp))
+        # In-process clients (Kube.connect) read KUBECONFIG; without it they read
+        # ~/.kube/config, whose current context kwokctl points at whichever
+        # cluster was created last on this machine, possibly someone else's.
+        previous = os.environ.get("KUBECONFIG")
+        os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
+        try:
+            yield BenchEnv(cluster, pg, Path(tmp))
+        finally:
+            if previous is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
+                os.environ["KUBECONFIG"] = previous
 
 
 def machine_line() -> str:
@@ -72,7 +76,7 @@ def machine_line() -> str:
                 break
     v = pinned_versions()
     kopf = subprocess.run(
-        ["python", "-c", "import kopf;print(kopf.__version__)"],
+        [sys.executable, "-c", "import kopf;print(kopf.__version__)"],
         capture_output=True,
         text=True,
         check=False,

@@ -204,6 +204,10 @@ class LocalCluster:
             "--kube-authorization",
             "--kube-admission",
             "--disable-qps-limits",
+            # kwokctl would otherwise add the cluster to ~/.kube/config and make
+            # it the current context of everything else on the machine.
+            "--kubeconfig",
+            str(self.workdir / "kubeconfig-unused.yaml"),
             "--wait",
             "2m",
             "--timeout",

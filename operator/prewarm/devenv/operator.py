@@ -52,7 +52,7 @@ class OperatorProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"operator exited at start:\n{self.log_text()[-3000:]}")
@@ -61,7 +61,7 @@ class OperatorProcess:
                 return
             except OSError:
                 time.sleep(0.1)
-        raise AssertionError("operator did not serve metrics within 30 s")
+        raise AssertionError("operator did not serve metrics within 90 s")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None or self.proc.poll() is not None:

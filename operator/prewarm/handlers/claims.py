@@ -192,24 +192,26 @@ async def _take(
     if claim.owner_secret and agent:
         await copy_owner_secret(rt, claim.namespace, claim.owner_secret, ws.name)
     now = _now()
-    # The take made the workspace ours; the rest is three independent writes.
-    # Bound may land a moment before the pod's annotations: a bound claim's
-    # later passes re-check the pod and repeat the (idempotent) patch if needed.
+    # The take made the workspace ours. What the user waits for goes first and
+    # together: the pod's annotations (the agent) and Bound (the user). Bound
+    # may land a moment before the annotations; a bound claim's later passes
+    # compare the pod with the claim and repeat the idempotent patch if needed.
     await asyncio.gather(
-        rt.kube.patch_workspace_status(
-            claim.namespace,
-            ws.name,
-            {
-                "status": {
-                    "phase": Phase.CLAIMED.value,
-                    "claimedAt": _iso(now),
-                    "owner": claim.owner,
-                    "reinitGeneration": generation,
-                }
-            },
-        ),
         _annotate_pod(rt, claim.namespace, ws.name, claim.name, claim.owner, generation),
         _bind(rt, claim, status, ws.name, ClaimSource.PREBUILT, generation, seen),
+    )
+    # Then the workspace's own status, which nobody waits for.
+    await rt.kube.patch_workspace_status(
+        claim.namespace,
+        ws.name,
+        {
+            "status": {
+                "phase": Phase.CLAIMED.value,
+                "claimedAt": _iso(now),
+                "owner": claim.owner,
+                "reinitGeneration": generation,
+            }
+        },
     )
     metrics.prebuilds_claimed.labels(claim.namespace, claim.preset).inc()
     return True

@@ -76,8 +76,14 @@ class Kube:
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
-            await kconfig.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            # Read KUBECONFIG now: the client's default is fixed when it is imported.
+            await kconfig.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+            )
         configuration.connection_pool_maxsize = pool_size
+        # trust_env makes aiohttp look up ~/.netrc (in a thread) on every
+        # request; the kubeconfig is the only source of credentials we use.
+        configuration.client_session_kwargs = {"trust_env": False}
         return cls(kclient.ApiClient(configuration))
 
     @property

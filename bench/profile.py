@@ -1,0 +1,129 @@
+"""Where the operator spends its CPU: py-spy samples during a convergence
+(N presets x M instances from empty) and during a burst of 100 concurrent
+claims against a warm pool of 100 (the burst of bench/claims.py).
+
+py-spy records the operator process (`record -f raw --nonblocking`, 50 Hz,
+active samples only: idle waits in the event loop are not sampled). Shares are
+of all samples taken: "self" is time in the function itself (leaf frame),
+"incl." includes what it calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    Profiler,
+    Watch,
+    apply,
+    delete_namespace,
+    inclusive,
+    loadavg,
+    preset,
+    preset_ready,
+    proc_sample,
+    start_operator,
+)
+from bench.env import BenchEnv
+from prewarm.api.constants import PLURAL_PRESETS, PLURAL_WORKSPACE_CLAIMS
+from prewarm.commands.claim import claim_manifest
+from prewarm.k8s.client import Kube
+
+PRESETS = int(os.environ.get("BENCH_PROFILE_PRESETS", "100"))
+INSTANCES = int(os.environ.get("BENCH_PROFILE_INSTANCES", "10"))
+CLAIMS = 100
+
+
+def _phase(obj: dict[str, Any]) -> str:
+    return str((obj.get("status") or {}).get("phase") or "")
+
+
+async def _run(env: BenchEnv, ns: str, op: Any, workdir: Path) -> dict[str, Any]:
+    kube = await Kube.connect()
+    presets = Watch(kube, ns, PLURAL_PRESETS, keep=preset_ready).start()
+    claims = Watch(kube, ns, PLURAL_WORKSPACE_CLAIMS, keep=_phase).start()
+    out: dict[str, Any] = {}
+    try:
+        await presets.until(lambda _: True, 30)
+        await claims.until(lambda _: True, 30)
+        # 1. convergence, profiled
+        out["load_conv"] = loadavg()
+        prof = Profiler(op.proc.pid, workdir / "convergence.txt")
+        cpu0 = proc_sample(op.proc.pid)
+        started = time.perf_counter()
+        await asyncio.to_thread(
+            apply, env, ns, [preset(f"c{i:03d}", INSTANCES) for i in range(PRESETS)]
+        )
+        await presets.until(
+            lambda o: len(o) >= PRESETS and all(v >= INSTANCES for v in o.values()), 480
+        )
+        out["conv_s"] = time.perf_counter() - started
+        out["conv_cpu"] = proc_sample(op.proc.pid).cpu_s - cpu0.cpu_s
+        out["conv_err"] = prof.stop()
+        # 2. a warm pool of 100, then 100 claims at once, profiled
+        await asyncio.to_thread(apply, env, ns, [preset("warm", CLAIMS)])
+        await presets.until(lambda o: o.get("warm", 0) >= CLAIMS, 300)
+        await asyncio.sleep(2)
+        out["load_claims"] = loadavg()
+        prof = Profiler(op.proc.pid, workdir / "claims.txt")
+        cpu0 = proc_sample(op.proc.pid)
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(
+                kube.create_claim(ns, claim_manifest(f"b{i}", "warm", f"u{i}"))
+                for i in range(CLAIMS)
+            )
+        )
+        await claims.until(lambda o: sum(1 for v in o.values() if v == "Bound") >= CLAIMS, 120)
+        out["claims_s"] = time.perf_counter() - started
+        out["claims_cpu"] = proc_sample(op.proc.pid).cpu_s - cpu0.cpu_s
+        out["claims_err"] = prof.stop()
+    finally:
+        await presets.stop()
+        await claims.stop()
+        await kube.close()
+    return out
+
+
+def _leaf_table(raw: Path, top: int = 12) -> str:
+    from bench.common import hot_spots
+
+    total, rows = hot_spots(raw, top=top)
+    incl = inclusive(raw)
+    lines = [f"{total} samples.", "", "| function (leaf) | self | incl. |", "|---|---|---|"]
+    lines += [f"| `{f}` | {s * 100:.1f} % | {i * 100:.1f} % |" for f, s, i in rows]
+    # Inclusive: where the time goes below the entry points and the event loop
+    # (frames present in more than 40 % of samples are those).
+    below = sorted(
+        ((f, n) for f, n in incl.items() if n <= 0.4 * total),
+        key=lambda r: -r[1],
+    )[: top + 6]
+    lines += ["", "| frame (inclusive, below the event loop) | incl. |", "|---|---|"]
+    lines += [f"| `{f}` | {n * 100 / max(total, 1):.1f} % |" for f, n in below]
+    return "\n".join(lines)
+
+
+def run(env: BenchEnv) -> tuple[str, str]:
+    ns = env.namespace("bench-profile")
+    op = start_operator(env, ns)
+    try:
+        r = asyncio.run(_run(env, ns, op, env.workdir))
+    finally:
+        op.stop()
+    delete_namespace(env, ns)
+    body = [
+        f"### Convergence {PRESETS} x {INSTANCES} ({r['conv_s']:.0f} s, operator CPU "
+        f"{r['conv_cpu']:.1f} s, load {r['load_conv']})",
+        "",
+        _leaf_table(env.workdir / "convergence.txt"),
+        "",
+        f"### {CLAIMS} concurrent claims ({r['claims_s']:.1f} s to all Bound, operator CPU "
+        f"{r['claims_cpu']:.1f} s, load {r['load_claims']})",
+        "",
+        _leaf_table(env.workdir / "claims.txt"),
+    ]
+    return "Profile: operator hot spots (py-spy)", "\n".join(body)
