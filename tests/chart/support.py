@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,19 +71,6 @@ def one(docs: Iterable[Manifest], kind: str, name: str | None = None) -> Manifes
 
 def kinds(docs: Iterable[Manifest]) -> set[str]:
     return {d["kind"] for d in docs}
-
-
-def wait_until(
-    check: Callable[[], T], timeout: float = 60, interval: float = 0.25, what: str = ""
-) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last={last!r}")
 
 
 def kget(cluster: LocalCluster, *args: str) -> Any:

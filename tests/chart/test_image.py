@@ -13,7 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.chart.support import REPO, wait_until
+from tests.chart.support import REPO
+from tests.e2e.support import wait_until
 
 from prewarm.devenv.cluster import LocalCluster, free_port
 

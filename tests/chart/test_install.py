@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.chart.support import CHART, kget, token_kubeconfig, wait_until
+from tests.chart.support import CHART, kget, token_kubeconfig
+from tests.e2e.support import wait_until
 
 from prewarm.devenv.cluster import LocalCluster
 from prewarm.devenv.operator import OperatorProcess

@@ -31,6 +31,7 @@ from prewarm.api.constants import (
 )
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
+from prewarm.api.timestamps import rfc3339
 from prewarm.handlers.entries import ClaimEntry, WorkspaceEntry
 from prewarm.handlers.runtime import ClaimKey, Runtime
 from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod
@@ -52,10 +53,6 @@ log = logging.getLogger("prewarm.claims")
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
@@ -207,7 +204,7 @@ async def _take(
         {
             "status": {
                 "phase": Phase.CLAIMED.value,
-                "claimedAt": _iso(now),
+                "claimedAt": rfc3339(now, milliseconds=True),
                 "owner": claim.owner,
                 "reinitGeneration": generation,
             }
@@ -322,8 +319,8 @@ async def _follow_own_workspace(
             "status": {
                 "phase": Phase.CLAIMED.value,
                 "podName": ws.name,
-                "readyAt": _iso(now),
-                "claimedAt": _iso(now),
+                "readyAt": rfc3339(now, milliseconds=True),
+                "claimedAt": rfc3339(now, milliseconds=True),
                 "owner": claim.owner,
                 "reinitGeneration": 1,
             }
@@ -355,7 +352,7 @@ async def _bind(
         extra={
             "workspaceName": workspace,
             "source": source.value,
-            "boundAt": _iso(now),
+            "boundAt": rfc3339(now, milliseconds=True),
             "reinitGeneration": generation,
         },
     )
@@ -430,7 +427,7 @@ async def _check_reinitialized(
         claim.name,
         {
             "status": {
-                "reinitializedAt": _iso(now),
+                "reinitializedAt": rfc3339(now, milliseconds=True),
                 "conditions": [c.model_dump(by_alias=True, mode="json") for c in conditions],
             }
         },
@@ -486,7 +483,7 @@ async def _patch_claim(
         **(extra or {}),
     }
     if status.requested_at is None:
-        wanted["requestedAt"] = _iso(now)
+        wanted["requestedAt"] = rfc3339(now, milliseconds=True)
     current = {k: claim.status.get(k) for k in wanted if k != "requestedAt"}
     if all(current[k] == v for k, v in wanted.items() if k != "requestedAt") and (
         status.requested_at is not None

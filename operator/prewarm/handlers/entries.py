@@ -12,16 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prewarm.api.constants import LABEL_PRESET, PREFIX
+from prewarm.api.timestamps import parse_time
 from prewarm.planning.failures import PodView, pod_view
 from prewarm.planning.pool import Instance, Phase
 
 PresetKey = tuple[str, str]  # (namespace, preset name)
-
-
-def parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from prewarm.api.constants import (
 )
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetSpec, PresetStatus
+from prewarm.api.timestamps import rfc3339
 from prewarm.handlers.entries import PresetEntry, PresetKey, WorkspaceEntry
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.workspaces import ensure_pod
@@ -55,10 +56,6 @@ LEDGER_DRAIN_TIMEOUT_S = 3.0
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def _event(rt: Runtime, preset: PresetEntry, intent: EventIntent) -> None:
@@ -508,7 +505,7 @@ async def _record_outcome(
     """Write a workspace's new phase (conditional on what we read); False if it changed."""
     status: dict[str, object] = {"phase": outcome.verdict.value, "podName": name}
     if outcome.verdict is Verdict.READY:
-        status["readyAt"] = _iso(now)
+        status["readyAt"] = rfc3339(now)
     if outcome.verdict is Verdict.FAILED:
         status["failure"] = {"reason": str(outcome.reason), "message": outcome.message}
     try:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prewarm.api.timestamps import parse_time
+
 
 class Verdict(enum.StrEnum):
     BUILDING = "Building"
@@ -131,12 +133,6 @@ def classify(
     return BUILDING
 
 
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def pod_view(pod: Mapping[str, Any]) -> PodView:
     """The classifier's view of a core/v1 Pod as the API returns it."""
     meta = pod.get("metadata") or {}
@@ -167,7 +163,7 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         )
     return PodView(
         phase=str(status.get("phase") or "Pending"),
-        created_at=_parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
+        created_at=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
         ready=(conditions.get("Ready") or {}).get("status") == "True",
         unschedulable_message=unschedulable,
         status_reason=status.get("reason"),
