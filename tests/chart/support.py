@@ -6,7 +6,7 @@ import json
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
@@ -16,7 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "prewarm"
 SCHEMA = CHART / "values.schema.json"
 
-T = TypeVar("T")
 Manifest = dict[str, Any]
 
 
