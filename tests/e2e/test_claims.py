@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 import psycopg
+import pytest
 from tests.e2e.support import apply, events, get, items, preset_manifest, wait_until
 
 from prewarm.devenv.cluster import LocalCluster
@@ -209,3 +210,44 @@ def test_hard_limited_preset_fails_claims_instead_of_building(
     assert not any(
         w["spec"].get("owner") == "gina" for w in items(cluster, namespace, "prebuiltworkspaces")
     )
+
+
+@pytest.mark.slow
+def test_thousand_claims_race_for_a_hundred_while_the_preset_changes(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply(cluster, namespace, preset_manifest("race", 100))
+    wait_until(lambda: _ready(cluster, namespace, "race") == 100, timeout=300, what="100 warm")
+    cluster.kubectl("annotate", "-n", namespace, "preset/race", "prewarm.dev/paused=true")
+    claims = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [_claim(f"r{i:04d}", "race", f"user{i}") for i in range(1000)],
+    }
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(claims), timeout=600)
+    # Edit the preset while the claims are being served: a new template hash.
+    apply(cluster, namespace, preset_manifest("race", 100, labels={"rev": "2"}))
+    cluster.kubectl(
+        "annotate", "-n", namespace, "preset/race", "prewarm.dev/paused=true", "--overwrite"
+    )
+    bound = wait_until(
+        lambda: (
+            (
+                c := [
+                    x
+                    for x in _claims(cluster, namespace)
+                    if (x.get("status") or {}).get("phase") == "Bound"
+                ]
+            )
+            and len(c) == 1000
+            and c
+        ),
+        timeout=900,
+        interval=2,
+        what="1000 bound claims",
+    )
+    sources = Counter(c["status"]["source"] for c in bound)
+    assert sources["prebuilt"] <= 100
+    assert sources["prebuilt"] + sources["cold"] == 1000
+    workspaces = [c["status"]["workspaceName"] for c in bound]
+    assert len(set(workspaces)) == 1000, "a workspace was bound twice"
