@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.chart.support import one, template, wait_until
+from tests.chart.support import one, template
+from tests.e2e.support import wait_until
 
 from prewarm.devenv.cluster import LocalCluster, free_port
 from prewarm.devenv.operator import OperatorProcess
