@@ -245,12 +245,12 @@ def test_claims_race_for_a_hundred_while_the_preset_changes(
                     if (x.get("status") or {}).get("phase") == "Bound"
                 ]
             )
-            and len(c) == 1000
+            and len(c) == RACERS
             and c
         ),
-        timeout=900,
+        timeout=1200,
         interval=2,
-        what="1000 bound claims",
+        what=f"{RACERS} bound claims",
     )
     sources = Counter(c["status"]["source"] for c in bound)
     assert sources["prebuilt"] <= 100
