@@ -20,6 +20,7 @@ from bench.common import (
     Profiler,
     Watch,
     apply,
+    apply_presets,
     delete_namespace,
     inclusive,
     loadavg,
@@ -55,9 +56,7 @@ async def _run(env: BenchEnv, ns: str, op: Any, workdir: Path) -> dict[str, Any]
         prof = Profiler(op.proc.pid, workdir / "convergence.txt")
         cpu0 = proc_sample(op.proc.pid)
         started = time.perf_counter()
-        await asyncio.to_thread(
-            apply, env, ns, [preset(f"c{i:03d}", INSTANCES) for i in range(PRESETS)]
-        )
+        await apply_presets(env, ns, "c", PRESETS, INSTANCES)
         await presets.until(
             lambda o: len(o) >= PRESETS and all(v >= INSTANCES for v in o.values()), 480
         )

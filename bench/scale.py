@@ -21,10 +21,9 @@ from typing import Any
 
 from bench.common import (
     Watch,
-    apply,
+    apply_presets,
     delete_namespace,
     loadavg,
-    preset,
     preset_ready,
     proc_sample,
     start_operator,
@@ -57,9 +56,7 @@ async def _run(env: BenchEnv, ns: str, op: Any) -> tuple[list[dict[str, Any]], s
             before = proc_sample(op.proc.pid)
             events0 = pods.events + workspaces.events + presets.events
             started = time.perf_counter()
-            await asyncio.to_thread(
-                apply, env, ns, [preset(f"s{i:03d}", instances) for i in range(PRESETS)]
-            )
+            await apply_presets(env, ns, "s", PRESETS, instances)
             remaining = deadline - time.monotonic()
             try:
                 await presets.until(

@@ -20,13 +20,12 @@ from typing import Any
 from bench.common import (
     WRITE_VERBS,
     Watch,
-    apply,
+    apply_presets,
     by_verb_resource,
     delete_namespace,
     delta,
     loadavg,
     op_metric,
-    preset,
     preset_ready,
     proc_sample,
     request_table,
@@ -57,9 +56,7 @@ async def _run(env: BenchEnv, ns: str, op: Any) -> dict[str, Any]:
     try:
         await presets.until(lambda _: True, 30)
         started = time.perf_counter()
-        await asyncio.to_thread(
-            apply, env, ns, [preset(f"s{i:02d}", INSTANCES) for i in range(PRESETS)]
-        )
+        await apply_presets(env, ns, "s", PRESETS, INSTANCES, digits=2)
         await presets.until(
             lambda o: len(o) >= PRESETS and all(v >= INSTANCES for v in o.values()), 300
         )

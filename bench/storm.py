@@ -19,13 +19,12 @@ from typing import Any
 from bench.common import (
     BEHAVIOR,
     Watch,
-    apply,
+    apply_presets,
     builds_rows,
     by_verb_resource,
     delete_namespace,
     delta,
     loadavg,
-    preset,
     request_table,
     requests,
     scrape,
@@ -52,21 +51,21 @@ async def _scrape(env: BenchEnv) -> Counter[Any]:
 async def _run(env: BenchEnv, ns: str, op: Any) -> dict[str, Any]:
     kube = await Kube.connect()
     presets = Watch(kube, ns, PLURAL_PRESETS, keep=_status).start()
-    manifests = [
-        preset(
-            f"f{i:02d}",
-            INSTANCES,
-            labels={BEHAVIOR: "fail"},
-            failure_policy={"backoffBase": "1s"},
-        )
-        for i in range(PRESETS)
-    ]
     try:
         await presets.until(lambda _: True, 30)
         load = loadavg()
         a = await _scrape(env)
         started = time.perf_counter()
-        await asyncio.to_thread(apply, env, ns, manifests)
+        await apply_presets(
+            env,
+            ns,
+            "f",
+            PRESETS,
+            INSTANCES,
+            digits=2,
+            labels={BEHAVIOR: "fail"},
+            failure_policy={"backoffBase": "1s"},
+        )
         await presets.until(
             lambda o: len(o) >= PRESETS and all(v == "HardLimited" for v in o.values()), 300
         )

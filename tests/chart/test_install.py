@@ -15,6 +15,7 @@ import pytest
 from tests.chart.support import CHART, kget, token_kubeconfig
 from tests.e2e.support import wait_until
 
+from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
 from prewarm.devenv.operator import OperatorProcess
 from prewarm.planning.agent_access import agent_role_rules
@@ -485,16 +486,7 @@ def test_operator_as_the_chart_service_account_converges_a_preset(
         cluster.kubectl(
             "create", "secret", "generic", "alice-credentials", "-n", ns, "--from-literal=t=x"
         )
-        claim = {
-            "apiVersion": "prewarm.dev/v1alpha1",
-            "kind": "WorkspaceClaim",
-            "metadata": {"name": "alice"},
-            "spec": {
-                "presetRef": {"name": "pool"},
-                "owner": "alice",
-                "ownerSecretRef": {"name": "alice-credentials"},
-            },
-        }
+        claim = claim_manifest("alice", "pool", "alice", "alice-credentials")
         cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(claim))
         bound = wait_until(
             lambda: (

@@ -17,6 +17,7 @@ import yaml
 from tests.chart.support import one, template
 from tests.e2e.support import wait_until
 
+from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster, free_port
 from prewarm.devenv.operator import OperatorProcess
 
@@ -306,14 +307,7 @@ def test_prometheus_scrapes_the_operator_and_evaluates_the_alerts(
     apply(preset("cold", 0))
     misses = f'prewarm_claim_misses_total{{namespace="{namespace}",preset="cold"}}'
     for n, owner in enumerate(("bob", "carol"), start=1):
-        apply(
-            {
-                "apiVersion": "prewarm.dev/v1alpha1",
-                "kind": "WorkspaceClaim",
-                "metadata": {"name": owner},
-                "spec": {"presetRef": {"name": "cold"}, "owner": owner},
-            }
-        )
+        apply(claim_manifest(owner, "cold", owner))
         wait_until(
             lambda n=n: prom.value(misses) == n, timeout=60, what=f"{n} miss(es) in Prometheus"
         )

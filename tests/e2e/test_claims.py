@@ -10,20 +10,9 @@ import psycopg
 import pytest
 from tests.e2e.support import apply, events, get, items, preset_manifest, wait_until
 
+from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
 from prewarm.devenv.operator import OperatorProcess
-
-
-def _claim(name: str, preset: str, owner: str, secret: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"presetRef": {"name": preset}, "owner": owner}
-    if secret:
-        spec["ownerSecretRef"] = {"name": secret}
-    return {
-        "apiVersion": "prewarm.dev/v1alpha1",
-        "kind": "WorkspaceClaim",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
 
 
 def _ready(cluster: LocalCluster, ns: str, preset: str) -> int:
@@ -55,7 +44,7 @@ def test_hundred_claims_against_sixty_warm(
     claims = {
         "apiVersion": "v1",
         "kind": "List",
-        "items": [_claim(f"c{i:03d}", "pool", f"user{i}") for i in range(100)],
+        "items": [claim_manifest(f"c{i:03d}", "pool", f"user{i}") for i in range(100)],
     }
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(claims))
     bound = wait_until(
@@ -109,8 +98,8 @@ def test_deleting_a_claim_deletes_its_workspace_but_deleting_the_preset_keeps_cl
 ) -> None:
     apply(cluster, namespace, preset_manifest("keep", 2))
     wait_until(lambda: _ready(cluster, namespace, "keep") == 2, what="2 warm")
-    apply(cluster, namespace, _claim("mine", "keep", "alice"))
-    apply(cluster, namespace, _claim("yours", "keep", "bob"))
+    apply(cluster, namespace, claim_manifest("mine", "keep", "alice"))
+    apply(cluster, namespace, claim_manifest("yours", "keep", "bob"))
     wait_until(lambda: _phase(cluster, namespace, "mine").get("phase") == "Bound", what="bound")
     wait_until(lambda: _phase(cluster, namespace, "yours").get("phase") == "Bound", what="bound")
     mine = _phase(cluster, namespace, "mine")["workspaceName"]
@@ -131,7 +120,7 @@ def test_deleting_a_claim_deletes_its_workspace_but_deleting_the_preset_keeps_cl
 def test_bad_claims_get_a_clear_answer_and_nothing_half_done(
     cluster: LocalCluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    apply(cluster, namespace, _claim("orphan", "no-such-preset", "carol"))
+    apply(cluster, namespace, claim_manifest("orphan", "no-such-preset", "carol"))
     wait_until(
         lambda: any(
             c["reason"] == "PresetNotFound"
@@ -143,7 +132,7 @@ def test_bad_claims_get_a_clear_answer_and_nothing_half_done(
 
     apply(cluster, namespace, preset_manifest("solo", 1))
     wait_until(lambda: _ready(cluster, namespace, "solo") == 1, what="1 warm")
-    apply(cluster, namespace, _claim("nosecret", "solo", "dave", secret="missing"))
+    apply(cluster, namespace, claim_manifest("nosecret", "solo", "dave", secret="missing"))
     wait_until(
         lambda: any(
             c["reason"] == "SecretNotFound"
@@ -154,7 +143,7 @@ def test_bad_claims_get_a_clear_answer_and_nothing_half_done(
     assert _ready(cluster, namespace, "solo") == 1, "no workspace taken for a claim that waits"
 
     # A preset in another namespace cannot even be named.
-    other = _claim("elsewhere", "solo", "erin")
+    other = claim_manifest("elsewhere", "solo", "erin")
     other["spec"]["presetRef"]["namespace"] = "kube-system"
     rejected = cluster.kubectl(
         "apply", "-n", namespace, "-f", "-", input=json.dumps(other), check=False
@@ -163,9 +152,9 @@ def test_bad_claims_get_a_clear_answer_and_nothing_half_done(
     assert "presetRef" in rejected.stderr
 
     # The owner cannot change after binding.
-    apply(cluster, namespace, _claim("bound", "solo", "frank"))
+    apply(cluster, namespace, claim_manifest("bound", "solo", "frank"))
     wait_until(lambda: _phase(cluster, namespace, "bound").get("phase") == "Bound", what="bound")
-    changed = _claim("bound", "solo", "mallory")
+    changed = claim_manifest("bound", "solo", "mallory")
     result = cluster.kubectl(
         "apply", "-n", namespace, "-f", "-", input=json.dumps(changed), check=False
     )
@@ -201,7 +190,7 @@ def test_hard_limited_preset_fails_claims_instead_of_building(
         ),
         what="HardLimited",
     )
-    apply(cluster, namespace, _claim("hopeful", "doomed", "gina"))
+    apply(cluster, namespace, claim_manifest("hopeful", "doomed", "gina"))
     wait_until(
         lambda: _phase(cluster, namespace, "hopeful").get("phase") == "Failed", what="Failed"
     )
@@ -228,7 +217,7 @@ def test_claims_race_for_a_hundred_while_the_preset_changes(
     claims = {
         "apiVersion": "v1",
         "kind": "List",
-        "items": [_claim(f"r{i:04d}", "race", f"user{i}") for i in range(RACERS)],
+        "items": [claim_manifest(f"r{i:04d}", "race", f"user{i}") for i in range(RACERS)],
     }
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(claims), timeout=600)
     # Edit the preset while the claims are being served: a new template hash.

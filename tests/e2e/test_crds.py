@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from prewarm.api import Preset, WorkspaceClaim, pool_selector, template_hash
+from prewarm.commands.claim import claim_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "crds" / "samples"
@@ -47,15 +48,10 @@ def with_prebuilds(**prebuilds: Any) -> dict[str, Any]:
 
 
 def claim(name: str = "c", **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"presetRef": {"name": "p"}, "owner": "alice"}
-    body.update(spec)
-    body = {k: v for k, v in body.items() if v is not None}
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "WorkspaceClaim",
-        "metadata": {"name": name},
-        "spec": body,
-    }
+    manifest = claim_manifest(name, "p", "alice")
+    body = {**manifest["spec"], **spec}
+    manifest["spec"] = {k: v for k, v in body.items() if v is not None}
+    return manifest
 
 
 def workspace(name: str = "w", **spec: Any) -> dict[str, Any]:

@@ -19,20 +19,12 @@ import psycopg
 import pytest
 from tests.e2e.support import apply, get, items, preset_manifest, wait_until
 
+from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
 from prewarm.devenv.operator import OperatorProcess
 from prewarm.devenv.postgres import PostgresServer
 
 Factory = Callable[..., OperatorProcess]
-
-
-def _claim(name: str, preset: str, owner: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "prewarm.dev/v1alpha1",
-        "kind": "WorkspaceClaim",
-        "metadata": {"name": name},
-        "spec": {"presetRef": {"name": preset}, "owner": owner},
-    }
 
 
 def _workspaces(cluster: LocalCluster, ns: str) -> list[Any]:
@@ -112,7 +104,7 @@ def test_sigkill_during_convergence_and_claims(
         time.sleep(rng.uniform(0.1, 1.5))
         if round_ % 2:
             for _ in range(2):
-                apply(cluster, namespace, _claim(f"c{claims}", "p", f"user{claims}"))
+                apply(cluster, namespace, claim_manifest(f"c{claims}", "p", f"user{claims}"))
                 claims += 1
             time.sleep(rng.uniform(0.0, 0.3))
         op.restart(signal.SIGKILL)
@@ -148,7 +140,7 @@ def test_postgres_outage_pauses_creates_not_claims_and_loses_nothing(
 
     own_postgres.pause()
     started = time.monotonic()
-    apply(cluster, namespace, _claim("during", "db", "olga"))
+    apply(cluster, namespace, claim_manifest("during", "db", "olga"))
     wait_until(lambda: len(_bound(cluster, namespace)) == 1, what="claim bound without PostgreSQL")
     cluster.kubectl("scale", "-n", namespace, "preset/db", "--replicas=4")
 
@@ -186,7 +178,7 @@ def test_api_server_restart_is_survived_without_restarting_the_operator(
     wait_until(lambda: _ready(cluster, namespace) == 2, what="2 warm")
     cluster.restart_apiserver(down_seconds=3)
     restarted = time.monotonic()
-    apply(cluster, namespace, _claim("after", "api", "pat"))
+    apply(cluster, namespace, claim_manifest("after", "api", "pat"))
     wait_until(
         lambda: len(_bound(cluster, namespace)) == 1, timeout=90, what="claim bound after restart"
     )
@@ -220,7 +212,7 @@ def test_two_replicas_one_leads_and_a_kill_hands_over(
         lambda: "acquired leadership" in second.log_text(), timeout=60, what="second takes over"
     )
     handover = time.monotonic() - killed
-    apply(cluster, namespace, _claim("ha1", "ha", "quinn"))
+    apply(cluster, namespace, claim_manifest("ha1", "ha", "quinn"))
     wait_until(lambda: len(_bound(cluster, namespace)) == 1, what="claim served by the new leader")
     assert "claim" in second.log_text()
     print(f"handover after {handover:.1f}s (lease 4s)")

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from tests.e2e.support import apply, events, get, items, preset_manifest, wait_until
 
+from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
 from prewarm.devenv.operator import OperatorProcess
 
@@ -48,17 +49,7 @@ def test_claim_credentials_reach_only_the_workspace_agent(
         namespace,
         f"--from-literal=token={planted}",
     )
-    claim = {
-        "apiVersion": "prewarm.dev/v1alpha1",
-        "kind": "WorkspaceClaim",
-        "metadata": {"name": "rita"},
-        "spec": {
-            "presetRef": {"name": "agented"},
-            "owner": "rita",
-            "ownerSecretRef": {"name": "rita-creds"},
-        },
-    }
-    apply(cluster, namespace, claim)
+    apply(cluster, namespace, claim_manifest("rita", "agented", "rita", "rita-creds"))
     wait_until(
         lambda: _status(cluster, namespace, "workspaceclaim", "rita").get("phase") == "Bound",
         what="bound",

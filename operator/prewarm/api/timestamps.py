@@ -14,5 +14,13 @@ def parse_time(value: object) -> datetime | None:
 
 def rfc3339(value: datetime, milliseconds: bool = False) -> str:
     """UTC with a `Z`, as metav1 writes it (milliseconds where they matter)."""
-    spec = "milliseconds" if milliseconds else "auto"
-    return value.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
+    return _utc(value, "milliseconds" if milliseconds else "auto")
+
+
+def micro_time(value: datetime) -> str:
+    """A metav1.MicroTime (e.g. Lease.spec.renewTime): UTC, always six fractional digits."""
+    return _utc(value, "microseconds")
+
+
+def _utc(value: datetime, timespec: str) -> str:
+    return value.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")

@@ -15,19 +15,10 @@ from typing import Any
 
 from kubernetes.aio import client as kclient
 
+from prewarm.api.timestamps import micro_time, parse_time
 from prewarm.k8s.client import ApiError, JsonObject, Kube, response_json
 
 log = logging.getLogger("prewarm.lease")
-
-
-def _micro(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 class LeaderElector:
@@ -70,7 +61,7 @@ class LeaderElector:
         meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
         if rv:
             meta["resourceVersion"] = rv
-        now = _micro(self._clock())
+        now = micro_time(self._clock())
         return {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -109,7 +100,7 @@ class LeaderElector:
                 raise
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
-        renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+        renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
         duration = timedelta(seconds=int(spec.get("leaseDurationSeconds") or self.lease_seconds))
         expired = renewed is None or renewed + duration < self._clock()
         if holder != self.identity and not expired:
