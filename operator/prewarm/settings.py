@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     max_creates_global: int = Field(
         default=200, ge=1, description="Prebuilds all presets together may have in flight at once."
     )
+    preset_workers: int = Field(
+        default=8, ge=1, description="Presets reconciled at once (each pass is mostly API waits)."
+    )
     paused: bool = Field(
         default=False, description="Stop every create and delete of prebuilds (claims go on)."
     )

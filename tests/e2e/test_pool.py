@@ -214,3 +214,47 @@ def test_deleting_a_preset_removes_its_workspaces_and_pods(
         ),
         what="gauges forgotten",
     )
+
+
+def test_presets_held_back_by_the_global_create_cap_start_when_room_frees_up(
+    cluster: LocalCluster, namespace: str, operator_factory: Any
+) -> None:
+    # Room for two prebuilds in flight across all presets, and a resync far
+    # away: the presets the cap held back must be woken by the others' progress.
+    operator_factory(PREWARM_MAX_CREATES_GLOBAL="2", PREWARM_RESYNC_SECONDS="600")
+
+    def slow(name: str) -> dict[str, Any]:
+        manifest = preset_manifest(name, 2)
+        template = manifest["spec"]["template"]["metadata"]
+        template["annotations"] = {"sim.prewarm.dev/ready-delay-ms": "3s"}
+        return manifest
+
+    apply(cluster, namespace, slow("cap-a"))
+    wait_until(
+        lambda: len(_workspaces(cluster, namespace, "cap-a")) == 2, what="cap-a takes the room"
+    )
+    for name in ("cap-b", "cap-c"):
+        apply(cluster, namespace, slow(name))
+    wait_until(
+        lambda: all(
+            _status(cluster, namespace, n).get("ready") == 2 for n in ("cap-a", "cap-b", "cap-c")
+        ),
+        timeout=90,
+        what="every preset's 2 prebuilds Ready long before the resync",
+    )
+
+
+def test_a_pod_slow_to_become_ready_shows_building_then_ready(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    manifest = preset_manifest("slow", 1)
+    manifest["spec"]["template"]["metadata"]["annotations"] = {
+        "sim.prewarm.dev/ready-delay-ms": "10s"
+    }
+    apply(cluster, namespace, manifest)
+
+    def phases() -> list[str]:
+        return [(w.get("status") or {}).get("phase", "") for w in _live(cluster, namespace, "slow")]
+
+    wait_until(lambda: phases() == ["Building"], timeout=30, what="Building after 5 s")
+    wait_until(lambda: phases() == ["Ready"], timeout=30, what="then Ready")

@@ -32,3 +32,32 @@ def test_writes_run_in_order_and_failures_are_retried_not_lost() -> None:
     done, healthy = asyncio.run(scenario())
     assert done == ["a", "b", "c"]
     assert healthy
+
+
+def test_drain_waits_for_what_was_submitted_before_it_not_after() -> None:
+    async def scenario() -> list[str]:
+        writes = BackgroundWrites()
+        done: list[str] = []
+        gates = {"before": asyncio.Event(), "after": asyncio.Event()}
+
+        def make(name: str):  # type: ignore[no-untyped-def]
+            async def write() -> None:
+                await gates[name].wait()
+                done.append(name)
+
+            return write
+
+        task = asyncio.create_task(writes.run())
+        writes.submit("before", make("before"))
+        drained = asyncio.create_task(writes.drain())
+        await asyncio.sleep(0.01)  # drain is waiting for "before"
+        writes.submit("after", make("after"))
+        gates["before"].set()
+        await asyncio.wait_for(drained, 5)  # returns although "after" is still pending
+        seen = list(done)
+        gates["after"].set()
+        await asyncio.wait_for(writes.drain(), 5)
+        task.cancel()
+        return seen + done
+
+    assert asyncio.run(scenario()) == ["before", "before", "after"]

@@ -3,11 +3,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetStatus
-from prewarm.planning.pool import PoolInput, plan_pool
+from prewarm.planning.pool import Instance, Phase, PoolInput, plan_pool
 from prewarm.planning.preset_status import (
     FailureSummary,
     StatusInput,
     compute_status,
+    progress_only,
     status_equal,
     status_patch,
     transition_events,
@@ -77,3 +78,29 @@ def test_backoff_in_the_past_is_not_published() -> None:
 
 def test_selector_is_published_for_the_scale_subresource() -> None:
     assert compute_status(PresetStatus(), _input()).selector == "prewarm.dev/preset=p"
+
+
+def _filling(ready: int, starting: int, failure: FailureSummary = CLEAN) -> StatusInput:
+    instances = [
+        Instance(f"w{i}", "h", Phase.READY if i < ready else Phase.PENDING, NOW)
+        for i in range(ready + starting)
+    ]
+    plan = plan_pool(
+        PoolInput(desired=ready + starting, template_hash="h", instances=instances, now=NOW)
+    )
+    return StatusInput("p", 1, "h", plan, failure, False, None, None, NOW)
+
+
+def test_counters_moving_while_the_pool_fills_can_wait_for_the_next_write() -> None:
+    stored = status_patch(compute_status(PresetStatus(), _filling(ready=1, starting=9)))
+    later = compute_status(PresetStatus.model_validate(stored), _filling(ready=4, starting=6))
+    assert not status_equal(stored, later)
+    assert progress_only(stored, later)
+
+
+def test_the_last_prebuild_ready_and_any_condition_change_are_written_at_once() -> None:
+    stored = status_patch(compute_status(PresetStatus(), _filling(ready=9, starting=1)))
+    previous = PresetStatus.model_validate(stored)
+    assert not progress_only(stored, compute_status(previous, _filling(ready=10, starting=0)))
+    limited = compute_status(previous, _filling(ready=1, starting=9, failure=LIMITED))
+    assert not progress_only(stored, limited)

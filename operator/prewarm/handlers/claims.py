@@ -244,9 +244,11 @@ async def _cold_start(
     name = created["metadata"]["name"]
     uid = created["metadata"]["uid"]
     started = _now()
-    rt.writes.submit(
+    rt.record_build(
+        (claim.namespace, claim.preset),
         f"cold build {name} started",
         lambda: rt.ledger.record_build_started(preset_uid, uid, name, thash, started),
+        failed=False,
     )
     rejection = await ensure_pod(
         rt, claim.namespace, claim.preset, spec, thash, name, uid, ref, claim.owner_secret
@@ -306,9 +308,11 @@ async def _follow_own_workspace(
             },
         )
         reason, message = str(outcome.reason), outcome.message
-        rt.writes.submit(
+        rt.record_build(
+            (claim.namespace, claim.preset),
             f"cold build {ws.name} failed",
             lambda: rt.ledger.record_build_failed(ws.uid, reason, message, now),
+            failed=True,
         )
         await _fail(rt, claim, status, str(outcome.reason), f"cold start failed: {outcome.message}")
         return
@@ -326,8 +330,11 @@ async def _follow_own_workspace(
             }
         },
     )
-    rt.writes.submit(
-        f"cold build {ws.name} ready", lambda: rt.ledger.record_build_succeeded(ws.uid, now)
+    rt.record_build(
+        (claim.namespace, claim.preset),
+        f"cold build {ws.name} ready",
+        lambda: rt.ledger.record_build_succeeded(ws.uid, now),
+        failed=False,
     )
     await _bind(rt, claim, status, ws.name, ClaimSource.COLD, 1, seen)
 

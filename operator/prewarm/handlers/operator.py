@@ -143,7 +143,9 @@ async def _run_queue(rt: Runtime) -> None:
     # kopf runs non-index handlers only once every index is complete; the
     # first event we see proves it, so nothing plans on a partial picture.
     await rt.indexed.wait()
-    await rt.queue.run_workers(8, lambda key: reconcile_preset(rt, key), _log_error)
+    await rt.queue.run_workers(
+        rt.settings.preset_workers, lambda key: reconcile_preset(rt, key), _log_error
+    )
 
 
 async def _run_claims(rt: Runtime) -> None:

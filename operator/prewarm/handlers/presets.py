@@ -35,12 +35,13 @@ from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
 from prewarm.ledger.repository import LedgerUnavailable
 from prewarm.planning.failures import FailureReason, Outcome, Verdict, classify
-from prewarm.planning.pool import FailureView, Instance, Phase, PoolInput, plan_pool
+from prewarm.planning.pool import Blocker, FailureView, Instance, Phase, PoolInput, plan_pool
 from prewarm.planning.preset_status import (
     EventIntent,
     FailureSummary,
     StatusInput,
     compute_status,
+    progress_only,
     status_equal,
     status_patch,
     transition_events,
@@ -52,6 +53,13 @@ log = logging.getLogger("prewarm.presets")
 
 # How long a pass waits for queued ledger writes before it calls the ledger down.
 LEDGER_DRAIN_TIMEOUT_S = 3.0
+# Counters in a preset's status move with every pod while a pool fills; they
+# are written at most this often then (conditions and the end state at once).
+STATUS_INTERVAL_S = 1.0
+# Most pods are Ready within seconds of their creation: a workspace goes from
+# Pending straight to Ready (one status write, not two) unless its pod is still
+# not Ready after this long, when it shows Building.
+BUILDING_AFTER = timedelta(seconds=5)
 
 
 def _now() -> datetime:
@@ -80,7 +88,10 @@ async def reconcile_preset(rt: Runtime, key: PresetKey) -> None:
         rt.forget(key, preset.uid if preset else None)
         return
     if not rt.may_act():
-        rt.requeue_after(key, 1.0)  # the lease is not fresh: hold writes back
+        # The lease is not fresh: hold writes back, and forget what the ledger
+        # said (the replica acting meanwhile may record outcomes).
+        rt.failure_memo.clear()
+        rt.requeue_after(key, 1.0)
         return
     started = time.perf_counter()
     try:
@@ -121,25 +132,31 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     entries = rt.workspaces_of(key)
     exp.observe(e.name for e in entries)
     readiness_timeout = policy.readiness_timeout or s.readiness_timeout
-    instances: list[Instance] = []
     by_name: dict[str, WorkspaceEntry] = {}
     for entry in entries:
         by_name[entry.name] = entry
         if entry.uid not in rt.replayed and ledger_ok:
             _replay(rt, preset.uid, entry)
+
+    async def instance_of(entry: WorkspaceEntry) -> Instance:
         instance = entry.as_instance()
         if not entry.claimed and not entry.deleting:
-            instance = await _track_workspace(rt, preset, entry, instance, readiness_timeout, now)
+            instance = await _track_workspace(
+                rt, preset, spec, thash, entry, instance, readiness_timeout, now
+            )
         if entry.name in exp.deleted:
             instance = replace(instance, deleting=True)
-        instances.append(instance)
+        return instance
+
+    # Concurrently: while a pool fills, one pass may see many pods turn Ready.
+    instances = list(await asyncio.gather(*(instance_of(e) for e in entries)))
     instances += [i for _, i in exp.created.values() if i.name not in by_name]
 
     reset_at: datetime | None = None
     if ledger_ok:
         try:
             failure, reset_at = await _failure_policy(
-                rt, preset.uid, spec, thash, hard_limit, dry_run_message, now
+                rt, key, preset.uid, spec, thash, hard_limit, dry_run_message, now
             )
         except (LedgerUnavailable, TimeoutError) as error:
             log.warning("ledger unavailable for preset %s/%s: %s", *key, error)
@@ -181,10 +198,8 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         else None
     )
     starting_here = sum(1 for i in instances if i.phase in (Phase.PENDING, Phase.BUILDING))
-    budget = min(
-        s.max_creates_per_preset - starting_here,
-        s.max_creates_global - rt.global_starting(key) - starting_here,
-    )
+    global_budget = s.max_creates_global - rt.global_starting(key) - starting_here
+    budget = min(s.max_creates_per_preset - starting_here, global_budget)
     proven = any(
         i.template_hash == thash and i.phase in (Phase.READY, Phase.CLAIMED) for i in instances
     )
@@ -226,7 +241,12 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         rt.requeue_after(key, 0.2)
     if creating:
         await asyncio.gather(*(_create_one(rt, preset, spec, thash, now) for _ in range(creating)))
+    was_starting = rt.starting.get(key, 0)
     rt.starting[key] = plan.counts.starting + creating
+    if plan.blocked_by is Blocker.CREATE_BUDGET and plan.create >= global_budget:
+        rt.starved.add(key)  # the operator-wide cap held it back: wait for room
+    if rt.starting[key] < was_starting:
+        rt.wake_starved()  # prebuilds of this preset finished: room for others
 
     new_status = compute_status(
         previous,
@@ -243,20 +263,36 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
             ledger_available=ledger_ok,
         ),
     )
-    if not status_equal(dict(preset.status), new_status):
-        try:
-            await rt.kube.patch_preset_status(
-                preset.namespace, preset.name, {"status": status_patch(new_status)}
-            )
-        except ApiError as error:
-            if not error.not_found:
-                raise
+    await _write_status(rt, key, preset, new_status)
     for intent in transition_events(previous, new_status, failure):
         await _event(rt, preset, intent)
     if failure.hard_limited and ledger_ok:
         await _hard_limit_notice(rt, preset, thash, reset_at, failure)
     _record_gauges(key, plan.counts, new_status)
     _schedule_next(rt, key, instances, failure, spec.prebuilds.ttl, readiness_timeout, now)
+
+
+async def _write_status(
+    rt: Runtime, key: PresetKey, preset: PresetEntry, new_status: PresetStatus
+) -> None:
+    """Patch the preset's status if it changed; counters that move while the
+    pool fills go out at most every STATUS_INTERVAL_S (one write, not one per pod)."""
+    stored = dict(preset.status)
+    if status_equal(stored, new_status):
+        return
+    if progress_only(stored, new_status):
+        wait = rt.status_written.get(key, 0.0) + STATUS_INTERVAL_S - time.monotonic()
+        if wait > 0:
+            rt.requeue_after(key, wait)
+            return
+    try:
+        await rt.kube.patch_preset_status(
+            preset.namespace, preset.name, {"status": status_patch(new_status)}
+        )
+    except ApiError as error:
+        if not error.not_found:
+            raise
+    rt.status_written[key] = time.monotonic()
 
 
 def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
@@ -267,25 +303,32 @@ def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
     writes are idempotent, so rows already there stay as they are).
     """
     rt.replayed.add(entry.uid)
-    rt.writes.submit(
+    key = (entry.namespace, entry.preset)
+    rt.record_build(
+        key,
         f"replay {entry.name}",
         lambda: rt.ledger.record_build_started(
             preset_uid, entry.uid, entry.name, entry.template_hash, entry.created_at
         ),
+        failed=False,
     )
     if entry.ready_at is not None:
         ready_at = entry.ready_at
-        rt.writes.submit(
+        rt.record_build(
+            key,
             f"replay {entry.name} ready",
             lambda: rt.ledger.record_build_succeeded(entry.uid, ready_at),
+            failed=False,
         )
     if entry.phase is Phase.FAILED:
         reason = entry.failure_reason or "Unknown"
-        rt.writes.submit(
+        rt.record_build(
+            key,
             f"replay {entry.name} failed",
             lambda: rt.ledger.record_build_failed(
                 entry.uid, reason, "replayed from the workspace's status", entry.created_at
             ),
+            failed=True,
         )
 
 
@@ -301,6 +344,7 @@ async def _ledger_bookkeeping(rt: Runtime, preset: PresetEntry, thash: str, now:
         return False
     retried = await rt.ledger.record_retry(preset.uid, retry_token, now)
     rt.recorded_retry[preset.uid] = retry_token
+    rt.failure_memo.forget((preset.namespace, preset.name))
     if retried:
         await _event(
             rt,
@@ -316,6 +360,7 @@ async def _ledger_bookkeeping(rt: Runtime, preset: PresetEntry, thash: str, now:
 
 async def _failure_policy(
     rt: Runtime,
+    key: PresetKey,
     preset_uid: str,
     spec: PresetSpec,
     thash: str,
@@ -323,19 +368,27 @@ async def _failure_policy(
     dry_run_message: str | None,
     now: datetime,
 ) -> tuple[FailureSummary, datetime | None]:
-    """The failure policy from the ledger, after the outcomes still queued are in."""
+    """The failure policy from the ledger (after the outcomes still queued are
+    in), or as remembered if no build of the preset started or ended since."""
     s = rt.settings
     policy = spec.failure_policy
-    await asyncio.wait_for(rt.writes.drain(), LEDGER_DRAIN_TIMEOUT_S)
-    state = await rt.ledger.failure_state(
-        preset_uid,
-        thash,
-        hard_limit=hard_limit,
-        backoff_base=s.backoff_base if policy.backoff_base is None else policy.backoff_base,
-        backoff_max=s.backoff_max if policy.backoff_max is None else policy.backoff_max,
-        lookback=s.failure_lookback,
-        now=now,
-    )
+    backoff_base = s.backoff_base if policy.backoff_base is None else policy.backoff_base
+    backoff_max = s.backoff_max if policy.backoff_max is None else policy.backoff_max
+    question = (preset_uid, thash, hard_limit, backoff_base, backoff_max, s.failure_lookback)
+    state = rt.failure_memo.get(key, question)
+    if state is None:
+        ticket = rt.failure_memo.ticket(key)
+        await asyncio.wait_for(rt.writes.drain(), LEDGER_DRAIN_TIMEOUT_S)
+        state = await rt.ledger.failure_state(
+            preset_uid,
+            thash,
+            hard_limit=hard_limit,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            lookback=s.failure_lookback,
+            now=now,
+        )
+        rt.failure_memo.put(key, ticket, question, state, now)
     last_failure = (
         LastFailure(
             reason=state.last_failure.reason,
@@ -409,9 +462,11 @@ async def _create_one(
         time.monotonic(),
         Instance(name=name, template_hash=thash, phase=Phase.PENDING, created_at=now),
     )
-    rt.writes.submit(
+    rt.record_build(
+        key,
         f"build {name} started",
         lambda: rt.ledger.record_build_started(preset.uid, uid, name, thash, now),
+        failed=False,
     )
     rt.replayed.add(uid)
     metrics.prebuilds_created.labels(*key).inc()
@@ -440,6 +495,8 @@ async def _create_pod(
 async def _track_workspace(
     rt: Runtime,
     preset: PresetEntry,
+    spec: PresetSpec,
+    thash: str,
     entry: WorkspaceEntry,
     instance: Instance,
     readiness_timeout: timedelta,
@@ -451,19 +508,12 @@ async def _track_workspace(
     pod = rt.pod(entry.namespace, entry.name)
     if pod is None:
         if entry.phase is Phase.PENDING:
-            if entry.name not in rt.expectations_of((entry.namespace, entry.preset)).created:
+            expected = rt.expectations_of((entry.namespace, entry.preset)).created
+            if entry.name not in expected and entry.template_hash == thash:
                 # The pod was never created (a crash between the two creates): do it now.
-                spec = PresetSpec.model_validate(preset.spec)
-                if entry.template_hash == template_hash(spec):
-                    await _create_pod(
-                        rt,
-                        preset,
-                        spec,
-                        entry.template_hash,
-                        entry.name,
-                        entry.uid,
-                        entry.resource_version,
-                    )
+                await _create_pod(
+                    rt, preset, spec, thash, entry.name, entry.uid, entry.resource_version
+                )
             return instance
         outcome = Outcome(Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is gone")
     elif pod.deleting:
@@ -477,13 +527,20 @@ async def _track_workspace(
         Verdict.READY: Phase.READY,
         Verdict.FAILED: Phase.FAILED,
     }[outcome.verdict]
+    if phase is Phase.BUILDING and now - entry.created_at < BUILDING_AFTER:
+        return instance  # _schedule_next comes back when BUILDING_AFTER has passed
     if phase is entry.phase:
+        rt.phase_written.pop(entry.uid, None)
         return instance
+    if rt.phase_written.get(entry.uid) == (phase, entry.resource_version):
+        # Written by an earlier pass on this very version; the watch lags behind.
+        return replace(instance, phase=phase)
     written = await _record_outcome(
         rt, preset, entry.name, entry.uid, entry.resource_version, outcome, now, entry.created_at
     )
     if not written:
         return instance
+    rt.phase_written[entry.uid] = (phase, entry.resource_version)
     return replace(
         instance,
         phase=phase,
@@ -520,17 +577,24 @@ async def _record_outcome(
         raise
     key = (preset.namespace, preset.name)
     if outcome.verdict is Verdict.READY:
-        rt.writes.submit(f"build {name} ready", lambda: rt.ledger.record_build_succeeded(uid, now))
+        rt.record_build(
+            key,
+            f"build {name} ready",
+            lambda: rt.ledger.record_build_succeeded(uid, now),
+            failed=False,
+        )
         if created_at is not None:
             metrics.prebuild_ready_seconds.observe(max((now - created_at).total_seconds(), 0))
     elif outcome.verdict is Verdict.FAILED:
         reason, message = str(outcome.reason), outcome.message
         rejected = outcome.reason is FailureReason.POD_REJECTED
-        rt.writes.submit(
+        rt.record_build(
+            key,
             f"build {name} failed",
             lambda: rt.ledger.record_build_failed(
                 uid, reason, message, now, validation_error=rejected
             ),
+            failed=True,
         )
         metrics.prebuilds_failed.labels(*key, str(outcome.reason)).inc()
         log.warning(
@@ -627,6 +691,8 @@ def _schedule_next(
             continue
         if i.phase in (Phase.PENDING, Phase.BUILDING):
             deadlines.append(i.created_at + readiness_timeout)
+        if i.phase is Phase.PENDING:
+            deadlines.append(i.created_at + BUILDING_AFTER)
         if ttl and i.phase is Phase.READY and i.ready_at:
             deadlines.append(i.ready_at + ttl)
     future = [d for d in deadlines if d > now]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,10 +16,11 @@ from prewarm.handlers.entries import (
     PresetKey,
     WorkspaceEntry,
 )
+from prewarm.handlers.failure_memo import FailureMemo
 from prewarm.k8s.client import Kube
 from prewarm.ledger.repository import Ledger
 from prewarm.ledger.writer import BackgroundWrites
-from prewarm.planning.pool import Instance
+from prewarm.planning.pool import Instance, Phase
 from prewarm.settings import Settings
 from prewarm.workqueue import WorkQueue
 
@@ -83,10 +84,19 @@ class Runtime:
     notified: set[tuple[str, str, Any]] = field(default_factory=set)
     replayed: set[str] = field(default_factory=set)  # workspace uids written to the ledger
     ledger_ok: bool = True  # the last pass could read the ledger
+    failure_memo: FailureMemo = field(default_factory=FailureMemo)
     # Whether this replica may write now (leader with a fresh lease); always
     # true without leader election.
     may_act: Callable[[], bool] = lambda: True
     starting: dict[PresetKey, int] = field(default_factory=dict)
+    # When each preset's status was last written (time.monotonic()).
+    status_written: dict[PresetKey, float] = field(default_factory=dict)
+    # Presets the operator-wide create cap held back, woken when room frees up.
+    starved: set[PresetKey] = field(default_factory=set)
+    # Workspace phases this process wrote that the watch has not shown yet
+    # (uid -> (phase, the resourceVersion it was written over)), so a pass
+    # that runs before the watch catches up does not write them again.
+    phase_written: dict[str, tuple[Phase, str]] = field(default_factory=dict)
     # Claims: when this process first saw each (for the latency metric), which
     # it recorded in the ledger, and workspaces a claim is trying to take now.
     claim_seen: dict[ClaimKey, float] = field(default_factory=dict)
@@ -138,6 +148,19 @@ class Runtime:
     def global_starting(self, excluding: PresetKey) -> int:
         return sum(n for k, n in self.starting.items() if k != excluding)
 
+    # --- ledger -----------------------------------------------------------------------
+
+    def record_build(
+        self, key: PresetKey, what: str, write: Callable[[], Awaitable[object]], failed: bool
+    ) -> None:
+        """Queue a ledger write about one of preset `key`'s builds (start or outcome).
+
+        Goes through here, not `writes.submit`, so the remembered failure state
+        of the preset is dropped when the write can change it.
+        """
+        self.failure_memo.build_event(key, failed)
+        self.writes.submit(what, write)
+
     # --- scheduling -------------------------------------------------------------------
 
     def requeue_after(self, key: PresetKey, delay_s: float) -> None:
@@ -165,9 +188,18 @@ class Runtime:
 
         self._timers[timer_key] = (due, loop.call_at(due, fire))
 
+    def wake_starved(self) -> None:
+        for key in self.starved:
+            self.queue.add(key)
+        self.starved.clear()
+
     def forget(self, key: PresetKey, uid: str | None) -> None:
         self.expectations.pop(key, None)
-        self.starting.pop(key, None)
+        self.starved.discard(key)
+        self.status_written.pop(key, None)
+        self.failure_memo.forget(key)
+        if self.starting.pop(key, 0):
+            self.wake_starved()
         timer = self._timers.pop(("preset", key), None)
         if timer is not None:
             timer[1].cancel()

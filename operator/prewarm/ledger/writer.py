@@ -22,8 +22,12 @@ class BackgroundWrites:
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
         self.healthy = True  # False while writes keep failing (PostgreSQL down)
+        self._submitted = 0
+        self._written = 0
+        self._progress = asyncio.Condition()
 
     def submit(self, what: str, write: Write) -> None:
+        self._submitted += 1
         self._queue.put_nowait((what, write))
 
     @property
@@ -31,8 +35,14 @@ class BackgroundWrites:
         return self._queue.qsize()
 
     async def drain(self) -> None:
-        """Wait until everything submitted so far is written (tests, shutdown)."""
-        await self._queue.join()
+        """Wait until everything submitted so far is written.
+
+        Only so far: writes submitted while we wait are not waited for, or a
+        busy operator (a pool filling) would wait for a queue that never empties.
+        """
+        target = self._submitted
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._written >= target)
 
     async def run(self) -> None:
         while True:
@@ -51,3 +61,6 @@ class BackgroundWrites:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self._retry_max_s)
             self._queue.task_done()
+            async with self._progress:
+                self._written += 1
+                self._progress.notify_all()

@@ -225,6 +225,27 @@ def status_patch(new: PresetStatus) -> dict[str, Any]:
     return {k: v for k, v in dumped.items()}
 
 
+_COUNTERS = frozenset({"desired", "running", "ready", "starting", "claimed", "failed"})
+
+
+def progress_only(stored: dict[str, Any], new: PresetStatus) -> bool:
+    """Whether `new` differs from the stored status only in counters and
+    condition messages while prebuilds are still starting: a change that can
+    wait a moment and go out together with the next one."""
+    if new.starting == 0:
+        return False
+
+    def shape(status: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in status.items() if v is not None and k not in _COUNTERS}
+        out["conditions"] = [
+            (c.get("type"), c.get("status"), c.get("reason"), c.get("observedGeneration"))
+            for c in status.get("conditions") or []
+        ]
+        return out
+
+    return shape(stored) == shape(status_patch(new))
+
+
 def status_equal(stored: dict[str, Any], new: PresetStatus) -> bool:
     """Whether writing `new` would change nothing (compared in wire form)."""
     wire = {k: v for k, v in status_patch(new).items() if v is not None}
