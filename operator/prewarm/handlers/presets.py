@@ -482,6 +482,7 @@ async def _create_pod(
     uid: str,
     resource_version: str,
 ) -> None:
+    rt.expectations_of((preset.namespace, preset.name)).pods[name] = time.monotonic()
     rejection = await ensure_pod(rt, preset.namespace, preset.name, spec, thash, name, uid)
     if rejection is not None:
         outcome = Outcome(
@@ -506,10 +507,13 @@ async def _track_workspace(
     if entry.phase is Phase.FAILED:
         return instance
     pod = rt.pod(entry.namespace, entry.name)
+    exp = rt.expectations_of((entry.namespace, entry.preset))
+    if pod is not None:
+        exp.pods.pop(entry.name, None)
     if pod is None:
         if entry.phase is Phase.PENDING:
-            expected = rt.expectations_of((entry.namespace, entry.preset)).created
-            if entry.name not in expected and entry.template_hash == thash:
+            expected = entry.name in exp.created or entry.name in exp.pods
+            if not expected and entry.template_hash == thash:
                 # The pod was never created (a crash between the two creates): do it now.
                 await _create_pod(
                     rt, preset, spec, thash, entry.name, entry.uid, entry.resource_version

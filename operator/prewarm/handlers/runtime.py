@@ -49,12 +49,17 @@ class Expectations:
 
     created: dict[str, tuple[float, Instance]] = field(default_factory=dict)
     deleted: dict[str, float] = field(default_factory=dict)
+    # Pods created, by name, until the pod watch shows them (the workspace
+    # often shows first: without this its pod would be created twice).
+    pods: dict[str, float] = field(default_factory=dict)
 
     def expire(self, now: float) -> None:
         for name in [n for n, (t, _) in self.created.items() if now - t > EXPECTATION_TTL_S]:
             del self.created[name]
         for name in [n for n, t in self.deleted.items() if now - t > EXPECTATION_TTL_S]:
             del self.deleted[name]
+        for name in [n for n, t in self.pods.items() if now - t > EXPECTATION_TTL_S]:
+            del self.pods[name]
 
     def observe(self, seen: Iterable[str]) -> None:
         present = set(seen)
