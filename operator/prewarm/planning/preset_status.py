@@ -230,10 +230,11 @@ _COUNTERS = frozenset({"desired", "running", "ready", "starting", "claimed", "fa
 
 def progress_only(stored: dict[str, Any], new: PresetStatus) -> bool:
     """Whether `new` differs from the stored status only in counters and
-    condition messages while prebuilds are still starting: a change that can
-    wait a moment and go out together with the next one."""
-    if new.starting == 0:
-        return False
+    condition messages while the pool is still progressing (creating or
+    starting prebuilds): a change that can wait a moment and go out together
+    with the next one."""
+    if not any(c.type == reasons.PROGRESSING and c.status == "True" for c in new.conditions):
+        return False  # settled: the end state goes out at once
 
     def shape(status: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in status.items() if v is not None and k not in _COUNTERS}
