@@ -93,8 +93,19 @@ _POOL_GAUGES = (
 )
 
 
+# Counters a preset's series should exist for from its first pass, at 0: a
+# rate() or increase() alert sees the first event only if the series was
+# there before it.
+_PRESET_COUNTERS = (prebuilds_created, prebuilds_claimed, claim_misses)
+
+
+def start_preset(namespace: str, preset: str) -> None:
+    for counter in _PRESET_COUNTERS:
+        counter.labels(namespace, preset)
+
+
 def forget_preset(namespace: str, preset: str) -> None:
-    """A deleted preset must not linger in the gauges."""
-    for gauge in _POOL_GAUGES:
+    """A deleted preset must not linger in the gauges and counters."""
+    for metric in (*_POOL_GAUGES, *_PRESET_COUNTERS):
         with contextlib.suppress(KeyError):
-            gauge.remove(namespace, preset)
+            metric.remove(namespace, preset)

@@ -663,6 +663,7 @@ async def _patch_invalid_spec(
 
 
 def _record_gauges(key: PresetKey, counts: object, status: PresetStatus) -> None:
+    metrics.start_preset(*key)
     metrics.preset_desired.labels(*key).set(status.desired)
     metrics.preset_running.labels(*key).set(status.running)
     metrics.preset_eligible.labels(*key).set(status.ready)
