@@ -61,6 +61,49 @@ def proc_sample(pid: int) -> ProcSample:
     return ProcSample(rss, hwm, ticks / os.sysconf("SC_CLK_TCK"), time.monotonic())
 
 
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kwok", "kube-scheduler", "kube-controller")
+# Counted with the control plane's CPU, not pinned with it (the operator's ledger).
+LEDGER = "postgres"
+
+
+def _control_plane_stats(extra: tuple[str, ...] = ()) -> Iterable[tuple[int, str, str]]:
+    """(pid, program, /proc/PID/stat text) of the local control plane's processes
+    (and of the programs in `extra`)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the process ended meanwhile
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        name = next((n for n in (*CONTROL_PLANE, *extra) if comm.startswith(n)), None)
+        if name:
+            yield int(stat.parent.name), name, text
+
+
+def control_plane_pids() -> list[int]:
+    return [pid for pid, _, _ in _control_plane_stats()]
+
+
+def pin(pids: Iterable[int], cpus: set[int]) -> None:
+    """Restrict every thread of each process to `cpus` (threads started later inherit it)."""
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(task.name), cpus)
+
+
+def control_plane_cpu() -> Counter[str]:
+    """CPU seconds so far of the local control plane's processes and PostgreSQL's,
+    by program (every process on this machine whose name starts with one of
+    CONTROL_PLANE or is LEDGER)."""
+    out: Counter[str] = Counter()
+    for _, name, text in _control_plane_stats((LEDGER,)):
+        after_comm = text.rsplit(")", 1)[1].split()
+        ticks = int(after_comm[11]) + int(after_comm[12])
+        out[name] += ticks / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def op_pid(op: Any) -> int:
     assert op.proc is not None
     return int(op.proc.pid)
@@ -172,6 +215,25 @@ def apply(env: BenchEnv, namespace: str, objects: list[JsonObject]) -> None:
         env.cluster.kubectl(
             "apply", "-n", namespace, "-f", "-", input=json.dumps(body), timeout=300
         )
+
+
+async def apply_presets(
+    env: BenchEnv,
+    namespace: str,
+    prefix: str,
+    count: int,
+    instances: int,
+    *,
+    digits: int = 3,
+    labels: Mapping[str, str] | None = None,
+    failure_policy: Mapping[str, Any] | None = None,
+) -> None:
+    """A fleet of `count` presets `{prefix}{i:0{digits}d}` x `instances`, applied in a
+    thread (the caller's watches go on meanwhile)."""
+    manifests = [
+        preset(f"{prefix}{i:0{digits}d}", instances, labels, failure_policy) for i in range(count)
+    ]
+    await asyncio.to_thread(apply, env, namespace, manifests)
 
 
 def delete_namespace(env: BenchEnv, namespace: str, timeout_s: float = 300) -> float:
@@ -424,3 +486,43 @@ def start_operator(env: BenchEnv, namespace: str, **settings: str) -> Any:
 
 def preset_ready(obj: JsonObject) -> int:
     return int((obj.get("status") or {}).get("ready") or 0)
+
+
+class Progress:
+    """When a pod watch first reached each quarter of `total` pods Ready, and
+    how many pods existed then: shows where one run falls behind another."""
+
+    QUARTERS = (0.25, 0.5, 0.75, 1.0)
+
+    def __init__(self, pods: Watch, total: int) -> None:
+        self._pods = pods
+        self._total = total
+        self.reached: dict[float, tuple[float, int]] = {}
+        self.peak_in_flight = 0  # pods existing but not Ready
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> Progress:
+        started = time.perf_counter()
+
+        async def sample() -> None:
+            while len(self.reached) < len(self.QUARTERS):
+                ready = count_true(self._pods.objects.values())
+                self.peak_in_flight = max(self.peak_in_flight, len(self._pods.objects) - ready)
+                for q in self.QUARTERS:
+                    if q not in self.reached and ready >= q * self._total:
+                        self.reached[q] = (time.perf_counter() - started, len(self._pods.objects))
+                await asyncio.sleep(0.1)
+
+        self._task = asyncio.create_task(sample())
+        return self
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def cells(self) -> str:
+        """'t25 / t50 / t75 / t100 (peak in flight)' for a table cell."""
+        times = " / ".join(
+            f"{self.reached[q][0]:.1f}" if q in self.reached else "-" for q in self.QUARTERS
+        )
+        return f"{times} (peak {self.peak_in_flight} pods not Ready)"

@@ -23,14 +23,19 @@ import time
 from typing import Any
 
 from bench.common import (
+    CONTROL_PLANE,
+    LEDGER,
+    Progress,
     Watch,
-    apply,
+    apply_presets,
     by_verb_resource,
+    control_plane_cpu,
+    control_plane_pids,
     delete_namespace,
     delta,
     loadavg,
+    pin,
     pod_ready,
-    preset,
     preset_ready,
     proc_sample,
     request_table,
@@ -51,10 +56,6 @@ INSTANCES = int(os.environ.get("BENCH_CONVERGENCE_INSTANCES", "10"))
 TIMEOUT_S = 480.0
 
 
-def _presets() -> list[dict[str, Any]]:
-    return [preset(f"p{i:03d}", INSTANCES) for i in range(PRESETS)]
-
-
 async def _bare(env: BenchEnv, ns: str, per_preset: int, global_cap: int) -> dict[str, Any]:
     kube = await Kube.connect()
     waiting: dict[str, asyncio.Event] = {}
@@ -66,10 +67,12 @@ async def _bare(env: BenchEnv, ns: str, per_preset: int, global_cap: int) -> dic
     pods = Watch(kube, ns, "pods", keep=pod_ready, notify=notify).start()
     gsem = asyncio.Semaphore(global_cap)
     in_flight = peak = 0
+    progress = Progress(pods, PRESETS * INSTANCES)
     try:
         await pods.until(lambda _: True, 30)
         started = time.perf_counter()
-        await asyncio.to_thread(apply, env, ns, _presets())
+        progress.start()
+        await apply_presets(env, ns, "p", PRESETS, INSTANCES)
         listed = await kube.list_objects(PLURAL_PRESETS, ns)
 
         async def pair(p: dict[str, Any], spec: PresetSpec, thash: str, sem: Any) -> None:
@@ -96,9 +99,15 @@ async def _bare(env: BenchEnv, ns: str, per_preset: int, global_cap: int) -> dic
         elapsed = time.perf_counter() - started
         ready_count = sum(1 for v in pods.objects.values() if v)
     finally:
+        progress.stop()
         await pods.stop()
         await kube.close()
-    return {"seconds": elapsed, "ready": ready_count, "peak_in_flight": peak}
+    return {
+        "seconds": elapsed,
+        "ready": ready_count,
+        "peak_in_flight": peak,
+        "progress": progress.cells(),
+    }
 
 
 async def _prewarm(env: BenchEnv, ns: str, op: Any) -> dict[str, Any]:
@@ -106,12 +115,14 @@ async def _prewarm(env: BenchEnv, ns: str, op: Any) -> dict[str, Any]:
     pods = Watch(kube, ns, "pods", keep=pod_ready).start()
     presets = Watch(kube, ns, PLURAL_PRESETS, keep=preset_ready).start()
     total = PRESETS * INSTANCES
+    progress = Progress(pods, total)
     try:
         await pods.until(lambda _: True, 30)
         await presets.until(lambda _: True, 30)
         cpu0 = proc_sample(op.proc.pid)
         started = time.perf_counter()
-        await asyncio.to_thread(apply, env, ns, _presets())
+        progress.start()
+        await apply_presets(env, ns, "p", PRESETS, INSTANCES)
 
         async def all_pods() -> float:
             await pods.until(lambda o: sum(1 for v in o.values() if v) >= total, TIMEOUT_S)
@@ -127,6 +138,7 @@ async def _prewarm(env: BenchEnv, ns: str, op: Any) -> dict[str, Any]:
         t_pods, t_status = await asyncio.gather(all_pods(), all_status())
         cpu1 = proc_sample(op.proc.pid)
     finally:
+        progress.stop()
         await pods.stop()
         await presets.stop()
         await kube.close()
@@ -136,58 +148,116 @@ async def _prewarm(env: BenchEnv, ns: str, op: Any) -> dict[str, Any]:
         "cpu_s": cpu1.cpu_s - cpu0.cpu_s,
         "rss_mib": cpu1.rss_mib,
         "pods": len(pods.objects),
+        "progress": progress.cells(),
     }
+
+
+def _round(env: BenchEnv, split: bool) -> dict[str, Any]:
+    """Bare client, then prewarm; with `split`, the control plane runs on CPU 0
+    and the client (the bare client, then the operator) on CPU 1."""
+    defaults = Settings()
+    per_preset, global_cap = defaults.max_creates_per_preset, defaults.max_creates_global
+    suffix = "-split" if split else ""
+    out: dict[str, Any] = {"cpu": {}, "reqs": {}, "load": {}}
+    if split:
+        pin(control_plane_pids(), {0})
+        pin([os.getpid()], {1})
+    try:
+        ns = env.namespace(f"bench-conv-bare{suffix}")
+        out["load"]["bare"] = loadavg()
+        m0 = requests(scrape(env))
+        c0, own0 = control_plane_cpu(), time.process_time()
+        out["bare"] = asyncio.run(_bare(env, ns, per_preset, global_cap))
+        out["cpu"]["bare"] = delta(control_plane_cpu(), c0)
+        out["cpu"]["bare"]["benchmark process"] = time.process_time() - own0
+        out["reqs"]["bare"] = by_verb_resource(delta(requests(scrape(env)), m0))
+        out["cleanup_s"] = delete_namespace(env, ns)
+
+        ns = env.namespace(f"bench-conv-prewarm{suffix}")
+        op = start_operator(env, ns)
+        if split:
+            pin([op.proc.pid], {1})
+        try:
+            out["load"]["prewarm"] = loadavg()
+            m0 = requests(scrape(env))
+            c0, own0 = control_plane_cpu(), time.process_time()
+            pw = out["prewarm"] = asyncio.run(_prewarm(env, ns, op))
+            out["cpu"]["prewarm"] = delta(control_plane_cpu(), c0)
+            out["cpu"]["prewarm"]["benchmark process"] = time.process_time() - own0
+            out["cpu"]["prewarm"]["prewarm operator"] = pw["cpu_s"]
+            out["reqs"]["prewarm"] = by_verb_resource(delta(requests(scrape(env)), m0))
+        finally:
+            op.stop()
+        delete_namespace(env, ns)
+    finally:
+        if split:
+            every = set(range(os.cpu_count() or 1))
+            pin([*control_plane_pids(), os.getpid()], every)
+    return out
 
 
 def run(env: BenchEnv) -> tuple[str, str]:
     defaults = Settings()
     per_preset, global_cap = defaults.max_creates_per_preset, defaults.max_creates_global
-    rows: list[str] = []
-    reqs: dict[str, Any] = {}
-
-    ns = env.namespace("bench-conv-bare")
-    load_bare = loadavg()
-    m0 = requests(scrape(env))
-    bare = asyncio.run(_bare(env, ns, per_preset, global_cap))
-    reqs["bare"] = by_verb_resource(delta(requests(scrape(env)), m0))
-    cleanup_s = delete_namespace(env, ns)
-
-    ns = env.namespace("bench-conv-prewarm")
-    op = start_operator(env, ns)
-    try:
-        load_op = loadavg()
-        m0 = requests(scrape(env))
-        pw = asyncio.run(_prewarm(env, ns, op))
-        reqs["prewarm"] = by_verb_resource(delta(requests(scrape(env)), m0))
-    finally:
-        op.stop()
-    delete_namespace(env, ns)
-
+    shared = _round(env, split=False)
+    split = _round(env, split=True) if (os.cpu_count() or 1) >= 2 else None
     total = PRESETS * INSTANCES
-    ratio = pw["seconds"] / bare["seconds"]
-    rows += [
-        "| run | load avg before (1/5/15 min) | to all pods Ready s | "
-        "to every preset status.ready s | ratio to bare |",
-        "|---|---|---|---|---|",
-        f"| bare client | {load_bare} | {bare['seconds']:.1f} | - | 1.00 |",
-        f"| prewarm | {load_op} | {pw['seconds']:.1f} | {pw['status_seconds']:.1f} | "
-        f"**{ratio:.2f}** (status: {pw['status_seconds'] / bare['seconds']:.2f}) |",
+    bare, pw, cpu = shared["bare"], shared["prewarm"], shared["cpu"]
+
+    def rows(label: str, r: dict[str, Any]) -> list[str]:
+        b, p = r["bare"], r["prewarm"]
+        return [
+            f"| {label} | bare client | {r['load']['bare']} | {b['seconds']:.1f} | - | 1.00 | "
+            f"{b['progress']} |",
+            f"| {label} | prewarm | {r['load']['prewarm']} | {p['seconds']:.1f} | "
+            f"{p['status_seconds']:.1f} | **{p['seconds'] / b['seconds']:.2f}** "
+            f"(status: {p['status_seconds'] / b['seconds']:.2f}) | {p['progress']} |",
+        ]
+
+    lines = [
+        "| cores | run | load avg before (1/5/15 min) | to all pods Ready s | "
+        "to every preset status.ready s | ratio to bare | 25 / 50 / 75 / 100 % Ready at s |",
+        "|---|---|---|---|---|---|---|",
+        *rows("shared", shared),
+        *(rows("split", split) if split else []),
         "",
         f"{PRESETS} presets x {INSTANCES} instances = {total} PrebuiltWorkspace + Pod pairs; "
         f"goal prewarm <= 1.25x bare. Order: bare first, its namespace deleted "
-        f"({cleanup_s:.0f} s, waited for), then prewarm in a fresh namespace.",
+        f"({shared['cleanup_s']:.0f} s, waited for), then prewarm in a fresh namespace. "
+        "'shared': every process may run on both cores (the operator competes with the "
+        "API server for CPU, as the bare client does). 'split': the control plane "
+        "(kube-apiserver, etcd, kwok, scheduler, controller-manager) pinned to CPU 0 and "
+        "the client - the bare client, then the operator - to CPU 1, as when the operator "
+        "runs on a node of its own.",
         "",
         f"Bare client concurrency: at most {per_preset} pairs per preset and {global_cap} "
         f"in all between workspace create and pod Ready (the operator's defaults "
         f"max_creates_per_preset / max_creates_global), 64 HTTP connections; peak pairs "
         f"in flight {bare['peak_in_flight']}. prewarm ran with default settings "
-        f"(resync 30 s, 8 preset workers, slow start: at most hardLimit=3 in flight per "
-        f"preset until one of its prebuilds is Ready). Operator CPU during the run "
-        f"{pw['cpu_s']:.1f} s, RSS at the end {pw['rss_mib']:.0f} MiB.",
+        f"(resync 30 s, {defaults.preset_workers} preset workers, slow start: at most "
+        f"hardLimit=3 in flight per preset until one of its prebuilds is Ready). "
+        f"Operator CPU during the shared run {pw['cpu_s']:.1f} s "
+        f"({pw['cpu_s'] * 1000 / total:.1f} ms per workspace), RSS at the end "
+        f"{pw['rss_mib']:.0f} MiB.",
         "",
-        "API requests during each run (apiserver_request_total deltas; these include "
-        "kwok, the scheduler, the controller-manager and the benchmark's own watches):",
+        "CPU seconds used during the shared runs, by process (2 cores: the machine's "
+        "limit is 2 CPU s per second; the benchmark process is the bare client in the "
+        "first run and only watches in the second):",
         "",
-        request_table(reqs, keep=lambda k: k[0] not in ("WATCH",) and k[1] not in ("leases",)),
+        "| process | bare | prewarm |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {cpu['bare'].get(name, 0):.1f} | {cpu['prewarm'].get(name, 0):.1f} |"
+            for name in [*CONTROL_PLANE, LEDGER, "prewarm operator", "benchmark process"]
+        ),
+        f"| **sum** | {sum(cpu['bare'].values()):.1f} | {sum(cpu['prewarm'].values()):.1f} |",
+        "",
+        "API requests during the shared runs (apiserver_request_total deltas; these "
+        "include kwok, the scheduler, the controller-manager and the benchmark's own "
+        "watches):",
+        "",
+        request_table(
+            shared["reqs"], keep=lambda k: k[0] not in ("WATCH",) and k[1] not in ("leases",)
+        ),
     ]
-    return "Convergence (empty -> all Ready) versus a bare client", "\n".join(rows)
+    return "Convergence (empty -> all Ready) versus a bare client", "\n".join(lines)
