@@ -206,12 +206,17 @@ def test_each_pod_is_created_once_although_the_watches_lag(
 ) -> None:
     # A workspace often shows in its watch before its pod does; a pass in
     # between must not take the pod for never created and POST it again.
+    # Nor may a pass that runs before the preset's own status shows the
+    # dry-run verdict dry-run the template again.
     conflicts_before = _pod_creates(cluster, 'code="409"')
+    dry_runs_before = _dry_run_pod_creates(cluster)
     apply(cluster, namespace, preset_manifest("once", 30))
     wait_until(
         lambda: _status(cluster, namespace, "once").get("ready") == 30, timeout=90, what="30 Ready"
     )
     assert _pod_creates(cluster, 'code="409"') == conflicts_before
+    # Nor is its template validated again while the preset's status lags behind.
+    assert _dry_run_pod_creates(cluster) == dry_runs_before + 1
 
 
 def test_deleting_a_preset_removes_its_workspaces_and_pods(

@@ -421,9 +421,13 @@ async def _validate_template(
 ) -> str | None:
     """The API server's verdict on the pod template, by server-side dry-run.
 
-    Run once per template hash (the status remembers the verdict), again on an
+    Run once per template hash (this process and the status remember the
+    verdict; the status alone could lag behind in the watch), again on an
     explicit retry. Returns the rejection message, or None if accepted.
     """
+    remembered = rt.validated.get(preset.uid)
+    if remembered is not None and remembered[0] == thash and not force:
+        return remembered[1]
     known = previous.template_hash == thash
     if known and not force:
         if previous.prebuild_status is PrebuildStatus.VALIDATION_FAILED:
@@ -441,13 +445,15 @@ async def _validate_template(
         None,
         agent_image=rt.settings.agent_image,
     )
+    verdict: str | None = None
     try:
         await rt.kube.create_pod(preset.namespace, pod, dry_run=True)
     except ApiError as error:
-        if error.rejected:
-            return f"pod template rejected by the API server: {error.message}"
-        raise
-    return None
+        if not error.rejected:
+            raise
+        verdict = f"pod template rejected by the API server: {error.message}"
+    rt.validated[preset.uid] = (thash, verdict)
+    return verdict
 
 
 async def _create_one(

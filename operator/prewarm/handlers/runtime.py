@@ -86,6 +86,8 @@ class Runtime:
     # What this process already told the ledger, to skip repeating idempotent writes.
     recorded_hash: dict[str, str] = field(default_factory=dict)
     recorded_retry: dict[str, str] = field(default_factory=dict)
+    # Dry-run verdicts by preset uid: (template hash, rejection message or None).
+    validated: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     notified: set[tuple[str, str, Any]] = field(default_factory=set)
     replayed: set[str] = field(default_factory=set)  # workspace uids written to the ledger
     ledger_ok: bool = True  # the last pass could read the ledger
@@ -211,3 +213,4 @@ class Runtime:
         if uid:
             self.recorded_hash.pop(uid, None)
             self.recorded_retry.pop(uid, None)
+            self.validated.pop(uid, None)
