@@ -18,6 +18,7 @@ import json
 import time
 from typing import Any
 
+from bench.common import Watch, count_true, pod_ready
 from bench.env import BenchEnv, percentile
 from prewarm.api.constants import (
     KIND_WORKSPACE_CLAIM,
@@ -100,9 +101,12 @@ async def _bare(env: BenchEnv, ns: str) -> dict[int, dict[str, Any]]:
             )
             return name, ws["metadata"]["resourceVersion"]
 
-    pool = list(
-        await asyncio.gather(*(warm() for _ in range(sum(c * r for c, r in ROUNDS.items()))))
-    )
+    pods = Watch(kube, ns, "pods", keep=pod_ready).start()
+    total = sum(c * r for c, r in ROUNDS.items())
+    pool = list(await asyncio.gather(*(warm() for _ in range(total))))
+    # Measure on a quiet cluster, as prewarm's rounds are (they wait for a full pool).
+    await pods.until(lambda o: count_true(o.values()) >= total, 300)
+    await pods.stop()
     bound_at: dict[str, float] = {}
     seen = asyncio.Event()
 

@@ -260,6 +260,21 @@ def builds_rows(dsn: str) -> dict[str, int]:
     return {"rows": row[0], "ready": row[1], "failed": row[2]}
 
 
+def ledger_size(dsn: str) -> dict[str, int]:
+    """Rows and bytes (heap + indexes + TOAST) of each ledger table."""
+    import psycopg
+
+    out: dict[str, int] = {}
+    with psycopg.connect(dsn) as conn:
+        for table in ("presets", "builds", "claims"):
+            row = conn.execute(
+                f"SELECT count(*), pg_total_relation_size('{table}') FROM {table}"
+            ).fetchone()
+            assert row is not None
+            out[f"{table}_rows"], out[f"{table}_bytes"] = row
+    return out
+
+
 def op_metric(op: Any, name: str) -> float:
     """Sum of one operator metric's samples (a counter or histogram _count)."""
     total = 0.0

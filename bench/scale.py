@@ -23,6 +23,7 @@ from bench.common import (
     Watch,
     apply_presets,
     delete_namespace,
+    ledger_size,
     loadavg,
     preset_ready,
     proc_sample,
@@ -106,6 +107,7 @@ def run(env: BenchEnv) -> tuple[str, str]:
     op = start_operator(env, ns)
     try:
         rows, note = asyncio.run(_run(env, ns, op))
+        ledger = ledger_size(op.dsn)
     finally:
         op.stop()
     cleanup_s = delete_namespace(env, ns, timeout_s=180)
@@ -146,6 +148,14 @@ def run(env: BenchEnv) -> tuple[str, str]:
             f"Memory slope {first['total']} -> {last['total']}: {per_obj:.1f} KiB RSS per "
             "PrebuiltWorkspace (with its pod)."
         )
+    per_build = ledger["builds_bytes"] / max(ledger["builds_rows"], 1)
+    lines += [
+        "",
+        f"Ledger after the last step: {ledger['builds_rows']} `builds` rows in "
+        f"{ledger['builds_bytes'] / 2**20:.1f} MiB ({per_build:.0f} B per build with its "
+        f"indexes), {ledger['presets_rows']} `presets` rows in "
+        f"{ledger['presets_bytes'] / 2**20:.2f} MiB.",
+    ]
     if note:
         lines += ["", note]
     return "Scale: operator RSS and CPU by number of PrebuiltWorkspaces", "\n".join(lines)
