@@ -569,3 +569,32 @@ def test_deploy_manifest_is_the_current_helm_template_output(tmp_path: Path) -> 
     assert _normalised(committed.read_text()) == _normalised(fresh.read_text()), (
         "deploy/prewarm.yaml is stale: run `make deploy-manifests`"
     )
+
+
+def test_two_releases_shard_namespaces_without_sharing_anything() -> None:
+    # docs/scaling.md: one release per shard of namespaces, CRDs from the first.
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+
+    def shard(release: str, namespaces: str, crds: str) -> list[Manifest]:
+        return template(
+            release=release,
+            **{"watchNamespaces": namespaces, "crds.install": crds},
+        )
+
+    a = shard("shard-a", "{team-a,team-b}", "true")
+    b = shard("shard-b", "{team-c}", "false")
+    names = [
+        {(d["kind"], d["metadata"]["name"]) for d in docs if d["kind"] in cluster_scoped}
+        for docs in (a, b)
+    ]
+    assert names[0]
+    assert names[1]
+    assert not names[0] & names[1]
+    assert not find(b, "CustomResourceDefinition")
+
+    def operator_env(docs: list[Manifest]) -> dict[str, Any]:
+        (c,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value") for e in c["env"]}
+
+    assert operator_env(a)["PREWARM_LEASE_NAME"] != operator_env(b)["PREWARM_LEASE_NAME"]
+    assert operator_env(b)["PREWARM_NAMESPACES"] == '["team-c"]'
