@@ -314,7 +314,7 @@ class Watch:
 
     kube: Kube
     namespace: str
-    plural: str  # "pods" or a prewarm.dev plural
+    plural: str  # "pods" or a custom resource's plural (prewarm.dev unless `group` says)
     keep: Callable[[JsonObject], Any] = lambda obj: obj
     notify: Callable[[str, Any], None] | None = None
     objects: dict[str, Any] = field(default_factory=dict)
@@ -322,6 +322,8 @@ class Watch:
     errors: list[str] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
+    group: str = GROUP
+    version: str = VERSION
 
     async def _call(self, **kw: Any) -> Any:
         api = self.kube.api_client
@@ -332,7 +334,7 @@ class Watch:
         return await kclient.CustomObjectsApi(
             api
         ).list_namespaced_custom_object_without_preload_content(
-            GROUP, VERSION, self.namespace, self.plural, **kw
+            self.group, self.version, self.namespace, self.plural, **kw
         )
 
     async def _run(self) -> None:

@@ -2,7 +2,9 @@
 
 N SandboxTemplates + N SandboxWarmPools of M replicas (the same busybox pod as
 the prewarm presets) from empty to all pods Ready, with the controller's
-defaults except leader election and webhooks (both off). Also its RSS and CPU.
+defaults except leader election and webhooks (both off). Also its RSS and CPU,
+and SandboxClaim latency (create -> Ready) for 1, 10 and 100 concurrent claims
+against a warm pool of 100, with the pool's refill time after the 100.
 
 The controller is built from its Go module. The Go module proxy here answers
 403 for sigs.k8s.io/agent-sandbox, so `go install ...@latest` fails; the
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes.aio import client as kclient
 
 from bench.common import (
     Watch,
@@ -33,7 +36,7 @@ from bench.common import (
     pod_ready,
     proc_sample,
 )
-from bench.env import BenchEnv
+from bench.env import BenchEnv, percentile
 from prewarm.devenv.cluster import cache_dir, free_port
 from prewarm.k8s.client import Kube
 
@@ -73,9 +76,9 @@ def _crds(env: BenchEnv, d: Path) -> None:
     env.cluster.kubectl("wait", "--for=condition=Established", "--all", "crd")
 
 
-def _objects() -> list[dict[str, Any]]:
+def _objects(pools: int = POOLS, replicas: int = REPLICAS) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for i in range(POOLS):
+    for i in range(pools):
         name = f"t{i:03d}"
         out.append(
             {
@@ -94,7 +97,7 @@ def _objects() -> list[dict[str, Any]]:
                 "apiVersion": GROUP,
                 "kind": "SandboxWarmPool",
                 "metadata": {"name": name},
-                "spec": {"replicas": REPLICAS, "sandboxTemplateRef": {"name": name}},
+                "spec": {"replicas": replicas, "sandboxTemplateRef": {"name": name}},
             }
         )
     return out
@@ -117,6 +120,83 @@ async def _converge(env: BenchEnv, ns: str, pid: int) -> dict[str, Any]:
         await pods.stop()
         await kube.close()
     return {"seconds": seconds, "cpu": after.cpu_s - cpu0.cpu_s, "rss": after.rss_mib}
+
+
+CLAIM_ROUNDS = {1: 10, 10: 3, 100: 1}
+CLAIM_POOL = 100
+
+
+def _claim_ready(obj: dict[str, Any]) -> bool:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+async def _one_claim(api: Any, claims: Watch, ns: str, name: str) -> tuple[float, float]:
+    group, version = GROUP.split("/")
+    started = time.perf_counter()
+    body = {
+        "apiVersion": GROUP,
+        "kind": "SandboxClaim",
+        "metadata": {"name": name},
+        "spec": {"warmPoolRef": {"name": "warm"}},
+    }
+    response = await api.create_namespaced_custom_object_without_preload_content(
+        group, version, ns, "sandboxclaims", body
+    )
+    response.release()
+    await claims.until(lambda o: bool(o.get(name)), 120)
+    return started, time.perf_counter()
+
+
+async def _claims(env: BenchEnv, ns: str) -> dict[str, Any]:
+    """SandboxClaims against a warm pool of CLAIM_POOL: create -> Ready, client-side."""
+    group, version = GROUP.split("/")
+    kube = await Kube.connect()
+    pools = Watch(
+        kube,
+        ns,
+        "sandboxwarmpools",
+        keep=lambda o: int((o.get("status") or {}).get("readyReplicas") or 0),
+        group=group,
+        version=version,
+    ).start()
+    claims = Watch(
+        kube, ns, "sandboxclaims", keep=_claim_ready, group=group, version=version
+    ).start()
+    api = kclient.CustomObjectsApi(kube.api_client)
+    out: dict[str, Any] = {}
+    try:
+        await pools.until(lambda _: True, 30)
+        await claims.until(lambda _: True, 30)
+        objects = _objects(1, CLAIM_POOL)
+        for o in objects:
+            o["metadata"]["name"] = "warm"
+        objects[1]["spec"]["sandboxTemplateRef"]["name"] = "warm"
+        await asyncio.to_thread(apply, env, ns, objects)
+        counter = 0
+        for concurrency, rounds in CLAIM_ROUNDS.items():
+            samples: list[float] = []
+            for _ in range(rounds):
+                await pools.until(lambda o: o.get("warm", 0) >= CLAIM_POOL, 300)
+                names = [f"c{counter + i}" for i in range(concurrency)]
+                counter += concurrency
+                timings = await asyncio.gather(*(_one_claim(api, claims, ns, n) for n in names))
+                samples += [(end - start) * 1000 for start, end in timings]
+                if concurrency == CLAIM_POOL:
+                    last = max(end for _, end in timings)
+                    await pools.until(lambda o: o.get("warm", 0) >= CLAIM_POOL, 300)
+                    out["refill_s"] = time.perf_counter() - last
+                env.cluster.kubectl("delete", "sandboxclaims", "--all", "-n", ns, "--wait=false")
+            out[concurrency] = {
+                "n": len(samples),
+                "p50": percentile(samples, 0.5),
+                "p99": percentile(samples, 0.99),
+            }
+    finally:
+        await pools.stop()
+        await claims.stop()
+        await kube.close()
+    return out
 
 
 def run(env: BenchEnv) -> tuple[str, str]:
@@ -146,6 +226,8 @@ def run(env: BenchEnv) -> tuple[str, str]:
             return title, f"Not measured: the controller exited ({proc.returncode})."
         load = loadavg()
         r = asyncio.run(_converge(env, ns, proc.pid))
+        delete_namespace(env, ns)
+        claims = asyncio.run(_claims(env, env.namespace("bench-peer-claims")))
     finally:
         proc.terminate()
         try:
@@ -153,7 +235,6 @@ def run(env: BenchEnv) -> tuple[str, str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-    cleanup = delete_namespace(env, ns)
     body = [
         "| controller | load avg before | pools x replicas | to all pods Ready s | "
         "controller CPU s | RSS MiB after |",
@@ -162,7 +243,19 @@ def run(env: BenchEnv) -> tuple[str, str]:
         f"{r['cpu']:.1f} | {r['rss']:.0f} |",
         "",
         "Same cluster and pod as the convergence benchmark, but a separate run: compare "
-        "ratios to the bare client there with care (the load differs between runs). "
-        f"Namespace cleanup {cleanup:.0f} s.",
+        "ratios to the bare client there with care (the load differs between runs).",
+        "",
+        f"SandboxClaims against one SandboxWarmPool of {CLAIM_POOL} (create -> condition "
+        "Ready=True, client-side, as prewarm's claim benchmark measures create -> Bound):",
+        "",
+        "| concurrent claims | samples | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+        *(
+            f"| {c} | {claims[c]['n']} | {claims[c]['p50']:.1f} | {claims[c]['p99']:.1f} |"
+            for c in CLAIM_ROUNDS
+        ),
+        "",
+        f"Pool of {CLAIM_POOL} back to {CLAIM_POOL} ready replicas "
+        f"{claims['refill_s']:.2f} s after the 100th claim was Ready.",
     ]
     return title, "\n".join(body)
