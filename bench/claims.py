@@ -111,10 +111,11 @@ async def _bare(env: BenchEnv, ns: str) -> dict[int, dict[str, Any]]:
     seen = asyncio.Event()
 
     async def watch() -> None:
-        async for _, obj in kube.watch_objects(PLURAL_WORKSPACE_CLAIMS, ns):
-            if (obj.get("status") or {}).get("phase") == "Bound":
-                bound_at.setdefault(obj["metadata"]["name"], time.perf_counter())
-                seen.set()
+        while True:  # the API server ends watches now and then
+            async for _, obj in kube.watch_objects(PLURAL_WORKSPACE_CLAIMS, ns):
+                if (obj.get("status") or {}).get("phase") == "Bound":
+                    bound_at.setdefault(obj["metadata"]["name"], time.perf_counter())
+                    seen.set()
 
     async def claim(name: str, workspace: str, rv: str, created_at: dict[str, float]) -> None:
         created_at[name] = time.perf_counter()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.support import apply, events, get, preset_manifest, wait_until
 
+from prewarm.api.constants import PLURAL_WORKSPACE_CLAIMS
 from prewarm.devenv.cluster import LocalCluster
 from prewarm.devenv.operator import OperatorProcess
+from prewarm.k8s.client import Kube
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,3 +89,23 @@ def test_claim_status_history_and_reset(
     wait_until(
         lambda: events(cluster, namespace, "bad", "PrebuildRetryRequested"), what="retry Event"
     )
+
+
+def test_a_claim_watch_ends_cleanly_at_its_server_timeout(
+    cluster: LocalCluster, namespace: str, monkeypatch: Any
+) -> None:
+    # `prewarm claim --wait` re-watches when a watch ends; a watch must end
+    # (not raise when the client's 5-minute request timeout cuts the stream).
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+
+    async def one_watch() -> float:
+        kube = await Kube.connect()
+        started = time.perf_counter()
+        try:
+            async for _ in kube.watch_objects(PLURAL_WORKSPACE_CLAIMS, namespace, timeout_s=1):
+                pass
+        finally:
+            await kube.close()
+        return time.perf_counter() - started
+
+    assert asyncio.run(one_watch()) < 30

@@ -61,3 +61,29 @@ def test_drain_waits_for_what_was_submitted_before_it_not_after() -> None:
         return seen + done
 
     assert asyncio.run(scenario()) == ["before", "before", "after"]
+
+
+def test_a_hanging_or_failing_write_makes_the_queue_stalled() -> None:
+    async def scenario() -> list[bool]:
+        writes = BackgroundWrites(retry_base_s=0.001)
+        gate = asyncio.Event()
+        seen: list[bool] = [writes.stalled(0.05)]
+
+        async def hangs() -> None:
+            await gate.wait()
+
+        task = asyncio.create_task(writes.run())
+        writes.submit("hangs", hangs)
+        await asyncio.sleep(0.01)
+        seen.append(writes.stalled(0.05))  # in hand, not for long yet
+        await asyncio.sleep(0.1)
+        seen.append(writes.stalled(0.05))  # hanging
+        gate.set()
+        await asyncio.wait_for(writes.drain(), 5)
+        seen.append(writes.stalled(0.05))  # through
+        writes.healthy = False
+        seen.append(writes.stalled(0.05))  # failing
+        task.cancel()
+        return seen
+
+    assert asyncio.run(scenario()) == [False, False, True, False, True]

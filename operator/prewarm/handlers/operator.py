@@ -78,9 +78,6 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING
-    # Every event of one object waits this long for more before a handler runs;
-    # kopf's default (0.1 s) would add that much to every claim.
-    settings.batching.batch_window = 0.01
     # A watch that hangs half-open (seen when the API server restarts) would
     # otherwise go quiet for good: the server ends each watch after 45 s and
     # the client abandons one after 60 s, so any watch recovers within a

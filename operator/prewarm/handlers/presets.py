@@ -93,6 +93,8 @@ async def reconcile_preset(rt: Runtime, key: PresetKey) -> None:
         rt.failure_memo.clear()
         rt.requeue_after(key, 1.0)
         return
+    if rt.yield_to_claims(key):
+        return
     started = time.perf_counter()
     try:
         await _reconcile(rt, key, preset)
@@ -376,7 +378,10 @@ async def _failure_policy(
     backoff_max = s.backoff_max if policy.backoff_max is None else policy.backoff_max
     question = (preset_uid, thash, hard_limit, backoff_base, backoff_max, s.failure_lookback)
     state = rt.failure_memo.get(key, question)
-    if state is None:
+    if state is None or rt.writes.stalled(LEDGER_DRAIN_TIMEOUT_S):
+        # Ask PostgreSQL (after the queued writes). A remembered answer must
+        # not hide an outage: with writes stuck, this times out and the pass
+        # calls the ledger unavailable, as a pass without the memo would.
         ticket = rt.failure_memo.ticket(key)
         await asyncio.wait_for(rt.writes.drain(), LEDGER_DRAIN_TIMEOUT_S)
         state = await rt.ledger.failure_state(

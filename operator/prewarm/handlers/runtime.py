@@ -29,6 +29,8 @@ ClaimKey = tuple[str, str]  # (namespace, claim name)
 # How long a create or delete we asked for may stay invisible in the watch
 # before we stop assuming it is on its way.
 EXPECTATION_TTL_S = 60.0
+# How long in a row a preset's pass may wait for claims in flight.
+CLAIMS_FIRST_MAX_S = 1.0
 
 
 class IndexLike(Protocol):
@@ -96,6 +98,8 @@ class Runtime:
     # true without leader election.
     may_act: Callable[[], bool] = lambda: True
     starting: dict[PresetKey, int] = field(default_factory=dict)
+    # Presets whose passes wait for claims in flight, since when (time.monotonic()).
+    yielding: dict[PresetKey, float] = field(default_factory=dict)
     # When each preset's status was last written (time.monotonic()).
     status_written: dict[PresetKey, float] = field(default_factory=dict)
     # Presets the operator-wide create cap held back, woken when room frees up.
@@ -195,6 +199,25 @@ class Runtime:
 
         self._timers[timer_key] = (due, loop.call_at(due, fire))
 
+    def yield_to_claims(self, key: PresetKey) -> bool:
+        """Whether preset `key`'s pass should wait (and come back in 50 ms).
+
+        While claims are in flight, a user is waiting on this event loop and
+        the API server; a pass of pool bookkeeping can run a moment later. At
+        most CLAIMS_FIRST_MAX_S in a row, so a stream of claims cannot starve
+        the pools.
+        """
+        if not self.claim_queue.busy:
+            self.yielding.pop(key, None)
+            return False
+        now = time.monotonic()
+        since = self.yielding.setdefault(key, now)
+        if now - since >= CLAIMS_FIRST_MAX_S:
+            self.yielding.pop(key, None)
+            return False
+        self.requeue_after(key, 0.05)
+        return True
+
     def wake_starved(self) -> None:
         for key in self.starved:
             self.queue.add(key)
@@ -203,6 +226,7 @@ class Runtime:
     def forget(self, key: PresetKey, uid: str | None) -> None:
         self.expectations.pop(key, None)
         self.starved.discard(key)
+        self.yielding.pop(key, None)
         self.status_written.pop(key, None)
         self.failure_memo.forget(key)
         if self.starting.pop(key, 0):

@@ -185,9 +185,15 @@ class Kube:
         return await self._request("PATCH", path, patch, content_type=MERGE_PATCH)
 
     async def watch_objects(
-        self, plural: str, namespace: str, resource_version: str = ""
+        self, plural: str, namespace: str, resource_version: str = "", timeout_s: int = 240
     ) -> AsyncIterator[tuple[str, JsonObject]]:
-        """(event type, object) pairs of one watch of `plural` in `namespace`."""
+        """(event type, object) pairs of one watch of `plural` in `namespace`.
+
+        The server ends the watch after `timeout_s` and the iteration simply
+        stops; callers start another from the last resourceVersion. Without
+        a server timeout the client's own (5 minutes in all) would cut the
+        stream with an error instead.
+        """
         response = await self._custom.list_namespaced_custom_object_without_preload_content(
             GROUP,
             VERSION,
@@ -196,6 +202,8 @@ class Kube:
             watch=True,
             resource_version=resource_version or None,
             allow_watch_bookmarks=False,
+            timeout_seconds=timeout_s,
+            _request_timeout=timeout_s + 30,
         )
         try:
             if int(response.status) >= 400:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("prewarm.ledger")
@@ -25,6 +26,7 @@ class BackgroundWrites:
         self._submitted = 0
         self._written = 0
         self._progress = asyncio.Condition()
+        self._writing_since: float | None = None  # time.monotonic() of the write in hand
 
     def submit(self, what: str, write: Write) -> None:
         self._submitted += 1
@@ -44,9 +46,16 @@ class BackgroundWrites:
         async with self._progress:
             await self._progress.wait_for(lambda: self._written >= target)
 
+    def stalled(self, after_s: float) -> bool:
+        """Whether writes are failing, or one has hung for `after_s` or more
+        (PostgreSQL down, or stopped without closing its connections)."""
+        since = self._writing_since
+        return not self.healthy or (since is not None and time.monotonic() - since >= after_s)
+
     async def run(self) -> None:
         while True:
             what, write = await self._queue.get()
+            self._writing_since = time.monotonic()
             delay = self._retry_base_s
             while True:
                 try:
@@ -61,6 +70,7 @@ class BackgroundWrites:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self._retry_max_s)
             self._queue.task_done()
+            self._writing_since = None
             async with self._progress:
                 self._written += 1
                 self._progress.notify_all()
