@@ -38,6 +38,7 @@ from bench.common import (
 )
 from bench.env import BenchEnv, percentile
 from prewarm.devenv.cluster import cache_dir, free_port
+from prewarm.devenv.processes import stop_process
 from prewarm.k8s.client import Kube
 
 POOLS = int(os.environ.get("BENCH_PEER_POOLS", "100"))
@@ -229,11 +230,7 @@ def run(env: BenchEnv) -> tuple[str, str]:
         delete_namespace(env, ns)
         claims = asyncio.run(_claims(env, env.namespace("bench-peer-claims")))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
     body = [
         "| controller | load avg before | pools x replicas | to all pods Ready s | "

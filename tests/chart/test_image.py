@@ -17,6 +17,7 @@ from tests.chart.support import REPO
 from tests.e2e.support import wait_until
 
 from prewarm.devenv.cluster import LocalCluster, free_port
+from prewarm.devenv.processes import stop_process
 
 DOCKERFILE = REPO / "Dockerfile"
 UV = REPO / ".tools" / "bin" / "uv"
@@ -269,9 +270,4 @@ def test_image_entrypoint_runs_the_operator(
 
         wait_until(eligible, timeout=60, what="the preset's one instance eligible")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

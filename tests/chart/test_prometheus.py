@@ -20,6 +20,7 @@ from tests.e2e.support import wait_until
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster, free_port
 from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.processes import stop_process
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -194,13 +195,7 @@ class Prometheus:
         wait_until(ready, timeout=30, what="Prometheus ready")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     @property
     def url(self) -> str:

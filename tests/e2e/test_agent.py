@@ -24,6 +24,7 @@ from tests.e2e.support import get, wait_until
 
 from prewarm.api.constants import ANNOTATION_OWNER, ANNOTATION_REINIT_GENERATION
 from prewarm.devenv.cluster import LocalCluster
+from prewarm.devenv.processes import stop_process
 from prewarm.planning.agent_access import (
     AGENT_CONTAINER_NAME,
     ANNOTATION_AGENTS,
@@ -231,13 +232,7 @@ class AgentProcess:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout_s=15)
 
     def all_log_text(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())

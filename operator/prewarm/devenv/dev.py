@@ -17,6 +17,7 @@ from pathlib import Path
 from prewarm.devenv.cluster import LocalCluster
 from prewarm.devenv.errors import EnvironmentProblem
 from prewarm.devenv.postgres import PostgresServer
+from prewarm.devenv.processes import stop_process
 
 _REPO = Path(__file__).resolve().parents[3]
 
@@ -77,10 +78,5 @@ def run_dev(apiserver_port: int, with_operator: bool) -> int:
         except KeyboardInterrupt:
             print("\nprewarm dev: stopping ...", flush=True)
         finally:
-            if operator is not None and operator.poll() is None:
-                operator.terminate()
-                try:
-                    operator.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    operator.kill()
+            stop_process(operator)
     return 0

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from prewarm.devenv.cluster import LocalCluster, free_port
+from prewarm.devenv.processes import stop_process
 
 _REPO = Path(__file__).resolve().parents[3]
 
@@ -64,14 +65,7 @@ class OperatorProcess:
         raise AssertionError("operator did not serve metrics within 90 s")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, sig)
 
     def restart(self, sig: int = signal.SIGTERM) -> None:
         self.stop(sig)
