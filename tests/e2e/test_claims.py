@@ -31,6 +31,12 @@ def _phase(cluster: LocalCluster, ns: str, name: str) -> dict[str, Any]:
     return dict(get(cluster, ns, "workspaceclaim", name).get("status") or {})
 
 
+def _claim_list(prefix: str, preset: str, n: int) -> dict[str, Any]:
+    """A List of `n` claims on `preset` for users user0..; names `{prefix}0000`.."""
+    items = [claim_manifest(f"{prefix}{i:04d}", preset, f"user{i}") for i in range(n)]
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
 def test_hundred_claims_against_sixty_warm(
     cluster: LocalCluster, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -41,11 +47,7 @@ def test_hundred_claims_against_sixty_warm(
     # warm ones go prebuilt (in kwok a refill is Ready within a second and
     # would rightly serve later claims). Claims still take warm workspaces.
     cluster.kubectl("annotate", "-n", namespace, "preset/pool", "prewarm.dev/paused=true")
-    claims = {
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [claim_manifest(f"c{i:03d}", "pool", f"user{i}") for i in range(100)],
-    }
+    claims = _claim_list("c", "pool", 100)
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(claims))
     bound = wait_until(
         lambda: (
@@ -90,7 +92,7 @@ def test_hundred_claims_against_sixty_warm(
             "select source, count(*) from claims where bound_at is not null group by source"
         ).fetchall()
     assert dict(rows) == {"prebuilt": 60, "cold": 40}
-    assert len(events(cluster, namespace, "c099", "ColdStart")) <= 1
+    assert len(events(cluster, namespace, "c0099", "ColdStart")) <= 1
 
 
 def test_deleting_a_claim_deletes_its_workspace_but_deleting_the_preset_keeps_claimed(
@@ -214,11 +216,7 @@ def test_claims_race_for_a_hundred_while_the_preset_changes(
     apply(cluster, namespace, preset_manifest("race", 100))
     wait_until(lambda: _ready(cluster, namespace, "race") == 100, timeout=300, what="100 warm")
     cluster.kubectl("annotate", "-n", namespace, "preset/race", "prewarm.dev/paused=true")
-    claims = {
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [claim_manifest(f"r{i:04d}", "race", f"user{i}") for i in range(RACERS)],
-    }
+    claims = _claim_list("r", "race", RACERS)
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(claims), timeout=600)
     # Edit the preset while the claims are being served: a new template hash.
     apply(cluster, namespace, preset_manifest("race", 100, labels={"rev": "2"}))
