@@ -10,7 +10,10 @@
 #            context that .dockerignore lets in);
 #   busybox  a tiny image holding Debian's static busybox: the workspace
 #            containers of the tests and the pod sandbox ("pause") image
-#            (key: the busybox binary and hack/node-images/busybox.Dockerfile).
+#            (key: the busybox binary and hack/node-images/busybox.Dockerfile);
+#   postgres a stand-in for docker.io/library/postgres (the chart's bundled
+#            database): Debian's PostgreSQL 15 on an mmdebstrap root file
+#            system, hack/node-images/postgres.Dockerfile (key: its recipe).
 # Each image ends as an OCI archive $PREWARM_CACHE/images/<name>-<key>.tar whose
 # reference is localhost/prewarm-node-<name>:<key>; a second run with the same
 # content returns at once. Prints one line per image: NAME REF ARCHIVE.
@@ -50,17 +53,20 @@ BASE_PACKAGES=python3,python3-venv,ca-certificates
 base_key=$(printf 'mmdebstrap --variant=essential --include=%s %s %s v1' "$BASE_PACKAGES" "$SUITE" "$MIRROR" | sha256sum | cut -c1-16)
 base_ref="localhost/prewarm-node-base:$base_key"
 
-build_base() {
-  if bh inspect --type image "$base_ref" >/dev/null 2>&1; then return; fi
-  step "base image: mmdebstrap $SUITE with $BASE_PACKAGES (about a minute; log: $log)"
+# rootfs_image REF PACKAGES: a Debian root file system made by mmdebstrap,
+# imported into buildah's storage as REF (once).
+rootfs_image() {
+  local ref=$1 packages=$2
+  if bh inspect --type image "$ref" >/dev/null 2>&1; then return; fi
+  step "base image $ref: mmdebstrap $SUITE with $packages (about a minute; log: $log)"
   local tmp c
   tmp=$(mktemp -d)
-  mmdebstrap --variant=essential --include="$BASE_PACKAGES" --format=tar "$SUITE" "$tmp/rootfs.tar" "$MIRROR" >>"$log" 2>&1 \
+  mmdebstrap --variant=essential --include="$packages" --format=tar "$SUITE" "$tmp/rootfs.tar" "$MIRROR" >>"$log" 2>&1 \
     || { rm -rf "$tmp"; fail "mmdebstrap $SUITE"; }
   c=$(bh from scratch) || fail "buildah from scratch"
   { bh add "$c" "$tmp/rootfs.tar" / \
       && bh config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd /bin/sh "$c" \
-      && bh commit -q "$c" "$base_ref"; } >>"$log" 2>&1 || { bh rm "$c" >/dev/null 2>&1; rm -rf "$tmp"; fail "import of the base root file system"; }
+      && bh commit -q "$c" "$ref"; } >>"$log" 2>&1 || { bh rm "$c" >/dev/null 2>&1; rm -rf "$tmp"; fail "import of the base root file system"; }
   bh rm "$c" >/dev/null
   rm -rf "$tmp"
 }
@@ -92,7 +98,7 @@ build_prewarm() {
   ref="localhost/prewarm-node-prewarm:$key"
   archive="$images/prewarm-$key.tar"
   if [[ ! -s $archive ]]; then
-    build_base
+    rootfs_image "$base_ref" "$BASE_PACKAGES"
     step "prewarm image: buildah bud of the Dockerfile on $base_ref (log: $log)"
     local tmp
     tmp=$(mktemp -d)
@@ -111,6 +117,8 @@ build_prewarm() {
     mv "$archive.tmp" "$archive"
     bh rmi "$ref" >/dev/null 2>&1 || true
     step "prewarm image built in $((SECONDS - started)) s"
+    # Every change under operator/ makes a new one: keep the newest three.
+    ls -1t "$images"/prewarm-*.tar | tail -n +4 | xargs -r rm -f
   fi
   echo "prewarm $ref $archive"
 }
@@ -137,10 +145,36 @@ build_busybox() {
   echo "busybox $ref $archive"
 }
 
+PG_PACKAGES=postgresql-15,passwd
+build_postgres() {
+  local dockerfile="$repo/hack/node-images/postgres.Dockerfile" script="$repo/hack/node-images/postgres-entrypoint.sh"
+  local pg_base_key key ref archive
+  pg_base_key=$(printf 'mmdebstrap --variant=essential --include=%s %s %s v1' "$PG_PACKAGES" "$SUITE" "$MIRROR" | sha256sum | cut -c1-16)
+  key=$( { echo "$pg_base_key"; sha256sum "$dockerfile" "$script" | cut -d' ' -f1; } | sha256sum | cut -c1-16)
+  ref="localhost/prewarm-node-postgres:$key"
+  archive="$images/postgres-$key.tar"
+  if [[ ! -s $archive ]]; then
+    local pg_base="localhost/prewarm-node-pgbase:$pg_base_key"
+    rootfs_image "$pg_base" "$PG_PACKAGES"
+    step "postgres stand-in image (log: $log)"
+    local tmp
+    tmp=$(mktemp -d)
+    install -m 0755 "$script" "$tmp/postgres-entrypoint.sh"
+    bh bud --isolation chroot --layers=false --pull=false -q --build-arg "BASE=$pg_base" \
+      -t "$ref" -f "$dockerfile" "$tmp" >>"$log" 2>&1 || { rm -rf "$tmp"; fail "buildah bud of the postgres image"; }
+    rm -rf "$tmp"
+    bh push -q "$ref" "oci-archive:$archive.tmp:$ref" >>"$log" 2>&1 || fail "buildah push $ref"
+    mv "$archive.tmp" "$archive"
+    bh rmi "$ref" >/dev/null 2>&1 || true
+  fi
+  echo "postgres $ref $archive"
+}
+
 : >"$log"
 case "${1:-all}" in
-  all) build_busybox; build_prewarm ;;
+  all) build_busybox; build_prewarm; build_postgres ;;
   busybox) build_busybox ;;
   prewarm) build_prewarm ;;
-  *) echo "usage: $0 [all|busybox|prewarm]" >&2; exit 2 ;;
+  postgres) build_postgres ;;
+  *) echo "usage: $0 [all|busybox|prewarm|postgres]" >&2; exit 2 ;;
 esac

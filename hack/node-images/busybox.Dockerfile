@@ -4,5 +4,6 @@
 FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN ["/bin/mkdir", "-m", "1777", "/tmp"]
 USER 65532:65532
 CMD ["/bin/sleep", "2147483647"]

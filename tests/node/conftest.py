@@ -20,6 +20,17 @@ class NodeOperator:
     env: NodeEnv
     namespace: str
     release: str = RELEASE
+    installed: bool = True
+
+    def uninstall(self) -> None:
+        """helm uninstall and delete the namespace (its presets with it); once."""
+        if not self.installed:
+            return
+        self.installed = False
+        self.env.cluster.helm(
+            "uninstall", self.release, "-n", self.namespace, "--wait", check=False
+        )
+        self.env.kubectl("delete", "namespace", self.namespace, "--wait=false", check=False)
 
     def pods(self) -> list[str]:
         out = self.env.kubectl(
@@ -100,5 +111,5 @@ def node_operator(real_node: NodeEnv) -> Iterator[NodeOperator]:
     try:
         yield op
     finally:
-        real_node.cluster.helm("uninstall", RELEASE, "-n", ns, "--wait", check=False)
-        real_node.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        if not real_node.stopped:
+            op.uninstall()

@@ -92,7 +92,13 @@ def test_a_pod_reaches_the_kubernetes_and_ledger_services(
         "'/var/run/secrets/kubernetes.io/serviceaccount/ca.crt')\n"
         "api = 'https://' + os.environ['KUBERNETES_SERVICE_HOST'] + '/version'\n"
         "print(urllib.request.urlopen(api, context=ctx, timeout=10).status)\n"
-        f"socket.create_connection(('{host}', 5432), timeout=10).close()\n"
+        "import time\n"
+        "for attempt in range(60):\n"
+        "    try:\n"
+        f"        socket.create_connection(('{host}', 5432), timeout=10).close()\n"
+        "        break\n"
+        "    except OSError:\n"
+        "        time.sleep(1)  # until kube-proxy has the new Service's rules\n"
         "print('ledger-ok')\n"
     )
     pod = _pod("probe", real_node.operator_image.ref, ["/usr/bin/python3", "-c", probe])

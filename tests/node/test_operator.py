@@ -155,7 +155,7 @@ def test_a_claim_reinitialises_the_real_container_exactly_once(
 
 
 def _lease_holder(op: NodeOperator) -> str:
-    lease = get(op.env, op.namespace, "lease", op.release)
+    lease = get(op.env, op.namespace, "lease", f"{op.release}-prewarm")
     return str(lease["spec"].get("holderIdentity") or "")
 
 

@@ -17,7 +17,8 @@ remounts /sys and hides the cgroup mounts from the kubelet):
   labelled NODE_LABEL, with its pods under its own cgroup root;
 - kube-proxy in iptables mode, so pods reach ClusterIP Services;
 - a local image registry (Debian's docker-registry) on REGISTRY, holding the
-  busybox image (`registry_image`).
+  busybox image (`registry_image`);
+- a cluster DNS that only knows Services (`prewarm.devenv.node_dns`).
 
 Every command that talks to the cluster goes through `nsenter` (see `wrap`).
 `stop()` takes it all down, and `leftovers()` lists whatever is still there:
@@ -32,13 +33,14 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from prewarm.devenv.cluster import LocalCluster, cache_dir, pinned_versions
 from prewarm.devenv.errors import EnvironmentProblem
@@ -207,6 +209,17 @@ class RealNode:
         for image in self.images.values():
             self.ctr("images", "import", str(image.archive), timeout=300)
         self._start_registry()
+        self._spawn(
+            "dns",
+            [
+                sys.executable,
+                "-m",
+                "prewarm.devenv.node_dns",
+                NODE_IP,
+                str(self.cluster.binaries.kubectl),
+                str(self.cluster.kubeconfig),
+            ],
+        )
         self._make_cgroup_root()
         self._start_kubelet(kubelet)
         self._start_kube_proxy(proxy)
@@ -223,11 +236,13 @@ class RealNode:
             start_new_session=True,
         )
 
-    def _alive(self, component: str) -> None:
+    def _alive(self, component: str) -> bool:
+        """True while `component` runs; its exit is an EnvironmentProblem with its log."""
         proc = self._procs[component]
         if proc.poll() is not None:
             tail = "\n".join(self.log(component).read_text(errors="replace").splitlines()[-25:])
             raise EnvironmentProblem(f"{component} exited ({proc.returncode}):\n{tail}")
+        return True
 
     def _start_containerd(self) -> None:
         root = self.workdir / "containerd"
@@ -285,9 +300,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         (root / "certs.d").mkdir(parents=True, exist_ok=True)
         (root / "config.toml").write_text(config)
         self._spawn("containerd", ["containerd", "--config", str(root / "config.toml")])
-        _wait(lambda: self._alive("containerd") or self.socket.exists(), 60, "containerd's socket")
+        _wait(lambda: self._alive("containerd") and self.socket.exists(), 60, "containerd's socket")
         _wait(
-            lambda: self._alive("containerd") or self.ctr("version", check=False).returncode == 0,
+            lambda: self._alive("containerd") and self.ctr("version", check=False).returncode == 0,
             60,
             "containerd answering",
         )
@@ -376,6 +391,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             # Container logs next to everything else (the default is /var/log/pods).
             "podLogsDir": str(self.workdir / "logs" / "pods"),
             "clusterDomain": "cluster.local",
+            # prewarm.devenv.node_dns: Service names only, nothing forwarded.
+            "clusterDNS": [NODE_IP],
             "evictionHard": {
                 "memory.available": "50Mi",
                 "nodefs.available": "1%",
@@ -449,6 +466,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
         _wait(ready, 180, f"node {NODE_NAME} Ready")
 
+    def tag(self, image: str, as_ref: str) -> None:
+        """Give an imported image another name (e.g. the reference a manifest uses),
+        so the kubelet finds it with imagePullPolicy IfNotPresent."""
+        self.ctr("images", "tag", "--force", image, as_ref)
+
+    def host_path_volume(self, name: str) -> Path:
+        """A directory for a hostPath PersistentVolume, removed with the node."""
+        path = self.workdir / "volumes" / name
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o777)
+        return path
+
     def ctr(
         self, *args: str, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
@@ -463,7 +492,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         then whatever a crash could have left (shims, mounts, pod namespaces, cgroups)."""
         if "kubelet" in self._procs and self._procs["kubelet"].poll() is None:
             self._drain()
-        for component in ("kube-proxy", "kubelet", "registry"):
+        for component in ("kube-proxy", "kubelet", "registry", "dns"):
             stop_process(self._procs.get(component), timeout_s=20)
         if "containerd" in self._procs and self._procs["containerd"].poll() is None:
             self._remove_containers()
@@ -476,6 +505,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             out.close()
         self._logs.clear()
         self._procs.clear()
+        if not _mounts_under(str(self.workdir)):
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _drain(self) -> None:
         """Evict every pod of the node (a NoExecute taint: controllers cannot put new
@@ -641,7 +672,7 @@ def _run(
     return result
 
 
-def _wait(ready: Any, timeout: float, what: str) -> None:
+def _wait(ready: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if ready():
