@@ -4,6 +4,7 @@
 # database POSTGRES_DB, password auth over TCP), then run the server.
 set -eu
 : "${POSTGRES_USER:=postgres}"
+: "${POSTGRES_DB:=$POSTGRES_USER}"
 : "${PGDATA:=/var/lib/postgresql/data}"
 socket=/var/run/postgresql
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
@@ -18,7 +19,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   postgres -D "$PGDATA" -c listen_addresses= -k "$socket" &
   pid=$!
   until pg_isready -q -h "$socket"; do sleep 0.2; done
-  if [ -n "${POSTGRES_DB:-}" ] && [ "$POSTGRES_DB" != "$POSTGRES_USER" ]; then
+  if [ "$POSTGRES_DB" != postgres ]; then
     createdb -h "$socket" -U "$POSTGRES_USER" "$POSTGRES_DB"
   fi
   kill "$pid"

@@ -92,6 +92,10 @@ def _cmd_agent(_: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
+    if args.real_node:
+        from prewarm.devenv.dev import run_dev_real_node
+
+        return run_dev_real_node()
     from prewarm.devenv.dev import run_dev
 
     return run_dev(apiserver_port=args.apiserver_port, with_operator=not args.no_operator)
@@ -125,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="kube-apiserver port on 127.0.0.1 (PREWARM_DEV_APISERVER_PORT; default 6443)",
     )
     dev.add_argument("--no-operator", action="store_true", help="start everything but the operator")
+    dev.add_argument(
+        "--real-node",
+        action="store_true",
+        help="a real node instead (root; docs/decisions.md): the chart's operator as a pod",
+    )
     dev.set_defaults(func=_cmd_dev)
 
     claim = sub.add_parser("claim", help="claim a workspace of a preset")

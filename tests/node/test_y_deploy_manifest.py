@@ -56,7 +56,10 @@ def test_kubectl_apply_of_deploy_manifest_converges(node_operator: NodeOperator)
         ),
     )
 
-    env.kubectl("apply", "--server-side", "-f", str(MANIFEST))
+    # The CRDs are still there from the Helm release (crds.keep), labelled by it:
+    # taking them over needs --force-conflicts, as on any cluster that had the
+    # chart installed (docs/install.md says so).
+    env.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(MANIFEST))
     for workload in ("statefulset/prewarm-postgresql", "deployment/prewarm"):
         rolled = env.cluster.kubectl(
             "rollout", "status", "-n", "prewarm-system", workload, "--timeout=300s",

@@ -44,6 +44,7 @@ from typing import IO
 
 from prewarm.devenv.cluster import LocalCluster, cache_dir, pinned_versions
 from prewarm.devenv.errors import EnvironmentProblem
+from prewarm.devenv.postgres import PostgresServer
 from prewarm.devenv.processes import stop_process
 
 _REPO = Path(__file__).resolve().parents[3]
@@ -680,3 +681,99 @@ def _wait(ready: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise EnvironmentProblem(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.5)
+
+
+@dataclass
+class NodeEnv:
+    """Everything of the real node, and a way to take it down exactly once."""
+
+    netns: NetNamespace
+    cluster: LocalCluster
+    pg: PostgresServer
+    node: RealNode
+    images: dict[str, NodeImage]
+    stopped: bool = False
+    leftovers: list[str] = field(default_factory=list)
+
+    @property
+    def operator_image(self) -> NodeImage:
+        return self.images["prewarm"]
+
+    @property
+    def busybox_image(self) -> str:
+        return self.images["busybox"].ref
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        return self.cluster.kubectl(*args, input=input, check=check, timeout=180).stdout
+
+    def apply(self, namespace: str, obj: dict[str, object]) -> None:
+        self.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
+
+    def ledger_service(self, namespace: str, database: str) -> str:
+        """A Service `ledger` in `namespace` whose endpoint is the PostgreSQL server
+        on the node address; returns the libpq URL pods use (by ClusterIP: the
+        cluster has no DNS)."""
+        self.pg.create_database(database)
+        self.apply(
+            namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "ledger"},
+                "spec": {"ports": [{"name": "pg", "port": 5432, "targetPort": self.pg.port}]},
+            },
+        )
+        self.apply(
+            namespace,
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": "ledger-node",
+                    "labels": {"kubernetes.io/service-name": "ledger"},
+                },
+                "addressType": "IPv4",
+                "ports": [{"name": "pg", "port": self.pg.port, "protocol": "TCP"}],
+                "endpoints": [{"addresses": [NODE_IP]}],
+            },
+        )
+        ip = self.kubectl(
+            "get", "-n", namespace, "service", "ledger", "-o", "jsonpath={.spec.clusterIP}"
+        )
+        return f"postgresql://postgres@{ip}:5432/{database}"
+
+    def stop(self) -> list[str]:
+        if self.stopped:
+            return self.leftovers
+        self.stopped = True
+        try:
+            self.node.stop()
+        finally:
+            self.pg.stop()
+            self.cluster.stop()
+            self.netns.delete()
+        self.leftovers = self.node.leftovers()
+        if self.netns.exists():
+            self.leftovers.append(f"network namespace {self.netns.name}")
+        return self.leftovers
+
+
+def start_node_env(repo: Path = _REPO) -> NodeEnv:
+    """Build the images, then start namespace, control plane, PostgreSQL and node."""
+    images = build_images(repo)
+    netns = NetNamespace(f"prewarm-node-{os.getpid()}-{uuid.uuid4().hex[:4]}")
+    cluster = LocalCluster(
+        name=f"prewarm-node-{os.getpid()}", netns=netns.path, advertise_address=NODE_IP, nodes=0
+    )
+    pg = PostgresServer(netns=netns.path, extra_listen=NODE_IP, trusted_net=POD_CIDR)
+    node = RealNode(cluster=cluster, netns=netns, images=images)
+    env = NodeEnv(netns=netns, cluster=cluster, pg=pg, node=node, images=images)
+    try:
+        netns.create()
+        cluster.start()
+        pg.start()
+        node.start()
+    except BaseException:
+        env.stop()
+        raise
+    return env
