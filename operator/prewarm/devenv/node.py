@@ -59,6 +59,10 @@ NODE_LABEL = "node.prewarm.dev/real"
 REGISTRY = f"{NODE_IP}:5000"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 NETNS_DIR = Path("/run/netns")
+# Places outside the temporary directory that containerd 1.6 and libcni use
+# whatever the configuration (shim sockets, CNI result cache): checked for
+# entries the run created and did not remove.
+HOST_STATE_DIRS = (Path("/run/containerd/s"), Path("/var/lib/cni/results"))
 _CGROUP_FS = Path("/sys/fs/cgroup")
 _DEBIAN_PACKAGES = (
     "containerd runc containernetworking-plugins iptables conntrack buildah mmdebstrap "
@@ -184,6 +188,7 @@ class RealNode:
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
     _netns_before: set[str] = field(default_factory=set)
+    _host_state_before: set[Path] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
 
     # -- paths ---------------------------------------------------------------------
@@ -205,6 +210,7 @@ class RealNode:
         check_host()
         kubelet, proxy = node_binaries()
         self._netns_before = _cni_netns()
+        self._host_state_before = _host_state()
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         self._start_containerd()
         for image in self.images.values():
@@ -295,6 +301,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     default_runtime_name = "runc"
     [{cri}.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+      [{cri}.containerd.runtimes.runc.options]
+        Root = "{root / "runc"}"
   [{cri}.registry]
     config_path = "{root / "certs.d"}"
 """
@@ -611,6 +619,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         ]
         found += [f"mount {m}" for m in _mounts_under(str(self.workdir))]
         found += [f"network namespace {n}" for n in sorted(_cni_netns() - self._netns_before)]
+        found += [f"file {p}" for p in sorted(_host_state() - self._host_state_before)]
         found += [
             f"cgroup {controller / self.cgroup_root}"
             for controller in _cgroup_controllers()
@@ -628,6 +637,10 @@ def _cgroup_controllers() -> list[Path]:
         for p in _CGROUP_FS.iterdir()
         if p.is_dir() and not p.is_symlink() and (p / "cgroup.procs").exists()
     )
+
+
+def _host_state() -> set[Path]:
+    return {p for d in HOST_STATE_DIRS if d.is_dir() for p in d.iterdir()}
 
 
 def _cni_netns() -> set[str]:
