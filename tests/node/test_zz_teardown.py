@@ -5,6 +5,7 @@ cgroups."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 from tests.plugins.node import NodeEnv
@@ -28,3 +29,5 @@ def test_stopping_the_node_leaves_nothing_running(real_node: NodeEnv) -> None:
     for workdir in workdirs:
         assert workdir not in text
     assert real_node.node.notes == [], f"forced clean-up was needed: {real_node.node.notes}"
+    for workdir in workdirs:
+        assert not os.path.exists(workdir), f"{workdir} was not removed"
