@@ -54,7 +54,17 @@ def test_given_up_presets_fail_claims_rather_than_build() -> None:
     # ... but a warm one left over is still handed out.
     assert decide_claim(limited, [inst("a")]).action is Action.TAKE_PREBUILT
     invalid = PresetView(True, "h", PrebuildStatus.VALIDATION_FAILED)
-    assert decide_claim(invalid, [inst("a")]).action is Action.FAIL
+    assert decide_claim(invalid, []).action is Action.FAIL
+
+
+def test_full_quota_ready_workspaces_serve_claims_whatever_the_preset_state() -> None:
+    """Issue 12.2: a preset once (wrongly) ValidationFailed failed every claim
+    although Ready workspaces of its template waited; a Ready one proves the
+    template works, so it is handed out."""
+    invalid = PresetView(True, "h", PrebuildStatus.VALIDATION_FAILED)
+    decision = decide_claim(invalid, [inst("a")])
+    assert decision.action is Action.TAKE_PREBUILT
+    assert decision.candidates == ("a",)
 
 
 def test_missing_preset_or_secret_waits() -> None:

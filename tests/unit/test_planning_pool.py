@@ -15,6 +15,7 @@ from prewarm.planning.pool import (
     Phase,
     PoolInput,
     plan_pool,
+    pool_starting,
 )
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -262,3 +263,22 @@ def test_invariants(inp: PoolInput) -> None:
                 assert i.name in deleted
     else:
         assert plan.deletions == ()
+
+
+def test_claim_storm_claimed_workspaces_do_not_eat_the_create_budget() -> None:
+    """Issue 12.1: status-less cold starts (owned by claims) once counted as the
+    pool's starting instances, so after a storm the pool refilled nothing."""
+    cold = [inst(f"cold{i}", Phase.PENDING, claimed=True) for i in range(20)]
+    pool = [inst("r1"), inst("r2"), inst("s1", Phase.BUILDING)]
+    assert pool_starting(cold + pool) == 1
+    plan = plan_pool(
+        PoolInput(
+            desired=6,
+            template_hash=H,
+            instances=cold + pool,
+            now=NOW,
+            create_budget=10 - pool_starting(cold + pool),
+        )
+    )
+    assert plan.create == 3
+    assert plan.blocked_by is None

@@ -18,9 +18,20 @@ PAUSED: Final = "Paused"
 BOUND: Final = "Bound"
 REINITIALIZED: Final = "Reinitialized"
 DEGRADED: Final = "Degraded"
+QUOTA_EXCEEDED: Final = "QuotaExceeded"
 
 CONDITION_TYPES: Final = frozenset(
-    {READY, PROGRESSING, HARD_LIMITED, VALIDATION_FAILED, PAUSED, BOUND, REINITIALIZED, DEGRADED}
+    {
+        READY,
+        PROGRESSING,
+        HARD_LIMITED,
+        VALIDATION_FAILED,
+        PAUSED,
+        BOUND,
+        REINITIALIZED,
+        DEGRADED,
+        QUOTA_EXCEEDED,
+    }
 )
 
 # Preset pool reasons (conditions and Events).
@@ -39,6 +50,8 @@ REASON_PAUSED_BY_ANNOTATION: Final = "PausedByAnnotation"
 REASON_PAUSED_BY_OPERATOR: Final = "PausedByOperator"
 REASON_RESUMED: Final = "Resumed"
 REASON_LEDGER_UNAVAILABLE: Final = "LedgerUnavailable"
+REASON_QUOTA_EXCEEDED: Final = "QuotaExceeded"
+REASON_WITHIN_QUOTA: Final = "WithinQuota"
 
 # Per-instance failure reasons: why one prebuild failed.
 REASON_IMAGE_PULL_FAILED: Final = "ImagePullFailed"

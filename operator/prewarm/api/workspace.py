@@ -50,6 +50,7 @@ class PrebuiltWorkspaceStatus(ApiModel):
     pod_name: str | None = None
     ready_at: Timestamp | None = None
     claimed_at: Timestamp | None = None
+    failed_at: Timestamp | None = None
     owner: str | None = None
     reinit_generation: int = Field(default=0, ge=0)
     failure: WorkspaceFailure | None = None

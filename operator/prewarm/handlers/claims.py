@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,6 +41,7 @@ from prewarm.planning.agent_access import ANNOTATION_AGENTS, REINIT_DONE_PREFIX
 from prewarm.planning.claims import Action, PresetView, decide_claim
 from prewarm.planning.failures import Verdict, classify
 from prewarm.planning.pool import Phase
+from prewarm.planning.quota import QUOTA_RETRY_FIRST, quota_message
 from prewarm.planning.render import (
     ClaimRef,
     claim_annotations,
@@ -49,6 +50,10 @@ from prewarm.planning.render import (
 )
 
 log = logging.getLogger("prewarm.claims")
+
+# How long a cold workspace may be without its pod before the pod is created
+# again (idempotent): the pod watch usually shows it well within this.
+COLD_POD_GRACE = timedelta(seconds=5)
 
 
 def _now() -> datetime:
@@ -240,7 +245,15 @@ async def _cold_start(
 ) -> None:
     ref = ClaimRef(name=claim.name, uid=claim.uid, owner=claim.owner)
     body = render_workspace(claim.namespace, claim.preset, preset_uid, thash, claim=ref)
-    created = await rt.kube.create_workspace(claim.namespace, body)
+    try:
+        created = await rt.kube.create_workspace(claim.namespace, body)
+    except ApiError as error:
+        if not error.conflict:
+            raise
+        # This claim's one cold workspace exists already (its name is the
+        # claim's): an earlier pass built it and the watch has not shown it yet.
+        rt.requeue_claim_after((claim.namespace, claim.name), 1.0)
+        return
     name = created["metadata"]["name"]
     uid = created["metadata"]["uid"]
     started = _now()
@@ -250,11 +263,7 @@ async def _cold_start(
         lambda: rt.ledger.record_build_started(preset_uid, uid, name, thash, started),
         failed=False,
     )
-    rejection = await ensure_pod(
-        rt, claim.namespace, claim.preset, spec, thash, name, uid, ref, claim.owner_secret
-    )
-    if rejection is not None:
-        await _fail(rt, claim, status, "PodRejected", rejection.message)
+    if not await _ensure_cold_pod(rt, claim, status, spec, thash, name, uid):
         return
     metrics.claim_misses.labels(claim.namespace, claim.preset).inc()
     await _patch_claim(
@@ -267,6 +276,48 @@ async def _cold_start(
         extra={"workspaceName": name, "source": ClaimSource.COLD.value},
     )
     await _event(rt, claim, "Normal", reasons.REASON_COLD_START, f"no warm workspace: {why}")
+
+
+async def _ensure_cold_pod(
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    spec: PresetSpec,
+    thash: str,
+    workspace: str,
+    workspace_uid: str,
+) -> bool:
+    """Create the cold workspace's pod; False if the API server refused it (the
+    claim then failed, or waits for a full quota and tries again)."""
+    ref = ClaimRef(name=claim.name, uid=claim.uid, owner=claim.owner)
+    refusal = await ensure_pod(
+        rt,
+        claim.namespace,
+        claim.preset,
+        spec,
+        thash,
+        workspace,
+        workspace_uid,
+        ref,
+        claim.owner_secret,
+    )
+    if refusal is None:
+        return True
+    if refusal.quota_exceeded:
+        await _patch_claim(
+            rt,
+            claim,
+            status,
+            ClaimPhase.PENDING,
+            reasons.REASON_QUOTA_EXCEEDED,
+            f"workspace {workspace} waits for room in the namespace: "
+            f"{quota_message(refusal.message)}",
+            extra={"workspaceName": workspace, "source": ClaimSource.COLD.value},
+        )
+        rt.requeue_claim_after((claim.namespace, claim.name), QUOTA_RETRY_FIRST.total_seconds())
+        return False
+    await _fail(rt, claim, status, reasons.REASON_POD_REJECTED, refusal.message)
+    return False
 
 
 async def _follow_own_workspace(
@@ -283,9 +334,23 @@ async def _follow_own_workspace(
             rt, claim, status, ws.name, status.source or ClaimSource.PREBUILT, generation, seen
         )
         return
-    if pod is None:
-        return  # the watch has not delivered it yet; its event wakes us
     preset = rt.preset((claim.namespace, claim.preset))
+    if pod is None:
+        # Usually the watch has not delivered it yet (its event wakes us). But
+        # a full quota, or a crash between the two creates, leaves a cold
+        # workspace without a pod: after a grace, create it (409 if it exists).
+        if ws.phase is not Phase.PENDING or preset is None:
+            return
+        age = _now() - ws.created_at
+        if age < COLD_POD_GRACE:
+            rt.requeue_claim_after(
+                (claim.namespace, claim.name), (COLD_POD_GRACE - age).total_seconds()
+            )
+            return
+        with contextlib.suppress(ValidationError):
+            spec = PresetSpec.model_validate(preset.spec)
+            await _ensure_cold_pod(rt, claim, status, spec, ws.template_hash, ws.name, ws.uid)
+        return
     timeout = rt.settings.readiness_timeout
     if preset is not None:
         with contextlib.suppress(ValidationError):
@@ -303,6 +368,7 @@ async def _follow_own_workspace(
             {
                 "status": {
                     "phase": Phase.FAILED.value,
+                    "failedAt": rfc3339(now, milliseconds=True),
                     "failure": {"reason": str(outcome.reason), "message": outcome.message},
                 }
             },

@@ -34,6 +34,7 @@ class WorkspaceEntry:
     failed_at: datetime | None
     failure_reason: str | None
     deleting: bool
+    failure_message: str = ""
     claim: str = ""
     reinit_generation: int = 0
 
@@ -70,8 +71,9 @@ class WorkspaceEntry:
             phase=Phase(status.get("phase") or Phase.PENDING),
             created_at=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
             ready_at=parse_time(status.get("readyAt")),
-            failed_at=None,
+            failed_at=parse_time(status.get("failedAt")),
             failure_reason=failure.get("reason"),
+            failure_message=str(failure.get("message") or ""),
             deleting=meta.get("deletionTimestamp") is not None,
             claim=str((spec.get("claimRef") or {}).get("name", "")),
             reinit_generation=int(status.get("reinitGeneration") or 0),

@@ -33,9 +33,19 @@ from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.workspaces import ensure_pod
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
+from prewarm.ledger.models import PrebuildStatus as LedgerStatus
+from prewarm.ledger.models import ReplayedBuild
 from prewarm.ledger.repository import LedgerUnavailable
 from prewarm.planning.failures import FailureReason, Outcome, Verdict, classify
-from prewarm.planning.pool import Blocker, FailureView, Instance, Phase, PoolInput, plan_pool
+from prewarm.planning.pool import (
+    Blocker,
+    FailureView,
+    Instance,
+    Phase,
+    PoolInput,
+    plan_pool,
+    pool_starting,
+)
 from prewarm.planning.preset_status import (
     EventIntent,
     FailureSummary,
@@ -46,6 +56,7 @@ from prewarm.planning.preset_status import (
     status_patch,
     transition_events,
 )
+from prewarm.planning.quota import refused
 from prewarm.planning.render import render_pod, render_workspace
 from prewarm.planning.schedule import Schedule, desired_instances
 
@@ -121,7 +132,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     hard_limit = s.hard_limit if policy.hard_limit is None else policy.hard_limit
 
     try:
-        retried = await _ledger_bookkeeping(rt, preset, thash, now)
+        retried = await _ledger_bookkeeping(rt, preset, thash, hard_limit, now)
         ledger_ok = True
     except LedgerUnavailable as error:
         log.warning("ledger unavailable for preset %s/%s: %s", *key, error)
@@ -199,7 +210,8 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         if preset.annotations.get(ANNOTATION_PAUSED) == "true"
         else None
     )
-    starting_here = sum(1 for i in instances if i.phase in (Phase.PENDING, Phase.BUILDING))
+    quota = rt.quota_holds.get(key)
+    starting_here = pool_starting(instances)
     global_budget = s.max_creates_global - rt.global_starting(key) - starting_here
     budget = min(s.max_creates_per_preset - starting_here, global_budget)
     proven = any(
@@ -223,6 +235,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
                 validation_failed=failure.validation_failed,
                 backoff_until=failure.backoff_until,
                 policy_unknown=not ledger_ok,
+                quota_exceeded=quota is not None and quota.active(now),
             ),
             create_budget=budget,
         )
@@ -263,6 +276,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
             desired_note=note,
             now=now,
             ledger_available=ledger_ok,
+            quota_message=quota.message if quota else None,
         ),
     )
     await _write_status(rt, key, preset, new_status)
@@ -271,6 +285,10 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     if failure.hard_limited and ledger_ok:
         await _hard_limit_notice(rt, preset, thash, reset_at, failure)
     _record_gauges(key, plan.counts, new_status)
+    if quota is not None and quota.active(now):
+        rt.requeue_after(key, (quota.retry_at - now).total_seconds())
+    elif quota is not None and not starting_here and not plan.create:
+        rt.quota_holds.pop(key, None)  # nothing of the pool waits for the quota any more
     _schedule_next(rt, key, instances, failure, spec.prebuilds.ttl, readiness_timeout, now)
 
 
@@ -301,46 +319,43 @@ def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
     """Record what the cluster says of a workspace this process has not seen yet.
 
     A crash can fall between a Kubernetes write and its ledger row; writing
-    every workspace's start and fate once per process fills such gaps (the
-    writes are idempotent, so rows already there stay as they are).
+    every workspace's start and fate once per process fills such gaps. Only
+    gaps: what the ledger holds already (the real failure time and message)
+    stays as recorded.
     """
     rt.replayed.add(entry.uid)
-    key = (entry.namespace, entry.preset)
-    rt.record_build(
-        key,
-        f"replay {entry.name}",
-        lambda: rt.ledger.record_build_started(
-            preset_uid, entry.uid, entry.name, entry.template_hash, entry.created_at
-        ),
-        failed=False,
+    failed = entry.phase is Phase.FAILED
+    build = ReplayedBuild(
+        workspace_uid=entry.uid,
+        preset_uid=preset_uid,
+        workspace_name=entry.name,
+        template_hash=entry.template_hash,
+        started_at=entry.created_at,
+        ready_at=entry.ready_at,
+        # Workspaces failed before failedAt existed fall back to their creation.
+        failed_at=(entry.failed_at or entry.created_at) if failed else None,
+        failure_reason=entry.failure_reason or "Unknown",
+        failure_message=entry.failure_message or "recorded from the workspace's status",
+        validation_error=entry.failure_reason == FailureReason.POD_REJECTED,
     )
-    if entry.ready_at is not None:
-        ready_at = entry.ready_at
-        rt.record_build(
-            key,
-            f"replay {entry.name} ready",
-            lambda: rt.ledger.record_build_succeeded(entry.uid, ready_at),
-            failed=False,
-        )
-    if entry.phase is Phase.FAILED:
-        reason = entry.failure_reason or "Unknown"
-        rt.record_build(
-            key,
-            f"replay {entry.name} failed",
-            lambda: rt.ledger.record_build_failed(
-                entry.uid, reason, "replayed from the workspace's status", entry.created_at
-            ),
-            failed=True,
-        )
+    rt.record_build(
+        (entry.namespace, entry.preset),
+        f"replay {entry.name}",
+        lambda: rt.ledger.replay_build(build),
+        failed=failed,
+    )
 
 
-async def _ledger_bookkeeping(rt: Runtime, preset: PresetEntry, thash: str, now: datetime) -> bool:
-    """Tell the ledger the preset's current hash and any new retry; True if a retry began."""
-    if rt.recorded_hash.get(preset.uid) != thash:
+async def _ledger_bookkeeping(
+    rt: Runtime, preset: PresetEntry, thash: str, hard_limit: int, now: datetime
+) -> bool:
+    """Tell the ledger the preset's current hash, hard limit and any new retry;
+    True if a retry began."""
+    if rt.recorded_hash.get(preset.uid) != (thash, hard_limit):
         await rt.ledger.upsert_preset(
-            preset.uid, preset.namespace, preset.name, thash, preset.generation
+            preset.uid, preset.namespace, preset.name, thash, preset.generation, hard_limit
         )
-        rt.recorded_hash[preset.uid] = thash
+        rt.recorded_hash[preset.uid] = (thash, hard_limit)
     retry_token = preset.annotations.get(ANNOTATION_RETRY)
     if not retry_token or rt.recorded_retry.get(preset.uid) == retry_token:
         return False
@@ -454,10 +469,18 @@ async def _validate_template(
     try:
         await rt.kube.create_pod(preset.namespace, pod, dry_run=True)
     except ApiError as error:
-        if not error.rejected:
+        # A full quota is checked after the pod passed validation: the template is fine.
+        if not error.rejected and not error.quota_exceeded:
             raise
-        verdict = f"pod template rejected by the API server: {error.message}"
+        if error.rejected:
+            verdict = f"pod template rejected by the API server: {error.message}"
     rt.validated[preset.uid] = (thash, verdict)
+    if verdict is not None:
+        # No build row will say so: the ledger's status column is told directly.
+        rt.writes.submit(
+            f"preset {preset.name} validation failed",
+            lambda: rt.ledger.set_preset_status(preset.uid, LedgerStatus.VALIDATION_FAILED),
+        )
     return verdict
 
 
@@ -493,9 +516,27 @@ async def _create_pod(
     uid: str,
     resource_version: str,
 ) -> None:
-    rt.expectations_of((preset.namespace, preset.name)).pods[name] = time.monotonic()
+    key = (preset.namespace, preset.name)
+    rt.expectations_of(key).pods[name] = time.monotonic()
     rejection = await ensure_pod(rt, preset.namespace, preset.name, spec, thash, name, uid)
-    if rejection is not None:
+    if rejection is not None and rejection.quota_exceeded:
+        # Not the template's fault: the workspace waits (Pending, no pod) and
+        # its pod is tried again when the hold ends; nothing counts as failed.
+        rt.expectations_of(key).pods.pop(name, None)
+        hold = refused(rt.quota_holds.get(key), rejection.message, _now())
+        rt.quota_holds[key] = hold
+        log.warning(
+            "a ResourceQuota refused the pod of %s/%s, retrying at %s: %s",
+            preset.namespace,
+            name,
+            rfc3339(hold.retry_at),
+            hold.message,
+        )
+        rt.requeue_after(key, (hold.retry_at - _now()).total_seconds())
+        return
+    if rejection is None:
+        rt.quota_holds.pop(key, None)
+    else:
         outcome = Outcome(
             Verdict.FAILED,
             FailureReason.POD_REJECTED,
@@ -524,6 +565,9 @@ async def _track_workspace(
     if pod is None:
         if entry.phase is Phase.PENDING:
             expected = entry.name in exp.created or entry.name in exp.pods
+            quota = rt.quota_holds.get((entry.namespace, entry.preset))
+            if quota is not None and quota.active(now):
+                return instance  # a full quota: its pod is tried again when the hold ends
             if not expected and entry.template_hash == thash:
                 # The pod was never created (a crash between the two creates): do it now.
                 await _create_pod(
@@ -579,6 +623,7 @@ async def _record_outcome(
     if outcome.verdict is Verdict.READY:
         status["readyAt"] = rfc3339(now)
     if outcome.verdict is Verdict.FAILED:
+        status["failedAt"] = rfc3339(now)
         status["failure"] = {"reason": str(outcome.reason), "message": outcome.message}
     try:
         await rt.kube.patch_workspace_status(

@@ -21,6 +21,7 @@ from prewarm.k8s.client import Kube
 from prewarm.ledger.repository import Ledger
 from prewarm.ledger.writer import BackgroundWrites
 from prewarm.planning.pool import Instance, Phase
+from prewarm.planning.quota import QuotaHold
 from prewarm.settings import Settings
 from prewarm.workqueue import WorkQueue
 
@@ -86,7 +87,7 @@ class Runtime:
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     expectations: dict[PresetKey, Expectations] = field(default_factory=dict)
     # What this process already told the ledger, to skip repeating idempotent writes.
-    recorded_hash: dict[str, str] = field(default_factory=dict)
+    recorded_hash: dict[str, tuple[str, int]] = field(default_factory=dict)
     recorded_retry: dict[str, str] = field(default_factory=dict)
     # Dry-run verdicts by preset uid: (template hash, rejection message or None).
     validated: dict[str, tuple[str, str | None]] = field(default_factory=dict)
@@ -108,6 +109,8 @@ class Runtime:
     # (uid -> (phase, the resourceVersion it was written over)), so a pass
     # that runs before the watch catches up does not write them again.
     phase_written: dict[str, tuple[Phase, str]] = field(default_factory=dict)
+    # Presets whose last pod a ResourceQuota refused: creates wait until retry_at.
+    quota_holds: dict[PresetKey, QuotaHold] = field(default_factory=dict)
     # Claims: when this process first saw each (for the latency metric), which
     # it recorded in the ledger, and workspaces a claim is trying to take now.
     claim_seen: dict[ClaimKey, float] = field(default_factory=dict)
@@ -229,6 +232,7 @@ class Runtime:
         self.yielding.pop(key, None)
         self.status_written.pop(key, None)
         self.failure_memo.forget(key)
+        self.quota_holds.pop(key, None)
         if self.starting.pop(key, 0):
             self.wake_starved()
         timer = self._timers.pop(("preset", key), None)

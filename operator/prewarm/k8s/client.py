@@ -48,9 +48,15 @@ class ApiError(Exception):
         return self.status == 409
 
     @property
+    def quota_exceeded(self) -> bool:
+        """A ResourceQuota is full: 403 like a forbidden request, but it passes
+        when something else in the namespace goes away, so retry later."""
+        return self.status == 403 and "exceeded quota" in self.message
+
+    @property
     def rejected(self) -> bool:
         """A 4xx that no retry can fix: the request itself is invalid or forbidden."""
-        return self.status in (400, 403, 422)
+        return self.status in (400, 403, 422) and not self.quota_exceeded
 
 
 async def response_json(response: Any) -> JsonObject:

@@ -107,6 +107,22 @@ class BuildRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplayedBuild:
+    """One build as a workspace's status tells it, for filling the ledger's gaps."""
+
+    workspace_uid: str
+    preset_uid: str
+    workspace_name: str
+    template_hash: str
+    started_at: datetime
+    ready_at: datetime | None = None
+    failed_at: datetime | None = None
+    failure_reason: str = ""
+    failure_message: str = ""
+    validation_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimRecord:
     claim_uid: str
     preset_uid: str | None

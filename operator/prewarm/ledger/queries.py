@@ -43,22 +43,25 @@ VALUES (%(version)s, %(filename)s, %(checksum)s)
 # A new template hash is a new chance: the stored status belonged to the old spec.
 # generation guards against an older replay undoing a newer spec.
 UPSERT_PRESET = """
-INSERT INTO presets (uid, namespace, name, template_hash, generation)
-VALUES (%(uid)s, %(namespace)s, %(name)s, %(template_hash)s, %(generation)s)
+INSERT INTO presets (uid, namespace, name, template_hash, generation, hard_limit)
+VALUES (%(uid)s, %(namespace)s, %(name)s, %(template_hash)s, %(generation)s, %(hard_limit)s)
 ON CONFLICT (uid) DO UPDATE SET
     namespace = EXCLUDED.namespace,
     name = EXCLUDED.name,
     template_hash = EXCLUDED.template_hash,
     generation = EXCLUDED.generation,
+    hard_limit = COALESCE(EXCLUDED.hard_limit, presets.hard_limit),
     status = CASE
         WHEN presets.template_hash = EXCLUDED.template_hash THEN presets.status
         ELSE 'normal'
     END,
     updated_at = now()
 WHERE EXCLUDED.generation >= presets.generation
-  AND (presets.namespace, presets.name, presets.template_hash, presets.generation)
+  AND (presets.namespace, presets.name, presets.template_hash, presets.generation,
+       presets.hard_limit)
       IS DISTINCT FROM
-      (EXCLUDED.namespace, EXCLUDED.name, EXCLUDED.template_hash, EXCLUDED.generation)
+      (EXCLUDED.namespace, EXCLUDED.name, EXCLUDED.template_hash, EXCLUDED.generation,
+       COALESCE(EXCLUDED.hard_limit, presets.hard_limit))
 RETURNING uid
 """
 
@@ -120,6 +123,34 @@ ON CONFLICT (workspace_uid) DO UPDATE SET
         THEN EXCLUDED.failure_message ELSE builds.failure_message END,
     validation_error = CASE WHEN builds.failed_at IS NULL OR EXCLUDED.failed_at < builds.failed_at
         THEN EXCLUDED.validation_error ELSE builds.validation_error END
+"""
+
+# What a restart learns from a workspace's status fills gaps only: a row the
+# operator wrote when it happened (the real failure time, message, validation
+# flag) is history, and a replay never changes a column that has a value.
+REPLAY_BUILD = """
+INSERT INTO builds (workspace_uid, preset_uid, workspace_name, template_hash, started_at,
+                    ready_at, failed_at, failure_reason, failure_message, validation_error)
+VALUES (%(workspace_uid)s, %(preset_uid)s, %(workspace_name)s, %(template_hash)s,
+        %(started_at)s, %(ready_at)s, %(failed_at)s, %(reason)s, %(message)s,
+        %(validation_error)s)
+ON CONFLICT (workspace_uid) DO UPDATE SET
+    preset_uid = COALESCE(builds.preset_uid, EXCLUDED.preset_uid),
+    workspace_name = COALESCE(builds.workspace_name, EXCLUDED.workspace_name),
+    template_hash = COALESCE(builds.template_hash, EXCLUDED.template_hash),
+    started_at = COALESCE(builds.started_at, EXCLUDED.started_at),
+    ready_at = COALESCE(builds.ready_at, EXCLUDED.ready_at),
+    failed_at = COALESCE(builds.failed_at, EXCLUDED.failed_at),
+    failure_reason = CASE WHEN builds.failed_at IS NULL
+        THEN EXCLUDED.failure_reason ELSE builds.failure_reason END,
+    failure_message = CASE WHEN builds.failed_at IS NULL
+        THEN EXCLUDED.failure_message ELSE builds.failure_message END,
+    validation_error = CASE WHEN builds.failed_at IS NULL
+        THEN EXCLUDED.validation_error ELSE builds.validation_error END
+WHERE builds.preset_uid IS NULL OR builds.workspace_name IS NULL
+   OR builds.template_hash IS NULL OR builds.started_at IS NULL
+   OR (builds.ready_at IS NULL AND EXCLUDED.ready_at IS NOT NULL)
+   OR (builds.failed_at IS NULL AND EXCLUDED.failed_at IS NOT NULL)
 """
 
 # -- failure policy: shared fragments ----------------------------------------------------

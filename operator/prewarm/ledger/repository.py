@@ -30,6 +30,7 @@ from prewarm.ledger.models import (
     PresetAtLimit,
     PresetInBackoff,
     PresetRecord,
+    ReplayedBuild,
 )
 
 T = TypeVar("T")
@@ -93,12 +94,19 @@ class Ledger:
     # -- presets -----------------------------------------------------------------------
 
     async def upsert_preset(
-        self, uid: str, namespace: str, name: str, template_hash: str, generation: int = 0
+        self,
+        uid: str,
+        namespace: str,
+        name: str,
+        template_hash: str,
+        generation: int = 0,
+        hard_limit: int | None = None,
     ) -> bool:
-        """Record the preset's current spec; True if anything changed.
+        """Record the preset's current spec and hard limit; True if anything changed.
 
-        A new template hash resets status to normal. With `generation`
-        (metadata.generation) an older replay cannot undo a newer spec.
+        The status column follows (a trigger derives it from the builds of the
+        new hash and limit). With `generation` (metadata.generation) an older
+        replay cannot undo a newer spec.
         """
         params = {
             "uid": uid,
@@ -106,6 +114,7 @@ class Ledger:
             "name": name,
             "template_hash": template_hash,
             "generation": generation,
+            "hard_limit": hard_limit,
         }
         return await self._changed(queries.UPSERT_PRESET, params)
 
@@ -118,7 +127,11 @@ class Ledger:
         return await self._changed(queries.RECORD_RETRY, params)
 
     async def set_preset_status(self, uid: str, status: PrebuildStatus) -> bool:
-        """Store the preset's prebuild status; True on a transition."""
+        """Store the preset's prebuild status; True on a transition.
+
+        Builds, retries and new templates keep the column current by themselves
+        (migration 0006); this is for a verdict without a build: a dry-run
+        rejection of the template."""
         params = {"uid": uid, "status": PrebuildStatus(status).value}
         return await self._changed(queries.SET_PRESET_STATUS, params)
 
@@ -169,6 +182,24 @@ class Ledger:
             "validation_error": validation_error,
         }
         await self._execute(queries.RECORD_BUILD_FAILED, params)
+
+    async def replay_build(self, build: ReplayedBuild) -> None:
+        """What a workspace's status says of its build, written where the ledger
+        has nothing yet: recorded history (times, reason, message) never changes."""
+        failed = build.failed_at is not None
+        params = {
+            "workspace_uid": build.workspace_uid,
+            "preset_uid": build.preset_uid,
+            "workspace_name": build.workspace_name,
+            "template_hash": build.template_hash,
+            "started_at": _aware(build.started_at),
+            "ready_at": _aware(build.ready_at) if build.ready_at else None,
+            "failed_at": _aware(build.failed_at) if build.failed_at else None,
+            "reason": build.failure_reason if failed else None,
+            "message": build.failure_message if failed else None,
+            "validation_error": failed and build.validation_error,
+        }
+        await self._execute(queries.REPLAY_BUILD, params)
 
     # -- failure policy ----------------------------------------------------------------
 

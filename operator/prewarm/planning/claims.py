@@ -70,15 +70,17 @@ def decide_claim(
             "SecretNotFound",
             f"spec.ownerSecretRef names Secret {secret_missing!r}, which does not exist (yet)",
         )
+    # A Ready workspace of the current template serves a claim whatever the
+    # preset's state: it was built and works (the state only stops new builds).
+    candidates = tuple(n for n in eligible(instances, preset.template_hash) if n not in reserved)
+    if candidates:
+        return ClaimDecision(Action.TAKE_PREBUILT, reasons.REASON_CLAIMED_PREBUILT, "", candidates)
     if preset.prebuild_status is PrebuildStatus.VALIDATION_FAILED:
         return ClaimDecision(
             Action.FAIL,
             "PresetValidationFailed",
             "the preset's pod template is rejected by the API server; fix the preset",
         )
-    candidates = tuple(n for n in eligible(instances, preset.template_hash) if n not in reserved)
-    if candidates:
-        return ClaimDecision(Action.TAKE_PREBUILT, reasons.REASON_CLAIMED_PREBUILT, "", candidates)
     if preset.prebuild_status is PrebuildStatus.HARD_LIMITED:
         return ClaimDecision(
             Action.FAIL,

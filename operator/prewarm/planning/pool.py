@@ -40,6 +40,7 @@ class Blocker(enum.StrEnum):
     HARD_LIMITED = "HardLimited"
     BACKOFF = "Backoff"
     LEDGER_UNAVAILABLE = "LedgerUnavailable"
+    QUOTA_EXCEEDED = "QuotaExceeded"
     CREATE_BUDGET = "CreateBudget"
 
 
@@ -64,6 +65,9 @@ class FailureView:
     backoff_until: datetime | None = None
     # The ledger could not be read, so the policy is unknown: create nothing.
     policy_unknown: bool = False
+    # A ResourceQuota refused the last pod: no failure of the template, but
+    # another create would be refused too until the retry time.
+    quota_exceeded: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,15 @@ class PoolPlan:
         return [d.name for d in self.deletions if d.reason is reason]
 
 
+def pool_starting(instances: Sequence[Instance]) -> int:
+    """How many of the pool's own instances are starting: what the create caps count.
+
+    Claimed instances are not the pool's: a cold start in progress (or one a
+    watch shows before its status) must not eat the budget the pool refills with.
+    """
+    return sum(1 for i in instances if not i.claimed and i.phase in STARTING_PHASES)
+
+
 def _create_blocker(inp: PoolInput) -> Blocker | None:
     if inp.paused:
         return Blocker.PAUSED
@@ -118,6 +131,8 @@ def _create_blocker(inp: PoolInput) -> Blocker | None:
         return Blocker.HARD_LIMITED
     if inp.failure.policy_unknown:
         return Blocker.LEDGER_UNAVAILABLE
+    if inp.failure.quota_exceeded:
+        return Blocker.QUOTA_EXCEEDED
     if inp.failure.backoff_until is not None and inp.failure.backoff_until > inp.now:
         return Blocker.BACKOFF
     return None

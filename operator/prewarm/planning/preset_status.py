@@ -48,6 +48,8 @@ class StatusInput:
     desired_note: str | None  # a schedule problem or a clamp, shown on Ready
     now: datetime
     ledger_available: bool = True
+    # Which ResourceQuota refuses the pool's pods (the API server's words), if one does.
+    quota_message: str | None = None
 
 
 def _prebuild_status(failure: FailureSummary) -> PrebuildStatus:
@@ -146,6 +148,18 @@ def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
         gen,
         inp.now,
     )
+    conditions = set_condition(
+        conditions,
+        reasons.QUOTA_EXCEEDED,
+        _flag(inp.quota_message is not None),
+        reasons.REASON_QUOTA_EXCEEDED if inp.quota_message else reasons.REASON_WITHIN_QUOTA,
+        f"a ResourceQuota refuses new pods, retried with backoff (claims are still served "
+        f"from Ready workspaces): {inp.quota_message}"
+        if inp.quota_message
+        else "no ResourceQuota refused the last pod",
+        gen,
+        inp.now,
+    )
     backoff = f.backoff_until if f.backoff_until and f.backoff_until > inp.now else None
     return PresetStatus(
         observed_generation=gen,
@@ -172,6 +186,7 @@ def _not_ready_reason(inp: StatusInput) -> str:
         Blocker.VALIDATION_FAILED,
         Blocker.BACKOFF,
         Blocker.LEDGER_UNAVAILABLE,
+        Blocker.QUOTA_EXCEEDED,
     ):
         return str(blocked)
     if inp.paused:

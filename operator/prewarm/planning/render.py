@@ -59,6 +59,16 @@ class ClaimRef:
     owner: str
 
 
+def cold_workspace_name(preset_name: str, claim_uid: str) -> str:
+    """The one name a claim's cold-start workspace can have.
+
+    Derived from the claim's uid, so a second create for the same claim (a pass
+    that ran before the watch showed the first, or another replica) gets 409
+    instead of building a duplicate: a claim builds at most one workspace.
+    """
+    return f"{preset_name[:40].rstrip('-.')}-c{claim_uid.replace('-', '')[:12]}"
+
+
 def render_workspace(
     namespace: str,
     preset_name: str,
@@ -70,7 +80,9 @@ def render_workspace(
     labels = {LABEL_PRESET: preset_name, LABEL_TEMPLATE_HASH: template_hash}
     spec: JsonObject = {"presetRef": {"name": preset_name}, "templateHash": template_hash}
     owner = owner_reference(KIND_PRESET, preset_name, preset_uid)
+    naming: JsonObject = {"generateName": f"{preset_name[:50]}-"}
     if claim is not None:
+        naming = {"name": cold_workspace_name(preset_name, claim.uid)}
         labels[LABEL_CLAIM] = claim.name
         spec["owner"] = claim.owner
         spec["claimRef"] = {"name": claim.name, "uid": claim.uid}
@@ -79,7 +91,7 @@ def render_workspace(
         "apiVersion": API_VERSION,
         "kind": KIND_PREBUILT_WORKSPACE,
         "metadata": {
-            "generateName": f"{preset_name[:50]}-",
+            **naming,
             "namespace": namespace,
             "labels": labels,
             "ownerReferences": [owner],
