@@ -67,6 +67,14 @@ def test_full_quota_ready_workspaces_serve_claims_whatever_the_preset_state() ->
     assert decision.candidates == ("a",)
 
 
+def test_claim_storm_a_started_cold_build_is_resumed_never_doubled_by_a_take() -> None:
+    """Issue 12.1: a claim whose cold build was not in the watch yet was
+    reconciled again and got a second workspace."""
+    decision = decide_claim(OK, [inst("warm")], cold_build="pool-c1234")
+    assert decision.action is Action.COLD_START
+    assert "pool-c1234" in decision.message
+
+
 def test_missing_preset_or_secret_waits() -> None:
     assert decide_claim(PresetView(False), []).reason == "PresetNotFound"
     waiting = decide_claim(OK, [inst("a")], secret_missing="creds")

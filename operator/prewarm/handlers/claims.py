@@ -66,6 +66,7 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         # Its workspace goes with it (ownerReference); nothing else to undo.
         rt.claim_seen.pop(key, None)
         rt.bound.pop(key, None)
+        rt.cold_started.pop(key, None)
         return
     if not rt.may_act():
         rt.requeue_claim_after(key, 0.5)  # the lease is not fresh: hold writes back
@@ -100,7 +101,13 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         None,
     )
     if mine is not None:
+        rt.cold_started.pop(key, None)
         await _follow_own_workspace(rt, claim, status, mine, seen)
+        return
+    if rt.cold_start_pending(key):
+        # Built a moment ago and not in the watch yet: taking a warm one now
+        # would give this claim two workspaces.
+        rt.requeue_claim_after(key, 0.5)
         return
     await _claim_new(rt, claim, status, seen)
 
@@ -132,7 +139,10 @@ async def _claim_new(
                 raise
             secret_missing = claim.owner_secret
     instances = [w.as_instance() for w in rt.workspaces_of((claim.namespace, claim.preset))]
-    decision = decide_claim(view, instances, frozenset(rt.reserved), secret_missing)
+    cold_build = status.workspace_name if status.source is ClaimSource.COLD else None
+    decision = decide_claim(
+        view, instances, frozenset(rt.reserved), secret_missing, cold_build=cold_build
+    )
 
     if decision.action is Action.WAIT:
         await _patch_claim(rt, claim, status, ClaimPhase.PENDING, decision.reason, decision.message)
@@ -252,8 +262,10 @@ async def _cold_start(
             raise
         # This claim's one cold workspace exists already (its name is the
         # claim's): an earlier pass built it and the watch has not shown it yet.
-        rt.requeue_claim_after((claim.namespace, claim.name), 1.0)
+        rt.cold_started[(claim.namespace, claim.name)] = time.monotonic()
+        rt.requeue_claim_after((claim.namespace, claim.name), 0.5)
         return
+    rt.cold_started[(claim.namespace, claim.name)] = time.monotonic()
     name = created["metadata"]["name"]
     uid = created["metadata"]["uid"]
     started = _now()

@@ -118,6 +118,9 @@ class Runtime:
     reserved: set[str] = field(default_factory=set)
     # Claims this process bound whose Bound status the watch has not shown yet.
     bound: dict[ClaimKey, str] = field(default_factory=dict)
+    # Claims whose cold workspace this process created and the watch has not
+    # shown yet (time.monotonic()): such a claim takes nothing else meanwhile.
+    cold_started: dict[ClaimKey, float] = field(default_factory=dict)
     _timers: dict[tuple[str, PresetKey], tuple[float, asyncio.TimerHandle]] = field(
         default_factory=dict
     )
@@ -158,6 +161,16 @@ class Runtime:
         found = self.expectations.setdefault(key, Expectations())
         found.expire(time.monotonic())
         return found
+
+    def cold_start_pending(self, key: ClaimKey) -> bool:
+        """Whether claim `key`'s cold workspace was created here and is not in the watch yet."""
+        since = self.cold_started.get(key)
+        if since is None:
+            return False
+        if time.monotonic() - since > EXPECTATION_TTL_S:
+            del self.cold_started[key]
+            return False
+        return True
 
     def global_starting(self, excluding: PresetKey) -> int:
         return sum(n for k, n in self.starting.items() if k != excluding)

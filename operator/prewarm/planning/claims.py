@@ -57,12 +57,21 @@ def decide_claim(
     instances: Sequence[Instance],
     reserved: frozenset[str] = frozenset(),
     secret_missing: str | None = None,
+    cold_build: str | None = None,
 ) -> ClaimDecision:
+    """`cold_build`: the claim's status names a cold build already started (by
+    another process, or before a restart) that is not in the watch yet."""
     if not preset.exists:
         return ClaimDecision(
             Action.WAIT,
             reasons.REASON_PRESET_NOT_FOUND,
             "the preset does not exist (yet) in this namespace",
+        )
+    if cold_build:
+        # Its name is fixed by the claim, so building again is idempotent;
+        # taking a warm one as well would give the claim two workspaces.
+        return ClaimDecision(
+            Action.COLD_START, reasons.REASON_COLD_START, f"resuming the cold build {cold_build}"
         )
     if secret_missing:
         return ClaimDecision(
