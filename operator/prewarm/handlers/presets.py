@@ -132,7 +132,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     hard_limit = s.hard_limit if policy.hard_limit is None else policy.hard_limit
 
     try:
-        retried = await _ledger_bookkeeping(rt, preset, thash, hard_limit, now)
+        retried = await _ledger_bookkeeping(rt, preset, thash, hard_limit)
         ledger_ok = True
     except LedgerUnavailable as error:
         log.warning("ledger unavailable for preset %s/%s: %s", *key, error)
@@ -347,7 +347,7 @@ def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
 
 
 async def _ledger_bookkeeping(
-    rt: Runtime, preset: PresetEntry, thash: str, hard_limit: int, now: datetime
+    rt: Runtime, preset: PresetEntry, thash: str, hard_limit: int
 ) -> bool:
     """Tell the ledger the preset's current hash, hard limit and any new retry;
     True if a retry began."""
@@ -359,7 +359,10 @@ async def _ledger_bookkeeping(
     retry_token = preset.annotations.get(ANNOTATION_RETRY)
     if not retry_token or rt.recorded_retry.get(preset.uid) == retry_token:
         return False
-    retried = await rt.ledger.record_retry(preset.uid, retry_token, now)
+    # The precise time, as builds' starts are recorded: a pass's `now` is whole
+    # seconds, and a build started in the same second as the retry must fall
+    # on its side of the reset.
+    retried = await rt.ledger.record_retry(preset.uid, retry_token, datetime.now(UTC))
     rt.recorded_retry[preset.uid] = retry_token
     rt.failure_memo.forget((preset.namespace, preset.name))
     if retried:
@@ -496,10 +499,11 @@ async def _create_one(
         time.monotonic(),
         Instance(name=name, template_hash=thash, phase=Phase.PENDING, created_at=now),
     )
+    started = datetime.now(UTC)  # precise: a retry's reset must fall on one side of it
     rt.record_build(
         key,
         f"build {name} started",
-        lambda: rt.ledger.record_build_started(preset.uid, uid, name, thash, now),
+        lambda: rt.ledger.record_build_started(preset.uid, uid, name, thash, started),
         failed=False,
     )
     rt.replayed.add(uid)
