@@ -43,12 +43,12 @@ from prewarm.agent.state import (
     StateStore,
     decide,
 )
-from prewarm.k8s.agent_api import AgentApi, ApiError
-from prewarm.planning.agent_access import (
+from prewarm.api.agent_protocol import (
     owner_secret_name,
     reinit_done_annotation,
     reinit_failed_annotation,
 )
+from prewarm.k8s.agent_api import AgentApi, ApiError
 
 MAX_FAILED_REASON = 200
 TRANSIENT_BACKOFF_MAX = 30.0

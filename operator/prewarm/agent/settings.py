@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from prewarm.planning.agent_access import MAX_AGENT_CONTAINER_NAME, PODINFO_FILE, STATE_DIR
+from prewarm.api.agent_protocol import MAX_AGENT_CONTAINER_NAME, PODINFO_FILE, STATE_DIR
 
 CHECKPOINTS = ("after-hook", "after-record", "after-report")
 """Test-only stops (PREWARM_AGENT_TEST_CHECKPOINT): the agent logs the checkpoint

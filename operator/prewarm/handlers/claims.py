@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from prewarm import metrics
 from prewarm.api import reasons
+from prewarm.api.agent_protocol import ANNOTATION_AGENTS, REINIT_DONE_PREFIX
 from prewarm.api.claim import ClaimPhase, ClaimSource, WorkspaceClaimStatus
 from prewarm.api.conditions import set_condition
 from prewarm.api.constants import (
@@ -37,7 +38,6 @@ from prewarm.handlers.runtime import ClaimKey, Runtime
 from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
-from prewarm.planning.agent_access import ANNOTATION_AGENTS, REINIT_DONE_PREFIX
 from prewarm.planning.claims import Action, PresetView, decide_claim
 from prewarm.planning.failures import Verdict, classify
 from prewarm.planning.pool import Phase
