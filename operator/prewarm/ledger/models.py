@@ -71,27 +71,6 @@ class FailureState:
 
 
 @dataclass(frozen=True, slots=True)
-class PresetAtLimit:
-    preset_uid: str
-    namespace: str
-    name: str
-    template_hash: str
-    hard_limit: int
-    reset_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class PresetInBackoff:
-    preset_uid: str
-    namespace: str
-    name: str
-    template_hash: str
-    recent_failures: int
-    last_failed_at: datetime
-    backoff_until: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class BuildRecord:
     workspace_uid: str
     preset_uid: str
@@ -138,16 +117,3 @@ class ClaimRecord:
     reinitialized_at: datetime | None
     failed_at: datetime | None
     failure_reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class MetricTotals:
-    """Monotonic totals per preset name: the source of the prewarm_*_total counters."""
-
-    namespace: str
-    name: str
-    created: int
-    succeeded: int
-    failed: int
-    claimed: int
-    cold_starts: int

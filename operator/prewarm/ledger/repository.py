@@ -8,7 +8,7 @@ caller's time, timezone-aware, so tests and replays are deterministic.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -25,10 +25,7 @@ from prewarm.ledger.models import (
     ClaimSource,
     FailureState,
     LastFailure,
-    MetricTotals,
     PrebuildStatus,
-    PresetAtLimit,
-    PresetInBackoff,
     PresetRecord,
     ReplayedBuild,
 )
@@ -226,55 +223,6 @@ class Ledger:
             return FailureState.clean(preset_uid, template_hash, hard_limit)
         return _failure_state(row)
 
-    async def failure_states(
-        self,
-        *,
-        default_hard_limit: int,
-        backoff_base: timedelta,
-        backoff_max: timedelta,
-        lookback: timedelta,
-        now: datetime,
-        hard_limits: Mapping[str, int] | None = None,
-        preset_uids: Sequence[str] | None = None,
-    ) -> dict[str, FailureState]:
-        """failure_state() of every preset (or of `preset_uids`) at its current hash, one query.
-
-        hard_limits: per-preset overrides (spec.failurePolicy.hardLimit) by preset UID.
-        """
-        params = {
-            **_target_all_params(default_hard_limit, hard_limits, preset_uids),
-            **_backoff_params(backoff_base, backoff_max, lookback, now),
-        }
-        rows = await self._all(queries.FAILURE_STATES, params, dict_row)
-        return {row["preset_uid"]: _failure_state(row) for row in rows}
-
-    async def presets_at_failure_limit(
-        self,
-        default_hard_limit: int,
-        hard_limits: Mapping[str, int] | None = None,
-        preset_uids: Sequence[str] | None = None,
-    ) -> list[PresetAtLimit]:
-        """Presets whose latest hard_limit builds (current hash and epoch) all failed."""
-        params = _target_all_params(default_hard_limit, hard_limits, preset_uids)
-        return await self._all(queries.PRESETS_AT_FAILURE_LIMIT, params, class_row(PresetAtLimit))
-
-    async def presets_in_backoff(
-        self,
-        *,
-        backoff_base: timedelta,
-        backoff_max: timedelta,
-        lookback: timedelta,
-        now: datetime,
-        preset_uids: Sequence[str] | None = None,
-    ) -> list[PresetInBackoff]:
-        """Presets whose backoff_until is still ahead of `now`."""
-        params = {
-            # The target fragment is shared with the hard-limit queries; the limit is unused here.
-            **_target_all_params(0, None, preset_uids),
-            **_backoff_params(backoff_base, backoff_max, lookback, now),
-        }
-        return await self._all(queries.PRESETS_IN_BACKOFF, params, class_row(PresetInBackoff))
-
     async def mark_hard_limit_notified(
         self,
         preset_uid: str,
@@ -351,9 +299,6 @@ class Ledger:
 
     # -- reporting ---------------------------------------------------------------------
 
-    async def metric_totals(self) -> list[MetricTotals]:
-        return await self._all(queries.METRIC_TOTALS, {}, class_row(MetricTotals))
-
     async def history(self, namespace: str, name: str, limit: int = 20) -> list[BuildRecord]:
         """The latest builds of a preset (any hash, any epoch), newest first."""
         params = {"namespace": namespace, "name": name, "limit": limit}
@@ -405,20 +350,6 @@ def _backoff_params(
         "backoff_max_s": backoff_max.total_seconds(),
         "lookback_start": _aware(now) - lookback,
         "now": now,
-    }
-
-
-def _target_all_params(
-    default_hard_limit: int,
-    hard_limits: Mapping[str, int] | None,
-    preset_uids: Sequence[str] | None,
-) -> dict[str, Any]:
-    overrides = dict(hard_limits or {})
-    return {
-        "default_hard_limit": default_hard_limit,
-        "override_uids": list(overrides),
-        "override_limits": list(overrides.values()),
-        "only_uids": None if preset_uids is None else list(preset_uids),
     }
 
 
