@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from prewarm.ledger.models import (
-    BuildRecord,
-    ClaimRecord,
-    PrebuildStatus,
-    PresetRecord,
-)
+from prewarm.api.claim import ClaimSource
+from prewarm.api.preset import PrebuildStatus
+from prewarm.ledger.models import BuildRecord, ClaimRecord, PresetRecord
 from prewarm.ledger.repository import Ledger
 from tests.ledger.scenario import building, failed, record, succeeded
 from tests.ledger.support import at, run_with_ledger
@@ -56,7 +53,9 @@ def test_a_retry_clears_the_status(migrated_dsn: str):
 def test_claims_round_trip(migrated_dsn: str):
     async def scenario(ledger: Ledger) -> list[ClaimRecord]:
         await ledger.record_claim_requested("c-1", "p1", "team-a", "first", "alice", at(0))
-        await ledger.record_claim_bound("c-1", "ws-1", "pw-1", "alice", "prebuilt", at(0.05))
+        await ledger.record_claim_bound(
+            "c-1", "ws-1", "pw-1", "alice", ClaimSource.PREBUILT, at(0.05)
+        )
         await ledger.record_claim_reinitialized("c-1", at(1.5))
         await ledger.record_claim_requested("c-2", "p1", "team-a", "second", "bob", at(10))
         await ledger.record_claim_failed("c-2", "ColdStartFailed", at(300))

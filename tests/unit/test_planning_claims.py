@@ -3,15 +3,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from prewarm.api.preset import PrebuildStatus
+from prewarm.api.workspace import WorkspacePhase
 from prewarm.planning.claims import Action, PresetView, decide_claim, eligible
-from prewarm.planning.pool import Instance, Phase
+from prewarm.planning.pool import Instance
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 OK = PresetView(exists=True, template_hash="h")
 
 
 def inst(
-    name: str, phase: Phase = Phase.READY, h: str = "h", ready_s: int = 10, **kw: bool
+    name: str,
+    phase: WorkspacePhase = WorkspacePhase.READY,
+    h: str = "h",
+    ready_s: int = 10,
+    **kw: bool,
 ) -> Instance:
     return Instance(
         name=name,
@@ -27,7 +32,7 @@ def test_only_ready_unclaimed_current_instances_are_eligible_oldest_first() -> N
     pool = [
         inst("new", ready_s=1),
         inst("old", ready_s=50),
-        inst("building", Phase.BUILDING),
+        inst("building", WorkspacePhase.BUILDING),
         inst("outdated", h="old"),
         inst("taken", claimed=True),
         inst("going", deleting=True),

@@ -3,7 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetStatus
-from prewarm.planning.pool import Instance, Phase, PoolInput, plan_pool
+from prewarm.api.workspace import WorkspacePhase
+from prewarm.planning.pool import Instance, PoolInput, plan_pool
 from prewarm.planning.preset_status import (
     FailureSummary,
     StatusInput,
@@ -82,7 +83,7 @@ def test_selector_is_published_for_the_scale_subresource() -> None:
 
 def _filling(ready: int, starting: int, failure: FailureSummary = CLEAN) -> StatusInput:
     instances = [
-        Instance(f"w{i}", "h", Phase.READY if i < ready else Phase.PENDING, NOW)
+        Instance(f"w{i}", "h", WorkspacePhase.READY if i < ready else WorkspacePhase.PENDING, NOW)
         for i in range(ready + starting)
     ]
     plan = plan_pool(

@@ -33,6 +33,7 @@ from prewarm.api.constants import (
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.api.timestamps import rfc3339
+from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.entries import ClaimEntry, WorkspaceEntry
 from prewarm.handlers.runtime import ClaimKey, Runtime
 from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod
@@ -40,7 +41,6 @@ from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
 from prewarm.planning.claims import Action, PresetView, decide_claim
 from prewarm.planning.failures import Verdict, classify
-from prewarm.planning.pool import Phase
 from prewarm.planning.quota import QUOTA_RETRY_FIRST, quota_message
 from prewarm.planning.render import (
     ClaimRef,
@@ -218,7 +218,7 @@ async def _take(
         ws.name,
         {
             "status": {
-                "phase": Phase.CLAIMED.value,
+                "phase": WorkspacePhase.CLAIMED.value,
                 "claimedAt": rfc3339(now, milliseconds=True),
                 "owner": claim.owner,
                 "reinitGeneration": generation,
@@ -338,7 +338,9 @@ async def _follow_own_workspace(
     """A workspace already carries this claim: a cold start in progress, or a
     take whose later steps a crash interrupted. Drive it to Bound or Failed."""
     pod = rt.pod(claim.namespace, ws.name)
-    if ws.phase is Phase.CLAIMED or (ws.phase is Phase.READY and ws.reinit_generation):
+    if ws.phase is WorkspacePhase.CLAIMED or (
+        ws.phase is WorkspacePhase.READY and ws.reinit_generation
+    ):
         # A prebuilt take got as far as the workspace: finish it (idempotent writes).
         generation = max(ws.reinit_generation, 1)
         await _annotate_pod(rt, claim.namespace, ws.name, claim.name, claim.owner, generation)
@@ -351,7 +353,7 @@ async def _follow_own_workspace(
         # Usually the watch has not delivered it yet (its event wakes us). But
         # a full quota, or a crash between the two creates, leaves a cold
         # workspace without a pod: after a grace, create it (409 if it exists).
-        if ws.phase is not Phase.PENDING or preset is None:
+        if ws.phase is not WorkspacePhase.PENDING or preset is None:
             return
         age = _now() - ws.created_at
         if age < COLD_POD_GRACE:
@@ -379,7 +381,7 @@ async def _follow_own_workspace(
             ws.name,
             {
                 "status": {
-                    "phase": Phase.FAILED.value,
+                    "phase": WorkspacePhase.FAILED.value,
                     "failedAt": rfc3339(now, milliseconds=True),
                     "failure": {"reason": str(outcome.reason), "message": outcome.message},
                 }
@@ -399,7 +401,7 @@ async def _follow_own_workspace(
         ws.name,
         {
             "status": {
-                "phase": Phase.CLAIMED.value,
+                "phase": WorkspacePhase.CLAIMED.value,
                 "podName": ws.name,
                 "readyAt": rfc3339(now, milliseconds=True),
                 "claimedAt": rfc3339(now, milliseconds=True),
@@ -451,7 +453,7 @@ async def _bind(
     rt.writes.submit(
         f"claim {claim.name} bound",
         lambda: rt.ledger.record_claim_bound(
-            claim.uid, ws_uid, workspace, claim.owner, source.value, now
+            claim.uid, ws_uid, workspace, claim.owner, source, now
         ),
     )
     rt.claim_seen.pop((claim.namespace, claim.name), None)

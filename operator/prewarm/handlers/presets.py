@@ -28,12 +28,12 @@ from prewarm.api.constants import (
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.api.timestamps import rfc3339
+from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.entries import PresetEntry, PresetKey, WorkspaceEntry
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.workspaces import ensure_pod
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
-from prewarm.ledger.models import PrebuildStatus as LedgerStatus
 from prewarm.ledger.models import ReplayedBuild
 from prewarm.ledger.repository import LedgerUnavailable
 from prewarm.planning.failures import FailureReason, Outcome, Verdict, classify
@@ -41,7 +41,6 @@ from prewarm.planning.pool import (
     Blocker,
     FailureView,
     Instance,
-    Phase,
     PoolInput,
     plan_pool,
     pool_starting,
@@ -215,7 +214,8 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     global_budget = s.max_creates_global - rt.global_starting(key) - starting_here
     budget = min(s.max_creates_per_preset - starting_here, global_budget)
     proven = any(
-        i.template_hash == thash and i.phase in (Phase.READY, Phase.CLAIMED) for i in instances
+        i.template_hash == thash and i.phase in (WorkspacePhase.READY, WorkspacePhase.CLAIMED)
+        for i in instances
     )
     if hard_limit and not proven:
         # Slow start: until one prebuild of this template has worked, never have
@@ -324,7 +324,7 @@ def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
     stays as recorded.
     """
     rt.replayed.add(entry.uid)
-    failed = entry.phase is Phase.FAILED
+    failed = entry.phase is WorkspacePhase.FAILED
     build = ReplayedBuild(
         workspace_uid=entry.uid,
         preset_uid=preset_uid,
@@ -482,7 +482,7 @@ async def _validate_template(
         # No build row will say so: the ledger's status column is told directly.
         rt.writes.submit(
             f"preset {preset.name} validation failed",
-            lambda: rt.ledger.set_preset_status(preset.uid, LedgerStatus.VALIDATION_FAILED),
+            lambda: rt.ledger.set_preset_status(preset.uid, PrebuildStatus.VALIDATION_FAILED),
         )
     return verdict
 
@@ -497,7 +497,7 @@ async def _create_one(
     uid = created["metadata"]["uid"]
     rt.expectations_of(key).created[name] = (
         time.monotonic(),
-        Instance(name=name, template_hash=thash, phase=Phase.PENDING, created_at=now),
+        Instance(name=name, template_hash=thash, phase=WorkspacePhase.PENDING, created_at=now),
     )
     started = datetime.now(UTC)  # precise: a retry's reset must fall on one side of it
     rt.record_build(
@@ -560,14 +560,14 @@ async def _track_workspace(
     now: datetime,
 ) -> Instance:
     """Derive the workspace's phase from its pod; write it (and the ledger) on change."""
-    if entry.phase is Phase.FAILED:
+    if entry.phase is WorkspacePhase.FAILED:
         return instance
     pod = rt.pod(entry.namespace, entry.name)
     exp = rt.expectations_of((entry.namespace, entry.preset))
     if pod is not None:
         exp.pods.pop(entry.name, None)
     if pod is None:
-        if entry.phase is Phase.PENDING:
+        if entry.phase is WorkspacePhase.PENDING:
             expected = entry.name in exp.created or entry.name in exp.pods
             quota = rt.quota_holds.get((entry.namespace, entry.preset))
             if quota is not None and quota.active(now):
@@ -586,11 +586,11 @@ async def _track_workspace(
     else:
         outcome = classify(pod.view, now, readiness_timeout, rt.settings.crashloop_restarts)
     phase = {
-        Verdict.BUILDING: Phase.BUILDING,
-        Verdict.READY: Phase.READY,
-        Verdict.FAILED: Phase.FAILED,
+        Verdict.BUILDING: WorkspacePhase.BUILDING,
+        Verdict.READY: WorkspacePhase.READY,
+        Verdict.FAILED: WorkspacePhase.FAILED,
     }[outcome.verdict]
-    if phase is Phase.BUILDING and now - entry.created_at < BUILDING_AFTER:
+    if phase is WorkspacePhase.BUILDING and now - entry.created_at < BUILDING_AFTER:
         return instance  # _schedule_next comes back when BUILDING_AFTER has passed
     if phase is entry.phase:
         rt.phase_written.pop(entry.uid, None)
@@ -607,8 +607,8 @@ async def _track_workspace(
     return replace(
         instance,
         phase=phase,
-        ready_at=now if phase is Phase.READY else instance.ready_at,
-        failed_at=now if phase is Phase.FAILED else instance.failed_at,
+        ready_at=now if phase is WorkspacePhase.READY else instance.ready_at,
+        failed_at=now if phase is WorkspacePhase.FAILED else instance.failed_at,
     )
 
 
@@ -754,11 +754,11 @@ def _schedule_next(
     for i in instances:
         if i.claimed or i.deleting:
             continue
-        if i.phase in (Phase.PENDING, Phase.BUILDING):
+        if i.phase in (WorkspacePhase.PENDING, WorkspacePhase.BUILDING):
             deadlines.append(i.created_at + readiness_timeout)
-        if i.phase is Phase.PENDING:
+        if i.phase is WorkspacePhase.PENDING:
             deadlines.append(i.created_at + BUILDING_AFTER)
-        if ttl and i.phase is Phase.READY and i.ready_at:
+        if ttl and i.phase is WorkspacePhase.READY and i.ready_at:
             deadlines.append(i.ready_at + ttl)
     future = [d for d in deadlines if d > now]
     if future:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.entries import (
     ClaimEntry,
     PodEntry,
@@ -20,7 +21,7 @@ from prewarm.handlers.failure_memo import FailureMemo
 from prewarm.k8s.client import Kube
 from prewarm.ledger.repository import Ledger
 from prewarm.ledger.writer import BackgroundWrites
-from prewarm.planning.pool import Instance, Phase
+from prewarm.planning.pool import Instance
 from prewarm.planning.quota import QuotaHold
 from prewarm.settings import Settings
 from prewarm.workqueue import WorkQueue
@@ -108,7 +109,7 @@ class Runtime:
     # Workspace phases this process wrote that the watch has not shown yet
     # (uid -> (phase, the resourceVersion it was written over)), so a pass
     # that runs before the watch catches up does not write them again.
-    phase_written: dict[str, tuple[Phase, str]] = field(default_factory=dict)
+    phase_written: dict[str, tuple[WorkspacePhase, str]] = field(default_factory=dict)
     # Presets whose last pod a ResourceQuota refused: creates wait until retry_at.
     quota_holds: dict[PresetKey, QuotaHold] = field(default_factory=dict)
     # Claims: when this process first saw each (for the latency metric), which

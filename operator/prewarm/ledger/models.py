@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Literal
 
-ClaimSource = Literal["prebuilt", "cold"]
+from prewarm.api.claim import ClaimSource
+from prewarm.api.preset import PrebuildStatus
+
 BuildState = Literal["building", "succeeded", "failed"]
 ClaimState = Literal["pending", "bound", "failed"]
-
-
-class PrebuildStatus(StrEnum):
-    """The PostgreSQL enum prebuild_status."""
-
-    NORMAL = "normal"
-    HARD_LIMITED = "hard_limited"
-    VALIDATION_FAILED = "validation_failed"
 
 
 @dataclass(frozen=True, slots=True)

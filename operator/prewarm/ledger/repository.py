@@ -18,14 +18,14 @@ from psycopg import AsyncConnection
 from psycopg.rows import AsyncRowFactory, DictRow, class_row, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from prewarm.api.claim import ClaimSource
+from prewarm.api.preset import PrebuildStatus
 from prewarm.ledger import queries
 from prewarm.ledger.models import (
     BuildRecord,
     ClaimRecord,
-    ClaimSource,
     FailureState,
     LastFailure,
-    PrebuildStatus,
     PresetRecord,
     ReplayedBuild,
 )
@@ -129,14 +129,14 @@ class Ledger:
         Builds, retries and new templates keep the column current by themselves
         (migration 0006); this is for a verdict without a build: a dry-run
         rejection of the template."""
-        params = {"uid": uid, "status": PrebuildStatus(status).value}
+        params = {"uid": uid, "status": _SQL_STATUS[PrebuildStatus(status)]}
         return await self._changed(queries.SET_PRESET_STATUS, params)
 
     async def preset(self, uid: str) -> PresetRecord | None:
         row = await self._one(queries.GET_PRESET, {"uid": uid}, dict_row)
         if row is None:
             return None
-        return PresetRecord(**{**row, "status": PrebuildStatus(row["status"])})
+        return PresetRecord(**{**row, "status": _STATUS_OF_SQL[row["status"]]})
 
     # -- builds ------------------------------------------------------------------------
 
@@ -277,7 +277,7 @@ class Ledger:
             "workspace_uid": workspace_uid,
             "workspace_name": workspace_name,
             "owner": owner,
-            "source": source,
+            "source": ClaimSource(source).value,
             "at": _aware(at),
         }
         await self._execute(queries.RECORD_CLAIM_BOUND, params)
@@ -333,6 +333,15 @@ class Ledger:
         ):
             await cursor.execute(query, params)
             return await cursor.fetchall()
+
+
+# The SQL enum prebuild_status spells the API's PrebuildStatus in snake case.
+_SQL_STATUS: dict[PrebuildStatus, str] = {
+    PrebuildStatus.NORMAL: "normal",
+    PrebuildStatus.HARD_LIMITED: "hard_limited",
+    PrebuildStatus.VALIDATION_FAILED: "validation_failed",
+}
+_STATUS_OF_SQL = {sql: status for status, sql in _SQL_STATUS.items()}
 
 
 def _aware(moment: datetime) -> datetime:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from prewarm.api import reasons
 from prewarm.api.preset import PrebuildStatus
-from prewarm.planning.pool import Instance, Phase
+from prewarm.api.workspace import WorkspacePhase
+from prewarm.planning.pool import Instance
 
 
 class Action(enum.StrEnum):
@@ -43,7 +44,7 @@ def eligible(instances: Iterable[Instance], template_hash: str) -> list[str]:
     ready = [
         i
         for i in instances
-        if i.phase is Phase.READY
+        if i.phase is WorkspacePhase.READY
         and not i.claimed
         and not i.deleting
         and i.template_hash == template_hash
