@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -12,6 +11,7 @@ from datetime import UTC, datetime
 
 from prewarm import __version__
 from prewarm.devenv.errors import EnvironmentProblem
+from prewarm.settings import CliSettings
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -79,7 +79,7 @@ def _cmd_reset(args: argparse.Namespace) -> int:
 
 
 def _database_url(args: argparse.Namespace, required: bool) -> str | None:
-    url: str | None = args.database_url or os.environ.get("PREWARM_DATABASE_URL")
+    url: str | None = args.database_url or CliSettings().database_url
     if required and not url:
         raise EnvironmentProblem("set PREWARM_DATABASE_URL or --database-url to read the ledger")
     return url
@@ -94,7 +94,8 @@ def _cmd_agent(_: argparse.Namespace) -> int:
 def _cmd_dev(args: argparse.Namespace) -> int:
     from prewarm.devenv.dev import run_dev
 
-    return run_dev(apiserver_port=args.apiserver_port, with_operator=not args.no_operator)
+    port = args.apiserver_port or CliSettings().dev_apiserver_port
+    return run_dev(apiserver_port=port, with_operator=not args.no_operator)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--apiserver-port",
         type=int,
-        default=int(os.environ.get("PREWARM_DEV_APISERVER_PORT", "6443")),
+        default=None,
         help="kube-apiserver port on 127.0.0.1 (PREWARM_DEV_APISERVER_PORT; default 6443)",
     )
     dev.add_argument("--no-operator", action="store_true", help="start everything but the operator")

@@ -339,7 +339,9 @@ class Agent:
 
 async def _main(settings: AgentSettings, log: JsonLog, environ: Mapping[str, str]) -> int:
     try:
-        api = await AgentApi.connect(settings.namespace, settings.pod_name)
+        api = await AgentApi.connect(
+            settings.namespace, settings.pod_name, settings.kubeconfig, settings.in_cluster
+        )
     except Exception as error:
         log.error("api_config_error", error=_describe(error))
         return 1

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 from prewarm.api.constants import API_VERSION, KIND_WORKSPACE_CLAIM, PLURAL_WORKSPACE_CLAIMS
+from prewarm.commands.connect import connect_kube
 from prewarm.k8s.client import JsonObject, Kube
 
 
@@ -41,7 +42,7 @@ async def claim(
     wait: bool,
     wait_seconds: float,
 ) -> ClaimResult:
-    kube = await Kube.connect()
+    kube = await connect_kube()
     try:
         name = f"{preset[:40]}-{owner[:12].lower()}-{uuid.uuid4().hex[:6]}".replace("_", "-")
         started = time.perf_counter()

@@ -86,7 +86,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     settings.watching.client_timeout = 60
     await migrate_async(config.database_url)
     ledger = await Ledger.connect(config.database_url)
-    kube = await Kube.connect()
+    kube = await Kube.connect(config.kubeconfig, config.in_cluster, instance=config.pod_name)
     rt = Runtime(settings=config, kube=kube, ledger=ledger)
     rt.presets = kwargs["preset_index"]
     rt.workspaces = kwargs["workspace_index"]
@@ -130,7 +130,7 @@ async def _lead_then_work(rt: Runtime, kube: Kube, config: Settings) -> None:
     if config.leader_election:
         elector = LeaderElector(
             kube,
-            config.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+            config.lease_namespace or config.pod_namespace or "default",
             config.lease_name,
             f"{socket.gethostname()}-{os.getpid()}",
             lease_seconds=config.lease_seconds,

@@ -7,8 +7,6 @@ loop: a notification stream nobody can mute is what made Coder remove theirs.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 from datetime import UTC, datetime
 from typing import Literal
@@ -18,7 +16,6 @@ from prewarm.k8s.client import ApiError, Kube
 log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
-_INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
 
 
 async def post_event(
@@ -50,7 +47,7 @@ async def post_event(
         "message": message[:1024],
         "source": {"component": "prewarm"},
         "reportingComponent": "prewarm.dev/operator",
-        "reportingInstance": _INSTANCE,
+        "reportingInstance": kube.instance,
         "firstTimestamp": now,
         "lastTimestamp": now,
         "count": 1,
