@@ -101,7 +101,7 @@ class Rest:
         body: Mapping[str, Any] | None,
         query: list[tuple[str, str]] | None,
         content_type: str,
-        request_timeout: float | tuple[float, float] | None = None,
+        request_timeout: float | None = None,
     ) -> Any:
         method, url, headers, _, _ = await self._api_client.param_serialize(
             method,
@@ -143,7 +143,7 @@ class Rest:
         """
         params = [*query, ("watch", "true"), ("timeoutSeconds", str(timeout_s))]
         response = await self._send(
-            "GET", path, None, params, JSON, request_timeout=(10.0, float(timeout_s + 30))
+            "GET", path, None, params, JSON, request_timeout=float(timeout_s + 30)
         )
         try:
             if int(response.status) >= 400:
