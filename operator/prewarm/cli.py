@@ -10,10 +10,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from prewarm import __version__
-from prewarm.devenv.errors import EnvironmentProblem
 from prewarm.settings import CliSettings
 
 Command = Callable[[argparse.Namespace], int]
+
+
+class CliProblem(RuntimeError):
+    """A problem the person at the terminal must fix; printed without a traceback."""
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -81,7 +84,7 @@ def _cmd_reset(args: argparse.Namespace) -> int:
 def _database_url(args: argparse.Namespace, required: bool) -> str | None:
     url: str | None = args.database_url or CliSettings().database_url
     if required and not url:
-        raise EnvironmentProblem("set PREWARM_DATABASE_URL or --database-url to read the ledger")
+        raise CliProblem("set PREWARM_DATABASE_URL or --database-url to read the ledger")
     return url
 
 
@@ -92,10 +95,19 @@ def _cmd_agent(_: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from prewarm.devenv.dev import run_dev
-
+    try:
+        from prewarm.devenv.dev import run_dev
+        from prewarm.devenv.errors import EnvironmentProblem
+    except ImportError:
+        raise CliProblem(
+            "`prewarm dev` is a developer command: the installed package does not ship the "
+            "local control plane. Run `make dev` in a checkout of the repository."
+        ) from None
     port = args.apiserver_port or CliSettings().dev_apiserver_port
-    return run_dev(apiserver_port=port, with_operator=not args.no_operator)
+    try:
+        return run_dev(apiserver_port=port, with_operator=not args.no_operator)
+    except EnvironmentProblem as problem:
+        raise CliProblem(str(problem)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return func(args)
-    except EnvironmentProblem as problem:
+    except CliProblem as problem:
         print(f"prewarm: {problem}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
