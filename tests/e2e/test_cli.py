@@ -109,3 +109,27 @@ def test_a_claim_watch_ends_cleanly_at_its_server_timeout(
         return time.perf_counter() - started
 
     assert asyncio.run(one_watch()) < 30
+
+
+def test_item7_claim_for_an_email_or_a_full_name_binds_and_api_errors_are_one_line(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply(cluster, namespace, preset_manifest("mail", 2))
+    wait_until(
+        lambda: (get(cluster, namespace, "preset", "mail").get("status") or {}).get("ready") == 2,
+        what="2 warm",
+    )
+    for owner in ("alice@example.com", "Alice Smith"):
+        result = _cli(
+            operator, "claim", "--preset", "mail", "--owner", owner, "-n", namespace, "--wait"
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Bound" in result.stdout, result.stdout
+        name = result.stdout.split()[0].removeprefix("workspaceclaim/")
+        assert get(cluster, namespace, "workspaceclaim", name)["spec"]["owner"] == owner
+
+    refused = _cli(operator, "claim", "--preset", "mail", "--owner", "bob", "-n", "no-such-ns")
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "no-such-ns" in refused.stderr
