@@ -130,7 +130,14 @@ def free_port() -> int:
 
 
 def ensure_port_free(port: int, what: str, setting: str) -> None:
+    """Fail with a clear message if something listens on `port`.
+
+    Binds as the servers do, with SO_REUSEADDR: the connections of a server
+    stopped a moment ago linger in TIME_WAIT for up to a minute, and they do
+    not stop kube-apiserver from listening again (they would stop a plain bind).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -246,6 +253,7 @@ class LocalCluster:
     def stop(self) -> list[str]:
         """Stop everything; return what kwokctl left running (then killed), if anything."""
         if not self._started:
+            shutil.rmtree(self.workdir, ignore_errors=True)  # a start that failed before kwokctl
             return []
         self._started = False
         self._kwokctl("delete", "cluster", timeout=120)
