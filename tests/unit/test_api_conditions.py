@@ -102,4 +102,5 @@ def test_condition_types_match_the_design() -> None:
         "Bound",
         "Reinitialized",
         "Degraded",
+        "ScheduleInvalid",
     } == reasons.CONDITION_TYPES

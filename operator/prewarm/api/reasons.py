@@ -18,9 +18,20 @@ PAUSED: Final = "Paused"
 BOUND: Final = "Bound"
 REINITIALIZED: Final = "Reinitialized"
 DEGRADED: Final = "Degraded"
+SCHEDULE_INVALID: Final = "ScheduleInvalid"
 
 CONDITION_TYPES: Final = frozenset(
-    {READY, PROGRESSING, HARD_LIMITED, VALIDATION_FAILED, PAUSED, BOUND, REINITIALIZED, DEGRADED}
+    {
+        READY,
+        PROGRESSING,
+        HARD_LIMITED,
+        VALIDATION_FAILED,
+        PAUSED,
+        BOUND,
+        REINITIALIZED,
+        DEGRADED,
+        SCHEDULE_INVALID,
+    }
 )
 
 # Preset pool reasons (conditions and Events).
@@ -34,7 +45,11 @@ REASON_PREBUILD_RETRY_REQUESTED: Final = "PrebuildRetryRequested"
 REASON_HARD_LIMIT_RESET: Final = "HardLimitReset"
 REASON_VALIDATION_FAILED: Final = "ValidationFailed"
 REASON_TEMPLATE_VALID: Final = "TemplateValid"
-REASON_INVALID_SCHEDULE: Final = "InvalidSchedule"
+REASON_INVALID_SCHEDULE: Final = "InvalidSchedule"  # the Warning Event of a schedule problem
+REASON_UNKNOWN_TIMEZONE: Final = "UnknownTimezone"
+REASON_INVALID_CRON: Final = "InvalidCron"
+REASON_CRON_NEVER_FIRES: Final = "CronNeverFires"
+REASON_SCHEDULE_VALID: Final = "ScheduleValid"
 REASON_PAUSED_BY_ANNOTATION: Final = "PausedByAnnotation"
 REASON_PAUSED_BY_OPERATOR: Final = "PausedByOperator"
 REASON_RESUMED: Final = "Resumed"

@@ -263,6 +263,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
             desired_note=note,
             now=now,
             ledger_available=ledger_ok,
+            schedule_problem=wanted.schedule_problem,
         ),
     )
     await _write_status(rt, key, preset, new_status)
