@@ -136,11 +136,16 @@ def test_item10_a_schedule_problem_gets_one_warning_event_per_problem() -> None:
     events = transition_events(before, after, CLEAN)
     assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSchedule")]
     assert "0 0 31 2 *" in events[0].message
+    # Posted once per problem even if a pass runs before the watch shows the
+    # condition: the Event's name comes from this key.
+    assert events[0].once_key
     again = compute_status(after, _with_schedule_problem(NEVER))
     assert transition_events(after, again, CLEAN) == []
     other = ScheduleProblem("UnknownTimezone", "unknown timezone 'Mars/Olympus'")
     changed = compute_status(again, _with_schedule_problem(other))
-    assert [e.reason for e in transition_events(again, changed, CLEAN)] == ["InvalidSchedule"]
+    (other_event,) = transition_events(again, changed, CLEAN)
+    assert other_event.reason == "InvalidSchedule"
+    assert other_event.once_key != events[0].once_key
 
 
 def test_item10_summary_shows_the_most_pressing_state() -> None:

@@ -77,6 +77,7 @@ async def _event(rt: Runtime, preset: PresetEntry, intent: EventIntent) -> None:
         type_="Warning" if intent.type == "Warning" else "Normal",
         reason=intent.reason,
         message=intent.message,
+        once_key=intent.once_key,
     )
 
 

@@ -8,6 +8,7 @@ never from a loop that merely sees the same state again.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,7 @@ class EventIntent:
     type: str  # Normal | Warning
     reason: str
     message: str
+    once_key: str | None = None  # post at most once per object and key (k8s.events)
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,8 @@ def _schedule_events(previous: PresetStatus, new: PresetStatus) -> list[EventInt
     before = get_condition(previous.conditions, reasons.SCHEDULE_INVALID)
     if before is not None and (before.status, before.message) == (now.status, now.message):
         return []
-    return [EventIntent("Warning", reasons.REASON_INVALID_SCHEDULE, now.message)]
+    key = "schedule-" + hashlib.sha256(now.message.encode()).hexdigest()[:16]
+    return [EventIntent("Warning", reasons.REASON_INVALID_SCHEDULE, now.message, key)]
 
 
 def status_patch(new: PresetStatus) -> dict[str, Any]:
