@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from tests.e2e.support import port_left_in_time_wait
 
 from prewarm.devenv.cluster import Binaries, LocalCluster, ensure_port_free
 from prewarm.devenv.errors import EnvironmentProblem
@@ -32,24 +33,8 @@ def test_missing_binaries_say_how_to_build_them(tmp_path: Path) -> None:
     assert "kube-apiserver" in str(problem.value)
 
 
-def _time_wait_port() -> int:
-    """A port on which only a TIME_WAIT socket remains, as right after Ctrl-C
-    of `make dev`: the side that closes a connection first keeps one. The
-    server listens with SO_REUSEADDR, as kube-apiserver (Go) does."""
-    with socket.socket() as server:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = int(server.getsockname()[1])
-        with socket.create_connection(("127.0.0.1", port)) as client:
-            accepted, _ = server.accept()
-            accepted.close()  # the server side closes first: its socket waits in TIME_WAIT
-            client.recv(1)
-    return port
-
-
 def test_item9_a_port_with_only_time_wait_sockets_is_free() -> None:
-    port = _time_wait_port()
+    port = port_left_in_time_wait()
     # kube-apiserver binds with SO_REUSEADDR, so TIME_WAIT does not stop it.
     ensure_port_free(port, "kube-apiserver", "PREWARM_DEV_APISERVER_PORT")
 

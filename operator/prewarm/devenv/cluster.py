@@ -307,6 +307,42 @@ class LocalCluster:
             if not Path(f"/proc/{old_pid}").exists():
                 self._launch(component, old_argv, old_cwd)
 
+    def wait_until_watchable(self, paths: Sequence[str], timeout: float = 60) -> None:
+        """Wait until the API server accepts a watch of each collection in `paths`.
+
+        Right after it starts, or a CRD is established, a resource's watch
+        cache initialises, and until then its watches answer 429 "storage is
+        (re)initializing": a client started meanwhile (the operator) logs
+        retries. Each probe is a one-second watch, all at once.
+        """
+        deadline = time.monotonic() + timeout
+        pending = list(paths)
+        while pending:
+            cmd = [str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), "get", "--raw"]
+            probes = [
+                (
+                    path,
+                    subprocess.Popen(
+                        [*cmd, f"{path}?watch=1&timeoutSeconds=1&resourceVersion=0"],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    ),
+                )
+                for path in pending
+            ]
+            answers = [
+                (path, probe.communicate(timeout=30)[1], probe.returncode) for path, probe in probes
+            ]
+            pending = [path for path, _, code in answers if code != 0]
+            if pending and time.monotonic() > deadline:
+                errors = "; ".join(f"{path}: {err.strip()}" for path, err, code in answers if code)
+                raise EnvironmentProblem(
+                    f"kube-apiserver did not serve watches within {timeout:.0f} s: {errors}"
+                )
+            if pending:
+                time.sleep(0.2)
+
     def leftover_processes(self) -> list[str]:
         """Command lines of processes still running from this cluster's workdir."""
         found = subprocess.run(
