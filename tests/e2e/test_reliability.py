@@ -205,9 +205,12 @@ def test_item4_operator_started_while_postgres_is_down_starts_degraded_and_catch
     wait_until(lambda: len(_bound(cluster, namespace)) == 1, what="claim served without a ledger")
 
     own_postgres.resume()
+    resumed = time.monotonic()
     wait_until(lambda: _ready(cluster, namespace) == 2, timeout=60, what="creates caught up")
+    caught_up = time.monotonic() - resumed
     wait_until(lambda: _readyz(op) == 200, timeout=30, what="ready")
     wait_until(lambda: not degraded(), timeout=30, what="Degraded cleared")
+    print(f"2 warm {caught_up:.1f}s after PostgreSQL came back")
     assert op.proc is not None
     assert op.proc.poll() is None, "the operator restarted"
     wait_until(
