@@ -65,6 +65,17 @@ def _readyz(op: OperatorProcess) -> int:
         return int(error.code)
 
 
+def _degraded(cluster: LocalCluster, ns: str, preset: str) -> bool:
+    conditions = (get(cluster, ns, "preset", preset).get("status") or {}).get("conditions", [])
+    return any(c["type"] == "Degraded" and c["status"] == "True" for c in conditions)
+
+
+def _bound_claims_in_ledger(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        (rows,) = conn.execute("select count(*) from claims where bound_at is not null").fetchone()  # type: ignore[misc]
+    return int(rows)
+
+
 def _assert_consistent(cluster: LocalCluster, ns: str, dsn: str, desired: int) -> None:
     """The invariants every fault must leave intact."""
     workspaces = _workspaces(cluster, ns)
@@ -145,10 +156,7 @@ def test_postgres_outage_pauses_creates_not_claims_and_loses_nothing(
     cluster.kubectl("scale", "-n", namespace, "preset/db", "--replicas=4")
 
     def degraded() -> bool:
-        conditions = (get(cluster, namespace, "preset", "db").get("status") or {}).get(
-            "conditions", []
-        )
-        return any(c["type"] == "Degraded" and c["status"] == "True" for c in conditions)
+        return _degraded(cluster, namespace, "db")
 
     wait_until(degraded, timeout=30, what="Degraded condition")
     assert _readyz(op) == 503
@@ -164,11 +172,7 @@ def test_postgres_outage_pauses_creates_not_claims_and_loses_nothing(
     wait_until(lambda: not degraded(), timeout=30, what="Degraded cleared")
     time.sleep(2)
     _assert_consistent(cluster, namespace, dsn, 4)
-    with psycopg.connect(dsn) as conn:
-        (claim_rows,) = conn.execute(
-            "select count(*) from claims where bound_at is not null"
-        ).fetchone()  # type: ignore[misc]
-    assert claim_rows == 1, "the claim made during the outage is in the ledger"
+    assert _bound_claims_in_ledger(dsn) == 1, "the claim made during the outage is in the ledger"
 
 
 def _healthz(op: OperatorProcess) -> int:
@@ -193,10 +197,7 @@ def test_item4_operator_started_while_postgres_is_down_starts_degraded_and_catch
     apply(cluster, namespace, preset_manifest("late", 2))
 
     def degraded() -> bool:
-        conditions = (get(cluster, namespace, "preset", "late").get("status") or {}).get(
-            "conditions", []
-        )
-        return any(c["type"] == "Degraded" and c["status"] == "True" for c in conditions)
+        return _degraded(cluster, namespace, "late")
 
     wait_until(degraded, timeout=30, what="Degraded condition")
     assert get(cluster, namespace, "preset", "late")["status"]["summary"] == "Degraded"
@@ -217,11 +218,7 @@ def test_item4_operator_started_while_postgres_is_down_starts_degraded_and_catch
         lambda: metric(op.metrics(), "prewarm_ledger_backlog") == 0, what="queued writes landed"
     )
     _assert_consistent(cluster, namespace, dsn, 2)
-    with psycopg.connect(dsn) as conn:
-        (claim_rows,) = conn.execute(
-            "select count(*) from claims where bound_at is not null"
-        ).fetchone()  # type: ignore[misc]
-    assert claim_rows == 1, "the claim bound before PostgreSQL answered is in the ledger"
+    assert _bound_claims_in_ledger(dsn) == 1, "the claim bound before PostgreSQL answered"
 
 
 def test_api_server_restart_is_survived_without_restarting_the_operator(
