@@ -321,6 +321,9 @@ def test_item10_a_schedule_problem_is_a_condition_the_status_column_and_an_event
         assert named in event["message"]
     table = cluster.kubectl("get", "presets", "-n", namespace).stdout
     assert table.count("ScheduleInvalid") == 2, table
+    exposed = operator.metrics()
+    for name in cases:
+        assert metric(exposed, "prewarm_preset_schedule_invalid", preset=name) == 1
 
     # Fixed: the condition clears and STATUS is Normal again.
     apply(cluster, namespace, preset_manifest("mars", 1, schedules=[], timezone="UTC"))

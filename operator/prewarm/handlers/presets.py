@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from prewarm import metrics
 from prewarm.api import reasons
-from prewarm.api.conditions import set_condition
+from prewarm.api.conditions import is_true, set_condition
 from prewarm.api.constants import (
     ANNOTATION_PAUSED,
     ANNOTATION_RETRY,
@@ -688,6 +688,9 @@ def _record_gauges(key: PresetKey, counts: object, status: PresetStatus) -> None
         1 if status.prebuild_status is PrebuildStatus.VALIDATION_FAILED else 0
     )
     metrics.preset_paused.labels(*key).set(1 if status.paused else 0)
+    metrics.preset_schedule_invalid.labels(*key).set(
+        1 if is_true(status.conditions, reasons.SCHEDULE_INVALID) else 0
+    )
 
 
 def _schedule_next(
