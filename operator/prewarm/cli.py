@@ -6,13 +6,30 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from prewarm import __version__
 from prewarm.settings import CliSettings
 
 Command = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
+
+
+class ApiRefused(RuntimeError):
+    """The API server refused a command's request; printed as one line."""
+
+
+def _with_api(work: Coroutine[Any, Any, T]) -> T:
+    """Run a command that talks to the API server: a refusal (a missing
+    namespace, an invalid name, no permission) is one line, not a traceback."""
+    from prewarm.k8s.client import ApiError
+
+    try:
+        return asyncio.run(work)
+    except ApiError as error:
+        raise ApiRefused("the API server refused: " + " ".join(str(error).split())) from None
 
 
 class CliProblem(RuntimeError):
@@ -42,7 +59,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_claim(args: argparse.Namespace) -> int:
     from prewarm.commands.claim import claim
 
-    result = asyncio.run(
+    result = _with_api(
         claim(args.namespace, args.preset, args.owner, args.secret, args.wait, args.timeout)
     )
     if not args.wait:
@@ -59,7 +76,7 @@ def _cmd_claim(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from prewarm.commands.status import status_report
 
-    print(asyncio.run(status_report(args.namespace, _database_url(args, required=False))))
+    print(_with_api(status_report(args.namespace, _database_url(args, required=False))))
     return 0
 
 
@@ -76,7 +93,7 @@ def _cmd_reset(args: argparse.Namespace) -> int:
     from prewarm.commands.status import request_retry
 
     token = args.token or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    asyncio.run(request_retry(args.namespace, args.preset, token))
+    _with_api(request_retry(args.namespace, args.preset, token))
     print(f"preset/{args.preset}: prewarm.dev/retry={token} (failures so far no longer count)")
     return 0
 
@@ -183,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except CliProblem as problem:
         print(f"prewarm: {problem}", file=sys.stderr)
+        return 1
+    except ApiRefused as refused:
+        print(f"prewarm {args.command}: {refused}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -44,6 +44,11 @@ preset_validation_failed = Gauge(
 preset_paused = Gauge(
     "prewarm_preset_paused", "1 while prebuilds of the preset are paused.", PRESET
 )
+preset_schedule_invalid = Gauge(
+    "prewarm_preset_schedule_invalid",
+    "1 while a schedule of the preset is ignored (unknown timezone, bad or impossible cron).",
+    PRESET,
+)
 reconcile_duration = Histogram(
     "prewarm_reconcile_duration_seconds",
     "Time of one reconcile pass of a preset.",
@@ -90,6 +95,7 @@ _POOL_GAUGES = (
     preset_hard_limited,
     preset_validation_failed,
     preset_paused,
+    preset_schedule_invalid,
 )
 
 

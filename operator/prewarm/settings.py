@@ -78,6 +78,13 @@ class Settings(ClusterAccess):
         default=timedelta(minutes=5),
         description="A prebuild not Ready this long after its pod was created has failed.",
     )
+    claim_wait_limit: Duration = Field(
+        default=timedelta(minutes=5),
+        description=(
+            "How long a claim waits for the preset it names (and its ownerSecretRef "
+            "Secret) to exist, from its creation; then it fails. 0s waits forever."
+        ),
+    )
     crashloop_restarts: int = Field(
         default=3, ge=1, description="Container restarts after which a crash loop is a failure."
     )

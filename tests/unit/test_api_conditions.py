@@ -103,4 +103,5 @@ def test_condition_types_match_the_design() -> None:
         "Reinitialized",
         "Degraded",
         "QuotaExceeded",
+        "ScheduleInvalid",
     } == reasons.CONDITION_TYPES

@@ -85,3 +85,33 @@ def test_missing_preset_or_secret_waits() -> None:
     waiting = decide_claim(OK, [inst("a")], secret_missing="creds")
     assert waiting.action is Action.WAIT
     assert "creds" in waiting.message
+
+
+# Issue 12, item 6: a claim waits for what it names for a limited time.
+
+LIMIT = timedelta(minutes=5)
+
+
+def test_item6_a_claim_waits_for_its_preset_until_the_limit_then_fails() -> None:
+    waiting = decide_claim(PresetView(False), [], waited=timedelta(minutes=4), wait_limit=LIMIT)
+    assert (waiting.action, waiting.reason) == (Action.WAIT, "PresetNotFound")
+    assert waiting.wait_left == timedelta(minutes=1)
+    failed = decide_claim(PresetView(False), [], waited=LIMIT, wait_limit=LIMIT)
+    assert (failed.action, failed.reason) == (Action.FAIL, "PresetNotFound")
+    assert "5m" in failed.message
+
+
+def test_item6_the_limit_covers_a_missing_owner_secret_too() -> None:
+    failed = decide_claim(
+        OK, [inst("a")], secret_missing="creds", waited=timedelta(hours=1), wait_limit=LIMIT
+    )
+    assert (failed.action, failed.reason) == (Action.FAIL, "SecretNotFound")
+    assert "creds" in failed.message
+
+
+def test_item6_no_limit_waits_forever_and_the_limit_never_fails_other_decisions() -> None:
+    forever = decide_claim(PresetView(False), [], waited=timedelta(days=30), wait_limit=None)
+    assert forever.action is Action.WAIT
+    assert forever.wait_left is None
+    late = decide_claim(OK, [], waited=timedelta(days=30), wait_limit=LIMIT)
+    assert late.action is Action.COLD_START

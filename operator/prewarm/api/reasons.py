@@ -19,6 +19,7 @@ BOUND: Final = "Bound"
 REINITIALIZED: Final = "Reinitialized"
 DEGRADED: Final = "Degraded"
 QUOTA_EXCEEDED: Final = "QuotaExceeded"
+SCHEDULE_INVALID: Final = "ScheduleInvalid"
 
 CONDITION_TYPES: Final = frozenset(
     {
@@ -31,6 +32,7 @@ CONDITION_TYPES: Final = frozenset(
         REINITIALIZED,
         DEGRADED,
         QUOTA_EXCEEDED,
+        SCHEDULE_INVALID,
     }
 )
 
@@ -45,7 +47,11 @@ REASON_PREBUILD_RETRY_REQUESTED: Final = "PrebuildRetryRequested"
 REASON_HARD_LIMIT_RESET: Final = "HardLimitReset"
 REASON_VALIDATION_FAILED: Final = "ValidationFailed"
 REASON_TEMPLATE_VALID: Final = "TemplateValid"
-REASON_INVALID_SCHEDULE: Final = "InvalidSchedule"
+REASON_INVALID_SCHEDULE: Final = "InvalidSchedule"  # the Warning Event of a schedule problem
+REASON_UNKNOWN_TIMEZONE: Final = "UnknownTimezone"
+REASON_INVALID_CRON: Final = "InvalidCron"
+REASON_CRON_NEVER_FIRES: Final = "CronNeverFires"
+REASON_SCHEDULE_VALID: Final = "ScheduleValid"
 REASON_PAUSED_BY_ANNOTATION: Final = "PausedByAnnotation"
 REASON_PAUSED_BY_OPERATOR: Final = "PausedByOperator"
 REASON_RESUMED: Final = "Resumed"

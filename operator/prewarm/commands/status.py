@@ -27,7 +27,7 @@ async def status_report(namespace: str | None, database_url: str | None) -> str:
                 st.get("starting", 0),
                 st.get("claimed", 0),
                 st.get("failed", 0),
-                st.get("prebuildStatus", "-"),
+                st.get("summary") or st.get("prebuildStatus", "-"),
                 "yes" if st.get("paused") else "",
                 last,
             ]

@@ -141,12 +141,20 @@ async def _claim_new(
     instances = [w.as_instance() for w in rt.workspaces_of((claim.namespace, claim.preset))]
     cold_build = status.workspace_name if status.source is ClaimSource.COLD else None
     decision = decide_claim(
-        view, instances, frozenset(rt.reserved), secret_missing, cold_build=cold_build
+        view,
+        instances,
+        frozenset(rt.reserved),
+        secret_missing,
+        waited=_now() - claim.created_at if claim.created_at else timedelta(0),
+        wait_limit=rt.settings.claim_wait_limit or None,
+        cold_build=cold_build,
     )
 
     if decision.action is Action.WAIT:
         await _patch_claim(rt, claim, status, ClaimPhase.PENDING, decision.reason, decision.message)
-        rt.requeue_claim_after((claim.namespace, claim.name), 5.0)
+        left = decision.wait_left
+        retry_s = 5.0 if left is None else min(5.0, left.total_seconds() + 0.1)
+        rt.requeue_claim_after((claim.namespace, claim.name), retry_s)
         return
     if decision.action is Action.FAIL:
         await _fail(rt, claim, status, decision.reason, decision.message)

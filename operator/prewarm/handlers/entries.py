@@ -142,6 +142,7 @@ class ClaimEntry:
     owner_secret: str | None
     status: Mapping[str, Any]
     deleting: bool
+    created_at: datetime | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ClaimEntry:
@@ -157,4 +158,5 @@ class ClaimEntry:
             owner_secret=str(secret) if secret else None,
             status=dict(body.get("status") or {}),
             deleting=meta.get("deletionTimestamp") is not None,
+            created_at=parse_time(meta.get("creationTimestamp")),
         )

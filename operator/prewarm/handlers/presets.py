@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from prewarm import metrics
 from prewarm.api import reasons
-from prewarm.api.conditions import set_condition
+from prewarm.api.conditions import is_true, set_condition
 from prewarm.api.constants import (
     ANNOTATION_PAUSED,
     ANNOTATION_RETRY,
@@ -87,6 +87,7 @@ async def _event(rt: Runtime, preset: PresetEntry, intent: EventIntent) -> None:
         type_="Warning" if intent.type == "Warning" else "Normal",
         reason=intent.reason,
         message=intent.message,
+        once_key=intent.once_key,
     )
 
 
@@ -277,6 +278,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
             now=now,
             ledger_available=ledger_ok,
             quota_message=quota.message if quota else None,
+            schedule_problem=wanted.schedule_problem,
         ),
     )
     await _write_status(rt, key, preset, new_status)
@@ -735,6 +737,9 @@ def _record_gauges(key: PresetKey, counts: object, status: PresetStatus) -> None
         1 if status.prebuild_status is PrebuildStatus.VALIDATION_FAILED else 0
     )
     metrics.preset_paused.labels(*key).set(1 if status.paused else 0)
+    metrics.preset_schedule_invalid.labels(*key).set(
+        1 if is_true(status.conditions, reasons.SCHEDULE_INVALID) else 0
+    )
 
 
 def _schedule_next(

@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from prewarm.api.claim import ClaimSource
 from prewarm.api.preset import PrebuildStatus
 from prewarm.ledger import queries
+from prewarm.ledger.migrate import migrate_async
 from prewarm.ledger.models import (
     BuildRecord,
     ClaimRecord,
@@ -47,35 +48,84 @@ async def _unavailable_as_error() -> AsyncIterator[None]:
     try:
         yield
     except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as error:
-        raise LedgerUnavailable(
-            str(error).strip().splitlines()[0] if str(error) else repr(error)
-        ) from error
+        raise LedgerUnavailable(_first_line(error)) from error
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+
+
+def _new_pool(dsn: str, min_size: int, max_size: int) -> AsyncConnectionPool[AsyncConnection[Any]]:
+    return AsyncConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        timeout=CONNECTION_TIMEOUT_S,
+        # Single statements only, so autocommit: no transaction is ever left idle.
+        # UTC sessions: timestamps read back compare equal to what was written.
+        kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
+    )
 
 
 class Ledger:
     """History of every prebuild attempt and claim, and the failure policy computed from it."""
 
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
-        self._pool = pool
+    def __init__(
+        self, pool: AsyncConnectionPool[AsyncConnection[Any]] | None, dsn: str = ""
+    ) -> None:
+        self._open_pool = pool
+        self._dsn = dsn
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> Ledger:
         """Open a pool to `dsn` and wait until one connection works (fails fast if it cannot)."""
-        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            open=False,
-            timeout=CONNECTION_TIMEOUT_S,
-            # Single statements only, so autocommit: no transaction is ever left idle.
-            # UTC sessions: timestamps read back compare equal to what was written.
-            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
-        )
+        pool = _new_pool(dsn, min_size, max_size)
         await pool.open(wait=True)
-        return cls(pool)
+        return cls(pool, dsn)
+
+    @classmethod
+    def deferred(cls, dsn: str) -> Ledger:
+        """A ledger for `dsn` that is not open yet: every query raises
+        LedgerUnavailable until `open()` succeeds, so an operator can start
+        (degraded) while PostgreSQL is down."""
+        return cls(None, dsn)
+
+    @property
+    def is_open(self) -> bool:
+        return self._open_pool is not None
+
+    async def open(self, *, max_size: int = 10) -> list[str]:
+        """Apply pending migrations, then open the pool; the migrations applied.
+
+        Raises LedgerUnavailable while PostgreSQL cannot be reached (call it
+        again later), MigrationError if the database's migrations disagree
+        with ours (no retry helps).
+        """
+        if self._open_pool is not None:
+            return []
+        try:
+            applied = await migrate_async(self._dsn, connect_timeout_s=CONNECTION_TIMEOUT_S)
+        except psycopg.OperationalError as error:
+            raise LedgerUnavailable(_first_line(error)) from error
+        pool = _new_pool(self._dsn, 1, max_size)
+        try:
+            await pool.open(wait=True, timeout=CONNECTION_TIMEOUT_S)
+        except PoolTimeout as error:
+            await pool.close()
+            raise LedgerUnavailable(_first_line(error)) from error
+        self._open_pool = pool
+        return applied
+
+    @property
+    def _pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
+        if self._open_pool is None:
+            raise LedgerUnavailable("not connected yet: PostgreSQL was unreachable at start")
+        return self._open_pool
 
     async def close(self) -> None:
-        await self._pool.close()
+        if self._open_pool is not None:
+            await self._open_pool.close()
 
     async def __aenter__(self) -> Self:
         return self

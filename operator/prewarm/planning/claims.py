@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from prewarm.api import reasons
+from prewarm.api.durations import format_duration
 from prewarm.api.preset import PrebuildStatus
 from prewarm.api.workspace import WorkspacePhase
 from prewarm.planning.pool import Instance
@@ -30,6 +32,7 @@ class ClaimDecision:
     reason: str
     message: str
     candidates: tuple[str, ...] = ()
+    wait_left: timedelta | None = None  # WAIT: how long until the claim gives up (None: never)
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,38 @@ def decide_claim(
     instances: Sequence[Instance],
     reserved: frozenset[str] = frozenset(),
     secret_missing: str | None = None,
+    waited: timedelta = timedelta(0),
+    wait_limit: timedelta | None = None,
     cold_build: str | None = None,
 ) -> ClaimDecision:
-    """`cold_build`: the claim's status names a cold build already started (by
-    another process, or before a restart) that is not in the watch yet."""
+    """What to do with a pending claim that has existed for `waited`.
+
+    It waits for what it names (its preset, its owner Secret) at most
+    `wait_limit` (None: forever), then fails with the reason it waited for:
+    a preset deleted for good would otherwise leave it Pending forever.
+    `cold_build`: the claim's status names a cold build already started (by
+    another process, or before a restart) that is not in the watch yet.
+    """
+    decision = _decide(preset, instances, reserved, secret_missing, cold_build)
+    if decision.action is not Action.WAIT or wait_limit is None:
+        return decision
+    if waited < wait_limit:
+        return replace(decision, wait_left=wait_limit - waited)
+    return replace(
+        decision,
+        action=Action.FAIL,
+        message=f"{decision.message}; gave up after waiting {format_duration(wait_limit)} "
+        "(PREWARM_CLAIM_WAIT_LIMIT)",
+    )
+
+
+def _decide(
+    preset: PresetView,
+    instances: Sequence[Instance],
+    reserved: frozenset[str],
+    secret_missing: str | None,
+    cold_build: str | None,
+) -> ClaimDecision:
     if not preset.exists:
         return ClaimDecision(
             Action.WAIT,

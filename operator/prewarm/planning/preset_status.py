@@ -8,14 +8,16 @@ never from a loop that merely sees the same state again.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from prewarm.api import reasons
-from prewarm.api.conditions import Condition, ConditionStatus, set_condition
+from prewarm.api.conditions import Condition, ConditionStatus, get_condition, set_condition
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetStatus, pool_selector
 from prewarm.planning.pool import Blocker, PoolPlan
+from prewarm.planning.schedule import ScheduleProblem
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class EventIntent:
     type: str  # Normal | Warning
     reason: str
     message: str
+    once_key: str | None = None  # post at most once per object and key (k8s.events)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,23 @@ class StatusInput:
     ledger_available: bool = True
     # Which ResourceQuota refuses the pool's pods (the API server's words), if one does.
     quota_message: str | None = None
+    schedule_problem: ScheduleProblem | None = None
+
+
+def _summary(state: PrebuildStatus, inp: StatusInput) -> str:
+    """One word for the STATUS column: prebuildStatus unless it is Normal,
+    else the first thing a person should look at."""
+    if state is not PrebuildStatus.NORMAL:
+        return state.value
+    if not inp.ledger_available:
+        return reasons.DEGRADED
+    if inp.quota_message is not None:
+        return reasons.QUOTA_EXCEEDED
+    if inp.schedule_problem is not None:
+        return reasons.SCHEDULE_INVALID
+    if inp.paused:
+        return reasons.PAUSED
+    return state.value
 
 
 def _prebuild_status(failure: FailureSummary) -> PrebuildStatus:
@@ -160,6 +180,19 @@ def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
         gen,
         inp.now,
     )
+    schedule = inp.schedule_problem
+    conditions = set_condition(
+        conditions,
+        reasons.SCHEDULE_INVALID,
+        _flag(schedule is not None),
+        schedule.reason if schedule else reasons.REASON_SCHEDULE_VALID,
+        f"{schedule.message}; the default count (spec.prebuilds.instances) applies where "
+        "no valid schedule matches"
+        if schedule
+        else "every schedule and the timezone are valid",
+        gen,
+        inp.now,
+    )
     backoff = f.backoff_until if f.backoff_until and f.backoff_until > inp.now else None
     return PresetStatus(
         observed_generation=gen,
@@ -171,6 +204,7 @@ def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
         claimed=c.claimed,
         failed=c.failed,
         prebuild_status=state,
+        summary=_summary(state, inp),
         paused=inp.paused,
         backoff_until=backoff,
         last_failure=last,
@@ -205,16 +239,17 @@ def _progress_reason(inp: StatusInput) -> str:
 def transition_events(
     previous: PresetStatus, new: PresetStatus, failure: FailureSummary
 ) -> list[EventIntent]:
-    """Events for prebuildStatus transitions, except the hard-limit one.
+    """Events for prebuildStatus transitions, except the hard-limit one, and
+    for each new schedule problem.
 
     The hard-limit Event is de-duplicated through the ledger (it must survive
     restarts and replicas), so the glue posts it; this covers the rest.
     """
+    events: list[EventIntent] = _schedule_events(previous, new)
     before = previous.prebuild_status or PrebuildStatus.NORMAL
     after = new.prebuild_status or PrebuildStatus.NORMAL
     if before == after:
-        return []
-    events: list[EventIntent] = []
+        return events
     if after is PrebuildStatus.VALIDATION_FAILED:
         events.append(
             EventIntent(
@@ -232,6 +267,18 @@ def transition_events(
             )
         )
     return events
+
+
+def _schedule_events(previous: PresetStatus, new: PresetStatus) -> list[EventIntent]:
+    """A Warning when the ScheduleInvalid condition turns True or names another problem."""
+    now = get_condition(new.conditions, reasons.SCHEDULE_INVALID)
+    if now is None or now.status is not ConditionStatus.TRUE:
+        return []
+    before = get_condition(previous.conditions, reasons.SCHEDULE_INVALID)
+    if before is not None and (before.status, before.message) == (now.status, now.message):
+        return []
+    key = "schedule-" + hashlib.sha256(now.message.encode()).hexdigest()[:16]
+    return [EventIntent("Warning", reasons.REASON_INVALID_SCHEDULE, now.message, key)]
 
 
 def status_patch(new: PresetStatus) -> dict[str, Any]:
