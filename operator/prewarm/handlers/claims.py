@@ -64,9 +64,7 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
     claim = rt.claim(key)
     if claim is None or claim.deleting:
         # Its workspace goes with it (ownerReference); nothing else to undo.
-        rt.claim_seen.pop(key, None)
-        rt.bound.pop(key, None)
-        rt.cold_started.pop(key, None)
+        rt.forget_claim(key, claim.uid if claim else "")
         return
     if not rt.may_act():
         rt.requeue_claim_after(key, 0.5)  # the lease is not fresh: hold writes back
