@@ -8,15 +8,19 @@ import pytest
 
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetStatus
 from prewarm.api.workspace import WorkspacePhase as P
+from prewarm.planning.failures import PodView
 from prewarm.planning.pool import Blocker, Instance
 from prewarm.planning.preset_pass import (
     CLAIMS_FIRST_RETRY_S,
     LEDGER_DOWN_RETRY_S,
     PoolKnobs,
     PoolSnapshot,
+    Step,
+    WorkspaceView,
     decide_pool,
     ledger_down_failure,
     next_wakeup,
+    workspace_step,
 )
 from prewarm.planning.preset_status import FailureSummary
 from prewarm.planning.quota import QuotaHold
@@ -161,3 +165,49 @@ def test_next_wakeup_is_the_nearest_deadline() -> None:
     assert next_wakeup([], backoff, None, timeout, NOW) == 15.5
     claimed = inst("c", P.PENDING, claimed=True, age_s=1)
     assert next_wakeup([claimed], CLEAN, None, timeout, NOW) is None
+
+
+def pod(phase: str = "Running", ready: bool = True, age_s: int = 60) -> PodView:
+    return PodView(phase=phase, created_at=NOW - timedelta(seconds=age_s), ready=ready)
+
+
+def ws(phase: P = P.PENDING, age_s: int = 60, **kw: object) -> WorkspaceView:
+    fields: dict[str, object] = {"current": True, "pod": pod(), **kw}
+    return WorkspaceView(phase, NOW - timedelta(seconds=age_s), **fields)  # type: ignore[arg-type]
+
+
+TIMEOUT = timedelta(minutes=5)
+# (case, workspace, step, phase)
+STEP_CASES = {
+    "a failed workspace stays as it is": (ws(P.FAILED, pod=None), Step.KEEP, None),
+    "no pod yet, created here: wait for the watch": (
+        ws(pod=None, pod_expected=True), Step.KEEP, None),
+    "no pod and none expected: create it": (ws(pod=None), Step.CREATE_POD, None),
+    "no pod, outdated: never create one": (ws(pod=None, current=False), Step.KEEP, None),
+    "no pod under a full quota: wait for the retry": (
+        ws(pod=None, quota_held=True), Step.KEEP, None),
+    "pod Ready: write Ready": (ws(), Step.WRITE, P.READY),
+    "already Ready": (ws(P.READY), Step.KEEP, None),
+    "written here on this version: assume it": (ws(written=P.READY), Step.ASSUME, P.READY),
+    "a young pod not Ready stays Pending (no Building write)": (
+        ws(age_s=2, pod=pod(ready=False, age_s=2)), Step.KEEP, None),
+    "an older pod not Ready shows Building": (
+        ws(pod=pod(ready=False)), Step.WRITE, P.BUILDING),
+    "past the readiness timeout: failed": (
+        ws(P.BUILDING, age_s=400, pod=pod(ready=False, age_s=400)), Step.WRITE, P.FAILED),
+    "the pod of a Ready workspace went away: failed": (
+        ws(P.READY, pod=None), Step.WRITE, P.FAILED),
+    "the pod is being deleted: failed": (ws(P.READY, pod_deleting=True), Step.WRITE, P.FAILED),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("view", "step", "phase"), STEP_CASES.values(), ids=STEP_CASES.keys())
+def test_workspace_phase_transitions(view: WorkspaceView, step: Step, phase: P | None) -> None:
+    decided = workspace_step(view, NOW, TIMEOUT, crashloop_restarts=3)
+    assert decided.step is step
+    assert decided.phase is phase
+    assert (decided.outcome is not None) == (step is Step.WRITE)
+
+
+def test_a_phase_seen_in_the_watch_is_no_longer_remembered() -> None:
+    assert workspace_step(ws(P.READY), NOW, TIMEOUT, 3).forget_written

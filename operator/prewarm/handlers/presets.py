@@ -36,17 +36,19 @@ from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
 from prewarm.ledger.models import ReplayedBuild
 from prewarm.ledger.repository import LedgerUnavailable
-from prewarm.planning.failures import FailureReason, Outcome, Verdict, classify
+from prewarm.planning.failures import FailureReason, Outcome, Verdict
 from prewarm.planning.pool import (
     Instance,
 )
 from prewarm.planning.preset_pass import (
-    BUILDING_AFTER,
     PoolKnobs,
     PoolSnapshot,
+    Step,
+    WorkspaceView,
     decide_pool,
     ledger_down_failure,
     next_wakeup,
+    workspace_step,
 )
 from prewarm.planning.preset_status import (
     EventIntent,
@@ -527,55 +529,53 @@ async def _track_workspace(
     now: datetime,
 ) -> Instance:
     """Derive the workspace's phase from its pod; write it (and the ledger) on change."""
-    if entry.phase is WorkspacePhase.FAILED:
-        return instance
     pod = rt.pod(entry.namespace, entry.name)
     exp = rt.expectations_of((entry.namespace, entry.preset))
     if pod is not None:
         exp.pods.pop(entry.name, None)
-    if pod is None:
-        if entry.phase is WorkspacePhase.PENDING:
-            expected = entry.name in exp.created or entry.name in exp.pods
-            quota = rt.quota_holds.get((entry.namespace, entry.preset))
-            if quota is not None and quota.active(now):
-                return instance  # a full quota: its pod is tried again when the hold ends
-            if not expected and entry.template_hash == thash:
-                # The pod was never created (a crash between the two creates): do it now.
-                await _create_pod(
-                    rt, preset, spec, thash, entry.name, entry.uid, entry.resource_version
-                )
-            return instance
-        outcome = Outcome(Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is gone")
-    elif pod.deleting:
-        outcome = Outcome(
-            Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is being deleted"
-        )
-    else:
-        outcome = classify(pod.view, now, readiness_timeout, rt.settings.crashloop_restarts)
-    phase = {
-        Verdict.BUILDING: WorkspacePhase.BUILDING,
-        Verdict.READY: WorkspacePhase.READY,
-        Verdict.FAILED: WorkspacePhase.FAILED,
-    }[outcome.verdict]
-    if phase is WorkspacePhase.BUILDING and now - entry.created_at < BUILDING_AFTER:
-        return instance  # _schedule_next comes back when BUILDING_AFTER has passed
-    if phase is entry.phase:
-        rt.phase_written.pop(entry.uid, None)
-        return instance
-    if rt.phase_written.get(entry.uid) == (phase, entry.resource_version):
-        # Written by an earlier pass on this very version; the watch lags behind.
-        return replace(instance, phase=phase)
-    written = await _record_outcome(
-        rt, preset, entry.name, entry.uid, entry.resource_version, outcome, now, entry.created_at
+    quota = rt.quota_holds.get((entry.namespace, entry.preset))
+    written = rt.phase_written.get(entry.uid)
+    step = workspace_step(
+        WorkspaceView(
+            phase=entry.phase,
+            created_at=entry.created_at,
+            current=entry.template_hash == thash,
+            pod=pod.view if pod else None,
+            pod_deleting=bool(pod and pod.deleting),
+            pod_expected=entry.name in exp.created or entry.name in exp.pods,
+            quota_held=quota is not None and quota.active(now),
+            written=written[0] if written and written[1] == entry.resource_version else None,
+        ),
+        now,
+        readiness_timeout,
+        rt.settings.crashloop_restarts,
     )
-    if not written:
+    if step.forget_written:
+        rt.phase_written.pop(entry.uid, None)
+    if step.step is Step.CREATE_POD:
+        await _create_pod(rt, preset, spec, thash, entry.name, entry.uid, entry.resource_version)
+    if step.step is Step.ASSUME and step.phase is not None:
+        return replace(instance, phase=step.phase)
+    if step.step is not Step.WRITE or step.outcome is None or step.phase is None:
         return instance
-    rt.phase_written[entry.uid] = (phase, entry.resource_version)
+    written_now = await _record_outcome(
+        rt,
+        preset,
+        entry.name,
+        entry.uid,
+        entry.resource_version,
+        step.outcome,
+        now,
+        entry.created_at,
+    )
+    if not written_now:
+        return instance
+    rt.phase_written[entry.uid] = (step.phase, entry.resource_version)
     return replace(
         instance,
-        phase=phase,
-        ready_at=now if phase is WorkspacePhase.READY else instance.ready_at,
-        failed_at=now if phase is WorkspacePhase.FAILED else instance.failed_at,
+        phase=step.phase,
+        ready_at=now if step.phase is WorkspacePhase.READY else instance.ready_at,
+        failed_at=now if step.phase is WorkspacePhase.FAILED else instance.failed_at,
     )
 
 

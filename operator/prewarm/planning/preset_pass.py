@@ -9,12 +9,14 @@ gathers the inputs, calls `decide_pool`, and applies what it returns.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prewarm.api.preset import PrebuildStatus, PresetStatus
 from prewarm.api.workspace import WorkspacePhase
+from prewarm.planning.failures import FailureReason, Outcome, PodView, Verdict, classify
 from prewarm.planning.pool import (
     STARTING_PHASES,
     Blocker,
@@ -197,3 +199,70 @@ def next_wakeup(
     future = [d for d in deadlines if d > now]
     # Half a second late, so the deadline has surely passed when the pass runs.
     return (min(future) - now).total_seconds() + 0.5 if future else None
+
+
+class Step(enum.StrEnum):
+    """What a pass does about one of the pool's workspaces."""
+
+    KEEP = "Keep"  # nothing to write
+    CREATE_POD = "CreatePod"  # its pod was never created (a crash between the two creates)
+    ASSUME = "Assume"  # written by an earlier pass on this version; the watch lags behind
+    WRITE = "Write"  # a new phase: write it (conditional on the version read) and the ledger
+
+
+@dataclass(frozen=True)
+class WorkspaceStep:
+    step: Step
+    outcome: Outcome | None = None
+    phase: WorkspacePhase | None = None
+    # The phase this process wrote has reached the watch: stop remembering it.
+    forget_written: bool = False
+
+
+@dataclass(frozen=True)
+class WorkspaceView:
+    """One pool workspace as the pass sees it, with its pod (None: none in the watch)."""
+
+    phase: WorkspacePhase
+    created_at: datetime
+    current: bool  # of the preset's current template
+    pod: PodView | None
+    pod_deleting: bool = False
+    pod_expected: bool = False  # created (or asked for) by this process, not in the watch yet
+    quota_held: bool = False  # a full quota holds the preset's pods until a retry
+    written: WorkspacePhase | None = None  # what this process wrote over this version
+
+
+_PHASE_OF = {
+    Verdict.BUILDING: WorkspacePhase.BUILDING,
+    Verdict.READY: WorkspacePhase.READY,
+    Verdict.FAILED: WorkspacePhase.FAILED,
+}
+
+
+def workspace_step(
+    ws: WorkspaceView, now: datetime, readiness_timeout: timedelta, crashloop_restarts: int
+) -> WorkspaceStep:
+    """The workspace's phase derived from its pod, and what to do about it."""
+    if ws.phase is WorkspacePhase.FAILED:
+        return WorkspaceStep(Step.KEEP)
+    if ws.pod is None and ws.phase is WorkspacePhase.PENDING:
+        if ws.quota_held or ws.pod_expected or not ws.current:
+            return WorkspaceStep(Step.KEEP)
+        return WorkspaceStep(Step.CREATE_POD)
+    if ws.pod is None:
+        outcome = Outcome(Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is gone")
+    elif ws.pod_deleting:
+        outcome = Outcome(
+            Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is being deleted"
+        )
+    else:
+        outcome = classify(ws.pod, now, readiness_timeout, crashloop_restarts)
+    phase = _PHASE_OF[outcome.verdict]
+    if phase is WorkspacePhase.BUILDING and now - ws.created_at < BUILDING_AFTER:
+        return WorkspaceStep(Step.KEEP)  # next_wakeup comes back when BUILDING_AFTER has passed
+    if phase is ws.phase:
+        return WorkspaceStep(Step.KEEP, forget_written=True)
+    if ws.written is phase:
+        return WorkspaceStep(Step.ASSUME, phase=phase)
+    return WorkspaceStep(Step.WRITE, outcome, phase)
