@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -12,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from prewarm import __version__
-from prewarm.devenv.errors import EnvironmentProblem
+from prewarm.settings import CliSettings
 
 Command = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
@@ -31,6 +30,10 @@ def _with_api(work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(work)
     except ApiError as error:
         raise ApiRefused("the API server refused: " + " ".join(str(error).split())) from None
+
+
+class CliProblem(RuntimeError):
+    """A problem the person at the terminal must fix; printed without a traceback."""
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -96,9 +99,9 @@ def _cmd_reset(args: argparse.Namespace) -> int:
 
 
 def _database_url(args: argparse.Namespace, required: bool) -> str | None:
-    url: str | None = args.database_url or os.environ.get("PREWARM_DATABASE_URL")
+    url: str | None = args.database_url or CliSettings().database_url
     if required and not url:
-        raise EnvironmentProblem("set PREWARM_DATABASE_URL or --database-url to read the ledger")
+        raise CliProblem("set PREWARM_DATABASE_URL or --database-url to read the ledger")
     return url
 
 
@@ -109,9 +112,19 @@ def _cmd_agent(_: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from prewarm.devenv.dev import run_dev
-
-    return run_dev(apiserver_port=args.apiserver_port, with_operator=not args.no_operator)
+    try:
+        from prewarm.devenv.dev import run_dev
+        from prewarm.devenv.errors import EnvironmentProblem
+    except ImportError:
+        raise CliProblem(
+            "`prewarm dev` is a developer command: the installed package does not ship the "
+            "local control plane. Run `make dev` in a checkout of the repository."
+        ) from None
+    port = args.apiserver_port or CliSettings().dev_apiserver_port
+    try:
+        return run_dev(apiserver_port=port, with_operator=not args.no_operator)
+    except EnvironmentProblem as problem:
+        raise CliProblem(str(problem)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--apiserver-port",
         type=int,
-        default=int(os.environ.get("PREWARM_DEV_APISERVER_PORT", "6443")),
+        default=None,
         help="kube-apiserver port on 127.0.0.1 (PREWARM_DEV_APISERVER_PORT; default 6443)",
     )
     dev.add_argument("--no-operator", action="store_true", help="start everything but the operator")
@@ -185,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return func(args)
-    except EnvironmentProblem as problem:
+    except CliProblem as problem:
         print(f"prewarm: {problem}", file=sys.stderr)
         return 1
     except ApiRefused as refused:

@@ -23,6 +23,12 @@ prebuilds_failed = Counter(
 prebuilds_claimed = Counter(
     "prewarm_prebuilds_claimed", "Warm workspaces handed to a claim.", PRESET
 )
+memory_entries = Gauge(
+    "prewarm_memory_entries",
+    "Entries the operator remembers between passes, by kind (presets, preset_uids, "
+    "workspaces, claims, timers); each shrinks when its objects are deleted.",
+    ("kind",),
+)
 preset_desired = Gauge("prewarm_preset_desired", "Warm instances the preset should have.", PRESET)
 preset_running = Gauge(
     "prewarm_preset_running", "Warm instances of the current template (starting + ready).", PRESET

@@ -105,7 +105,7 @@ def test_a_claim_watch_ends_cleanly_at_its_server_timeout(
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
 
     async def one_watch() -> float:
-        kube = await Kube.connect()
+        kube = await Kube.connect(os.environ.get("KUBECONFIG"))
         started = time.perf_counter()
         try:
             async for _ in kube.watch_objects(PLURAL_WORKSPACE_CLAIMS, namespace, timeout_s=1):

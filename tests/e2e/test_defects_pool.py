@@ -272,8 +272,12 @@ def test_prebuild_status_column_follows_the_preset(
     cluster: LocalCluster, namespace: str, operator: OperatorProcess, ledger_dsn: str
 ) -> None:
     """Item 5: the ledger's presets.status stayed 'normal' whatever happened."""
-    apply(cluster, namespace, preset_manifest("moody", 3, labels=FAIL))
+    # Paused at first, so the test sees 'normal' before the failures arrive.
+    paused = preset_manifest("moody", 3, labels=FAIL)
+    paused["metadata"]["annotations"] = {"prewarm.dev/paused": "true"}
+    apply(cluster, namespace, paused)
     wait_until(lambda: _column(ledger_dsn, "moody") == "normal", what="normal at first")
+    cluster.kubectl("annotate", "-n", namespace, "preset/moody", "prewarm.dev/paused-")
     wait_until(lambda: _column(ledger_dsn, "moody") == "hard_limited", what="hard_limited")
     cluster.kubectl("annotate", "-n", namespace, "preset/moody", "prewarm.dev/paused=true")
     cluster.kubectl("annotate", "-n", namespace, "preset/moody", "prewarm.dev/retry=one")

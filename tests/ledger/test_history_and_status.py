@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import psycopg
 
-from prewarm.ledger.models import PrebuildStatus, ReplayedBuild
+from prewarm.api.preset import PrebuildStatus
+from prewarm.ledger.models import ReplayedBuild
 from prewarm.ledger.repository import Ledger
 from tests.ledger.scenario import HASH, OLD_HASH, PRESET, failed, record, succeeded
 from tests.ledger.support import at, run_with_ledger

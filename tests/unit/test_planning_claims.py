@@ -2,16 +2,32 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from prewarm.api.preset import PrebuildStatus
-from prewarm.planning.claims import Action, PresetView, decide_claim, eligible
-from prewarm.planning.pool import Instance, Phase
+from prewarm.api.workspace import WorkspacePhase
+from prewarm.planning.claims import (
+    Action,
+    Follow,
+    PresetView,
+    agents_reinitialized,
+    decide_claim,
+    eligible,
+    follow_own_workspace,
+)
+from prewarm.planning.failures import PodView
+from prewarm.planning.pool import Instance
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 OK = PresetView(exists=True, template_hash="h")
 
 
 def inst(
-    name: str, phase: Phase = Phase.READY, h: str = "h", ready_s: int = 10, **kw: bool
+    name: str,
+    phase: WorkspacePhase = WorkspacePhase.READY,
+    h: str = "h",
+    ready_s: int = 10,
+    **kw: bool,
 ) -> Instance:
     return Instance(
         name=name,
@@ -27,7 +43,7 @@ def test_only_ready_unclaimed_current_instances_are_eligible_oldest_first() -> N
     pool = [
         inst("new", ready_s=1),
         inst("old", ready_s=50),
-        inst("building", Phase.BUILDING),
+        inst("building", WorkspacePhase.BUILDING),
         inst("outdated", h="old"),
         inst("taken", claimed=True),
         inst("going", deleting=True),
@@ -110,3 +126,61 @@ def test_item6_no_limit_waits_forever_and_the_limit_never_fails_other_decisions(
     assert forever.wait_left is None
     late = decide_claim(OK, [], waited=timedelta(days=30), wait_limit=LIMIT)
     assert late.action is Action.COLD_START
+
+
+TIMEOUT = timedelta(minutes=5)
+
+
+def _pod(phase: str = "Running", ready: bool = True) -> PodView:
+    return PodView(phase=phase, created_at=NOW - timedelta(seconds=30), ready=ready)
+
+
+# (case, (phase, generation, age_s, pod, preset known), action, requeue_after)
+FOLLOW_CASES = {
+    "a take interrupted after the workspace write: finish it": (
+        (WorkspacePhase.CLAIMED, 2, 60, _pod(), True), Follow.FINISH_TAKE, None),
+    "a Ready workspace with a generation was taken: finish it": (
+        (WorkspacePhase.READY, 1, 60, _pod(), True), Follow.FINISH_TAKE, None),
+    "a fresh cold workspace without pod: wait out the grace": (
+        (WorkspacePhase.PENDING, 0, 2, None, True), Follow.WAIT, 3.0),
+    "a cold workspace without pod past the grace: create it": (
+        (WorkspacePhase.PENDING, 0, 60, None, True), Follow.CREATE_POD, None),
+    "no preset to render the pod from: wait": (
+        (WorkspacePhase.PENDING, 0, 60, None, False), Follow.WAIT, None),
+    "the cold pod is not Ready yet: look again": (
+        (WorkspacePhase.PENDING, 0, 60, _pod(ready=False), True), Follow.WAIT, 5.0),
+    "the cold pod failed": (
+        (WorkspacePhase.PENDING, 0, 60, _pod("Failed", False), True), Follow.FAIL, None),
+    "the cold pod is Ready: bind": (
+        (WorkspacePhase.PENDING, 0, 60, _pod(), True), Follow.BIND_COLD, None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("ws", "action", "requeue"), FOLLOW_CASES.values(),
+                         ids=FOLLOW_CASES.keys())  # fmt: skip
+def test_claim_follows_its_own_workspace(
+    ws: tuple[WorkspacePhase, int, int, PodView | None, bool],
+    action: Follow,
+    requeue: float | None,
+) -> None:
+    phase, generation, age_s, pod, known = ws
+    created = NOW - timedelta(seconds=age_s)
+    step = follow_own_workspace(phase, generation, created, pod, known, NOW, TIMEOUT, 3)
+    assert step.action is action
+    assert step.requeue_after == requeue
+    assert (step.outcome is not None) == (action is Follow.FAIL)
+    if action is Follow.FINISH_TAKE:
+        assert step.generation == max(generation, 1)
+
+
+def test_a_claim_is_reinitialized_once_every_agent_reported_its_generation() -> None:
+    agents = {"prewarm.dev/agents": "a,b"}
+    assert agents_reinitialized({}, 1) is None  # no agent: nothing to wait for
+    assert agents_reinitialized(agents, 1) is None
+    one = {**agents, "prewarm.dev/reinit-done.a": "1"}
+    assert agents_reinitialized(one, 1) is None
+    both = {**one, "prewarm.dev/reinit-done.b": "2"}
+    assert agents_reinitialized(both, 1) == 2
+    assert agents_reinitialized(both, 2) is None
+    garbage = {**agents, "prewarm.dev/reinit-done.a": "x", "prewarm.dev/reinit-done.b": "3"}
+    assert agents_reinitialized(garbage, 1) is None

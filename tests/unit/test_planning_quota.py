@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from prewarm.planning.pool import Blocker, FailureView, Instance, Phase, PoolInput, plan_pool
+from prewarm.api.workspace import WorkspacePhase
+from prewarm.planning.pool import Blocker, FailureView, Instance, PoolInput, plan_pool
 from prewarm.planning.quota import quota_message, refused
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -30,7 +31,7 @@ def test_full_quota_retry_doubles_up_to_a_minute() -> None:
 
 
 def test_full_quota_holds_creates_but_is_no_failure() -> None:
-    ready = Instance("r1", "h", Phase.READY, NOW, ready_at=NOW)
+    ready = Instance("r1", "h", WorkspacePhase.READY, NOW, ready_at=NOW)
     plan = plan_pool(
         PoolInput(
             desired=4,

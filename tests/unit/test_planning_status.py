@@ -4,7 +4,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetStatus
-from prewarm.planning.pool import Instance, Phase, PoolInput, plan_pool
+from prewarm.api.workspace import WorkspacePhase
+from prewarm.planning.pool import Instance, PoolInput, plan_pool
 from prewarm.planning.preset_status import (
     FailureSummary,
     StatusInput,
@@ -84,7 +85,7 @@ def test_selector_is_published_for_the_scale_subresource() -> None:
 
 def _filling(ready: int, starting: int, failure: FailureSummary = CLEAN) -> StatusInput:
     instances = [
-        Instance(f"w{i}", "h", Phase.READY if i < ready else Phase.PENDING, NOW)
+        Instance(f"w{i}", "h", WorkspacePhase.READY if i < ready else WorkspacePhase.PENDING, NOW)
         for i in range(ready + starting)
     ]
     plan = plan_pool(

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 from prewarm.api.constants import API_VERSION, KIND_WORKSPACE_CLAIM, PLURAL_WORKSPACE_CLAIMS
+from prewarm.commands.connect import connect_kube
 from prewarm.k8s.client import JsonObject, Kube
 
 
@@ -56,7 +57,7 @@ async def claim(
     wait: bool,
     wait_seconds: float,
 ) -> ClaimResult:
-    kube = await Kube.connect()
+    kube = await connect_kube()
     try:
         name = claim_name(preset, owner, uuid.uuid4().hex[:6])
         started = time.perf_counter()

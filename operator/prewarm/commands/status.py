@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from prewarm.api.constants import PLURAL_PRESETS
+from prewarm.commands.connect import connect_kube
 from prewarm.commands.table import render_table
-from prewarm.k8s.client import Kube
 from prewarm.ledger.repository import Ledger
 
 
 async def status_report(namespace: str | None, database_url: str | None) -> str:
-    kube = await Kube.connect()
+    kube = await connect_kube()
     try:
         presets = await kube.list_objects(PLURAL_PRESETS, namespace)
     finally:
@@ -98,7 +98,7 @@ async def history_report(database_url: str, namespace: str, preset: str, limit: 
 async def request_retry(namespace: str, preset: str, token: str) -> None:
     from prewarm.api.constants import ANNOTATION_RETRY
 
-    kube = await Kube.connect()
+    kube = await connect_kube()
     try:
         await kube.patch_preset(
             namespace, preset, {"metadata": {"annotations": {ANNOTATION_RETRY: token}}}

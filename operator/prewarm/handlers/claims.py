@@ -32,15 +32,21 @@ from prewarm.api.constants import (
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.api.timestamps import rfc3339
+from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.entries import ClaimEntry, WorkspaceEntry
 from prewarm.handlers.runtime import ClaimKey, Runtime
 from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
-from prewarm.planning.agent_access import ANNOTATION_AGENTS, REINIT_DONE_PREFIX
-from prewarm.planning.claims import Action, PresetView, decide_claim
-from prewarm.planning.failures import Verdict, classify
-from prewarm.planning.pool import Phase
+from prewarm.planning.claims import (
+    Action,
+    Follow,
+    PresetView,
+    agents_reinitialized,
+    decide_claim,
+    follow_own_workspace,
+)
+from prewarm.planning.failures import Outcome
 from prewarm.planning.quota import QUOTA_RETRY_FIRST, quota_message
 from prewarm.planning.render import (
     ClaimRef,
@@ -51,10 +57,6 @@ from prewarm.planning.render import (
 
 log = logging.getLogger("prewarm.claims")
 
-# How long a cold workspace may be without its pod before the pod is created
-# again (idempotent): the pod watch usually shows it well within this.
-COLD_POD_GRACE = timedelta(seconds=5)
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -64,9 +66,7 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
     claim = rt.claim(key)
     if claim is None or claim.deleting:
         # Its workspace goes with it (ownerReference); nothing else to undo.
-        rt.claim_seen.pop(key, None)
-        rt.bound.pop(key, None)
-        rt.cold_started.pop(key, None)
+        rt.forget_claim(key, claim.uid if claim else "")
         return
     if not rt.may_act():
         rt.requeue_claim_after(key, 0.5)  # the lease is not fresh: hold writes back
@@ -226,7 +226,7 @@ async def _take(
         ws.name,
         {
             "status": {
-                "phase": Phase.CLAIMED.value,
+                "phase": WorkspacePhase.CLAIMED.value,
                 "claimedAt": rfc3339(now, milliseconds=True),
                 "owner": claim.owner,
                 "reinitGeneration": generation,
@@ -343,71 +343,81 @@ async def _ensure_cold_pod(
 async def _follow_own_workspace(
     rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, ws: WorkspaceEntry, seen: float
 ) -> None:
-    """A workspace already carries this claim: a cold start in progress, or a
-    take whose later steps a crash interrupted. Drive it to Bound or Failed."""
+    """A workspace already carries this claim: drive it to Bound or Failed."""
+    key = (claim.namespace, claim.name)
     pod = rt.pod(claim.namespace, ws.name)
-    if ws.phase is Phase.CLAIMED or (ws.phase is Phase.READY and ws.reinit_generation):
-        # A prebuilt take got as far as the workspace: finish it (idempotent writes).
-        generation = max(ws.reinit_generation, 1)
-        await _annotate_pod(rt, claim.namespace, ws.name, claim.name, claim.owner, generation)
-        await _bind(
-            rt, claim, status, ws.name, status.source or ClaimSource.PREBUILT, generation, seen
-        )
-        return
     preset = rt.preset((claim.namespace, claim.preset))
-    if pod is None:
-        # Usually the watch has not delivered it yet (its event wakes us). But
-        # a full quota, or a crash between the two creates, leaves a cold
-        # workspace without a pod: after a grace, create it (409 if it exists).
-        if ws.phase is not Phase.PENDING or preset is None:
-            return
-        age = _now() - ws.created_at
-        if age < COLD_POD_GRACE:
-            rt.requeue_claim_after(
-                (claim.namespace, claim.name), (COLD_POD_GRACE - age).total_seconds()
-            )
-            return
-        with contextlib.suppress(ValidationError):
-            spec = PresetSpec.model_validate(preset.spec)
-            await _ensure_cold_pod(rt, claim, status, spec, ws.template_hash, ws.name, ws.uid)
-        return
-    timeout = rt.settings.readiness_timeout
+    spec: PresetSpec | None = None
     if preset is not None:
         with contextlib.suppress(ValidationError):
-            own = PresetSpec.model_validate(preset.spec).failure_policy.readiness_timeout
-            timeout = own or timeout
-    outcome = classify(pod.view, _now(), timeout, rt.settings.crashloop_restarts)
-    if outcome.verdict is Verdict.BUILDING:
-        rt.requeue_claim_after((claim.namespace, claim.name), 5.0)
+            spec = PresetSpec.model_validate(preset.spec)
+    timeout = (spec and spec.failure_policy.readiness_timeout) or rt.settings.readiness_timeout
+    step = follow_own_workspace(
+        ws.phase,
+        ws.reinit_generation,
+        ws.created_at,
+        pod.view if pod else None,
+        spec is not None,
+        _now(),
+        timeout,
+        rt.settings.crashloop_restarts,
+    )
+    if step.requeue_after is not None:
+        rt.requeue_claim_after(key, step.requeue_after)
+    if step.action is Follow.FINISH_TAKE:
+        # Idempotent writes: the pod's annotations, then Bound.
+        await _annotate_pod(rt, claim.namespace, ws.name, claim.name, claim.owner, step.generation)
+        source = status.source or ClaimSource.PREBUILT
+        await _bind(rt, claim, status, ws.name, source, step.generation, seen)
         return
+    if step.action is Follow.CREATE_POD and spec is not None:
+        await _ensure_cold_pod(rt, claim, status, spec, ws.template_hash, ws.name, ws.uid)
+        return
+    if step.action is Follow.FAIL and step.outcome is not None:
+        await _cold_build_failed(rt, claim, status, ws, step.outcome)
+    elif step.action is Follow.BIND_COLD:
+        await _cold_build_ready(rt, claim, status, ws, seen)
+
+
+async def _cold_build_failed(
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    ws: WorkspaceEntry,
+    outcome: Outcome,
+) -> None:
     now = _now()
-    if outcome.verdict is Verdict.FAILED:
-        await rt.kube.patch_workspace_status(
-            claim.namespace,
-            ws.name,
-            {
-                "status": {
-                    "phase": Phase.FAILED.value,
-                    "failedAt": rfc3339(now, milliseconds=True),
-                    "failure": {"reason": str(outcome.reason), "message": outcome.message},
-                }
-            },
-        )
-        reason, message = str(outcome.reason), outcome.message
-        rt.record_build(
-            (claim.namespace, claim.preset),
-            f"cold build {ws.name} failed",
-            lambda: rt.ledger.record_build_failed(ws.uid, reason, message, now),
-            failed=True,
-        )
-        await _fail(rt, claim, status, str(outcome.reason), f"cold start failed: {outcome.message}")
-        return
     await rt.kube.patch_workspace_status(
         claim.namespace,
         ws.name,
         {
             "status": {
-                "phase": Phase.CLAIMED.value,
+                "phase": WorkspacePhase.FAILED.value,
+                "failedAt": rfc3339(now, milliseconds=True),
+                "failure": {"reason": str(outcome.reason), "message": outcome.message},
+            }
+        },
+    )
+    reason, message = str(outcome.reason), outcome.message
+    rt.record_build(
+        (claim.namespace, claim.preset),
+        f"cold build {ws.name} failed",
+        lambda: rt.ledger.record_build_failed(ws.uid, reason, message, now),
+        failed=True,
+    )
+    await _fail(rt, claim, status, reason, f"cold start failed: {message}")
+
+
+async def _cold_build_ready(
+    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, ws: WorkspaceEntry, seen: float
+) -> None:
+    now = _now()
+    await rt.kube.patch_workspace_status(
+        claim.namespace,
+        ws.name,
+        {
+            "status": {
+                "phase": WorkspacePhase.CLAIMED.value,
                 "podName": ws.name,
                 "readyAt": rfc3339(now, milliseconds=True),
                 "claimedAt": rfc3339(now, milliseconds=True),
@@ -459,7 +469,7 @@ async def _bind(
     rt.writes.submit(
         f"claim {claim.name} bound",
         lambda: rt.ledger.record_claim_bound(
-            claim.uid, ws_uid, workspace, claim.owner, source.value, now
+            claim.uid, ws_uid, workspace, claim.owner, source, now
         ),
     )
     rt.claim_seen.pop((claim.namespace, claim.name), None)
@@ -498,20 +508,17 @@ async def _check_reinitialized(
     pod = rt.pod(claim.namespace, status.workspace_name)
     if pod is None:
         return
-    agents = [a for a in pod.annotations.get(ANNOTATION_AGENTS, "").split(",") if a]
-    if not agents:
-        return  # no agent in this workspace: nothing to wait for
     generation = status.reinit_generation
-    done = [a for a in agents if _as_int(pod.annotations.get(REINIT_DONE_PREFIX + a)) >= generation]
-    if len(done) < len(agents):
-        return
+    agents = agents_reinitialized(pod.annotations, generation)
+    if agents is None:
+        return  # an agent has not reported yet (or there is none to wait for)
     now = _now()
     conditions = set_condition(
         status.conditions,
         reasons.REINITIALIZED,
         "True",
         reasons.REASON_REINIT_SUCCEEDED,
-        f"{len(agents)} agent(s) re-initialised for generation {generation}",
+        f"{agents} agent(s) re-initialised for generation {generation}",
         None,
         now,
     )
@@ -529,13 +536,6 @@ async def _check_reinitialized(
         f"claim {claim.name} reinitialized",
         lambda: rt.ledger.record_claim_reinitialized(claim.uid, now),
     )
-
-
-def _as_int(value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError:
-        return 0
 
 
 async def _fail(

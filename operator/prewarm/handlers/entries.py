@@ -13,8 +13,9 @@ from typing import Any
 
 from prewarm.api.constants import LABEL_PRESET, PREFIX
 from prewarm.api.timestamps import parse_time
+from prewarm.api.workspace import WorkspacePhase
 from prewarm.planning.failures import PodView, pod_view
-from prewarm.planning.pool import Instance, Phase
+from prewarm.planning.pool import Instance
 
 PresetKey = tuple[str, str]  # (namespace, preset name)
 
@@ -28,7 +29,7 @@ class WorkspaceEntry:
     preset: str
     template_hash: str
     owner: str
-    phase: Phase
+    phase: WorkspacePhase
     created_at: datetime
     ready_at: datetime | None
     failed_at: datetime | None
@@ -40,7 +41,7 @@ class WorkspaceEntry:
 
     @property
     def claimed(self) -> bool:
-        return bool(self.owner) or self.phase is Phase.CLAIMED
+        return bool(self.owner) or self.phase is WorkspacePhase.CLAIMED
 
     def as_instance(self) -> Instance:
         return Instance(
@@ -68,7 +69,7 @@ class WorkspaceEntry:
             preset=str((spec.get("presetRef") or {}).get("name", "")),
             template_hash=str(spec.get("templateHash", "")),
             owner=str(spec.get("owner") or ""),
-            phase=Phase(status.get("phase") or Phase.PENDING),
+            phase=WorkspacePhase(status.get("phase") or WorkspacePhase.PENDING),
             created_at=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
             ready_at=parse_time(status.get("readyAt")),
             failed_at=parse_time(status.get("failedAt")),

@@ -90,7 +90,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     # Not connected yet: PostgreSQL may be down, and the operator starts anyway
     # (claims served, no creates, Degraded), as a running one rides out an outage.
     ledger = Ledger.deferred(config.database_url)
-    kube = await Kube.connect()
+    kube = await Kube.connect(config.kubeconfig, config.in_cluster, instance=config.pod_name)
     rt = Runtime(settings=config, kube=kube, ledger=ledger)
     rt.presets = kwargs["preset_index"]
     rt.workspaces = kwargs["workspace_index"]
@@ -168,7 +168,7 @@ async def _lead_then_work(rt: Runtime, kube: Kube, config: Settings) -> None:
     if config.leader_election:
         elector = LeaderElector(
             kube,
-            config.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+            config.lease_namespace or config.pod_namespace or "default",
             config.lease_name,
             f"{socket.gethostname()}-{os.getpid()}",
             lease_seconds=config.lease_seconds,
@@ -210,6 +210,8 @@ async def _resync(rt: Runtime) -> None:
     await rt.indexed.wait()
     while True:
         await asyncio.sleep(rt.settings.resync_seconds)
+        for kind, size in rt.memory_sizes().items():
+            metrics.memory_entries.labels(kind).set(size)
         for key in rt.preset_keys():
             rt.queue.add(key)
         for claim_key in rt.claim_keys():
@@ -254,7 +256,14 @@ def _wake(namespace: str | None, preset: str | None) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "presets")
-async def preset_event(namespace: str | None, name: str, **_: Any) -> None:
+async def preset_event(
+    type: str | None, namespace: str | None, name: str, uid: str | None, **_: Any
+) -> None:
+    if type == "DELETED":
+        rt = _state.get("runtime")
+        if rt is not None and namespace:
+            # The pass that follows finds no preset and so no uid: forget by uid here.
+            rt.forget((namespace, name), uid)
     _wake(namespace, name)
 
 
@@ -267,14 +276,29 @@ def _wake_claim(namespace: str | None, claim: str | None) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "workspaceclaims")
-async def claim_event(namespace: str | None, name: str, **_: Any) -> None:
+async def claim_event(
+    type: str | None, namespace: str | None, name: str, uid: str | None, **_: Any
+) -> None:
+    if type == "DELETED":
+        rt = _state.get("runtime")
+        if rt is not None and namespace:
+            rt.forget_claim((namespace, name), uid or "")
     _wake_claim(namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, "prebuiltworkspaces")
 async def workspace_event(
-    namespace: str | None, spec: kopf.Spec, labels: kopf.Labels, **_: Any
+    type: str | None,
+    namespace: str | None,
+    uid: str | None,
+    spec: kopf.Spec,
+    labels: kopf.Labels,
+    **_: Any,
 ) -> None:
+    if type == "DELETED" and uid:
+        rt = _state.get("runtime")
+        if rt is not None:
+            rt.forget_workspace(uid)
     _wake(namespace, (spec.get("presetRef") or {}).get("name"))
     _wake_claim(namespace, labels.get(LABEL_CLAIM))
 

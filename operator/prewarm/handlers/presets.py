@@ -28,23 +28,27 @@ from prewarm.api.constants import (
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.api.timestamps import rfc3339
+from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.entries import PresetEntry, PresetKey, WorkspaceEntry
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.workspaces import ensure_pod
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
-from prewarm.ledger.models import PrebuildStatus as LedgerStatus
 from prewarm.ledger.models import ReplayedBuild
 from prewarm.ledger.repository import LedgerUnavailable
-from prewarm.planning.failures import FailureReason, Outcome, Verdict, classify
+from prewarm.planning.failures import FailureReason, Outcome, Verdict
 from prewarm.planning.pool import (
-    Blocker,
-    FailureView,
     Instance,
-    Phase,
-    PoolInput,
-    plan_pool,
-    pool_starting,
+)
+from prewarm.planning.preset_pass import (
+    PoolKnobs,
+    PoolSnapshot,
+    Step,
+    WorkspaceView,
+    decide_pool,
+    ledger_down_failure,
+    next_wakeup,
+    workspace_step,
 )
 from prewarm.planning.preset_status import (
     EventIntent,
@@ -67,10 +71,6 @@ LEDGER_DRAIN_TIMEOUT_S = 3.0
 # Counters in a preset's status move with every pod while a pool fills; they
 # are written at most this often then (conditions and the end state at once).
 STATUS_INTERVAL_S = 1.0
-# Most pods are Ready within seconds of their creation: a workspace goes from
-# Pending straight to Ready (one status write, not two) unless its pod is still
-# not Ready after this long, when it shows Building.
-BUILDING_AFTER = timedelta(seconds=5)
 
 
 def _now() -> datetime:
@@ -179,19 +179,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     metrics.ledger_up.set(1 if ledger_ok else 0)
     metrics.ledger_backlog.set(rt.writes.backlog)
     if not ledger_ok:
-        # Without the ledger the policy cannot be evaluated: keep what the
-        # status last said, and create nothing until PostgreSQL is back.
-        failure = FailureSummary(
-            hard_limited=previous.prebuild_status is PrebuildStatus.HARD_LIMITED,
-            hard_limit=hard_limit,
-            consecutive_failures=0,
-            validation_failed=dry_run_message is not None
-            or previous.prebuild_status is PrebuildStatus.VALIDATION_FAILED,
-            validation_message=dry_run_message,
-            backoff_until=previous.backoff_until,
-            last_failure=previous.last_failure,
-        )
-        rt.requeue_after(key, 5.0)
+        failure = ledger_down_failure(previous, hard_limit, dry_run_message)
 
     wanted = desired_instances(
         spec.prebuilds.instances,
@@ -199,48 +187,30 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         spec.prebuilds.timezone,
         now,
     )
-    desired = wanted.instances
-    note = wanted.problem
-    if desired > s.max_instances_per_preset:
-        note = f"asked for {desired}, capped at {s.max_instances_per_preset} by the operator"
-        desired = s.max_instances_per_preset
-    paused_by = (
-        "operator"
-        if s.paused
-        else "annotation"
-        if preset.annotations.get(ANNOTATION_PAUSED) == "true"
-        else None
-    )
     quota = rt.quota_holds.get(key)
-    starting_here = pool_starting(instances)
-    global_budget = s.max_creates_global - rt.global_starting(key) - starting_here
-    budget = min(s.max_creates_per_preset - starting_here, global_budget)
-    proven = any(
-        i.template_hash == thash and i.phase in (Phase.READY, Phase.CLAIMED) for i in instances
-    )
-    if hard_limit and not proven:
-        # Slow start: until one prebuild of this template has worked, never have
-        # more attempts in flight than the hard limit has left, so a broken
-        # template costs at most `hardLimit` attempts however large its pool.
-        budget = min(budget, hard_limit - failure.consecutive_failures - starting_here)
-    plan = plan_pool(
-        PoolInput(
-            desired=desired,
+    decision = decide_pool(
+        PoolSnapshot(
             template_hash=thash,
             instances=instances,
+            wanted=wanted,
+            failure=failure,
             now=now,
             ttl=spec.prebuilds.ttl,
-            paused=paused_by is not None,
-            failure=FailureView(
-                hard_limited=failure.hard_limited,
-                validation_failed=failure.validation_failed,
-                backoff_until=failure.backoff_until,
-                policy_unknown=not ledger_ok,
-                quota_exceeded=quota is not None and quota.active(now),
-            ),
-            create_budget=budget,
-        )
+            paused_by_annotation=preset.annotations.get(ANNOTATION_PAUSED) == "true",
+            ledger_available=ledger_ok,
+            quota=quota,
+            others_starting=rt.global_starting(key),
+            claims_busy=rt.claim_queue.busy,
+        ),
+        PoolKnobs(
+            max_instances_per_preset=s.max_instances_per_preset,
+            max_creates_per_preset=s.max_creates_per_preset,
+            max_creates_global=s.max_creates_global,
+            hard_limit=hard_limit,
+            operator_paused=s.paused,
+        ),
     )
+    plan = decision.plan
 
     for deletion in plan.deletions:
         doomed = by_name.get(deletion.name)
@@ -249,17 +219,13 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         if await rt.kube.delete_workspace(doomed.namespace, doomed.name, doomed.resource_version):
             exp.deleted[doomed.name] = time.monotonic()
             log.info("deleted prebuild %s/%s (%s)", doomed.namespace, doomed.name, deletion.reason)
-    creating = plan.create
-    if creating and rt.claim_queue.busy:
-        # Claims first: a refill competes with them for the API server and this
-        # process; it can start a moment later, a waiting user cannot.
-        creating = 0
-        rt.requeue_after(key, 0.2)
-    if creating:
-        await asyncio.gather(*(_create_one(rt, preset, spec, thash, now) for _ in range(creating)))
+    if decision.creating:
+        await asyncio.gather(
+            *(_create_one(rt, preset, spec, thash, now) for _ in range(decision.creating))
+        )
     was_starting = rt.starting.get(key, 0)
-    rt.starting[key] = plan.counts.starting + creating
-    if plan.blocked_by is Blocker.CREATE_BUDGET and plan.create >= global_budget:
+    rt.starting[key] = plan.counts.starting + decision.creating
+    if decision.starved:
         rt.starved.add(key)  # the operator-wide cap held it back: wait for room
     if rt.starting[key] < was_starting:
         rt.wake_starved()  # prebuilds of this preset finished: room for others
@@ -272,9 +238,9 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
             template_hash=thash,
             plan=plan,
             failure=failure,
-            paused=paused_by is not None,
-            paused_by=paused_by,
-            desired_note=note,
+            paused=decision.paused_by is not None,
+            paused_by=decision.paused_by,
+            desired_note=decision.desired_note,
             now=now,
             ledger_available=ledger_ok,
             quota_message=quota.message if quota else None,
@@ -287,11 +253,12 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     if failure.hard_limited and ledger_ok:
         await _hard_limit_notice(rt, preset, thash, reset_at, failure)
     _record_gauges(key, plan.counts, new_status)
-    if quota is not None and quota.active(now):
-        rt.requeue_after(key, (quota.retry_at - now).total_seconds())
-    elif quota is not None and not starting_here and not plan.create:
+    if not decision.keep_quota_hold:
         rt.quota_holds.pop(key, None)  # nothing of the pool waits for the quota any more
-    _schedule_next(rt, key, instances, failure, spec.prebuilds.ttl, readiness_timeout, now)
+    wake = next_wakeup(instances, failure, spec.prebuilds.ttl, readiness_timeout, now)
+    for delay in (decision.requeue_after, wake):
+        if delay is not None:
+            rt.requeue_after(key, delay)
 
 
 async def _write_status(
@@ -326,7 +293,7 @@ def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
     stays as recorded.
     """
     rt.replayed.add(entry.uid)
-    failed = entry.phase is Phase.FAILED
+    failed = entry.phase is WorkspacePhase.FAILED
     build = ReplayedBuild(
         workspace_uid=entry.uid,
         preset_uid=preset_uid,
@@ -484,7 +451,7 @@ async def _validate_template(
         # No build row will say so: the ledger's status column is told directly.
         rt.writes.submit(
             f"preset {preset.name} validation failed",
-            lambda: rt.ledger.set_preset_status(preset.uid, LedgerStatus.VALIDATION_FAILED),
+            lambda: rt.ledger.set_preset_status(preset.uid, PrebuildStatus.VALIDATION_FAILED),
         )
     return verdict
 
@@ -499,7 +466,7 @@ async def _create_one(
     uid = created["metadata"]["uid"]
     rt.expectations_of(key).created[name] = (
         time.monotonic(),
-        Instance(name=name, template_hash=thash, phase=Phase.PENDING, created_at=now),
+        Instance(name=name, template_hash=thash, phase=WorkspacePhase.PENDING, created_at=now),
     )
     started = datetime.now(UTC)  # precise: a retry's reset must fall on one side of it
     rt.record_build(
@@ -562,55 +529,53 @@ async def _track_workspace(
     now: datetime,
 ) -> Instance:
     """Derive the workspace's phase from its pod; write it (and the ledger) on change."""
-    if entry.phase is Phase.FAILED:
-        return instance
     pod = rt.pod(entry.namespace, entry.name)
     exp = rt.expectations_of((entry.namespace, entry.preset))
     if pod is not None:
         exp.pods.pop(entry.name, None)
-    if pod is None:
-        if entry.phase is Phase.PENDING:
-            expected = entry.name in exp.created or entry.name in exp.pods
-            quota = rt.quota_holds.get((entry.namespace, entry.preset))
-            if quota is not None and quota.active(now):
-                return instance  # a full quota: its pod is tried again when the hold ends
-            if not expected and entry.template_hash == thash:
-                # The pod was never created (a crash between the two creates): do it now.
-                await _create_pod(
-                    rt, preset, spec, thash, entry.name, entry.uid, entry.resource_version
-                )
-            return instance
-        outcome = Outcome(Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is gone")
-    elif pod.deleting:
-        outcome = Outcome(
-            Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is being deleted"
-        )
-    else:
-        outcome = classify(pod.view, now, readiness_timeout, rt.settings.crashloop_restarts)
-    phase = {
-        Verdict.BUILDING: Phase.BUILDING,
-        Verdict.READY: Phase.READY,
-        Verdict.FAILED: Phase.FAILED,
-    }[outcome.verdict]
-    if phase is Phase.BUILDING and now - entry.created_at < BUILDING_AFTER:
-        return instance  # _schedule_next comes back when BUILDING_AFTER has passed
-    if phase is entry.phase:
-        rt.phase_written.pop(entry.uid, None)
-        return instance
-    if rt.phase_written.get(entry.uid) == (phase, entry.resource_version):
-        # Written by an earlier pass on this very version; the watch lags behind.
-        return replace(instance, phase=phase)
-    written = await _record_outcome(
-        rt, preset, entry.name, entry.uid, entry.resource_version, outcome, now, entry.created_at
+    quota = rt.quota_holds.get((entry.namespace, entry.preset))
+    written = rt.phase_written.get(entry.uid)
+    step = workspace_step(
+        WorkspaceView(
+            phase=entry.phase,
+            created_at=entry.created_at,
+            current=entry.template_hash == thash,
+            pod=pod.view if pod else None,
+            pod_deleting=bool(pod and pod.deleting),
+            pod_expected=entry.name in exp.created or entry.name in exp.pods,
+            quota_held=quota is not None and quota.active(now),
+            written=written[0] if written and written[1] == entry.resource_version else None,
+        ),
+        now,
+        readiness_timeout,
+        rt.settings.crashloop_restarts,
     )
-    if not written:
+    if step.forget_written:
+        rt.phase_written.pop(entry.uid, None)
+    if step.step is Step.CREATE_POD:
+        await _create_pod(rt, preset, spec, thash, entry.name, entry.uid, entry.resource_version)
+    if step.step is Step.ASSUME and step.phase is not None:
+        return replace(instance, phase=step.phase)
+    if step.step is not Step.WRITE or step.outcome is None or step.phase is None:
         return instance
-    rt.phase_written[entry.uid] = (phase, entry.resource_version)
+    written_now = await _record_outcome(
+        rt,
+        preset,
+        entry.name,
+        entry.uid,
+        entry.resource_version,
+        step.outcome,
+        now,
+        entry.created_at,
+    )
+    if not written_now:
+        return instance
+    rt.phase_written[entry.uid] = (step.phase, entry.resource_version)
     return replace(
         instance,
-        phase=phase,
-        ready_at=now if phase is Phase.READY else instance.ready_at,
-        failed_at=now if phase is Phase.FAILED else instance.failed_at,
+        phase=step.phase,
+        ready_at=now if step.phase is WorkspacePhase.READY else instance.ready_at,
+        failed_at=now if step.phase is WorkspacePhase.FAILED else instance.failed_at,
     )
 
 
@@ -740,31 +705,3 @@ def _record_gauges(key: PresetKey, counts: object, status: PresetStatus) -> None
     metrics.preset_schedule_invalid.labels(*key).set(
         1 if is_true(status.conditions, reasons.SCHEDULE_INVALID) else 0
     )
-
-
-def _schedule_next(
-    rt: Runtime,
-    key: PresetKey,
-    instances: list[Instance],
-    failure: FailureSummary,
-    ttl: timedelta | None,
-    readiness_timeout: timedelta,
-    now: datetime,
-) -> None:
-    """Wake up when time alone changes the answer: backoff ends, a readiness
-    deadline or a TTL passes. Everything else arrives as a watch event."""
-    deadlines: list[datetime] = []
-    if failure.backoff_until and failure.backoff_until > now:
-        deadlines.append(failure.backoff_until)
-    for i in instances:
-        if i.claimed or i.deleting:
-            continue
-        if i.phase in (Phase.PENDING, Phase.BUILDING):
-            deadlines.append(i.created_at + readiness_timeout)
-        if i.phase is Phase.PENDING:
-            deadlines.append(i.created_at + BUILDING_AFTER)
-        if ttl and i.phase is Phase.READY and i.ready_at:
-            deadlines.append(i.ready_at + ttl)
-    future = [d for d in deadlines if d > now]
-    if future:
-        rt.requeue_after(key, (min(future) - now).total_seconds() + 0.5)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.entries import (
     ClaimEntry,
     PodEntry,
@@ -20,7 +21,7 @@ from prewarm.handlers.failure_memo import FailureMemo
 from prewarm.k8s.client import Kube
 from prewarm.ledger.repository import Ledger
 from prewarm.ledger.writer import BackgroundWrites
-from prewarm.planning.pool import Instance, Phase
+from prewarm.planning.pool import Instance
 from prewarm.planning.quota import QuotaHold
 from prewarm.settings import Settings
 from prewarm.workqueue import WorkQueue
@@ -108,7 +109,7 @@ class Runtime:
     # Workspace phases this process wrote that the watch has not shown yet
     # (uid -> (phase, the resourceVersion it was written over)), so a pass
     # that runs before the watch catches up does not write them again.
-    phase_written: dict[str, tuple[Phase, str]] = field(default_factory=dict)
+    phase_written: dict[str, tuple[WorkspacePhase, str]] = field(default_factory=dict)
     # Presets whose last pod a ResourceQuota refused: creates wait until retry_at.
     quota_holds: dict[PresetKey, QuotaHold] = field(default_factory=dict)
     # Claims: when this process first saw each (for the latency metric), which
@@ -255,3 +256,38 @@ class Runtime:
             self.recorded_hash.pop(uid, None)
             self.recorded_retry.pop(uid, None)
             self.validated.pop(uid, None)
+            self.notified = {mark for mark in self.notified if mark[0] != uid}
+
+    def forget_workspace(self, uid: str) -> None:
+        """A workspace is gone from the cluster: what this process remembers of it goes too."""
+        self.replayed.discard(uid)
+        self.phase_written.pop(uid, None)
+
+    def forget_claim(self, key: ClaimKey, uid: str) -> None:
+        """A claim is gone from the cluster: what this process remembers of it goes too."""
+        self.claim_seen.pop(key, None)
+        self.bound.pop(key, None)
+        self.cold_started.pop(key, None)
+        self.claims_recorded.discard(uid)
+        timer = self._timers.pop(("claim", key), None)
+        if timer is not None:
+            timer[1].cancel()
+
+    def memory_sizes(self) -> dict[str, int]:
+        """Entries this process remembers, by kind: each must shrink when its objects go."""
+        return {
+            "presets": len(
+                self.expectations.keys()
+                | self.status_written.keys()
+                | self.starting.keys()
+                | self.quota_holds.keys()
+            ),
+            "preset_uids": len(
+                self.recorded_hash.keys() | self.recorded_retry.keys() | self.validated.keys()
+            )
+            + len(self.notified),
+            "workspaces": len(self.replayed | self.phase_written.keys()),
+            "claims": len(self.claim_seen.keys() | self.bound.keys() | self.cold_started.keys())
+            + len(self.claims_recorded),
+            "timers": len(self._timers),
+        }

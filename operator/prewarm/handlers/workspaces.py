@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from prewarm.api.agent_protocol import owner_secret_name
 from prewarm.api.preset import PresetSpec
 from prewarm.handlers.runtime import Runtime
 from prewarm.k8s.client import ApiError
-from prewarm.planning.agent_access import owner_secret_name, render_agent_access
+from prewarm.planning.agent_access import render_agent_access
 from prewarm.planning.render import ClaimRef, render_pod
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 import uuid
 from datetime import UTC, datetime
 from typing import Literal
@@ -19,7 +17,6 @@ from prewarm.k8s.client import ApiError, Kube
 log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
-_INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
 
 
 async def post_event(
@@ -61,7 +58,7 @@ async def post_event(
         "message": message[:1024],
         "source": {"component": "prewarm"},
         "reportingComponent": "prewarm.dev/operator",
-        "reportingInstance": _INSTANCE,
+        "reportingInstance": kube.instance,
         "firstTimestamp": now,
         "lastTimestamp": now,
         "count": 1,

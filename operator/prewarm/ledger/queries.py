@@ -170,21 +170,6 @@ WITH target AS (
 )
 """
 
-# Every known preset (or those in %(only_uids)s), at its current template hash,
-# with per-preset hard-limit overrides given as two parallel arrays.
-_TARGET_ALL = """
-WITH target AS (
-    SELECT p.uid AS preset_uid, p.namespace, p.name, p.template_hash,
-           GREATEST(COALESCE(o.hard_limit, %(default_hard_limit)s::int), 0) AS hard_limit,
-           p.reset_at,
-           COALESCE(p.reset_at, '-infinity'::timestamptz) AS counts_from
-    FROM presets p
-    LEFT JOIN unnest(%(override_uids)s::text[], %(override_limits)s::int[])
-        AS o (uid, hard_limit) ON o.uid = p.uid
-    WHERE %(only_uids)s::text[] IS NULL OR p.uid = ANY (%(only_uids)s::text[])
-)
-"""
-
 _IN_SCOPE = """
 b.preset_uid = t.preset_uid
 AND b.template_hash = t.template_hash
@@ -273,31 +258,6 @@ FROM target t
 
 FAILURE_STATE = _TARGET_ONE + _FAILURE_STATE_COLUMNS
 
-FAILURE_STATES = _TARGET_ALL + _FAILURE_STATE_COLUMNS + "ORDER BY t.namespace, t.name, t.preset_uid"
-
-PRESETS_AT_FAILURE_LIMIT = f"""
-{_TARGET_ALL}
-SELECT t.preset_uid, t.namespace, t.name, t.template_hash, t.hard_limit, t.reset_at
-FROM target t
-{_LATEST_WINDOW}
-WHERE t.hard_limit > 0 AND window_.failed = t.hard_limit
-ORDER BY t.namespace, t.name, t.preset_uid
-"""
-
-PRESETS_IN_BACKOFF = f"""
-{_TARGET_ALL}
-SELECT * FROM (
-    SELECT t.preset_uid, t.namespace, t.name, t.template_hash,
-           streak.recent_failures::int AS recent_failures,
-           streak.last_failed_at,
-           {_BACKOFF_UNTIL} AS backoff_until
-    FROM target t
-    {_STREAK}
-) s
-WHERE s.backoff_until > %(now)s
-ORDER BY s.namespace, s.name, s.preset_uid
-"""
-
 # The first caller for an episode gets a row back; everyone after gets none.
 MARK_HARD_LIMIT_NOTIFIED = """
 INSERT INTO hard_limit_notifications (preset_uid, template_hash, reset_epoch, notified_at)
@@ -367,39 +327,6 @@ LIMIT %(limit)s
 GET_CLAIM = f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE claim_uid = %(claim_uid)s"
 
 # -- reporting -------------------------------------------------------------------------------
-
-# Grouped by name, not UID: a preset deleted and recreated under the same name
-# keeps counting up, as a Prometheus counter must.
-METRIC_TOTALS = """
-WITH build_totals AS (
-    SELECT preset_uid,
-           count(*) FILTER (WHERE started_at IS NOT NULL) AS created,
-           count(*) FILTER (WHERE ready_at IS NOT NULL) AS succeeded,
-           count(*) FILTER (WHERE state = 'failed') AS failed
-    FROM builds
-    WHERE preset_uid IS NOT NULL
-    GROUP BY preset_uid
-),
-claim_totals AS (
-    SELECT preset_uid,
-           count(*) FILTER (WHERE bound_at IS NOT NULL AND source = 'prebuilt') AS claimed,
-           count(*) FILTER (WHERE bound_at IS NOT NULL AND source = 'cold') AS cold_starts
-    FROM claims
-    WHERE preset_uid IS NOT NULL
-    GROUP BY preset_uid
-)
-SELECT p.namespace, p.name,
-       COALESCE(sum(b.created), 0)::bigint AS created,
-       COALESCE(sum(b.succeeded), 0)::bigint AS succeeded,
-       COALESCE(sum(b.failed), 0)::bigint AS failed,
-       COALESCE(sum(c.claimed), 0)::bigint AS claimed,
-       COALESCE(sum(c.cold_starts), 0)::bigint AS cold_starts
-FROM presets p
-LEFT JOIN build_totals b ON b.preset_uid = p.uid
-LEFT JOIN claim_totals c ON c.preset_uid = p.uid
-GROUP BY p.namespace, p.name
-ORDER BY p.namespace, p.name
-"""
 
 HISTORY = """
 SELECT b.workspace_uid, b.preset_uid, b.workspace_name, b.template_hash, b.state,

@@ -8,7 +8,7 @@ caller's time, timezone-aware, so tests and replays are deterministic.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -18,18 +18,15 @@ from psycopg import AsyncConnection
 from psycopg.rows import AsyncRowFactory, DictRow, class_row, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from prewarm.api.claim import ClaimSource
+from prewarm.api.preset import PrebuildStatus
 from prewarm.ledger import queries
 from prewarm.ledger.migrate import migrate_async
 from prewarm.ledger.models import (
     BuildRecord,
     ClaimRecord,
-    ClaimSource,
     FailureState,
     LastFailure,
-    MetricTotals,
-    PrebuildStatus,
-    PresetAtLimit,
-    PresetInBackoff,
     PresetRecord,
     ReplayedBuild,
 )
@@ -182,14 +179,14 @@ class Ledger:
         Builds, retries and new templates keep the column current by themselves
         (migration 0006); this is for a verdict without a build: a dry-run
         rejection of the template."""
-        params = {"uid": uid, "status": PrebuildStatus(status).value}
+        params = {"uid": uid, "status": _SQL_STATUS[PrebuildStatus(status)]}
         return await self._changed(queries.SET_PRESET_STATUS, params)
 
     async def preset(self, uid: str) -> PresetRecord | None:
         row = await self._one(queries.GET_PRESET, {"uid": uid}, dict_row)
         if row is None:
             return None
-        return PresetRecord(**{**row, "status": PrebuildStatus(row["status"])})
+        return PresetRecord(**{**row, "status": _STATUS_OF_SQL[row["status"]]})
 
     # -- builds ------------------------------------------------------------------------
 
@@ -276,55 +273,6 @@ class Ledger:
             return FailureState.clean(preset_uid, template_hash, hard_limit)
         return _failure_state(row)
 
-    async def failure_states(
-        self,
-        *,
-        default_hard_limit: int,
-        backoff_base: timedelta,
-        backoff_max: timedelta,
-        lookback: timedelta,
-        now: datetime,
-        hard_limits: Mapping[str, int] | None = None,
-        preset_uids: Sequence[str] | None = None,
-    ) -> dict[str, FailureState]:
-        """failure_state() of every preset (or of `preset_uids`) at its current hash, one query.
-
-        hard_limits: per-preset overrides (spec.failurePolicy.hardLimit) by preset UID.
-        """
-        params = {
-            **_target_all_params(default_hard_limit, hard_limits, preset_uids),
-            **_backoff_params(backoff_base, backoff_max, lookback, now),
-        }
-        rows = await self._all(queries.FAILURE_STATES, params, dict_row)
-        return {row["preset_uid"]: _failure_state(row) for row in rows}
-
-    async def presets_at_failure_limit(
-        self,
-        default_hard_limit: int,
-        hard_limits: Mapping[str, int] | None = None,
-        preset_uids: Sequence[str] | None = None,
-    ) -> list[PresetAtLimit]:
-        """Presets whose latest hard_limit builds (current hash and epoch) all failed."""
-        params = _target_all_params(default_hard_limit, hard_limits, preset_uids)
-        return await self._all(queries.PRESETS_AT_FAILURE_LIMIT, params, class_row(PresetAtLimit))
-
-    async def presets_in_backoff(
-        self,
-        *,
-        backoff_base: timedelta,
-        backoff_max: timedelta,
-        lookback: timedelta,
-        now: datetime,
-        preset_uids: Sequence[str] | None = None,
-    ) -> list[PresetInBackoff]:
-        """Presets whose backoff_until is still ahead of `now`."""
-        params = {
-            # The target fragment is shared with the hard-limit queries; the limit is unused here.
-            **_target_all_params(0, None, preset_uids),
-            **_backoff_params(backoff_base, backoff_max, lookback, now),
-        }
-        return await self._all(queries.PRESETS_IN_BACKOFF, params, class_row(PresetInBackoff))
-
     async def mark_hard_limit_notified(
         self,
         preset_uid: str,
@@ -379,7 +327,7 @@ class Ledger:
             "workspace_uid": workspace_uid,
             "workspace_name": workspace_name,
             "owner": owner,
-            "source": source,
+            "source": ClaimSource(source).value,
             "at": _aware(at),
         }
         await self._execute(queries.RECORD_CLAIM_BOUND, params)
@@ -400,9 +348,6 @@ class Ledger:
         return await self._all(queries.RECENT_CLAIMS, {"limit": limit}, class_row(ClaimRecord))
 
     # -- reporting ---------------------------------------------------------------------
-
-    async def metric_totals(self) -> list[MetricTotals]:
-        return await self._all(queries.METRIC_TOTALS, {}, class_row(MetricTotals))
 
     async def history(self, namespace: str, name: str, limit: int = 20) -> list[BuildRecord]:
         """The latest builds of a preset (any hash, any epoch), newest first."""
@@ -440,6 +385,15 @@ class Ledger:
             return await cursor.fetchall()
 
 
+# The SQL enum prebuild_status spells the API's PrebuildStatus in snake case.
+_SQL_STATUS: dict[PrebuildStatus, str] = {
+    PrebuildStatus.NORMAL: "normal",
+    PrebuildStatus.HARD_LIMITED: "hard_limited",
+    PrebuildStatus.VALIDATION_FAILED: "validation_failed",
+}
+_STATUS_OF_SQL = {sql: status for status, sql in _SQL_STATUS.items()}
+
+
 def _aware(moment: datetime) -> datetime:
     # A naive datetime would be read in the session's time zone: silently wrong.
     if moment.tzinfo is None or moment.utcoffset() is None:
@@ -455,20 +409,6 @@ def _backoff_params(
         "backoff_max_s": backoff_max.total_seconds(),
         "lookback_start": _aware(now) - lookback,
         "now": now,
-    }
-
-
-def _target_all_params(
-    default_hard_limit: int,
-    hard_limits: Mapping[str, int] | None,
-    preset_uids: Sequence[str] | None,
-) -> dict[str, Any]:
-    overrides = dict(hard_limits or {})
-    return {
-        "default_hard_limit": default_hard_limit,
-        "override_uids": list(overrides),
-        "override_limits": list(overrides.values()),
-        "only_uids": None if preset_uids is None else list(preset_uids),
     }
 
 

@@ -13,16 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from prewarm.api.workspace import WorkspacePhase
 
-class Phase(enum.StrEnum):
-    PENDING = "Pending"
-    BUILDING = "Building"
-    READY = "Ready"
-    CLAIMED = "Claimed"
-    FAILED = "Failed"
-
-
-STARTING_PHASES = frozenset({Phase.PENDING, Phase.BUILDING})
+STARTING_PHASES = frozenset({WorkspacePhase.PENDING, WorkspacePhase.BUILDING})
 
 
 class DeleteReason(enum.StrEnum):
@@ -50,7 +43,7 @@ class Instance:
 
     name: str
     template_hash: str
-    phase: Phase
+    phase: WorkspacePhase
     created_at: datetime
     ready_at: datetime | None = None
     failed_at: datetime | None = None
@@ -142,14 +135,14 @@ def _is_expired(instance: Instance, inp: PoolInput) -> bool:
     # Counted from readiness, not creation: a slow build must not eat its own TTL.
     return (
         inp.ttl is not None
-        and instance.phase is Phase.READY
+        and instance.phase is WorkspacePhase.READY
         and instance.ready_at is not None
         and instance.ready_at + inp.ttl <= inp.now
     )
 
 
 def plan_pool(inp: PoolInput) -> PoolPlan:
-    pool = [i for i in inp.instances if not i.claimed and i.phase is not Phase.CLAIMED]
+    pool = [i for i in inp.instances if not i.claimed and i.phase is not WorkspacePhase.CLAIMED]
     claimed = len(inp.instances) - len(pool)
     present = [i for i in pool if not i.deleting]
     deletions: list[Deletion] = []
@@ -159,7 +152,7 @@ def plan_pool(inp: PoolInput) -> PoolPlan:
     deletions += [Deletion(i.name, DeleteReason.OUTDATED) for i in outdated]
 
     failed = sorted(
-        (i for i in current if i.phase is Phase.FAILED),
+        (i for i in current if i.phase is WorkspacePhase.FAILED),
         key=lambda i: (i.failed_at or i.created_at, i.name),
         reverse=True,
     )
@@ -172,7 +165,7 @@ def plan_pool(inp: PoolInput) -> PoolPlan:
     live = [
         i
         for i in current
-        if i.phase in STARTING_PHASES | {Phase.READY} and i.name not in expired_names
+        if i.phase in STARTING_PHASES | {WorkspacePhase.READY} and i.name not in expired_names
     ]
     desired = max(inp.desired, 0)
     surplus = max(len(live) - desired, 0)
@@ -185,7 +178,7 @@ def plan_pool(inp: PoolInput) -> PoolPlan:
             reverse=True,
         )
         ready = sorted(
-            (i for i in live if i.phase is Phase.READY),
+            (i for i in live if i.phase is WorkspacePhase.READY),
             key=lambda i: (i.ready_at or i.created_at, i.name),
         )
         deletions += [
@@ -205,7 +198,7 @@ def plan_pool(inp: PoolInput) -> PoolPlan:
     counts = Counts(
         desired=desired,
         running=len(live_after),
-        ready=sum(1 for i in live_after if i.phase is Phase.READY),
+        ready=sum(1 for i in live_after if i.phase is WorkspacePhase.READY),
         starting=sum(1 for i in live_after if i.phase in STARTING_PHASES),
         claimed=claimed,
         failed=len(failed),

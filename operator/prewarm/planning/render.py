@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from prewarm.api.agent_protocol import AGENT_CONTAINER_NAME, ANNOTATION_AGENTS, agent_account_name
 from prewarm.api.constants import (
     ANNOTATION_OWNER,
     ANNOTATION_REINIT_GENERATION,
@@ -28,13 +29,7 @@ from prewarm.api.constants import (
     PREFIX,
 )
 from prewarm.api.preset import PodSecurity, PresetSpec
-from prewarm.planning.agent_access import (
-    AGENT_CONTAINER_NAME,
-    ANNOTATION_AGENTS,
-    agent_account_name,
-    agent_container,
-    agent_volumes,
-)
+from prewarm.planning.agent_access import agent_container, agent_volumes
 
 ANNOTATION_PARAMETERS = f"{PREFIX}parameters"
 
