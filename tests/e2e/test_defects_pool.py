@@ -3,13 +3,12 @@ each on the real API server + kwok + PostgreSQL with the operator as a process."
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from typing import Any
 
 import psycopg
-from tests.e2e.support import apply, events, get, items, preset_manifest, wait_until
+from tests.e2e.support import apply, create_all, events, get, items, preset_manifest, wait_until
 
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
@@ -74,14 +73,7 @@ def test_claim_storm_claimed_workspaces_do_not_stall_the_pool(
         }
         for i in range(20)
     ]
-    cluster.kubectl(
-        "create",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": planted}),
-    )
+    create_all(cluster, namespace, planted)
     cluster.kubectl(
         "patch",
         "-n",
@@ -106,14 +98,7 @@ def test_claim_storm_builds_at_most_one_workspace_per_claim(
     apply(cluster, namespace, preset_manifest("storm", 10))
     wait_until(lambda: _ready_unclaimed(cluster, namespace, "storm") == 10, what="10 warm")
     claims = [claim_manifest(f"s{i:03d}", "storm", f"user{i}") for i in range(120)]
-    cluster.kubectl(
-        "create",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": claims}),
-    )
+    create_all(cluster, namespace, claims)
     bound = wait_until(
         lambda: (b := _claims_bound(cluster, namespace)) and len(b) == 120 and b,
         timeout=240,

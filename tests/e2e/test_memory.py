@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from tests.e2e.support import apply, items, metric, preset_manifest, wait_until
+from tests.e2e.support import apply, create_all, items, metric, preset_manifest, wait_until
 
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
@@ -39,14 +37,7 @@ def _deleting_everything_empties_memory(
         what=f"{presets * per} workspaces",
     )
     batch = [claim_manifest(f"m{i:04d}", f"mem{i % presets}", f"user{i}") for i in range(claims)]
-    cluster.kubectl(
-        "create",
-        "-n",
-        ns,
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": batch}),
-    )
+    create_all(cluster, ns, batch)
     wait_until(lambda: _bound(cluster, ns) == claims, timeout=300, what=f"{claims} bound")
     remembered = wait_until(
         lambda: (m := _memory(operator))["workspaces"] >= presets * per and m,

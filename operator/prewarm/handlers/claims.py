@@ -33,7 +33,7 @@ from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.api.timestamps import rfc3339
 from prewarm.api.workspace import WorkspacePhase
-from prewarm.handlers.entries import ClaimEntry, WorkspaceEntry
+from prewarm.handlers.entries import ClaimEntry, PresetEntry, WorkspaceEntry
 from prewarm.handlers.runtime import ClaimKey, Runtime
 from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod
 from prewarm.k8s.client import ApiError
@@ -112,24 +112,34 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
     await _claim_new(rt, claim, status, seen)
 
 
+def _preset_view(
+    rt: Runtime, claim: ClaimEntry
+) -> tuple[PresetEntry | None, PresetSpec | None, PresetView]:
+    """The claim's preset as the decision sees it (exists: it parses and is not going)."""
+    entry = rt.preset((claim.namespace, claim.preset))
+    if entry is None or entry.deleting:
+        return entry, None, PresetView(exists=False)
+    try:
+        spec: PresetSpec | None = PresetSpec.model_validate(entry.spec)
+    except ValidationError:
+        spec = None
+    status = PresetStatus.model_validate(entry.status)
+    return (
+        entry,
+        spec,
+        PresetView(
+            exists=spec is not None,
+            template_hash=template_hash(spec) if spec else "",
+            prebuild_status=status.prebuild_status or PrebuildStatus.NORMAL,
+            paused=rt.settings.paused or entry.annotations.get(ANNOTATION_PAUSED) == "true",
+        ),
+    )
+
+
 async def _claim_new(
     rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, seen: float
 ) -> None:
-    preset_entry = rt.preset((claim.namespace, claim.preset))
-    view = PresetView(exists=False)
-    spec: PresetSpec | None = None
-    if preset_entry is not None and not preset_entry.deleting:
-        try:
-            spec = PresetSpec.model_validate(preset_entry.spec)
-        except ValidationError:
-            spec = None
-        preset_status = PresetStatus.model_validate(preset_entry.status)
-        view = PresetView(
-            exists=spec is not None,
-            template_hash=template_hash(spec) if spec else "",
-            prebuild_status=preset_status.prebuild_status or PrebuildStatus.NORMAL,
-            paused=rt.settings.paused or preset_entry.annotations.get(ANNOTATION_PAUSED) == "true",
-        )
+    preset_entry, spec, view = _preset_view(rt, claim)
     secret_missing = None
     if claim.owner_secret and view.exists:
         try:

@@ -210,6 +210,7 @@ async def _resync(rt: Runtime) -> None:
     await rt.indexed.wait()
     while True:
         await asyncio.sleep(rt.settings.resync_seconds)
+        rt.sweep()
         for kind, size in rt.memory_sizes().items():
             metrics.memory_entries.labels(kind).set(size)
         for key in rt.preset_keys():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
@@ -41,6 +41,7 @@ from prewarm.planning.pool import (
     Instance,
 )
 from prewarm.planning.preset_pass import (
+    PoolDecision,
     PoolKnobs,
     PoolSnapshot,
     Step,
@@ -62,7 +63,7 @@ from prewarm.planning.preset_status import (
 )
 from prewarm.planning.quota import refused
 from prewarm.planning.render import render_pod, render_workspace
-from prewarm.planning.schedule import Schedule, desired_instances
+from prewarm.planning.schedule import DesiredCount, Schedule, desired_instances
 
 log = logging.getLogger("prewarm.presets")
 
@@ -118,8 +119,23 @@ async def reconcile_preset(rt: Runtime, key: PresetKey) -> None:
         metrics.reconcile_duration.observe(time.perf_counter() - started)
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """What one pass knows of its preset before it plans the pool."""
+
+    key: PresetKey
+    preset: PresetEntry
+    spec: PresetSpec
+    previous: PresetStatus
+    template_hash: str
+    hard_limit: int
+    readiness_timeout: timedelta
+    now: datetime
+
+
 async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
-    s = rt.settings
+    """Gather (ledger, dry-run, workspaces and their pods, failure policy),
+    decide (planning/preset_pass, pool, preset_status), apply (writes)."""
     now = _now()
     previous = PresetStatus.model_validate(preset.status)
     try:
@@ -128,35 +144,105 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         # The CRD schema should have stopped this; say so rather than loop on it.
         await _patch_invalid_spec(rt, preset, previous, str(error), now)
         return
-    thash = template_hash(spec)
     policy = spec.failure_policy
-    hard_limit = s.hard_limit if policy.hard_limit is None else policy.hard_limit
-
+    p = _Pass(
+        key=key,
+        preset=preset,
+        spec=spec,
+        previous=previous,
+        template_hash=template_hash(spec),
+        hard_limit=rt.settings.hard_limit if policy.hard_limit is None else policy.hard_limit,
+        readiness_timeout=policy.readiness_timeout or rt.settings.readiness_timeout,
+        now=now,
+    )
     try:
-        retried = await _ledger_bookkeeping(rt, preset, thash, hard_limit)
+        retried = await _ledger_bookkeeping(rt, preset, p.template_hash, p.hard_limit)
         ledger_ok = True
     except LedgerUnavailable as error:
         log.warning("ledger unavailable for preset %s/%s: %s", *key, error)
         retried, ledger_ok = False, False
+    dry_run_message = await _validate_template(rt, preset, spec, p.template_hash, previous, retried)
+    instances, by_name = await _gather_workspaces(rt, p, ledger_ok)
+    failure, reset_at, ledger_ok = await _gather_failure(rt, p, ledger_ok, dry_run_message)
+    wanted = desired_instances(
+        spec.prebuilds.instances,
+        [Schedule(x.cron, x.instances) for x in spec.prebuilds.schedules],
+        spec.prebuilds.timezone,
+        now,
+    )
+    quota = rt.quota_holds.get(key)
+    snapshot = PoolSnapshot(
+        template_hash=p.template_hash,
+        instances=instances,
+        wanted=wanted,
+        failure=failure,
+        now=now,
+        ttl=spec.prebuilds.ttl,
+        paused_by_annotation=preset.annotations.get(ANNOTATION_PAUSED) == "true",
+        ledger_available=ledger_ok,
+        quota=quota,
+        others_starting=rt.global_starting(key),
+        claims_busy=rt.claim_queue.busy,
+    )
+    decision = decide_pool(snapshot, _knobs(rt, p.hard_limit))
+    await _apply_pool(rt, p, decision, by_name)
+    new_status = compute_status(previous, _status_input(p, snapshot, decision, wanted))
+    await _apply_status(rt, p, new_status, failure, reset_at, ledger_ok, decision)
+    wake = next_wakeup(instances, failure, spec.prebuilds.ttl, p.readiness_timeout, now)
+    for delay in (decision.requeue_after, wake):
+        if delay is not None:
+            rt.requeue_after(key, delay)
 
-    dry_run_message = await _validate_template(rt, preset, spec, thash, previous, retried)
 
-    # Workspaces: bring each one's status in line with its pod first.
-    exp = rt.expectations_of(key)
-    entries = rt.workspaces_of(key)
+def _status_input(
+    p: _Pass, snapshot: PoolSnapshot, decision: PoolDecision, wanted: DesiredCount
+) -> StatusInput:
+    return StatusInput(
+        name=p.preset.name,
+        generation=p.preset.generation,
+        template_hash=p.template_hash,
+        plan=decision.plan,
+        failure=snapshot.failure,
+        paused=decision.paused_by is not None,
+        paused_by=decision.paused_by,
+        desired_note=decision.desired_note,
+        now=p.now,
+        ledger_available=snapshot.ledger_available,
+        quota_message=snapshot.quota.message if snapshot.quota else None,
+        schedule_problem=wanted.schedule_problem,
+    )
+
+
+def _knobs(rt: Runtime, hard_limit: int) -> PoolKnobs:
+    s = rt.settings
+    return PoolKnobs(
+        max_instances_per_preset=s.max_instances_per_preset,
+        max_creates_per_preset=s.max_creates_per_preset,
+        max_creates_global=s.max_creates_global,
+        hard_limit=hard_limit,
+        operator_paused=s.paused,
+    )
+
+
+async def _gather_workspaces(
+    rt: Runtime, p: _Pass, ledger_ok: bool
+) -> tuple[list[Instance], dict[str, WorkspaceEntry]]:
+    """The pool's instances, each workspace's status first brought in line with
+    its pod (those transitions are written here), plus creates not yet in the watch."""
+    exp = rt.expectations_of(p.key)
+    entries = rt.workspaces_of(p.key)
     exp.observe(e.name for e in entries)
-    readiness_timeout = policy.readiness_timeout or s.readiness_timeout
     by_name: dict[str, WorkspaceEntry] = {}
     for entry in entries:
         by_name[entry.name] = entry
         if entry.uid not in rt.replayed and ledger_ok:
-            _replay(rt, preset.uid, entry)
+            _replay(rt, p.preset.uid, entry)
 
     async def instance_of(entry: WorkspaceEntry) -> Instance:
         instance = entry.as_instance()
         if not entry.claimed and not entry.deleting:
             instance = await _track_workspace(
-                rt, preset, spec, thash, entry, instance, readiness_timeout, now
+                rt, p.preset, p.spec, p.template_hash, entry, instance, p.readiness_timeout, p.now
             )
         if entry.name in exp.deleted:
             instance = replace(instance, deleting=True)
@@ -165,54 +251,43 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     # Concurrently: while a pool fills, one pass may see many pods turn Ready.
     instances = list(await asyncio.gather(*(instance_of(e) for e in entries)))
     instances += [i for _, i in exp.created.values() if i.name not in by_name]
+    return instances, by_name
 
-    reset_at: datetime | None = None
+
+async def _gather_failure(
+    rt: Runtime, p: _Pass, ledger_ok: bool, dry_run_message: str | None
+) -> tuple[FailureSummary, datetime | None, bool]:
+    """(the failure policy, its reset time, whether the ledger answered)."""
+    failure, reset_at = None, None
     if ledger_ok:
         try:
             failure, reset_at = await _failure_policy(
-                rt, key, preset.uid, spec, thash, hard_limit, dry_run_message, now
+                rt,
+                p.key,
+                p.preset.uid,
+                p.spec,
+                p.template_hash,
+                p.hard_limit,
+                dry_run_message,
+                p.now,
             )
         except (LedgerUnavailable, TimeoutError) as error:
-            log.warning("ledger unavailable for preset %s/%s: %s", *key, error)
+            log.warning("ledger unavailable for preset %s/%s: %s", *p.key, error)
             ledger_ok = False
     rt.ledger_ok = ledger_ok
     metrics.ledger_up.set(1 if ledger_ok else 0)
     metrics.ledger_backlog.set(rt.writes.backlog)
-    if not ledger_ok:
-        failure = ledger_down_failure(previous, hard_limit, dry_run_message)
+    if failure is None or not ledger_ok:
+        failure = ledger_down_failure(p.previous, p.hard_limit, dry_run_message)
+    return failure, reset_at, ledger_ok
 
-    wanted = desired_instances(
-        spec.prebuilds.instances,
-        [Schedule(x.cron, x.instances) for x in spec.prebuilds.schedules],
-        spec.prebuilds.timezone,
-        now,
-    )
-    quota = rt.quota_holds.get(key)
-    decision = decide_pool(
-        PoolSnapshot(
-            template_hash=thash,
-            instances=instances,
-            wanted=wanted,
-            failure=failure,
-            now=now,
-            ttl=spec.prebuilds.ttl,
-            paused_by_annotation=preset.annotations.get(ANNOTATION_PAUSED) == "true",
-            ledger_available=ledger_ok,
-            quota=quota,
-            others_starting=rt.global_starting(key),
-            claims_busy=rt.claim_queue.busy,
-        ),
-        PoolKnobs(
-            max_instances_per_preset=s.max_instances_per_preset,
-            max_creates_per_preset=s.max_creates_per_preset,
-            max_creates_global=s.max_creates_global,
-            hard_limit=hard_limit,
-            operator_paused=s.paused,
-        ),
-    )
-    plan = decision.plan
 
-    for deletion in plan.deletions:
+async def _apply_pool(
+    rt: Runtime, p: _Pass, decision: PoolDecision, by_name: dict[str, WorkspaceEntry]
+) -> None:
+    """The plan's deletes and creates, and the bookkeeping of the create caps."""
+    exp = rt.expectations_of(p.key)
+    for deletion in decision.plan.deletions:
         doomed = by_name.get(deletion.name)
         if doomed is None:
             continue
@@ -221,44 +296,37 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
             log.info("deleted prebuild %s/%s (%s)", doomed.namespace, doomed.name, deletion.reason)
     if decision.creating:
         await asyncio.gather(
-            *(_create_one(rt, preset, spec, thash, now) for _ in range(decision.creating))
+            *(
+                _create_one(rt, p.preset, p.spec, p.template_hash, p.now)
+                for _ in range(decision.creating)
+            )
         )
-    was_starting = rt.starting.get(key, 0)
-    rt.starting[key] = plan.counts.starting + decision.creating
+    was_starting = rt.starting.get(p.key, 0)
+    rt.starting[p.key] = decision.plan.counts.starting + decision.creating
     if decision.starved:
-        rt.starved.add(key)  # the operator-wide cap held it back: wait for room
-    if rt.starting[key] < was_starting:
+        rt.starved.add(p.key)  # the operator-wide cap held it back: wait for room
+    if rt.starting[p.key] < was_starting:
         rt.wake_starved()  # prebuilds of this preset finished: room for others
-
-    new_status = compute_status(
-        previous,
-        StatusInput(
-            name=preset.name,
-            generation=preset.generation,
-            template_hash=thash,
-            plan=plan,
-            failure=failure,
-            paused=decision.paused_by is not None,
-            paused_by=decision.paused_by,
-            desired_note=decision.desired_note,
-            now=now,
-            ledger_available=ledger_ok,
-            quota_message=quota.message if quota else None,
-            schedule_problem=wanted.schedule_problem,
-        ),
-    )
-    await _write_status(rt, key, preset, new_status)
-    for intent in transition_events(previous, new_status, failure):
-        await _event(rt, preset, intent)
-    if failure.hard_limited and ledger_ok:
-        await _hard_limit_notice(rt, preset, thash, reset_at, failure)
-    _record_gauges(key, plan.counts, new_status)
     if not decision.keep_quota_hold:
-        rt.quota_holds.pop(key, None)  # nothing of the pool waits for the quota any more
-    wake = next_wakeup(instances, failure, spec.prebuilds.ttl, readiness_timeout, now)
-    for delay in (decision.requeue_after, wake):
-        if delay is not None:
-            rt.requeue_after(key, delay)
+        rt.quota_holds.pop(p.key, None)  # nothing of the pool waits for the quota any more
+
+
+async def _apply_status(
+    rt: Runtime,
+    p: _Pass,
+    new_status: PresetStatus,
+    failure: FailureSummary,
+    reset_at: datetime | None,
+    ledger_ok: bool,
+    decision: PoolDecision,
+) -> None:
+    """The status (if it changed), its Events, the hard-limit notice and the gauges."""
+    await _write_status(rt, p.key, p.preset, new_status)
+    for intent in transition_events(p.previous, new_status, failure):
+        await _event(rt, p.preset, intent)
+    if failure.hard_limited and ledger_ok:
+        await _hard_limit_notice(rt, p.preset, p.template_hash, reset_at, failure)
+    _record_gauges(p.key, decision.plan.counts, new_status)
 
 
 async def _write_status(

@@ -253,10 +253,14 @@ class Runtime:
         if timer is not None:
             timer[1].cancel()
         if uid:
-            self.recorded_hash.pop(uid, None)
-            self.recorded_retry.pop(uid, None)
-            self.validated.pop(uid, None)
-            self.notified = {mark for mark in self.notified if mark[0] != uid}
+            self.forget_preset_uid(uid)
+
+    def forget_preset_uid(self, uid: str) -> None:
+        """What was remembered of one Preset object (a re-created namesake has another uid)."""
+        self.recorded_hash.pop(uid, None)
+        self.recorded_retry.pop(uid, None)
+        self.validated.pop(uid, None)
+        self.notified = {mark for mark in self.notified if mark[0] != uid}
 
     def forget_workspace(self, uid: str) -> None:
         """A workspace is gone from the cluster: what this process remembers of it goes too."""
@@ -272,6 +276,33 @@ class Runtime:
         timer = self._timers.pop(("claim", key), None)
         if timer is not None:
             timer[1].cancel()
+
+    def sweep(self) -> None:
+        """Forget what belongs to objects no index holds any more.
+
+        The DELETED events forget most of it at once; this catches what a pass
+        in flight at that moment wrote back afterwards (a resync runs it).
+        """
+        assert self.presets is not None
+        assert self.workspaces is not None
+        assert self.claims is not None
+        presets = set(self.preset_keys())
+        preset_uids = {e.uid for k in presets for e in self.presets.get(k, ())}
+        for key in {*self.expectations, *self.status_written, *self.starting, *self.quota_holds}:
+            if key not in presets:
+                self.forget(key, None)
+        for uid in {*self.recorded_hash, *self.recorded_retry, *self.validated}:
+            if uid not in preset_uids:
+                self.forget_preset_uid(uid)
+        self.notified = {mark for mark in self.notified if mark[0] in preset_uids}
+        workspace_uids = {e.uid for k in list(self.workspaces) for e in self.workspaces.get(k, ())}
+        for uid in (self.replayed | self.phase_written.keys()) - workspace_uids:
+            self.forget_workspace(uid)
+        claims = set(self.claim_keys())
+        claim_uids = {e.uid for k in claims for e in self.claims.get(k, ())}
+        for key in {*self.claim_seen, *self.bound, *self.cold_started} - claims:
+            self.forget_claim(key, "")
+        self.claims_recorded &= claim_uids
 
     def memory_sizes(self) -> dict[str, int]:
         """Entries this process remembers, by kind: each must shrink when its objects go."""

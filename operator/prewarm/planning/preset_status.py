@@ -84,118 +84,121 @@ def _flag(value: bool) -> ConditionStatus:
     return ConditionStatus.TRUE if value else ConditionStatus.FALSE
 
 
+# A condition as computed for one pass: type, whether it holds, reason, message.
+_Wanted = tuple[str, bool, str, str]
+
+
+def _pool_conditions(inp: StatusInput) -> list[_Wanted]:
+    c = inp.plan.counts
+    ready = c.desired == 0 or c.ready >= c.desired
+    note = f" ({inp.desired_note})" if inp.desired_note else ""
+    progressing = bool(inp.plan.create or inp.plan.deletions or c.starting)
+    return [
+        (
+            reasons.READY,
+            ready,
+            reasons.REASON_POOL_READY if ready else _not_ready_reason(inp),
+            f"{c.ready}/{c.desired} warm instances ready{note}",
+        ),
+        (
+            reasons.PROGRESSING,
+            progressing,
+            _progress_reason(inp) if progressing else (inp.plan.blocked_by or "Stable"),
+            f"creating {inp.plan.create}, deleting {len(inp.plan.deletions)}, starting {c.starting}"
+            if progressing
+            else "nothing to do",
+        ),
+    ]
+
+
+def _failure_conditions(f: FailureSummary) -> list[_Wanted]:
+    last = f.last_failure
+    limited = (
+        f"the last {f.hard_limit} prebuilds failed"
+        + (f"; last: {last.reason}: {last.message}" if last else "")
+        + "; no new prebuilds until the spec changes or prewarm.dev/retry is set"
+    )
+    return [
+        (
+            reasons.HARD_LIMITED,
+            f.hard_limited,
+            reasons.REASON_PREBUILD_FAILURE_LIMIT_REACHED if f.hard_limited else "BelowLimit",
+            limited
+            if f.hard_limited
+            else f"{f.consecutive_failures} consecutive failure(s), limit {f.hard_limit or 'off'}",
+        ),
+        (
+            reasons.VALIDATION_FAILED,
+            f.validation_failed,
+            reasons.REASON_VALIDATION_FAILED
+            if f.validation_failed
+            else reasons.REASON_TEMPLATE_VALID,
+            (f.validation_message or "the API server rejected the pod template")
+            if f.validation_failed
+            else "the API server accepts the pod template",
+        ),
+    ]
+
+
+def _operating_conditions(inp: StatusInput) -> list[_Wanted]:
+    pause_reason = (
+        reasons.REASON_PAUSED_BY_ANNOTATION
+        if inp.paused_by == "annotation"
+        else reasons.REASON_PAUSED_BY_OPERATOR
+    )
+    down = not inp.ledger_available
+    quota = inp.quota_message
+    schedule = inp.schedule_problem
+    return [
+        (
+            reasons.PAUSED,
+            inp.paused,
+            pause_reason if inp.paused else reasons.REASON_RESUMED,
+            "prebuilds are neither created nor deleted" if inp.paused else "not paused",
+        ),
+        (
+            reasons.DEGRADED,
+            down,
+            reasons.REASON_LEDGER_UNAVAILABLE if down else "LedgerAvailable",
+            "the PostgreSQL ledger cannot be reached: no new prebuilds until it is back "
+            "(deletions and claims go on)"
+            if down
+            else "the PostgreSQL ledger is reachable",
+        ),
+        (
+            reasons.QUOTA_EXCEEDED,
+            quota is not None,
+            reasons.REASON_QUOTA_EXCEEDED if quota else reasons.REASON_WITHIN_QUOTA,
+            "a ResourceQuota refuses new pods, retried with backoff (claims are still "
+            f"served from Ready workspaces): {quota}"
+            if quota
+            else "no ResourceQuota refused the last pod",
+        ),
+        (
+            reasons.SCHEDULE_INVALID,
+            schedule is not None,
+            schedule.reason if schedule else reasons.REASON_SCHEDULE_VALID,
+            f"{schedule.message}; the default count (spec.prebuilds.instances) applies where "
+            "no valid schedule matches"
+            if schedule
+            else "every schedule and the timezone are valid",
+        ),
+    ]
+
+
 def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
     c = inp.plan.counts
     f = inp.failure
-    gen = inp.generation
     state = _prebuild_status(f)
     conditions: list[Condition] = list(previous.conditions)
-
-    ready = c.desired == 0 or c.ready >= c.desired
-    note = f" ({inp.desired_note})" if inp.desired_note else ""
-    conditions = set_condition(
-        conditions,
-        reasons.READY,
-        _flag(ready),
-        reasons.REASON_POOL_READY if ready else _not_ready_reason(inp),
-        f"{c.ready}/{c.desired} warm instances ready{note}",
-        gen,
-        inp.now,
-    )
-    progressing = bool(inp.plan.create or inp.plan.deletions or c.starting)
-    conditions = set_condition(
-        conditions,
-        reasons.PROGRESSING,
-        _flag(progressing),
-        _progress_reason(inp) if progressing else (inp.plan.blocked_by or "Stable"),
-        f"creating {inp.plan.create}, deleting {len(inp.plan.deletions)}, starting {c.starting}"
-        if progressing
-        else "nothing to do",
-        gen,
-        inp.now,
-    )
-    last = f.last_failure
-    conditions = set_condition(
-        conditions,
-        reasons.HARD_LIMITED,
-        _flag(f.hard_limited),
-        reasons.REASON_PREBUILD_FAILURE_LIMIT_REACHED if f.hard_limited else "BelowLimit",
-        (
-            f"the last {f.hard_limit} prebuilds failed"
-            + (f"; last: {last.reason}: {last.message}" if last else "")
-            + "; no new prebuilds until the spec changes or prewarm.dev/retry is set"
+    wanted = _pool_conditions(inp) + _failure_conditions(f) + _operating_conditions(inp)
+    for kind, holds, reason, message in wanted:
+        conditions = set_condition(
+            conditions, kind, _flag(holds), reason, message, inp.generation, inp.now
         )
-        if f.hard_limited
-        else f"{f.consecutive_failures} consecutive failure(s), limit {f.hard_limit or 'off'}",
-        gen,
-        inp.now,
-    )
-    conditions = set_condition(
-        conditions,
-        reasons.VALIDATION_FAILED,
-        _flag(f.validation_failed),
-        reasons.REASON_VALIDATION_FAILED if f.validation_failed else reasons.REASON_TEMPLATE_VALID,
-        (f.validation_message or "the API server rejected the pod template")
-        if f.validation_failed
-        else "the API server accepts the pod template",
-        gen,
-        inp.now,
-    )
-    conditions = set_condition(
-        conditions,
-        reasons.PAUSED,
-        _flag(inp.paused),
-        (
-            reasons.REASON_PAUSED_BY_ANNOTATION
-            if inp.paused_by == "annotation"
-            else reasons.REASON_PAUSED_BY_OPERATOR
-        )
-        if inp.paused
-        else reasons.REASON_RESUMED,
-        "prebuilds are neither created nor deleted" if inp.paused else "not paused",
-        gen,
-        inp.now,
-    )
-    conditions = set_condition(
-        conditions,
-        reasons.DEGRADED,
-        _flag(not inp.ledger_available),
-        reasons.REASON_LEDGER_UNAVAILABLE if not inp.ledger_available else "LedgerAvailable",
-        "the PostgreSQL ledger cannot be reached: no new prebuilds until it is back "
-        "(deletions and claims go on)"
-        if not inp.ledger_available
-        else "the PostgreSQL ledger is reachable",
-        gen,
-        inp.now,
-    )
-    conditions = set_condition(
-        conditions,
-        reasons.QUOTA_EXCEEDED,
-        _flag(inp.quota_message is not None),
-        reasons.REASON_QUOTA_EXCEEDED if inp.quota_message else reasons.REASON_WITHIN_QUOTA,
-        f"a ResourceQuota refuses new pods, retried with backoff (claims are still served "
-        f"from Ready workspaces): {inp.quota_message}"
-        if inp.quota_message
-        else "no ResourceQuota refused the last pod",
-        gen,
-        inp.now,
-    )
-    schedule = inp.schedule_problem
-    conditions = set_condition(
-        conditions,
-        reasons.SCHEDULE_INVALID,
-        _flag(schedule is not None),
-        schedule.reason if schedule else reasons.REASON_SCHEDULE_VALID,
-        f"{schedule.message}; the default count (spec.prebuilds.instances) applies where "
-        "no valid schedule matches"
-        if schedule
-        else "every schedule and the timezone are valid",
-        gen,
-        inp.now,
-    )
     backoff = f.backoff_until if f.backoff_until and f.backoff_until > inp.now else None
     return PresetStatus(
-        observed_generation=gen,
+        observed_generation=inp.generation,
         template_hash=inp.template_hash,
         desired=c.desired,
         running=c.running,
@@ -207,7 +210,7 @@ def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
         summary=_summary(state, inp),
         paused=inp.paused,
         backoff_until=backoff,
-        last_failure=last,
+        last_failure=f.last_failure,
         selector=pool_selector(inp.name),
         conditions=conditions,
     )
