@@ -13,7 +13,7 @@ from tests.e2e.support import apply, events, get, items, preset_manifest, wait_u
 
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 
 
 def _ready(cluster: LocalCluster, ns: str, preset: str) -> int:

@@ -14,7 +14,7 @@ from tests.e2e.support import apply, events, get, preset_manifest, wait_until
 
 from prewarm.api.constants import PLURAL_WORKSPACE_CLAIMS
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 from prewarm.k8s.client import Kube
 
 REPO = Path(__file__).resolve().parents[2]

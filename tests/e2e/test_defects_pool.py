@@ -12,7 +12,7 @@ from tests.e2e.support import apply, create_all, events, get, items, preset_mani
 
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 
 FAIL = {"sim.prewarm.dev/behavior": "fail"}
 

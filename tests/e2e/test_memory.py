@@ -8,7 +8,7 @@ from tests.e2e.support import apply, create_all, items, metric, preset_manifest,
 
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 
 KINDS = ("presets", "preset_uids", "workspaces", "claims")
 

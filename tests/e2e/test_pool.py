@@ -10,7 +10,7 @@ from typing import Any
 from tests.e2e.support import apply, events, get, items, metric, preset_manifest, wait_until
 
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 
 FAIL = {"sim.prewarm.dev/behavior": "fail"}
 

@@ -21,7 +21,7 @@ from tests.e2e.support import apply, get, items, metric, preset_manifest, wait_u
 
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 from prewarm.devenv.postgres import PostgresServer
 
 Factory = Callable[..., OperatorProcess]

@@ -14,7 +14,7 @@ from tests.e2e.support import get, wait_until
 
 from prewarm.api.preset import Preset
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 from prewarm.planning.schedule import Schedule, desired_instances
 
 REPO = Path(__file__).resolve().parents[2]

@@ -148,10 +148,10 @@ def test_a_full_quota_holds_creates_until_its_retry_and_is_dropped_when_nothing_
 def test_starved_only_by_the_operator_wide_cap() -> None:
     starved = decide_pool(snap(30, [inst("r")], others_starting=200), KNOBS)
     assert starved.creating == 0
-    assert starved.starved
+    assert starved.waiting_for_global_room
     own_cap = decide_pool(snap(30, [inst("r")]), KNOBS)
     assert own_cap.plan.blocked_by is Blocker.CREATE_BUDGET
-    assert not own_cap.starved
+    assert not own_cap.waiting_for_global_room
 
 
 def test_next_wakeup_is_the_nearest_deadline() -> None:

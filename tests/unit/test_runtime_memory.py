@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prewarm.api.workspace import WorkspacePhase
-from prewarm.handlers.entries import ClaimEntry, PresetEntry, WorkspaceEntry
 from prewarm.handlers.runtime import Expectations, Runtime
+from prewarm.handlers.watched import ClaimEntry, PresetEntry, WorkspaceEntry
 from prewarm.settings import Settings
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -27,7 +27,7 @@ def _remember_everything(rt: Runtime, n: int) -> None:
         rt.status_written[key] = 1.0
         rt.recorded_hash[f"puid{i}"] = ("h", 3)
         rt.notified.add((f"puid{i}", "h", None))
-        rt.replayed.add(f"wuid{i}")
+        rt.replayed_workspaces.add(f"wuid{i}")
         rt.phase_written[f"wuid{i}"] = (WorkspacePhase.READY, "1")
         rt.claim_seen[("ns", f"c{i}")] = 1.0
         rt.claims_recorded.add(f"cuid{i}")

@@ -33,8 +33,8 @@ from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.api.timestamps import rfc3339
 from prewarm.api.workspace import WorkspacePhase
-from prewarm.handlers.entries import ClaimEntry, PresetEntry, WorkspaceEntry
 from prewarm.handlers.runtime import ClaimKey, Runtime
+from prewarm.handlers.watched import ClaimEntry, PresetEntry, WorkspaceEntry
 from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event

@@ -29,8 +29,8 @@ from prewarm.api.hashing import template_hash
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.api.timestamps import rfc3339
 from prewarm.api.workspace import WorkspacePhase
-from prewarm.handlers.entries import PresetEntry, PresetKey, WorkspaceEntry
 from prewarm.handlers.runtime import Runtime
+from prewarm.handlers.watched import PresetEntry, PresetKey, WorkspaceEntry
 from prewarm.handlers.workspaces import ensure_pod
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
@@ -235,7 +235,7 @@ async def _gather_workspaces(
     by_name: dict[str, WorkspaceEntry] = {}
     for entry in entries:
         by_name[entry.name] = entry
-        if entry.uid not in rt.replayed and ledger_ok:
+        if entry.uid not in rt.replayed_workspaces and ledger_ok:
             _replay(rt, p.preset.uid, entry)
 
     async def instance_of(entry: WorkspaceEntry) -> Instance:
@@ -303,10 +303,10 @@ async def _apply_pool(
         )
     was_starting = rt.starting.get(p.key, 0)
     rt.starting[p.key] = decision.plan.counts.starting + decision.creating
-    if decision.starved:
-        rt.starved.add(p.key)  # the operator-wide cap held it back: wait for room
+    if decision.waiting_for_global_room:
+        rt.waiting_for_global_room.add(p.key)  # the operator-wide cap held it back: wait for room
     if rt.starting[p.key] < was_starting:
-        rt.wake_starved()  # prebuilds of this preset finished: room for others
+        rt.wake_waiting_for_global_room()  # prebuilds of this preset finished: room for others
     if not decision.keep_quota_hold:
         rt.quota_holds.pop(p.key, None)  # nothing of the pool waits for the quota any more
 
@@ -360,7 +360,7 @@ def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
     gaps: what the ledger holds already (the real failure time and message)
     stays as recorded.
     """
-    rt.replayed.add(entry.uid)
+    rt.replayed_workspaces.add(entry.uid)
     failed = entry.phase is WorkspacePhase.FAILED
     build = ReplayedBuild(
         workspace_uid=entry.uid,
@@ -543,7 +543,7 @@ async def _create_one(
         lambda: rt.ledger.record_build_started(preset.uid, uid, name, thash, started),
         failed=False,
     )
-    rt.replayed.add(uid)
+    rt.replayed_workspaces.add(uid)
     metrics.prebuilds_created.labels(*key).inc()
     await _create_pod(rt, preset, spec, thash, name, uid, created["metadata"]["resourceVersion"])
 

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from prewarm.api.workspace import WorkspacePhase
-from prewarm.handlers.entries import (
+from prewarm.handlers.failure_memo import FailureMemo
+from prewarm.handlers.watched import (
     ClaimEntry,
     PodEntry,
     PresetEntry,
     PresetKey,
     WorkspaceEntry,
 )
-from prewarm.handlers.failure_memo import FailureMemo
 from prewarm.k8s.client import Kube
 from prewarm.ledger.repository import Ledger
 from prewarm.ledger.writer import BackgroundWrites
@@ -93,7 +93,9 @@ class Runtime:
     # Dry-run verdicts by preset uid: (template hash, rejection message or None).
     validated: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     notified: set[tuple[str, str, Any]] = field(default_factory=set)
-    replayed: set[str] = field(default_factory=set)  # workspace uids written to the ledger
+    replayed_workspaces: set[str] = field(
+        default_factory=set
+    )  # workspace uids written to the ledger
     ledger_ok: bool = True  # the last pass could read the ledger
     failure_memo: FailureMemo = field(default_factory=FailureMemo)
     # Whether this replica may write now (leader with a fresh lease); always
@@ -101,11 +103,11 @@ class Runtime:
     may_act: Callable[[], bool] = lambda: True
     starting: dict[PresetKey, int] = field(default_factory=dict)
     # Presets whose passes wait for claims in flight, since when (time.monotonic()).
-    yielding: dict[PresetKey, float] = field(default_factory=dict)
+    yielding_to_claims_since: dict[PresetKey, float] = field(default_factory=dict)
     # When each preset's status was last written (time.monotonic()).
     status_written: dict[PresetKey, float] = field(default_factory=dict)
     # Presets the operator-wide create cap held back, woken when room frees up.
-    starved: set[PresetKey] = field(default_factory=set)
+    waiting_for_global_room: set[PresetKey] = field(default_factory=set)
     # Workspace phases this process wrote that the watch has not shown yet
     # (uid -> (phase, the resourceVersion it was written over)), so a pass
     # that runs before the watch catches up does not write them again.
@@ -225,30 +227,30 @@ class Runtime:
         the pools.
         """
         if not self.claim_queue.busy:
-            self.yielding.pop(key, None)
+            self.yielding_to_claims_since.pop(key, None)
             return False
         now = time.monotonic()
-        since = self.yielding.setdefault(key, now)
+        since = self.yielding_to_claims_since.setdefault(key, now)
         if now - since >= CLAIMS_FIRST_MAX_S:
-            self.yielding.pop(key, None)
+            self.yielding_to_claims_since.pop(key, None)
             return False
         self.requeue_after(key, 0.05)
         return True
 
-    def wake_starved(self) -> None:
-        for key in self.starved:
+    def wake_waiting_for_global_room(self) -> None:
+        for key in self.waiting_for_global_room:
             self.queue.add(key)
-        self.starved.clear()
+        self.waiting_for_global_room.clear()
 
     def forget(self, key: PresetKey, uid: str | None) -> None:
         self.expectations.pop(key, None)
-        self.starved.discard(key)
-        self.yielding.pop(key, None)
+        self.waiting_for_global_room.discard(key)
+        self.yielding_to_claims_since.pop(key, None)
         self.status_written.pop(key, None)
         self.failure_memo.forget(key)
         self.quota_holds.pop(key, None)
         if self.starting.pop(key, 0):
-            self.wake_starved()
+            self.wake_waiting_for_global_room()
         timer = self._timers.pop(("preset", key), None)
         if timer is not None:
             timer[1].cancel()
@@ -264,7 +266,7 @@ class Runtime:
 
     def forget_workspace(self, uid: str) -> None:
         """A workspace is gone from the cluster: what this process remembers of it goes too."""
-        self.replayed.discard(uid)
+        self.replayed_workspaces.discard(uid)
         self.phase_written.pop(uid, None)
 
     def forget_claim(self, key: ClaimKey, uid: str) -> None:
@@ -296,7 +298,7 @@ class Runtime:
                 self.forget_preset_uid(uid)
         self.notified = {mark for mark in self.notified if mark[0] in preset_uids}
         workspace_uids = {e.uid for k in list(self.workspaces) for e in self.workspaces.get(k, ())}
-        for uid in (self.replayed | self.phase_written.keys()) - workspace_uids:
+        for uid in (self.replayed_workspaces | self.phase_written.keys()) - workspace_uids:
             self.forget_workspace(uid)
         claims = set(self.claim_keys())
         claim_uids = {e.uid for k in claims for e in self.claims.get(k, ())}
@@ -317,7 +319,7 @@ class Runtime:
                 self.recorded_hash.keys() | self.recorded_retry.keys() | self.validated.keys()
             )
             + len(self.notified),
-            "workspaces": len(self.replayed | self.phase_written.keys()),
+            "workspaces": len(self.replayed_workspaces | self.phase_written.keys()),
             "claims": len(self.claim_seen.keys() | self.bound.keys() | self.cold_started.keys())
             + len(self.claims_recorded),
             "timers": len(self._timers),

@@ -77,7 +77,7 @@ class PoolDecision:
     creating: int  # what the pass creates now (the plan's, unless claims go first)
     desired_note: str | None  # a schedule problem or the operator's cap, for the status
     paused_by: str | None  # "operator" | "annotation" | None
-    starved: bool  # the operator-wide cap held it back: wake it when room frees up
+    waiting_for_global_room: bool  # the operator-wide cap held it back: wake it when room frees up
     keep_quota_hold: bool  # False: nothing waits for the quota any more, drop the hold
     requeue_after: float | None  # seconds; None: only events and deadlines wake it
 
@@ -150,7 +150,8 @@ def decide_pool(snapshot: PoolSnapshot, knobs: PoolKnobs) -> PoolDecision:
         creating=creating,
         desired_note=note,
         paused_by=pauser,
-        starved=plan.blocked_by is Blocker.CREATE_BUDGET and plan.create >= global_room,
+        waiting_for_global_room=plan.blocked_by is Blocker.CREATE_BUDGET
+        and plan.create >= global_room,
         keep_quota_hold=quota is not None
         and (quota.active(now) or bool(starting_here) or bool(plan.create)),
         requeue_after=min(delays) if delays else None,

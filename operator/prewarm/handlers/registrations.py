@@ -21,16 +21,16 @@ from aiohttp import web
 from prewarm import metrics
 from prewarm.api.constants import GROUP, LABEL_CLAIM, LABEL_PRESET, LABEL_WORKSPACE, VERSION
 from prewarm.handlers.claims import reconcile_claim
-from prewarm.handlers.entries import (
+from prewarm.handlers.http import start_http
+from prewarm.handlers.presets import reconcile_preset
+from prewarm.handlers.runtime import Runtime
+from prewarm.handlers.watched import (
     ClaimEntry,
     PodEntry,
     PresetEntry,
     PresetKey,
     WorkspaceEntry,
 )
-from prewarm.handlers.http import start_http
-from prewarm.handlers.presets import reconcile_preset
-from prewarm.handlers.runtime import Runtime
 from prewarm.k8s.client import Kube
 from prewarm.k8s.lease import LeaderElector
 from prewarm.ledger.repository import Ledger, LedgerUnavailable
