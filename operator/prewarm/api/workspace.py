@@ -39,7 +39,7 @@ class PrebuiltWorkspaceSpec(ApiModel):
 
 
 class WorkspaceFailure(ApiModel):
-    """Why this instance failed; reason is one of prewarm.api.reasons.FAILURE_REASONS."""
+    """Why this instance failed; reason is a prewarm.api.reasons.FailureReason."""
 
     reason: str
     message: str = ""

@@ -31,6 +31,7 @@ from prewarm.api.constants import (
 )
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
+from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import rfc3339
 from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.runtime import ClaimKey, Runtime
@@ -346,7 +347,7 @@ async def _ensure_cold_pod(
         )
         rt.requeue_claim_after((claim.namespace, claim.name), QUOTA_RETRY_FIRST.total_seconds())
         return False
-    await _fail(rt, claim, status, reasons.REASON_POD_REJECTED, refusal.message)
+    await _fail(rt, claim, status, FailureReason.POD_REJECTED, refusal.message)
     return False
 
 

@@ -27,6 +27,7 @@ from prewarm.api.constants import (
 )
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetSpec, PresetStatus
+from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import rfc3339
 from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.runtime import Runtime
@@ -36,7 +37,7 @@ from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
 from prewarm.ledger.models import ReplayedBuild
 from prewarm.ledger.repository import LedgerUnavailable
-from prewarm.planning.failures import FailureReason, Outcome, Verdict
+from prewarm.planning.failures import Outcome, Verdict
 from prewarm.planning.pool import (
     Instance,
 )
