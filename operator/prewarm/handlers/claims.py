@@ -31,8 +31,14 @@ from prewarm.api.constants import (
 )
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
+from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import rfc3339
-from prewarm.api.workspace import WorkspacePhase
+from prewarm.api.workspace import (
+    PrebuiltWorkspaceStatus,
+    WorkspaceFailure,
+    WorkspacePhase,
+    workspace_status_patch,
+)
 from prewarm.handlers.runtime import ClaimKey, Runtime
 from prewarm.handlers.watched import ClaimEntry, PresetEntry, WorkspaceEntry
 from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod
@@ -234,14 +240,14 @@ async def _take(
     await rt.kube.patch_workspace_status(
         claim.namespace,
         ws.name,
-        {
-            "status": {
-                "phase": WorkspacePhase.CLAIMED.value,
-                "claimedAt": rfc3339(now, milliseconds=True),
-                "owner": claim.owner,
-                "reinitGeneration": generation,
-            }
-        },
+        workspace_status_patch(
+            PrebuiltWorkspaceStatus(
+                phase=WorkspacePhase.CLAIMED,
+                claimed_at=now,
+                owner=claim.owner,
+                reinit_generation=generation,
+            )
+        ),
     )
     metrics.prebuilds_claimed.labels(claim.namespace, claim.preset).inc()
     return True
@@ -346,7 +352,7 @@ async def _ensure_cold_pod(
         )
         rt.requeue_claim_after((claim.namespace, claim.name), QUOTA_RETRY_FIRST.total_seconds())
         return False
-    await _fail(rt, claim, status, reasons.REASON_POD_REJECTED, refusal.message)
+    await _fail(rt, claim, status, FailureReason.POD_REJECTED, refusal.message)
     return False
 
 
@@ -400,13 +406,13 @@ async def _cold_build_failed(
     await rt.kube.patch_workspace_status(
         claim.namespace,
         ws.name,
-        {
-            "status": {
-                "phase": WorkspacePhase.FAILED.value,
-                "failedAt": rfc3339(now, milliseconds=True),
-                "failure": {"reason": str(outcome.reason), "message": outcome.message},
-            }
-        },
+        workspace_status_patch(
+            PrebuiltWorkspaceStatus(
+                phase=WorkspacePhase.FAILED,
+                failed_at=now,
+                failure=WorkspaceFailure(reason=str(outcome.reason), message=outcome.message),
+            )
+        ),
     )
     reason, message = str(outcome.reason), outcome.message
     rt.record_build(
@@ -425,16 +431,16 @@ async def _cold_build_ready(
     await rt.kube.patch_workspace_status(
         claim.namespace,
         ws.name,
-        {
-            "status": {
-                "phase": WorkspacePhase.CLAIMED.value,
-                "podName": ws.name,
-                "readyAt": rfc3339(now, milliseconds=True),
-                "claimedAt": rfc3339(now, milliseconds=True),
-                "owner": claim.owner,
-                "reinitGeneration": 1,
-            }
-        },
+        workspace_status_patch(
+            PrebuiltWorkspaceStatus(
+                phase=WorkspacePhase.CLAIMED,
+                pod_name=ws.name,
+                ready_at=now,
+                claimed_at=now,
+                owner=claim.owner,
+                reinit_generation=1,
+            )
+        ),
     )
     rt.record_build(
         (claim.namespace, claim.preset),

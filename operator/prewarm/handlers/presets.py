@@ -27,8 +27,14 @@ from prewarm.api.constants import (
 )
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetSpec, PresetStatus
+from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import rfc3339
-from prewarm.api.workspace import WorkspacePhase
+from prewarm.api.workspace import (
+    PrebuiltWorkspaceStatus,
+    WorkspaceFailure,
+    WorkspacePhase,
+    workspace_status_patch,
+)
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import PresetEntry, PresetKey, WorkspaceEntry
 from prewarm.handlers.workspaces import ensure_pod
@@ -36,7 +42,7 @@ from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
 from prewarm.ledger.models import ReplayedBuild
 from prewarm.ledger.repository import LedgerUnavailable
-from prewarm.planning.failures import FailureReason, Outcome, Verdict
+from prewarm.planning.failures import Outcome, Verdict
 from prewarm.planning.pool import (
     Instance,
 )
@@ -658,17 +664,19 @@ async def _record_outcome(
     created_at: datetime | None,
 ) -> bool:
     """Write a workspace's new phase (conditional on what we read); False if it changed."""
-    status: dict[str, object] = {"phase": outcome.verdict.value, "podName": name}
-    if outcome.verdict is Verdict.READY:
-        status["readyAt"] = rfc3339(now)
-    if outcome.verdict is Verdict.FAILED:
-        status["failedAt"] = rfc3339(now)
-        status["failure"] = {"reason": str(outcome.reason), "message": outcome.message}
+    failed = outcome.verdict is Verdict.FAILED
+    status = PrebuiltWorkspaceStatus(
+        phase=WorkspacePhase(outcome.verdict.value),
+        pod_name=name,
+        ready_at=now if outcome.verdict is Verdict.READY else None,
+        failed_at=now if failed else None,
+        failure=WorkspaceFailure(reason=str(outcome.reason), message=outcome.message)
+        if failed
+        else None,
+    )
     try:
         await rt.kube.patch_workspace_status(
-            preset.namespace,
-            name,
-            {"metadata": {"resourceVersion": resource_version}, "status": status},
+            preset.namespace, name, workspace_status_patch(status, resource_version)
         )
     except ApiError as error:
         if error.conflict or error.not_found:

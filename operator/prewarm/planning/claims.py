@@ -110,7 +110,7 @@ def _decide(
     if secret_missing:
         return ClaimDecision(
             Action.WAIT,
-            "SecretNotFound",
+            reasons.REASON_SECRET_NOT_FOUND,
             f"spec.ownerSecretRef names Secret {secret_missing!r}, which does not exist (yet)",
         )
     # A Ready workspace of the current template serves a claim whatever the
@@ -121,13 +121,13 @@ def _decide(
     if preset.prebuild_status is PrebuildStatus.VALIDATION_FAILED:
         return ClaimDecision(
             Action.FAIL,
-            "PresetValidationFailed",
+            reasons.REASON_PRESET_VALIDATION_FAILED,
             "the preset's pod template is rejected by the API server; fix the preset",
         )
     if preset.prebuild_status is PrebuildStatus.HARD_LIMITED:
         return ClaimDecision(
             Action.FAIL,
-            "PresetHardLimited",
+            reasons.REASON_PRESET_HARD_LIMITED,
             "the preset's prebuilds keep failing (hard limit reached); "
             "a cold start would fail the same way",
         )

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prewarm.api.preset import PrebuildStatus, PresetStatus
+from prewarm.api.reasons import FailureReason
 from prewarm.api.workspace import WorkspacePhase
-from prewarm.planning.failures import FailureReason, Outcome, PodView, Verdict, classify
+from prewarm.planning.failures import Outcome, PodView, Verdict, classify
 from prewarm.planning.pool import (
     STARTING_PHASES,
     Blocker,

@@ -103,7 +103,9 @@ def _pool_conditions(inp: StatusInput) -> list[_Wanted]:
         (
             reasons.PROGRESSING,
             progressing,
-            _progress_reason(inp) if progressing else (inp.plan.blocked_by or "Stable"),
+            _progress_reason(inp)
+            if progressing
+            else (inp.plan.blocked_by or reasons.REASON_STABLE),
             f"creating {inp.plan.create}, deleting {len(inp.plan.deletions)}, starting {c.starting}"
             if progressing
             else "nothing to do",
@@ -122,7 +124,9 @@ def _failure_conditions(f: FailureSummary) -> list[_Wanted]:
         (
             reasons.HARD_LIMITED,
             f.hard_limited,
-            reasons.REASON_PREBUILD_FAILURE_LIMIT_REACHED if f.hard_limited else "BelowLimit",
+            reasons.REASON_PREBUILD_FAILURE_LIMIT_REACHED
+            if f.hard_limited
+            else reasons.REASON_BELOW_LIMIT,
             limited
             if f.hard_limited
             else f"{f.consecutive_failures} consecutive failure(s), limit {f.hard_limit or 'off'}",
@@ -159,7 +163,7 @@ def _operating_conditions(inp: StatusInput) -> list[_Wanted]:
         (
             reasons.DEGRADED,
             down,
-            reasons.REASON_LEDGER_UNAVAILABLE if down else "LedgerAvailable",
+            reasons.REASON_LEDGER_UNAVAILABLE if down else reasons.REASON_LEDGER_AVAILABLE,
             "the PostgreSQL ledger cannot be reached: no new prebuilds until it is back "
             "(deletions and claims go on)"
             if down
