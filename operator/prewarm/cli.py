@@ -127,6 +127,36 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         raise CliProblem(str(problem)) from None
 
 
+def _add_user_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands people run against a cluster: claim, status, history, reset."""
+    claim = sub.add_parser("claim", help="claim a workspace of a preset")
+    claim.add_argument("--preset", required=True)
+    claim.add_argument("--owner", required=True)
+    claim.add_argument("--secret", default=None, help="Secret with the owner's credentials")
+    claim.add_argument("-n", "--namespace", default="default")
+    claim.add_argument("--wait", action="store_true", help="wait until Bound or Failed")
+    claim.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
+    claim.set_defaults(func=_cmd_claim)
+
+    status = sub.add_parser("status", help="presets, pools, hard-limit state, recent claims")
+    status.add_argument("-n", "--namespace", default=None, help="one namespace (default: all)")
+    status.add_argument("--database-url", default=None)
+    status.set_defaults(func=_cmd_status)
+
+    history = sub.add_parser("history", help="recent builds of a preset with failure reasons")
+    history.add_argument("preset")
+    history.add_argument("-n", "--namespace", default="default")
+    history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--database-url", default=None)
+    history.set_defaults(func=_cmd_history)
+
+    reset = sub.add_parser("reset", help="lift a preset's hard limit (sets prewarm.dev/retry)")
+    reset.add_argument("preset")
+    reset.add_argument("-n", "--namespace", default="default")
+    reset.add_argument("--token", default=None, help="the retry value (default: a timestamp)")
+    reset.set_defaults(func=_cmd_reset)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prewarm", description="Keep pools of prebuilt (warm) workspaces ready."
@@ -157,32 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--no-operator", action="store_true", help="start everything but the operator")
     dev.set_defaults(func=_cmd_dev)
 
-    claim = sub.add_parser("claim", help="claim a workspace of a preset")
-    claim.add_argument("--preset", required=True)
-    claim.add_argument("--owner", required=True)
-    claim.add_argument("--secret", default=None, help="Secret with the owner's credentials")
-    claim.add_argument("-n", "--namespace", default="default")
-    claim.add_argument("--wait", action="store_true", help="wait until Bound or Failed")
-    claim.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
-    claim.set_defaults(func=_cmd_claim)
-
-    status = sub.add_parser("status", help="presets, pools, hard-limit state, recent claims")
-    status.add_argument("-n", "--namespace", default=None, help="one namespace (default: all)")
-    status.add_argument("--database-url", default=None)
-    status.set_defaults(func=_cmd_status)
-
-    history = sub.add_parser("history", help="recent builds of a preset with failure reasons")
-    history.add_argument("preset")
-    history.add_argument("-n", "--namespace", default="default")
-    history.add_argument("--limit", type=int, default=20)
-    history.add_argument("--database-url", default=None)
-    history.set_defaults(func=_cmd_history)
-
-    reset = sub.add_parser("reset", help="lift a preset's hard limit (sets prewarm.dev/retry)")
-    reset.add_argument("preset")
-    reset.add_argument("-n", "--namespace", default="default")
-    reset.add_argument("--token", default=None, help="the retry value (default: a timestamp)")
-    reset.set_defaults(func=_cmd_reset)
+    _add_user_commands(sub)
 
     sub.add_parser(
         "agent",

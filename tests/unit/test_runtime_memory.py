@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prewarm.api.workspace import WorkspacePhase
-from prewarm.handlers.runtime import Expectations, Runtime
+from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import ClaimEntry, PresetEntry, WorkspaceEntry
 from prewarm.settings import Settings
 
@@ -22,15 +22,12 @@ def _runtime(presets: dict[Any, list[Any]], workspaces: dict[Any, list[Any]],
 
 def _remember_everything(rt: Runtime, n: int) -> None:
     for i in range(n):
-        key = ("ns", f"p{i}")
-        rt.expectations[key] = Expectations()
-        rt.status_written[key] = 1.0
-        rt.recorded_hash[f"puid{i}"] = ("h", 3)
-        rt.notified.add((f"puid{i}", "h", None))
-        rt.replayed_workspaces.add(f"wuid{i}")
-        rt.phase_written[f"wuid{i}"] = (WorkspacePhase.READY, "1")
-        rt.claim_seen[("ns", f"c{i}")] = 1.0
-        rt.claims_recorded.add(f"cuid{i}")
+        rt.memory.preset(("ns", f"p{i}")).status_written_at = 1.0
+        objects = rt.memory.preset_object(f"puid{i}")
+        objects.recorded = ("h", 3)
+        objects.notified.add(("h", None))
+        rt.memory.workspace(f"wuid{i}").phase_written = (WorkspacePhase.READY, "1")
+        rt.memory.claim(("ns", f"c{i}")).recorded_uid = f"cuid{i}"
 
 
 def _workspace(i: int) -> WorkspaceEntry:
@@ -56,14 +53,25 @@ def test_memory_of_objects_still_there_is_kept() -> None:
     _remember_everything(rt, 3)
     rt.sweep()
     assert rt.memory_sizes() == {
-        "presets": 1, "preset_uids": 2, "workspaces": 1, "claims": 2, "timers": 0
+        "presets": 1, "preset_uids": 1, "workspaces": 1, "claims": 1, "timers": 0
     }  # fmt: skip
 
 
 def test_deleted_events_forget_at_once() -> None:
     rt = _runtime({}, {}, {})
     _remember_everything(rt, 1)
-    rt.forget(("ns", "p0"), "puid0")
+    rt.forget_preset(("ns", "p0"), "puid0")
     rt.forget_workspace("wuid0")
-    rt.forget_claim(("ns", "c0"), "cuid0")
+    rt.forget_claim(("ns", "c0"))
     assert rt.memory_sizes() == dict.fromkeys(rt.memory_sizes(), 0)
+
+
+def test_a_preset_that_goes_wakes_those_waiting_for_global_room() -> None:
+    rt = _runtime({}, {}, {})
+    rt.memory.preset(("ns", "big")).starting = 200
+    rt.memory.preset(("ns", "small")).waiting_for_global_room = True
+    assert rt.global_starting(("ns", "small")) == 200
+    rt.forget_preset(("ns", "big"), None)
+    assert rt.global_starting(("ns", "small")) == 0
+    assert not rt.memory.preset(("ns", "small")).waiting_for_global_room
+    assert rt.queue._queue.get_nowait() == ("ns", "small")

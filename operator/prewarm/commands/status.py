@@ -8,6 +8,29 @@ from prewarm.commands.table import render_table
 from prewarm.ledger.repository import Ledger
 
 
+async def _recent_claims(database_url: str) -> str:
+    ledger = await Ledger.connect(database_url)
+    try:
+        claims = await ledger.recent_claims(10)
+    finally:
+        await ledger.close()
+    return render_table(
+        ["NAMESPACE", "CLAIM", "OWNER", "SOURCE", "WORKSPACE", "REQUESTED", "BOUND"],
+        [
+            [
+                c.namespace,
+                c.claim_name,
+                c.owner,
+                c.source or "",
+                c.workspace_name or "",
+                c.requested_at.isoformat(timespec="seconds") if c.requested_at else "",
+                c.bound_at.isoformat(timespec="seconds") if c.bound_at else "",
+            ]
+            for c in claims
+        ],
+    )
+
+
 async def status_report(namespace: str | None, database_url: str | None) -> str:
     kube = await connect_kube()
     try:
@@ -48,26 +71,7 @@ async def status_report(namespace: str | None, database_url: str | None) -> str:
         rows,
     )
     if database_url:
-        ledger = await Ledger.connect(database_url)
-        try:
-            claims = await ledger.recent_claims(10)
-        finally:
-            await ledger.close()
-        out += "\n\nRecent claims\n" + render_table(
-            ["NAMESPACE", "CLAIM", "OWNER", "SOURCE", "WORKSPACE", "REQUESTED", "BOUND"],
-            [
-                [
-                    c.namespace,
-                    c.claim_name,
-                    c.owner,
-                    c.source or "",
-                    c.workspace_name or "",
-                    c.requested_at.isoformat(timespec="seconds") if c.requested_at else "",
-                    c.bound_at.isoformat(timespec="seconds") if c.bound_at else "",
-                ]
-                for c in claims
-            ],
-        )
+        out += "\n\nRecent claims\n" + await _recent_claims(database_url)
     return out
 
 

@@ -39,7 +39,8 @@ from prewarm.api.workspace import (
     WorkspacePhase,
     workspace_status_patch,
 )
-from prewarm.handlers.runtime import ClaimKey, Runtime
+from prewarm.handlers.memory import ClaimKey
+from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import ClaimEntry, PresetEntry, WorkspaceEntry
 from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod
 from prewarm.k8s.client import ApiError
@@ -72,7 +73,7 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
     claim = rt.claim(key)
     if claim is None or claim.deleting:
         # Its workspace goes with it (ownerReference); nothing else to undo.
-        rt.forget_claim(key, claim.uid if claim else "")
+        rt.forget_claim(key)
         return
     if not rt.may_act():
         rt.requeue_claim_after(key, 0.5)  # the lease is not fresh: hold writes back
@@ -80,15 +81,18 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
     status = WorkspaceClaimStatus.model_validate(claim.status)
     if status.phase is ClaimPhase.FAILED:
         return
+    memory = rt.memory.claim(key)
     if status.phase is ClaimPhase.BOUND:
-        rt.bound.pop(key, None)
+        memory.bound_to = None
         await _ensure_pod_knows_owner(rt, claim, status)
         await _check_reinitialized(rt, claim, status)
         return
-    if key in rt.bound:
+    if memory.bound_to is not None:
         return  # bound a moment ago; the watch has not shown it yet
-    seen = rt.claim_seen.setdefault(key, time.monotonic())
-    if claim.uid not in rt.claims_recorded:
+    if memory.seen_at is None:
+        memory.seen_at = time.monotonic()
+    seen = memory.seen_at
+    if memory.recorded_uid != claim.uid:
         preset = rt.preset((claim.namespace, claim.preset))
         requested = (
             claim.uid,
@@ -101,16 +105,16 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         rt.writes.submit(
             f"claim {claim.name} requested", lambda: rt.ledger.record_claim_requested(*requested)
         )
-        rt.claims_recorded.add(claim.uid)
+        memory.recorded_uid = claim.uid
     mine = next(
         (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.claim == claim.name),
         None,
     )
     if mine is not None:
-        rt.cold_started.pop(key, None)
+        memory.cold_started_at = None
         await _follow_own_workspace(rt, claim, status, mine, seen)
         return
-    if rt.cold_start_pending(key):
+    if memory.cold_start_pending():
         # Built a moment ago and not in the watch yet: taking a warm one now
         # would give this claim two workspaces.
         rt.requeue_claim_after(key, 0.5)
@@ -286,10 +290,10 @@ async def _cold_start(
             raise
         # This claim's one cold workspace exists already (its name is the
         # claim's): an earlier pass built it and the watch has not shown it yet.
-        rt.cold_started[(claim.namespace, claim.name)] = time.monotonic()
+        rt.memory.claim((claim.namespace, claim.name)).cold_started_at = time.monotonic()
         rt.requeue_claim_after((claim.namespace, claim.name), 0.5)
         return
-    rt.cold_started[(claim.namespace, claim.name)] = time.monotonic()
+    rt.memory.claim((claim.namespace, claim.name)).cold_started_at = time.monotonic()
     name = created["metadata"]["name"]
     uid = created["metadata"]["uid"]
     started = _now()
@@ -488,8 +492,9 @@ async def _bind(
             claim.uid, ws_uid, workspace, claim.owner, source, now
         ),
     )
-    rt.claim_seen.pop((claim.namespace, claim.name), None)
-    rt.bound[(claim.namespace, claim.name)] = workspace
+    memory = rt.memory.claim((claim.namespace, claim.name))
+    memory.seen_at = None
+    memory.bound_to = workspace
     log.info(
         "claim %s/%s bound to %s (%s) in %.1f ms",
         claim.namespace,
@@ -564,7 +569,7 @@ async def _fail(
         lambda: rt.ledger.record_claim_failed(claim.uid, reason, failed_at),
     )
     await _event(rt, claim, "Warning", reasons.REASON_CLAIM_FAILED, f"{reason}: {message}")
-    rt.claim_seen.pop((claim.namespace, claim.name), None)
+    rt.memory.claim((claim.namespace, claim.name)).seen_at = None
 
 
 async def _patch_claim(

@@ -104,7 +104,7 @@ async def reconcile_preset(rt: Runtime, key: PresetKey) -> None:
     if preset is None or preset.deleting:
         # Its unclaimed workspaces go with it (ownerReferences); forget it here.
         metrics.forget_preset(*key)
-        rt.forget(key, preset.uid if preset else None)
+        rt.forget_preset(key, preset.uid if preset else None)
         return
     if not rt.may_act():
         # The lease is not fresh: hold writes back, and forget what the ledger
@@ -176,7 +176,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         spec.prebuilds.timezone,
         now,
     )
-    quota = rt.quota_holds.get(key)
+    quota = rt.memory.preset(key).quota_hold
     snapshot = PoolSnapshot(
         template_hash=p.template_hash,
         instances=instances,
@@ -241,7 +241,7 @@ async def _gather_workspaces(
     by_name: dict[str, WorkspaceEntry] = {}
     for entry in entries:
         by_name[entry.name] = entry
-        if entry.uid not in rt.replayed_workspaces and ledger_ok:
+        if ledger_ok and not rt.memory.workspace(entry.uid).replayed:
             _replay(rt, p.preset.uid, entry)
 
     async def instance_of(entry: WorkspaceEntry) -> Instance:
@@ -307,14 +307,15 @@ async def _apply_pool(
                 for _ in range(decision.creating)
             )
         )
-    was_starting = rt.starting.get(p.key, 0)
-    rt.starting[p.key] = decision.plan.counts.starting + decision.creating
+    memory = rt.memory.preset(p.key)
+    was_starting = memory.starting
+    memory.starting = decision.plan.counts.starting + decision.creating
     if decision.waiting_for_global_room:
-        rt.waiting_for_global_room.add(p.key)  # the operator-wide cap held it back: wait for room
-    if rt.starting[p.key] < was_starting:
+        memory.waiting_for_global_room = True  # the operator-wide cap held it back
+    if memory.starting < was_starting:
         rt.wake_waiting_for_global_room()  # prebuilds of this preset finished: room for others
     if not decision.keep_quota_hold:
-        rt.quota_holds.pop(p.key, None)  # nothing of the pool waits for the quota any more
+        memory.quota_hold = None  # nothing of the pool waits for the quota any more
 
 
 async def _apply_status(
@@ -344,7 +345,7 @@ async def _write_status(
     if status_equal(stored, new_status):
         return
     if progress_only(stored, new_status):
-        wait = rt.status_written.get(key, 0.0) + STATUS_INTERVAL_S - time.monotonic()
+        wait = rt.memory.preset(key).status_written_at + STATUS_INTERVAL_S - time.monotonic()
         if wait > 0:
             rt.requeue_after(key, wait)
             return
@@ -355,7 +356,7 @@ async def _write_status(
     except ApiError as error:
         if not error.not_found:
             raise
-    rt.status_written[key] = time.monotonic()
+    rt.memory.preset(key).status_written_at = time.monotonic()
 
 
 def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
@@ -366,7 +367,7 @@ def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
     gaps: what the ledger holds already (the real failure time and message)
     stays as recorded.
     """
-    rt.replayed_workspaces.add(entry.uid)
+    rt.memory.workspace(entry.uid).replayed = True
     failed = entry.phase is WorkspacePhase.FAILED
     build = ReplayedBuild(
         workspace_uid=entry.uid,
@@ -394,19 +395,20 @@ async def _ledger_bookkeeping(
 ) -> bool:
     """Tell the ledger the preset's current hash, hard limit and any new retry;
     True if a retry began."""
-    if rt.recorded_hash.get(preset.uid) != (thash, hard_limit):
+    memory = rt.memory.preset_object(preset.uid)
+    if memory.recorded != (thash, hard_limit):
         await rt.ledger.upsert_preset(
             preset.uid, preset.namespace, preset.name, thash, preset.generation, hard_limit
         )
-        rt.recorded_hash[preset.uid] = (thash, hard_limit)
+        memory.recorded = (thash, hard_limit)
     retry_token = preset.annotations.get(ANNOTATION_RETRY)
-    if not retry_token or rt.recorded_retry.get(preset.uid) == retry_token:
+    if not retry_token or memory.retry_token == retry_token:
         return False
     # The precise time, as builds' starts are recorded: a pass's `now` is whole
     # seconds, and a build started in the same second as the retry must fall
     # on its side of the reset.
     retried = await rt.ledger.record_retry(preset.uid, retry_token, datetime.now(UTC))
-    rt.recorded_retry[preset.uid] = retry_token
+    memory.retry_token = retry_token
     rt.failure_memo.forget((preset.namespace, preset.name))
     if retried:
         await _event(
@@ -491,7 +493,7 @@ async def _validate_template(
     verdict; the status alone could lag behind in the watch), again on an
     explicit retry. Returns the rejection message, or None if accepted.
     """
-    remembered = rt.validated.get(preset.uid)
+    remembered = rt.memory.preset_object(preset.uid).dry_run
     if remembered is not None and remembered[0] == thash and not force:
         return remembered[1]
     known = previous.template_hash == thash
@@ -520,7 +522,7 @@ async def _validate_template(
             raise
         if error.rejected:
             verdict = f"pod template rejected by the API server: {error.message}"
-    rt.validated[preset.uid] = (thash, verdict)
+    rt.memory.preset_object(preset.uid).dry_run = (thash, verdict)
     if verdict is not None:
         # No build row will say so: the ledger's status column is told directly.
         rt.writes.submit(
@@ -549,7 +551,7 @@ async def _create_one(
         lambda: rt.ledger.record_build_started(preset.uid, uid, name, thash, started),
         failed=False,
     )
-    rt.replayed_workspaces.add(uid)
+    rt.memory.workspace(uid).replayed = True
     metrics.prebuilds_created.labels(*key).inc()
     await _create_pod(rt, preset, spec, thash, name, uid, created["metadata"]["resourceVersion"])
 
@@ -570,8 +572,9 @@ async def _create_pod(
         # Not the template's fault: the workspace waits (Pending, no pod) and
         # its pod is tried again when the hold ends; nothing counts as failed.
         rt.expectations_of(key).pods.pop(name, None)
-        hold = refused(rt.quota_holds.get(key), rejection.message, _now())
-        rt.quota_holds[key] = hold
+        memory = rt.memory.preset(key)
+        hold = refused(memory.quota_hold, rejection.message, _now())
+        memory.quota_hold = hold
         log.warning(
             "a ResourceQuota refused the pod of %s/%s, retrying at %s: %s",
             preset.namespace,
@@ -582,7 +585,7 @@ async def _create_pod(
         rt.requeue_after(key, (hold.retry_at - _now()).total_seconds())
         return
     if rejection is None:
-        rt.quota_holds.pop(key, None)
+        rt.memory.preset(key).quota_hold = None
     else:
         outcome = Outcome(
             Verdict.FAILED,
@@ -607,8 +610,9 @@ async def _track_workspace(
     exp = rt.expectations_of((entry.namespace, entry.preset))
     if pod is not None:
         exp.pods.pop(entry.name, None)
-    quota = rt.quota_holds.get((entry.namespace, entry.preset))
-    written = rt.phase_written.get(entry.uid)
+    quota = rt.memory.preset((entry.namespace, entry.preset)).quota_hold
+    memory = rt.memory.workspace(entry.uid)
+    written = memory.phase_written
     step = workspace_step(
         WorkspaceView(
             phase=entry.phase,
@@ -625,7 +629,7 @@ async def _track_workspace(
         rt.settings.crashloop_restarts,
     )
     if step.forget_written:
-        rt.phase_written.pop(entry.uid, None)
+        memory.phase_written = None
     if step.step is Step.CREATE_POD:
         await _create_pod(rt, preset, spec, thash, entry.name, entry.uid, entry.resource_version)
     if step.step is Step.ASSUME and step.phase is not None:
@@ -644,7 +648,7 @@ async def _track_workspace(
     )
     if not written_now:
         return instance
-    rt.phase_written[entry.uid] = (step.phase, entry.resource_version)
+    memory.phase_written = (step.phase, entry.resource_version)
     return replace(
         instance,
         phase=step.phase,
@@ -727,8 +731,9 @@ async def _hard_limit_notice(
         failure.consecutive_failures,
         detail,
     )
-    mark = (preset.uid, thash, reset_at)
-    if mark in rt.notified:
+    mark = (thash, reset_at)
+    notified = rt.memory.preset_object(preset.uid).notified
+    if mark in notified:
         return
     if await rt.ledger.mark_hard_limit_notified(preset.uid, thash, reset_at, _now()):
         await _event(
@@ -741,7 +746,7 @@ async def _hard_limit_notice(
                 "prebuilds stop until the spec changes or prewarm.dev/retry is set",
             ),
         )
-    rt.notified.add(mark)
+    notified.add(mark)
 
 
 async def _patch_invalid_spec(

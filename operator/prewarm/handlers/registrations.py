@@ -264,7 +264,7 @@ async def preset_event(
         rt = _state.get("runtime")
         if rt is not None and namespace:
             # The pass that follows finds no preset and so no uid: forget by uid here.
-            rt.forget((namespace, name), uid)
+            rt.forget_preset((namespace, name), uid)
     _wake(namespace, name)
 
 
@@ -277,13 +277,11 @@ def _wake_claim(namespace: str | None, claim: str | None) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "workspaceclaims")
-async def claim_event(
-    type: str | None, namespace: str | None, name: str, uid: str | None, **_: Any
-) -> None:
+async def claim_event(type: str | None, namespace: str | None, name: str, **_: Any) -> None:
     if type == "DELETED":
         rt = _state.get("runtime")
         if rt is not None and namespace:
-            rt.forget_claim((namespace, name), uid or "")
+            rt.forget_claim((namespace, name))
     _wake_claim(namespace, name)
 
 

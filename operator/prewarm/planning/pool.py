@@ -141,6 +141,24 @@ def _is_expired(instance: Instance, inp: PoolInput) -> bool:
     )
 
 
+def _extraneous(live: Sequence[Instance], desired: int) -> list[Deletion]:
+    """Beyond the desired count: work in progress before finished work (newest
+    first), then the oldest Ready ones (those are closest to expiring anyway)."""
+    surplus = max(len(live) - desired, 0)
+    if not surplus:
+        return []
+    starting = sorted(
+        (i for i in live if i.phase in STARTING_PHASES),
+        key=lambda i: (i.created_at, i.name),
+        reverse=True,
+    )
+    ready = sorted(
+        (i for i in live if i.phase is WorkspacePhase.READY),
+        key=lambda i: (i.ready_at or i.created_at, i.name),
+    )
+    return [Deletion(i.name, DeleteReason.EXTRANEOUS) for i in (starting + ready)[:surplus]]
+
+
 def plan_pool(inp: PoolInput) -> PoolPlan:
     pool = [i for i in inp.instances if not i.claimed and i.phase is not WorkspacePhase.CLAIMED]
     claimed = len(inp.instances) - len(pool)
@@ -168,22 +186,7 @@ def plan_pool(inp: PoolInput) -> PoolPlan:
         if i.phase in STARTING_PHASES | {WorkspacePhase.READY} and i.name not in expired_names
     ]
     desired = max(inp.desired, 0)
-    surplus = max(len(live) - desired, 0)
-    if surplus:
-        # Drop work in progress before finished work (newest first), then the
-        # oldest Ready ones: those are closest to expiring anyway.
-        starting = sorted(
-            (i for i in live if i.phase in STARTING_PHASES),
-            key=lambda i: (i.created_at, i.name),
-            reverse=True,
-        )
-        ready = sorted(
-            (i for i in live if i.phase is WorkspacePhase.READY),
-            key=lambda i: (i.ready_at or i.created_at, i.name),
-        )
-        deletions += [
-            Deletion(i.name, DeleteReason.EXTRANEOUS) for i in (starting + ready)[:surplus]
-        ]
+    deletions += _extraneous(live, desired)
 
     missing = max(desired - len(live), 0)
     blocker = _create_blocker(inp)

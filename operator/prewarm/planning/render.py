@@ -149,23 +149,17 @@ def restricted(pod_spec: JsonObject) -> JsonObject:
     return result
 
 
-def render_pod(
+def _pod_spec(
     spec: PresetSpec,
-    namespace: str,
-    preset_name: str,
-    template_hash: str,
+    parameters: Mapping[str, str],
     workspace_name: str,
     workspace_uid: str | None,
-    claim: ClaimRef | None = None,
-    agent_image: str = "",
-) -> JsonObject:
-    """The workspace's pod. Without a workspace uid (a dry-run) it has no owner.
-
-    A cold start's pod is born claimed: generation 1 for its owner from the start.
-    """
-    template = spec.template
-    pod_spec: JsonObject = copy.deepcopy(template.spec.model_dump(by_alias=True, exclude_none=True))
-    parameters = {p.name: p.value for p in spec.parameters}
+    agent_image: str,
+) -> tuple[JsonObject, list[str]]:
+    """The pod's spec, and the names of its containers that run an agent."""
+    pod_spec: JsonObject = copy.deepcopy(
+        spec.template.spec.model_dump(by_alias=True, exclude_none=True)
+    )
     pod_spec["containers"] = [_with_parameters(c, parameters) for c in pod_spec["containers"]]
     agents = [
         c["name"]
@@ -188,6 +182,26 @@ def render_pod(
         agents.append(AGENT_CONTAINER_NAME)
     if spec.pod_security is PodSecurity.RESTRICTED:
         pod_spec = restricted(pod_spec)
+    return pod_spec, agents
+
+
+def render_pod(
+    spec: PresetSpec,
+    namespace: str,
+    preset_name: str,
+    template_hash: str,
+    workspace_name: str,
+    workspace_uid: str | None,
+    claim: ClaimRef | None = None,
+    agent_image: str = "",
+) -> JsonObject:
+    """The workspace's pod. Without a workspace uid (a dry-run) it has no owner.
+
+    A cold start's pod is born claimed: generation 1 for its owner from the start.
+    """
+    template = spec.template
+    parameters = {p.name: p.value for p in spec.parameters}
+    pod_spec, agents = _pod_spec(spec, parameters, workspace_name, workspace_uid, agent_image)
     labels = {
         **template.metadata.labels,
         LABEL_PRESET: preset_name,
