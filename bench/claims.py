@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from typing import Any
 
@@ -85,7 +86,7 @@ def _stats(samples: list[float]) -> dict[str, Any]:
 async def _bare(env: BenchEnv, ns: str) -> dict[int, dict[str, Any]]:
     """The claims' writes sent by the client itself; no operator watches `ns`."""
     env.cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(_preset(POOL)))
-    kube = await Kube.connect()
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     preset = (await kube.list_objects(PLURAL_PRESETS, ns))[0]
     spec = PresetSpec.model_validate(preset["spec"])
     thash = template_hash(spec)
@@ -180,7 +181,7 @@ async def _bare(env: BenchEnv, ns: str) -> dict[int, dict[str, Any]]:
 
 async def _run(env: BenchEnv, ns: str) -> dict[str, Any]:
     env.cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(_preset(POOL)))
-    kube = await Kube.connect()
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     bound_at: dict[str, float] = {}
     sources: dict[str, str] = {}
     seen = asyncio.Event()

@@ -326,7 +326,7 @@ class Watch:
     version: str = VERSION
 
     async def _call(self, **kw: Any) -> Any:
-        api = self.kube.api_client
+        api = self.kube.rest.api_client
         if self.plural == "pods":
             return await kclient.CoreV1Api(api).list_namespaced_pod_without_preload_content(
                 self.namespace, **kw

@@ -57,7 +57,7 @@ TIMEOUT_S = 480.0
 
 
 async def _bare(env: BenchEnv, ns: str, per_preset: int, global_cap: int) -> dict[str, Any]:
-    kube = await Kube.connect()
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     waiting: dict[str, asyncio.Event] = {}
 
     def notify(name: str, ready: bool) -> None:
@@ -111,7 +111,7 @@ async def _bare(env: BenchEnv, ns: str, per_preset: int, global_cap: int) -> dic
 
 
 async def _prewarm(env: BenchEnv, ns: str, op: Any) -> dict[str, Any]:
-    kube = await Kube.connect()
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     pods = Watch(kube, ns, "pods", keep=pod_ready).start()
     presets = Watch(kube, ns, PLURAL_PRESETS, keep=preset_ready).start()
     total = PRESETS * INSTANCES

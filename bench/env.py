@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prewarm.devenv.cluster import LocalCluster, pinned_versions
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 from prewarm.devenv.postgres import PostgresServer
 
 

@@ -105,7 +105,7 @@ def _objects(pools: int = POOLS, replicas: int = REPLICAS) -> list[dict[str, Any
 
 
 async def _converge(env: BenchEnv, ns: str, pid: int) -> dict[str, Any]:
-    kube = await Kube.connect()
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     pods = Watch(kube, ns, "pods", keep=pod_ready).start()
     total = POOLS * REPLICAS
     try:
@@ -152,7 +152,7 @@ async def _one_claim(api: Any, claims: Watch, ns: str, name: str) -> tuple[float
 async def _claims(env: BenchEnv, ns: str) -> dict[str, Any]:
     """SandboxClaims against a warm pool of CLAIM_POOL: create -> Ready, client-side."""
     group, version = GROUP.split("/")
-    kube = await Kube.connect()
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     pools = Watch(
         kube,
         ns,
@@ -164,7 +164,7 @@ async def _claims(env: BenchEnv, ns: str) -> dict[str, Any]:
     claims = Watch(
         kube, ns, "sandboxclaims", keep=_claim_ready, group=group, version=version
     ).start()
-    api = kclient.CustomObjectsApi(kube.api_client)
+    api = kclient.CustomObjectsApi(kube.rest.api_client)
     out: dict[str, Any] = {}
     try:
         await pools.until(lambda _: True, 30)

@@ -44,7 +44,7 @@ def _phase(obj: dict[str, Any]) -> str:
 
 
 async def _run(env: BenchEnv, ns: str, op: Any, workdir: Path) -> dict[str, Any]:
-    kube = await Kube.connect()
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     presets = Watch(kube, ns, PLURAL_PRESETS, keep=preset_ready).start()
     claims = Watch(kube, ns, PLURAL_WORKSPACE_CLAIMS, keep=_phase).start()
     out: dict[str, Any] = {}

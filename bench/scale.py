@@ -39,7 +39,7 @@ BUDGET_S = float(os.environ.get("BENCH_SCALE_BUDGET_S", "540"))
 
 
 async def _run(env: BenchEnv, ns: str, op: Any) -> tuple[list[dict[str, Any]], str]:
-    kube = await Kube.connect()
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     presets = Watch(kube, ns, PLURAL_PRESETS, keep=preset_ready).start()
     pods = Watch(kube, ns, "pods", keep=lambda _: None).start()
     workspaces = Watch(kube, ns, PLURAL_PREBUILT_WORKSPACES, keep=lambda _: None).start()

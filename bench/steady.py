@@ -51,7 +51,7 @@ async def _window(env: BenchEnv) -> Counter[tuple[str, str]]:
 
 
 async def _run(env: BenchEnv, ns: str, op: Any) -> dict[str, Any]:
-    kube = await Kube.connect()
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     presets = Watch(kube, ns, PLURAL_PRESETS, keep=preset_ready).start()
     try:
         await presets.until(lambda _: True, 30)

@@ -49,7 +49,7 @@ async def _scrape(env: BenchEnv) -> Counter[Any]:
 
 
 async def _run(env: BenchEnv, ns: str, op: Any) -> dict[str, Any]:
-    kube = await Kube.connect()
+    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     presets = Watch(kube, ns, PLURAL_PRESETS, keep=_status).start()
     try:
         await presets.until(lambda _: True, 30)

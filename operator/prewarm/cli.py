@@ -4,16 +4,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from prewarm import __version__
-from prewarm.devenv.errors import EnvironmentProblem
+from prewarm.settings import CliSettings
 
 Command = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
+
+
+class ApiRefused(RuntimeError):
+    """The API server refused a command's request; printed as one line."""
+
+
+def _with_api(work: Coroutine[Any, Any, T]) -> T:
+    """Run a command that talks to the API server: a refusal (a missing
+    namespace, an invalid name, no permission) is one line, not a traceback."""
+    from prewarm.k8s.client import ApiError
+
+    try:
+        return asyncio.run(work)
+    except ApiError as error:
+        raise ApiRefused("the API server refused: " + " ".join(str(error).split())) from None
+
+
+class CliProblem(RuntimeError):
+    """A problem the person at the terminal must fix; printed without a traceback."""
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -39,7 +59,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_claim(args: argparse.Namespace) -> int:
     from prewarm.commands.claim import claim
 
-    result = asyncio.run(
+    result = _with_api(
         claim(args.namespace, args.preset, args.owner, args.secret, args.wait, args.timeout)
     )
     if not args.wait:
@@ -56,7 +76,7 @@ def _cmd_claim(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from prewarm.commands.status import status_report
 
-    print(asyncio.run(status_report(args.namespace, _database_url(args, required=False))))
+    print(_with_api(status_report(args.namespace, _database_url(args, required=False))))
     return 0
 
 
@@ -73,15 +93,15 @@ def _cmd_reset(args: argparse.Namespace) -> int:
     from prewarm.commands.status import request_retry
 
     token = args.token or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    asyncio.run(request_retry(args.namespace, args.preset, token))
+    _with_api(request_retry(args.namespace, args.preset, token))
     print(f"preset/{args.preset}: prewarm.dev/retry={token} (failures so far no longer count)")
     return 0
 
 
 def _database_url(args: argparse.Namespace, required: bool) -> str | None:
-    url: str | None = args.database_url or os.environ.get("PREWARM_DATABASE_URL")
+    url: str | None = args.database_url or CliSettings().database_url
     if required and not url:
-        raise EnvironmentProblem("set PREWARM_DATABASE_URL or --database-url to read the ledger")
+        raise CliProblem("set PREWARM_DATABASE_URL or --database-url to read the ledger")
     return url
 
 
@@ -92,50 +112,25 @@ def _cmd_agent(_: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    if args.real_node:
-        from prewarm.devenv.dev import run_dev_real_node
+    try:
+        from prewarm.devenv.dev import run_dev, run_dev_real_node
+        from prewarm.devenv.errors import EnvironmentProblem
+    except ImportError:
+        raise CliProblem(
+            "`prewarm dev` is a developer command: the installed package does not ship the "
+            "local control plane. Run `make dev` in a checkout of the repository."
+        ) from None
+    port = args.apiserver_port or CliSettings().dev_apiserver_port
+    try:
+        if args.real_node:
+            return run_dev_real_node()
+        return run_dev(apiserver_port=port, with_operator=not args.no_operator)
+    except EnvironmentProblem as problem:
+        raise CliProblem(str(problem)) from None
 
-        return run_dev_real_node()
-    from prewarm.devenv.dev import run_dev
 
-    return run_dev(apiserver_port=args.apiserver_port, with_operator=not args.no_operator)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="prewarm", description="Keep pools of prebuilt (warm) workspaces ready."
-    )
-    parser.add_argument("--version", action="version", version=f"prewarm {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("run", help="run the operator (settings: PREWARM_* environment)")
-    run.add_argument("--verbose", action="store_true", help="debug logging")
-    run.set_defaults(func=_cmd_run)
-
-    migrate = sub.add_parser("migrate", help="apply the ledger's SQL migrations")
-    migrate.add_argument(
-        "--database-url", default=None, help="overrides PREWARM_DATABASE_URL for this run"
-    )
-    migrate.set_defaults(func=_cmd_migrate)
-
-    dev = sub.add_parser(
-        "dev",
-        help="local control plane + PostgreSQL + operator + sample presets, until Ctrl-C",
-    )
-    dev.add_argument(
-        "--apiserver-port",
-        type=int,
-        default=int(os.environ.get("PREWARM_DEV_APISERVER_PORT", "6443")),
-        help="kube-apiserver port on 127.0.0.1 (PREWARM_DEV_APISERVER_PORT; default 6443)",
-    )
-    dev.add_argument("--no-operator", action="store_true", help="start everything but the operator")
-    dev.add_argument(
-        "--real-node",
-        action="store_true",
-        help="a real node instead (root; docs/decisions.md): the chart's operator as a pod",
-    )
-    dev.set_defaults(func=_cmd_dev)
-
+def _add_user_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands people run against a cluster: claim, status, history, reset."""
     claim = sub.add_parser("claim", help="claim a workspace of a preset")
     claim.add_argument("--preset", required=True)
     claim.add_argument("--owner", required=True)
@@ -163,6 +158,44 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--token", default=None, help="the retry value (default: a timestamp)")
     reset.set_defaults(func=_cmd_reset)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prewarm", description="Keep pools of prebuilt (warm) workspaces ready."
+    )
+    parser.add_argument("--version", action="version", version=f"prewarm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the operator (settings: PREWARM_* environment)")
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=_cmd_run)
+
+    migrate = sub.add_parser("migrate", help="apply the ledger's SQL migrations")
+    migrate.add_argument(
+        "--database-url", default=None, help="overrides PREWARM_DATABASE_URL for this run"
+    )
+    migrate.set_defaults(func=_cmd_migrate)
+
+    dev = sub.add_parser(
+        "dev",
+        help="local control plane + PostgreSQL + operator + sample presets, until Ctrl-C",
+    )
+    dev.add_argument(
+        "--apiserver-port",
+        type=int,
+        default=None,
+        help="kube-apiserver port on 127.0.0.1 (PREWARM_DEV_APISERVER_PORT; default 6443)",
+    )
+    dev.add_argument("--no-operator", action="store_true", help="start everything but the operator")
+    dev.add_argument(
+        "--real-node",
+        action="store_true",
+        help="a real node instead (root; docs/decisions.md): the chart's operator as a pod",
+    )
+    dev.set_defaults(func=_cmd_dev)
+
+    _add_user_commands(sub)
+
     sub.add_parser(
         "agent",
         help="the in-pod agent that re-initialises a claimed workspace (settings: PREWARM_* env)",
@@ -177,8 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return func(args)
-    except EnvironmentProblem as problem:
+    except CliProblem as problem:
         print(f"prewarm: {problem}", file=sys.stderr)
+        return 1
+    except ApiRefused as refused:
+        print(f"prewarm {args.command}: {refused}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

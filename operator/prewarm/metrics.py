@@ -23,6 +23,12 @@ prebuilds_failed = Counter(
 prebuilds_claimed = Counter(
     "prewarm_prebuilds_claimed", "Warm workspaces handed to a claim.", PRESET
 )
+memory_entries = Gauge(
+    "prewarm_memory_entries",
+    "Entries the operator remembers between passes, by kind (presets, preset_uids, "
+    "workspaces, claims, timers); each shrinks when its objects are deleted.",
+    ("kind",),
+)
 preset_desired = Gauge("prewarm_preset_desired", "Warm instances the preset should have.", PRESET)
 preset_running = Gauge(
     "prewarm_preset_running", "Warm instances of the current template (starting + ready).", PRESET
@@ -43,6 +49,11 @@ preset_validation_failed = Gauge(
 )
 preset_paused = Gauge(
     "prewarm_preset_paused", "1 while prebuilds of the preset are paused.", PRESET
+)
+preset_schedule_invalid = Gauge(
+    "prewarm_preset_schedule_invalid",
+    "1 while a schedule of the preset is ignored (unknown timezone, bad or impossible cron).",
+    PRESET,
 )
 reconcile_duration = Histogram(
     "prewarm_reconcile_duration_seconds",
@@ -90,6 +101,7 @@ _POOL_GAUGES = (
     preset_hard_limited,
     preset_validation_failed,
     preset_paused,
+    preset_schedule_invalid,
 )
 
 

@@ -22,7 +22,7 @@ def run_operator(verbose: bool = False) -> int:
     # kopf reports every handler call at INFO; ours are event hooks, so that is noise.
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
     # Importing the module registers its handlers with kopf's default registry.
-    import prewarm.handlers.operator  # noqa: F401
+    import prewarm.handlers.registrations  # noqa: F401
 
     # Without POD_ID kopf names itself after getpass.getuser(), which raises in
     # the image: its numeric user (65532) has no passwd entry. Found on the real

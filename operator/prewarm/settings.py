@@ -14,10 +14,42 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from prewarm.api.durations import Duration, PositiveDuration
 
 
-class Settings(BaseSettings):
-    """Every knob of the operator. Each field is documented in docs/reference/settings.md."""
+class ClusterAccess(BaseSettings):
+    """How to reach the API server: what every prewarm process that talks to it reads."""
 
     model_config = SettingsConfigDict(env_prefix="PREWARM_", extra="ignore")
+
+    # Not PREWARM_*: the conventions of Kubernetes clients.
+    kubeconfig: str = Field(
+        default="",
+        validation_alias="KUBECONFIG",
+        description="Kubeconfig file; wins over the pod's service account.",
+    )
+    kubernetes_service_host: str = Field(
+        default="",
+        validation_alias="KUBERNETES_SERVICE_HOST",
+        description="Set by Kubernetes in every pod: use the pod's service account.",
+    )
+
+    @property
+    def in_cluster(self) -> bool:
+        return bool(self.kubernetes_service_host)
+
+
+class CliSettings(ClusterAccess):
+    """What the CLI's commands read besides their flags."""
+
+    database_url: str = Field(
+        default="",
+        description="The ledger for `prewarm status/history` (no default: they say so).",
+    )
+    dev_apiserver_port: int = Field(
+        default=6443, ge=1, le=65535, description="kube-apiserver port of `prewarm dev`."
+    )
+
+
+class Settings(ClusterAccess):
+    """Every knob of the operator. Each field is documented in docs/reference/settings.md."""
 
     database_url: str = Field(
         default="postgresql://localhost/prewarm",
@@ -45,6 +77,13 @@ class Settings(BaseSettings):
     readiness_timeout: PositiveDuration = Field(
         default=timedelta(minutes=5),
         description="A prebuild not Ready this long after its pod was created has failed.",
+    )
+    claim_wait_limit: Duration = Field(
+        default=timedelta(minutes=5),
+        description=(
+            "How long a claim waits for the preset it names (and its ownerSecretRef "
+            "Secret) to exist, from its creation; then it fails. 0s waits forever."
+        ),
     )
     crashloop_restarts: int = Field(
         default=3, ge=1, description="Container restarts after which a crash loop is a failure."
@@ -92,3 +131,15 @@ class Settings(BaseSettings):
         default=15, ge=2, description="A leader that has not renewed for this long is replaced."
     )
     log_format: str = Field(default="json", pattern="^(json|text)$", description="Log format.")
+
+    # Not PREWARM_*: the downward API (the chart sets both).
+    pod_name: str = Field(
+        default="",
+        validation_alias="POD_NAME",
+        description="The operator's pod (downward API): Events' reportingInstance.",
+    )
+    pod_namespace: str = Field(
+        default="",
+        validation_alias="POD_NAMESPACE",
+        description="The operator's namespace (downward API): the Lease's, unless set.",
+    )

@@ -189,6 +189,8 @@ def test_image_venv_holds_the_wheel_not_the_source(image_root: Path) -> None:
         check=True,
     ).stdout.strip()
     assert where.startswith(str(venv / "lib")), where
+    # The local control plane is for developers (a checkout), not the product.
+    assert not (Path(where).parent / "devenv").exists()
     data = Path(where).parent / "_data"
     assert sorted(p.name for p in (data / "migrations").glob("*.sql"))
     assert sorted(p.name for p in (data / "crds").glob("*.yaml")) == sorted(
@@ -208,6 +210,12 @@ def test_image_commands_run_and_agent(image_root: Path) -> None:
     agent = entrypoint(image_root, "agent", "--help")
     assert agent.returncode == 0, agent.stderr
     assert "agent" in agent.stdout
+    dev = entrypoint(image_root, "dev")
+    assert dev.returncode == 1
+    assert dev.stderr.strip().splitlines() == [
+        "prewarm: `prewarm dev` is a developer command: the installed package does not ship "
+        "the local control plane. Run `make dev` in a checkout of the repository."
+    ]
 
 
 def test_image_entrypoint_runs_the_operator(

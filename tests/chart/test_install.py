@@ -17,7 +17,7 @@ from tests.e2e.support import wait_until
 
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 from prewarm.planning.agent_access import agent_role_rules
 
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"

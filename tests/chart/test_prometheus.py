@@ -19,7 +19,7 @@ from tests.e2e.support import wait_until
 
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster, free_port
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 from prewarm.devenv.processes import stop_process
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -38,6 +39,12 @@ def items(cluster: LocalCluster, namespace: str, kind: str, selector: str = "") 
 
 def apply(cluster: LocalCluster, namespace: str, manifest: dict[str, Any]) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+
+def create_all(cluster: LocalCluster, namespace: str, manifests: list[dict[str, Any]]) -> None:
+    """Create many objects with one kubectl call (a List), as a burst arrives."""
+    body = {"apiVersion": "v1", "kind": "List", "items": manifests}
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(body))
 
 
 def preset_manifest(
@@ -78,3 +85,19 @@ def metric(text: str, name: str, **labels: str) -> float | None:
         if all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def port_left_in_time_wait() -> int:
+    """A port on which only a TIME_WAIT socket remains, as right after Ctrl-C
+    of `make dev`: the side that closes a connection first keeps one. The
+    server listens with SO_REUSEADDR, as kube-apiserver (Go) does."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = int(server.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the server side closes first: its socket waits in TIME_WAIT
+            client.recv(1)
+    return port

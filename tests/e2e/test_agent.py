@@ -22,19 +22,21 @@ import pytest
 import yaml
 from tests.e2e.support import get, wait_until
 
+from prewarm.api.agent_protocol import (
+    AGENT_CONTAINER_NAME,
+    ANNOTATION_AGENTS,
+    agent_account_name,
+    owner_secret_name,
+    reinit_done_annotation,
+    reinit_failed_annotation,
+)
 from prewarm.api.constants import ANNOTATION_OWNER, ANNOTATION_REINIT_GENERATION
 from prewarm.devenv.cluster import LocalCluster
 from prewarm.devenv.processes import stop_process
 from prewarm.planning.agent_access import (
-    AGENT_CONTAINER_NAME,
-    ANNOTATION_AGENTS,
-    agent_account_name,
     agent_container,
     agent_security_context,
     agent_volumes,
-    owner_secret_name,
-    reinit_done_annotation,
-    reinit_failed_annotation,
     render_agent_access,
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -12,7 +13,7 @@ from tests.e2e.support import apply, events, get, items, preset_manifest, wait_u
 
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 
 
 def _ready(cluster: LocalCluster, ns: str, preset: str) -> int:
@@ -244,3 +245,28 @@ def test_claims_race_for_a_hundred_while_the_preset_changes(
     assert sources["prebuilt"] + sources["cold"] == RACERS
     workspaces = [c["status"]["workspaceName"] for c in bound]
     assert len(set(workspaces)) == RACERS, "a workspace was bound twice"
+
+
+def test_item6_a_claim_for_a_missing_preset_fails_after_the_wait_limit_with_an_event(
+    cluster: LocalCluster, namespace: str, operator_factory: Any
+) -> None:
+    operator_factory(PREWARM_CLAIM_WAIT_LIMIT="5s")
+    applied = time.monotonic()
+    apply(cluster, namespace, claim_manifest("ghost", "deleted-preset", "gina"))
+    # Within the limit the preset may still appear: this one does and binds.
+    apply(cluster, namespace, claim_manifest("early", "late", "hank"))
+    apply(cluster, namespace, preset_manifest("late", 1))
+    wait_until(lambda: _phase(cluster, namespace, "early").get("phase") == "Bound", what="bound")
+
+    failed = wait_until(
+        lambda: (s := _phase(cluster, namespace, "ghost")).get("phase") == "Failed" and s,
+        timeout=30,
+        what="the claim for a missing preset fails",
+    )
+    print(f"the claim failed {time.monotonic() - applied:.1f}s after it was applied (limit 5s)")
+    (bound,) = [c for c in failed["conditions"] if c["type"] == "Bound"]
+    assert bound["reason"] == "PresetNotFound"
+    assert "gave up after waiting 5s" in bound["message"]
+    (event,) = wait_until(lambda: events(cluster, namespace, "ghost", "ClaimFailed"), what="Event")
+    assert event["type"] == "Warning"
+    assert "PresetNotFound" in event["message"]

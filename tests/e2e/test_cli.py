@@ -14,7 +14,7 @@ from tests.e2e.support import apply, events, get, preset_manifest, wait_until
 
 from prewarm.api.constants import PLURAL_WORKSPACE_CLAIMS
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 from prewarm.k8s.client import Kube
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,14 +37,20 @@ def _cli(op: OperatorProcess, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _warm_pool(cluster: LocalCluster, namespace: str, preset: str, warm: int) -> None:
+    apply(cluster, namespace, preset_manifest(preset, warm))
+    wait_until(
+        lambda: (
+            (get(cluster, namespace, "preset", preset).get("status") or {}).get("ready") == warm
+        ),
+        what=f"{warm} warm",
+    )
+
+
 def test_claim_status_history_and_reset(
     cluster: LocalCluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    apply(cluster, namespace, preset_manifest("cli", 1))
-    wait_until(
-        lambda: (get(cluster, namespace, "preset", "cli").get("status") or {}).get("ready") == 1,
-        what="1 warm",
-    )
+    _warm_pool(cluster, namespace, "cli", 1)
     result = _cli(operator, "claim", "--preset", "cli", "--owner", "ann", "-n", namespace, "--wait")
     assert result.returncode == 0, result.stderr
     assert "Bound" in result.stdout
@@ -99,7 +105,7 @@ def test_a_claim_watch_ends_cleanly_at_its_server_timeout(
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
 
     async def one_watch() -> float:
-        kube = await Kube.connect()
+        kube = await Kube.connect(os.environ.get("KUBECONFIG"))
         started = time.perf_counter()
         try:
             async for _ in kube.watch_objects(PLURAL_WORKSPACE_CLAIMS, namespace, timeout_s=1):
@@ -109,3 +115,23 @@ def test_a_claim_watch_ends_cleanly_at_its_server_timeout(
         return time.perf_counter() - started
 
     assert asyncio.run(one_watch()) < 30
+
+
+def test_item7_claim_for_an_email_or_a_full_name_binds_and_api_errors_are_one_line(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    _warm_pool(cluster, namespace, "mail", 2)
+    for owner in ("alice@example.com", "Alice Smith"):
+        result = _cli(
+            operator, "claim", "--preset", "mail", "--owner", owner, "-n", namespace, "--wait"
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Bound" in result.stdout, result.stdout
+        name = result.stdout.split()[0].removeprefix("workspaceclaim/")
+        assert get(cluster, namespace, "workspaceclaim", name)["spec"]["owner"] == owner
+
+    refused = _cli(operator, "claim", "--preset", "mail", "--owner", "bob", "-n", "no-such-ns")
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "no-such-ns" in refused.stderr

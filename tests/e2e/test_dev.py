@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.e2e.support import port_left_in_time_wait
+
 from prewarm.devenv.cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,18 +24,18 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_dev_comes_up_serves_the_sample_and_stops_cleanly(tmp_path: Path) -> None:
-    port = free_port()
+def _start_dev(port: int, state: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """`prewarm dev` on `port`, read until it says it is up (or ends)."""
     env = {
         **os.environ,
-        "PREWARM_DEV_STATE": str(tmp_path),
+        "PREWARM_DEV_STATE": str(state),
         "PYTHONPATH": str(REPO / "operator"),
         "PREWARM_DEV_APISERVER_PORT": str(port),
         "PREWARM_METRICS_PORT": str(free_port()),
         "PREWARM_HEALTH_PORT": str(free_port()),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prewarm", "dev"],
+        [sys.executable, "-m", "prewarm", "dev", *args],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -41,14 +43,26 @@ def test_dev_comes_up_serves_the_sample_and_stops_cleanly(tmp_path: Path) -> Non
         text=True,
     )
     out = ""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 240
+    while "Ctrl-C stops everything" not in out and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        out += line
+    return proc, out
+
+
+def _ctrl_c(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    return rest or ""
+
+
+def test_dev_comes_up_serves_the_sample_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    proc, out = _start_dev(port, tmp_path)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 240
-        while "Ctrl-C stops everything" not in out and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            out += line
         assert "prewarm dev is up" in out, out
         ledger_port = int(re.search(r"ledger\s+: postgresql://[^:]+:(\d+)/", out).group(1))  # type: ignore[union-attr]
         kubeconfig = tmp_path / "kubeconfig"
@@ -76,14 +90,30 @@ def test_dev_comes_up_serves_the_sample_and_stops_cleanly(tmp_path: Path) -> Non
             time.sleep(0.5)
         assert ready == "3", "the sample preset's pool is warm"
     finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        rest, _ = proc.communicate(timeout=120)
-        out += rest or ""
+        out += _ctrl_c(proc)
     assert proc.returncode == 0, out[-3000:]
     assert "Traceback" not in out
+    # Issue 12 item 9: the operator starts once the API server serves our
+    # resources, so nothing had to be retried.
+    assert "storage is (re)initializing" not in out, out[-3000:]
     assert not _listening(port), "kube-apiserver still listening"
     assert not _listening(ledger_port), "PostgreSQL still listening"
     leftovers = subprocess.run(
         ["pgrep", "-af", f"secure-port={port}"], capture_output=True, text=True, check=False
     ).stdout
     assert leftovers.strip() == "", leftovers
+
+
+def test_item9_dev_comes_up_on_a_port_where_only_time_wait_sockets_remain(
+    tmp_path: Path,
+) -> None:
+    """Right after Ctrl-C of `make dev`, the API server's closed connections
+    linger in TIME_WAIT on its port; they must not stop the next start
+    (issue 12, item 9): kube-apiserver listens there anyway."""
+    port = port_left_in_time_wait()
+    proc, out = _start_dev(port, tmp_path, "--no-operator")
+    try:
+        assert "prewarm dev is up" in out, out
+    finally:
+        out += _ctrl_c(proc)
+    assert proc.returncode == 0, out[-3000:]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tests.e2e.support import get, metric, wait_until
 
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 
 junk = st.one_of(
     st.none(),

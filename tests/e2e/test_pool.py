@@ -10,7 +10,7 @@ from typing import Any
 from tests.e2e.support import apply, events, get, items, metric, preset_manifest, wait_until
 
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 
 FAIL = {"sim.prewarm.dev/behavior": "fail"}
 
@@ -281,3 +281,55 @@ def test_a_pod_slow_to_become_ready_shows_building_then_ready(
 
     wait_until(lambda: phases() == ["Building"], timeout=30, what="Building after 5 s")
     wait_until(lambda: phases() == ["Ready"], timeout=30, what="then Ready")
+
+
+def _condition(cluster: LocalCluster, ns: str, name: str, type_: str) -> dict[str, Any]:
+    conditions = _status(cluster, ns, name).get("conditions") or []
+    return next((c for c in conditions if c["type"] == type_), {})
+
+
+def test_item10_a_schedule_problem_is_a_condition_the_status_column_and_an_event(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cases = {
+        "mars": ({"timezone": "Mars/Olympus"}, "UnknownTimezone", "Mars/Olympus"),
+        "feb31": ({"timezone": "UTC"}, "CronNeverFires", "0 0 31 2 *"),
+    }
+    never = {"cron": "0 0 31 2 *", "instances": 2}
+    for name, (extra, _, _) in cases.items():
+        apply(cluster, namespace, preset_manifest(name, 1, schedules=[never], **extra))
+    for name, (_, reason, named) in cases.items():
+        condition = wait_until(
+            lambda n=name: (
+                _condition(cluster, namespace, n, "ScheduleInvalid").get("status") == "True"
+                and _condition(cluster, namespace, n, "ScheduleInvalid")
+            ),
+            what=f"{name}: ScheduleInvalid",
+        )
+        assert condition["reason"] == reason
+        assert named in condition["message"]
+        status = _status(cluster, namespace, name)
+        assert (status["summary"], status["prebuildStatus"], status["desired"]) == (
+            "ScheduleInvalid",
+            "Normal",
+            1,
+        )
+        (event,) = wait_until(
+            lambda n=name: events(cluster, namespace, n, "InvalidSchedule"), what="Event"
+        )
+        assert event["type"] == "Warning"
+        assert named in event["message"]
+    table = cluster.kubectl("get", "presets", "-n", namespace).stdout
+    assert table.count("ScheduleInvalid") == 2, table
+    exposed = operator.metrics()
+    for name in cases:
+        assert metric(exposed, "prewarm_preset_schedule_invalid", preset=name) == 1
+
+    # Fixed: the condition clears and STATUS is Normal again.
+    apply(cluster, namespace, preset_manifest("mars", 1, schedules=[], timezone="UTC"))
+    wait_until(
+        lambda: _condition(cluster, namespace, "mars", "ScheduleInvalid").get("status") == "False",
+        what="ScheduleInvalid cleared",
+    )
+    assert _status(cluster, namespace, "mars")["summary"] == "Normal"
+    assert len(events(cluster, namespace, "mars", "InvalidSchedule")) == 1

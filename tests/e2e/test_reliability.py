@@ -17,11 +17,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.e2e.support import apply, get, items, preset_manifest, wait_until
+from tests.e2e.support import apply, get, items, metric, preset_manifest, wait_until
 
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 from prewarm.devenv.postgres import PostgresServer
 
 Factory = Callable[..., OperatorProcess]
@@ -63,6 +63,17 @@ def _readyz(op: OperatorProcess) -> int:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
+
+
+def _degraded(cluster: LocalCluster, ns: str, preset: str) -> bool:
+    conditions = (get(cluster, ns, "preset", preset).get("status") or {}).get("conditions", [])
+    return any(c["type"] == "Degraded" and c["status"] == "True" for c in conditions)
+
+
+def _bound_claims_in_ledger(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        (rows,) = conn.execute("select count(*) from claims where bound_at is not null").fetchone()  # type: ignore[misc]
+    return int(rows)
 
 
 def _assert_consistent(cluster: LocalCluster, ns: str, dsn: str, desired: int) -> None:
@@ -145,10 +156,7 @@ def test_postgres_outage_pauses_creates_not_claims_and_loses_nothing(
     cluster.kubectl("scale", "-n", namespace, "preset/db", "--replicas=4")
 
     def degraded() -> bool:
-        conditions = (get(cluster, namespace, "preset", "db").get("status") or {}).get(
-            "conditions", []
-        )
-        return any(c["type"] == "Degraded" and c["status"] == "True" for c in conditions)
+        return _degraded(cluster, namespace, "db")
 
     wait_until(degraded, timeout=30, what="Degraded condition")
     assert _readyz(op) == 503
@@ -164,11 +172,53 @@ def test_postgres_outage_pauses_creates_not_claims_and_loses_nothing(
     wait_until(lambda: not degraded(), timeout=30, what="Degraded cleared")
     time.sleep(2)
     _assert_consistent(cluster, namespace, dsn, 4)
-    with psycopg.connect(dsn) as conn:
-        (claim_rows,) = conn.execute(
-            "select count(*) from claims where bound_at is not null"
-        ).fetchone()  # type: ignore[misc]
-    assert claim_rows == 1, "the claim made during the outage is in the ledger"
+    assert _bound_claims_in_ledger(dsn) == 1, "the claim made during the outage is in the ledger"
+
+
+def _healthz(op: OperatorProcess) -> int:
+    url = f"http://127.0.0.1:{op.env['PREWARM_HEALTH_PORT']}/healthz"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return int(response.status)
+
+
+def test_item4_operator_started_while_postgres_is_down_starts_degraded_and_catches_up(
+    cluster: LocalCluster,
+    namespace: str,
+    operator_factory: Factory,
+    own_postgres: PostgresServer,
+) -> None:
+    dsn = own_postgres.dsn("ledger")  # not even migrated yet
+    own_postgres.pause()
+    op = operator_factory(dsn=dsn)  # returns once /metrics answers
+    assert _healthz(op) == 200
+    assert _readyz(op) == 503
+    assert metric(op.metrics(), "prewarm_ledger_up") == 0
+
+    apply(cluster, namespace, preset_manifest("late", 2))
+
+    def degraded() -> bool:
+        return _degraded(cluster, namespace, "late")
+
+    wait_until(degraded, timeout=30, what="Degraded condition")
+    assert get(cluster, namespace, "preset", "late")["status"]["summary"] == "Degraded"
+    assert _workspaces(cluster, namespace) == [], "created prebuilds without a ledger"
+    apply(cluster, namespace, claim_manifest("early", "late", "uma"))
+    wait_until(lambda: len(_bound(cluster, namespace)) == 1, what="claim served without a ledger")
+
+    own_postgres.resume()
+    resumed = time.monotonic()
+    wait_until(lambda: _ready(cluster, namespace) == 2, timeout=60, what="creates caught up")
+    caught_up = time.monotonic() - resumed
+    wait_until(lambda: _readyz(op) == 200, timeout=30, what="ready")
+    wait_until(lambda: not degraded(), timeout=30, what="Degraded cleared")
+    print(f"2 warm {caught_up:.1f}s after PostgreSQL came back")
+    assert op.proc is not None
+    assert op.proc.poll() is None, "the operator restarted"
+    wait_until(
+        lambda: metric(op.metrics(), "prewarm_ledger_backlog") == 0, what="queued writes landed"
+    )
+    _assert_consistent(cluster, namespace, dsn, 2)
+    assert _bound_claims_in_ledger(dsn) == 1, "the claim bound before PostgreSQL answered"
 
 
 def test_api_server_restart_is_survived_without_restarting_the_operator(

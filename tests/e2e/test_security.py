@@ -12,7 +12,7 @@ from tests.e2e.support import apply, events, get, items, preset_manifest, wait_u
 
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 
 
 def _status(cluster: LocalCluster, ns: str, kind: str, name: str) -> dict[str, Any]:

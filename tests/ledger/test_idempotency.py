@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from prewarm.api.claim import ClaimSource
 from prewarm.ledger.models import BuildRecord, ClaimRecord
 from prewarm.ledger.repository import Ledger
 from tests.ledger.support import at, dump, run_with_ledger, truncate
@@ -42,7 +43,9 @@ EVENT_WRITES: list[Write] = [
     ),
     # c-1: prebuilt claim, re-initialised; c-2: cold claim that failed.
     lambda ledger: ledger.record_claim_requested("c-1", "p2", "team-b", "mine", "alice", at(400)),
-    lambda ledger: ledger.record_claim_bound("c-1", "ws-3", "pw-3", "alice", "prebuilt", at(401)),
+    lambda ledger: ledger.record_claim_bound(
+        "c-1", "ws-3", "pw-3", "alice", ClaimSource.PREBUILT, at(401)
+    ),
     lambda ledger: ledger.record_claim_reinitialized("c-1", at(402)),
     lambda ledger: ledger.record_claim_requested("c-2", "p1", "team-a", "theirs", "bob", at(410)),
     lambda ledger: ledger.record_claim_failed("c-2", "ColdStartFailed", at(600)),
@@ -121,7 +124,7 @@ def test_an_older_preset_generation_does_not_undo_a_newer_spec(migrated_dsn: str
 def test_claim_events_merge_in_any_order(migrated_dsn: str, order: str):
     async def scenario(ledger: Ledger) -> ClaimRecord | None:
         requested = ledger.record_claim_requested("c-1", "p1", "team-a", "mine", "alice", at(0))
-        bound = ledger.record_claim_bound("c-1", "ws-9", "pw-9", "alice", "cold", at(5))
+        bound = ledger.record_claim_bound("c-1", "ws-9", "pw-9", "alice", ClaimSource.COLD, at(5))
         for write in (bound, requested) if order == "bound first" else (requested, bound):
             await write
         return await ledger.claim("c-1")

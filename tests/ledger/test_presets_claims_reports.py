@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from prewarm.ledger.models import (
-    BuildRecord,
-    ClaimRecord,
-    ClaimSource,
-    MetricTotals,
-    PrebuildStatus,
-    PresetRecord,
-)
+from prewarm.api.claim import ClaimSource
+from prewarm.api.preset import PrebuildStatus
+from prewarm.ledger.models import BuildRecord, ClaimRecord, PresetRecord
 from prewarm.ledger.repository import Ledger
 from tests.ledger.scenario import building, failed, record, succeeded
 from tests.ledger.support import at, run_with_ledger
@@ -58,7 +53,9 @@ def test_a_retry_clears_the_status(migrated_dsn: str):
 def test_claims_round_trip(migrated_dsn: str):
     async def scenario(ledger: Ledger) -> list[ClaimRecord]:
         await ledger.record_claim_requested("c-1", "p1", "team-a", "first", "alice", at(0))
-        await ledger.record_claim_bound("c-1", "ws-1", "pw-1", "alice", "prebuilt", at(0.05))
+        await ledger.record_claim_bound(
+            "c-1", "ws-1", "pw-1", "alice", ClaimSource.PREBUILT, at(0.05)
+        )
         await ledger.record_claim_reinitialized("c-1", at(1.5))
         await ledger.record_claim_requested("c-2", "p1", "team-a", "second", "bob", at(10))
         await ledger.record_claim_failed("c-2", "ColdStartFailed", at(300))
@@ -99,33 +96,6 @@ def test_recent_claims_respects_the_limit(migrated_dsn: str):
         return await ledger.recent_claims(limit=2)
 
     assert [c.claim_uid for c in run_with_ledger(migrated_dsn, scenario)] == ["c-4", "c-3"]
-
-
-def test_metric_totals_count_per_preset_name_across_recreation(migrated_dsn: str):
-    async def scenario(ledger: Ledger) -> list[MetricTotals]:
-        await ledger.upsert_preset("p1", "team-a", "python", "h1")
-        await record(ledger, [succeeded(0), succeeded(10), failed(20), building(30)], "p1")
-        # The same preset deleted and created again: a new UID, the same name.
-        await ledger.upsert_preset("p1-again", "team-a", "python", "h1")
-        await record(ledger, [failed(100)], "p1-again")
-        await ledger.upsert_preset("p2", "team-b", "go", "g1")
-        claims: list[tuple[str, ClaimSource]] = [
-            ("c-1", "prebuilt"),
-            ("c-2", "prebuilt"),
-            ("c-3", "cold"),
-        ]
-        for uid, source in claims:
-            await ledger.record_claim_requested(uid, "p1", "team-a", uid, "alice", at(200))
-            await ledger.record_claim_bound(uid, f"ws-{uid}", f"pw-{uid}", "alice", source, at(201))
-        await ledger.record_claim_requested("c-4", "p1-again", "team-a", "c-4", "bob", at(210))
-        return await ledger.metric_totals()
-
-    assert run_with_ledger(migrated_dsn, scenario) == [
-        MetricTotals(
-            "team-a", "python", created=5, succeeded=2, failed=2, claimed=2, cold_starts=1
-        ),
-        MetricTotals("team-b", "go", created=0, succeeded=0, failed=0, claimed=0, cold_starts=0),
-    ]
 
 
 def test_history_lists_the_newest_builds_with_their_failure_reasons(migrated_dsn: str):

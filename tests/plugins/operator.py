@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.devenv.operator import OperatorProcess
+from prewarm.devenv.operator_process import OperatorProcess
 from prewarm.devenv.postgres import PostgresServer
 
 

@@ -10,14 +10,12 @@ import pytest
 
 from prewarm.agent.hook import Redactor, hook_environment, write_credentials
 from prewarm.agent.settings import AgentSettings, SettingsError
-from prewarm.planning.agent_access import (
+from prewarm.api.agent_protocol import (
     MAX_AGENT_CONTAINER_NAME,
-    agent_container,
-    agent_volumes,
     reinit_done_annotation,
     reinit_failed_annotation,
-    render_agent_access,
 )
+from prewarm.planning.agent_access import agent_container, agent_volumes, render_agent_access
 
 OWNER_REF = {
     "apiVersion": "prewarm.dev/v1alpha1",

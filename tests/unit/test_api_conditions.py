@@ -102,4 +102,6 @@ def test_condition_types_match_the_design() -> None:
         "Bound",
         "Reinitialized",
         "Degraded",
+        "QuotaExceeded",
+        "ScheduleInvalid",
     } == reasons.CONDITION_TYPES

@@ -80,7 +80,8 @@ def test_claim_sample_values() -> None:
     claim = WorkspaceClaim.model_validate(load_sample("workspaceclaim.yaml"))
     assert claim.spec.preset_ref.name == "basic"
     assert claim.spec.owner == "alice"
-    assert claim.spec.owner_secret_ref is not None
+    # No Secret to create first: applied alone, it binds (tests/e2e/test_samples.py).
+    assert claim.spec.owner_secret_ref is None
     assert claim.status.phase is None
 
 
@@ -233,3 +234,35 @@ def test_template_hash_must_be_hex() -> None:
         PrebuiltWorkspace.model_validate(
             {"spec": {"presetRef": {"name": "p"}, "templateHash": "NOT-A-HASH"}}
         )
+
+
+def test_workspace_status_patch_writes_only_what_is_set() -> None:
+    from datetime import UTC, datetime
+
+    from prewarm.api.workspace import (
+        PrebuiltWorkspaceStatus,
+        WorkspaceFailure,
+        WorkspacePhase,
+        workspace_status_patch,
+    )
+
+    at = datetime(2026, 11, 29, 12, 0, 0, 250000, tzinfo=UTC)
+    failed = PrebuiltWorkspaceStatus(
+        phase=WorkspacePhase.FAILED,
+        failed_at=at,
+        failure=WorkspaceFailure(reason="CrashLoop", message="restarted 3 times"),
+    )
+    assert workspace_status_patch(failed, "42") == {
+        "metadata": {"resourceVersion": "42"},
+        "status": {
+            "phase": "Failed",
+            "failedAt": "2026-11-29T12:00:00.250000Z",
+            "failure": {"reason": "CrashLoop", "message": "restarted 3 times"},
+        },
+    }
+    claimed = PrebuiltWorkspaceStatus(
+        phase=WorkspacePhase.CLAIMED, owner="ann", reinit_generation=2
+    )
+    assert workspace_status_patch(claimed) == {
+        "status": {"phase": "Claimed", "owner": "ann", "reinitGeneration": 2}
+    }

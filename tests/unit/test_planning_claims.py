@@ -2,16 +2,32 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from prewarm.api.preset import PrebuildStatus
-from prewarm.planning.claims import Action, PresetView, decide_claim, eligible
-from prewarm.planning.pool import Instance, Phase
+from prewarm.api.workspace import WorkspacePhase
+from prewarm.planning.claims import (
+    Action,
+    Follow,
+    PresetView,
+    agents_reinitialized,
+    decide_claim,
+    eligible,
+    follow_own_workspace,
+)
+from prewarm.planning.failures import PodView
+from prewarm.planning.pool import Instance
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 OK = PresetView(exists=True, template_hash="h")
 
 
 def inst(
-    name: str, phase: Phase = Phase.READY, h: str = "h", ready_s: int = 10, **kw: bool
+    name: str,
+    phase: WorkspacePhase = WorkspacePhase.READY,
+    h: str = "h",
+    ready_s: int = 10,
+    **kw: bool,
 ) -> Instance:
     return Instance(
         name=name,
@@ -27,7 +43,7 @@ def test_only_ready_unclaimed_current_instances_are_eligible_oldest_first() -> N
     pool = [
         inst("new", ready_s=1),
         inst("old", ready_s=50),
-        inst("building", Phase.BUILDING),
+        inst("building", WorkspacePhase.BUILDING),
         inst("outdated", h="old"),
         inst("taken", claimed=True),
         inst("going", deleting=True),
@@ -54,7 +70,25 @@ def test_given_up_presets_fail_claims_rather_than_build() -> None:
     # ... but a warm one left over is still handed out.
     assert decide_claim(limited, [inst("a")]).action is Action.TAKE_PREBUILT
     invalid = PresetView(True, "h", PrebuildStatus.VALIDATION_FAILED)
-    assert decide_claim(invalid, [inst("a")]).action is Action.FAIL
+    assert decide_claim(invalid, []).action is Action.FAIL
+
+
+def test_full_quota_ready_workspaces_serve_claims_whatever_the_preset_state() -> None:
+    """Issue 12.2: a preset once (wrongly) ValidationFailed failed every claim
+    although Ready workspaces of its template waited; a Ready one proves the
+    template works, so it is handed out."""
+    invalid = PresetView(True, "h", PrebuildStatus.VALIDATION_FAILED)
+    decision = decide_claim(invalid, [inst("a")])
+    assert decision.action is Action.TAKE_PREBUILT
+    assert decision.candidates == ("a",)
+
+
+def test_claim_storm_a_started_cold_build_is_resumed_never_doubled_by_a_take() -> None:
+    """Issue 12.1: a claim whose cold build was not in the watch yet was
+    reconciled again and got a second workspace."""
+    decision = decide_claim(OK, [inst("warm")], cold_build="pool-c1234")
+    assert decision.action is Action.COLD_START
+    assert "pool-c1234" in decision.message
 
 
 def test_missing_preset_or_secret_waits() -> None:
@@ -62,3 +96,91 @@ def test_missing_preset_or_secret_waits() -> None:
     waiting = decide_claim(OK, [inst("a")], secret_missing="creds")
     assert waiting.action is Action.WAIT
     assert "creds" in waiting.message
+
+
+# Issue 12, item 6: a claim waits for what it names for a limited time.
+
+LIMIT = timedelta(minutes=5)
+
+
+def test_item6_a_claim_waits_for_its_preset_until_the_limit_then_fails() -> None:
+    waiting = decide_claim(PresetView(False), [], waited=timedelta(minutes=4), wait_limit=LIMIT)
+    assert (waiting.action, waiting.reason) == (Action.WAIT, "PresetNotFound")
+    assert waiting.wait_left == timedelta(minutes=1)
+    failed = decide_claim(PresetView(False), [], waited=LIMIT, wait_limit=LIMIT)
+    assert (failed.action, failed.reason) == (Action.FAIL, "PresetNotFound")
+    assert "5m" in failed.message
+
+
+def test_item6_the_limit_covers_a_missing_owner_secret_too() -> None:
+    failed = decide_claim(
+        OK, [inst("a")], secret_missing="creds", waited=timedelta(hours=1), wait_limit=LIMIT
+    )
+    assert (failed.action, failed.reason) == (Action.FAIL, "SecretNotFound")
+    assert "creds" in failed.message
+
+
+def test_item6_no_limit_waits_forever_and_the_limit_never_fails_other_decisions() -> None:
+    forever = decide_claim(PresetView(False), [], waited=timedelta(days=30), wait_limit=None)
+    assert forever.action is Action.WAIT
+    assert forever.wait_left is None
+    late = decide_claim(OK, [], waited=timedelta(days=30), wait_limit=LIMIT)
+    assert late.action is Action.COLD_START
+
+
+TIMEOUT = timedelta(minutes=5)
+
+
+def _pod(phase: str = "Running", ready: bool = True) -> PodView:
+    return PodView(phase=phase, created_at=NOW - timedelta(seconds=30), ready=ready)
+
+
+# (case, (phase, generation, age_s, pod, preset known), action, requeue_after)
+FOLLOW_CASES = {
+    "a take interrupted after the workspace write: finish it": (
+        (WorkspacePhase.CLAIMED, 2, 60, _pod(), True), Follow.FINISH_TAKE, None),
+    "a Ready workspace with a generation was taken: finish it": (
+        (WorkspacePhase.READY, 1, 60, _pod(), True), Follow.FINISH_TAKE, None),
+    "a fresh cold workspace without pod: wait out the grace": (
+        (WorkspacePhase.PENDING, 0, 2, None, True), Follow.WAIT, 3.0),
+    "a cold workspace without pod past the grace: create it": (
+        (WorkspacePhase.PENDING, 0, 60, None, True), Follow.CREATE_POD, None),
+    "no preset to render the pod from: wait": (
+        (WorkspacePhase.PENDING, 0, 60, None, False), Follow.WAIT, None),
+    "the cold pod is not Ready yet: look again": (
+        (WorkspacePhase.PENDING, 0, 60, _pod(ready=False), True), Follow.WAIT, 5.0),
+    "the cold pod failed": (
+        (WorkspacePhase.PENDING, 0, 60, _pod("Failed", False), True), Follow.FAIL, None),
+    "the cold pod is Ready: bind": (
+        (WorkspacePhase.PENDING, 0, 60, _pod(), True), Follow.BIND_COLD, None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("ws", "action", "requeue"), FOLLOW_CASES.values(),
+                         ids=FOLLOW_CASES.keys())  # fmt: skip
+def test_claim_follows_its_own_workspace(
+    ws: tuple[WorkspacePhase, int, int, PodView | None, bool],
+    action: Follow,
+    requeue: float | None,
+) -> None:
+    phase, generation, age_s, pod, known = ws
+    created = NOW - timedelta(seconds=age_s)
+    step = follow_own_workspace(phase, generation, created, pod, known, NOW, TIMEOUT, 3)
+    assert step.action is action
+    assert step.requeue_after == requeue
+    assert (step.outcome is not None) == (action is Follow.FAIL)
+    if action is Follow.FINISH_TAKE:
+        assert step.generation == max(generation, 1)
+
+
+def test_a_claim_is_reinitialized_once_every_agent_reported_its_generation() -> None:
+    agents = {"prewarm.dev/agents": "a,b"}
+    assert agents_reinitialized({}, 1) is None  # no agent: nothing to wait for
+    assert agents_reinitialized(agents, 1) is None
+    one = {**agents, "prewarm.dev/reinit-done.a": "1"}
+    assert agents_reinitialized(one, 1) is None
+    both = {**one, "prewarm.dev/reinit-done.b": "2"}
+    assert agents_reinitialized(both, 1) == 2
+    assert agents_reinitialized(both, 2) is None
+    garbage = {**agents, "prewarm.dev/reinit-done.a": "x", "prewarm.dev/reinit-done.b": "3"}
+    assert agents_reinitialized(garbage, 1) is None

@@ -4,13 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from prewarm.planning.failures import (
-    ContainerState,
-    FailureReason,
-    PodView,
-    Verdict,
-    classify,
-)
+from prewarm.api.reasons import FailureReason
+from prewarm.planning.failures import ContainerState, PodView, Verdict, classify
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TIMEOUT = timedelta(minutes=5)

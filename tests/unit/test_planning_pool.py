@@ -6,15 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prewarm.api.workspace import WorkspacePhase
 from prewarm.planning.pool import (
     STARTING_PHASES,
     Blocker,
     DeleteReason,
     FailureView,
     Instance,
-    Phase,
     PoolInput,
     plan_pool,
+    pool_starting,
 )
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -23,7 +24,7 @@ H = "hash-new"
 
 def inst(
     name: str,
-    phase: Phase = Phase.READY,
+    phase: WorkspacePhase = WorkspacePhase.READY,
     template_hash: str = H,
     age_s: int = 60,
     ready_age_s: int | None = 30,
@@ -36,10 +37,10 @@ def inst(
         phase=phase,
         created_at=NOW - timedelta(seconds=age_s),
         ready_at=NOW - timedelta(seconds=ready_age_s)
-        if phase is Phase.READY and ready_age_s is not None
+        if phase is WorkspacePhase.READY and ready_age_s is not None
         else None,
-        failed_at=NOW - timedelta(seconds=age_s) if phase is Phase.FAILED else None,
-        claimed=claimed or phase is Phase.CLAIMED,
+        failed_at=NOW - timedelta(seconds=age_s) if phase is WorkspacePhase.FAILED else None,
+        claimed=claimed or phase is WorkspacePhase.CLAIMED,
         deleting=deleting,
     )
 
@@ -56,7 +57,7 @@ def test_in_flight_instances_are_not_asked_for_again() -> None:
         PoolInput(
             desired=3,
             template_hash=H,
-            instances=[inst("a", Phase.PENDING), inst("b", Phase.BUILDING)],
+            instances=[inst("a", WorkspacePhase.PENDING), inst("b", WorkspacePhase.BUILDING)],
             now=NOW,
         )
     )
@@ -143,7 +144,7 @@ def test_scale_down_drops_starting_before_ready_and_oldest_ready_first() -> None
             instances=[
                 inst("ready-old", ready_age_s=500),
                 inst("ready-new", ready_age_s=10),
-                inst("starting", Phase.BUILDING, age_s=5),
+                inst("starting", WorkspacePhase.BUILDING, age_s=5),
             ],
             now=NOW,
         )
@@ -153,7 +154,7 @@ def test_scale_down_drops_starting_before_ready_and_oldest_ready_first() -> None
 
 
 def test_failed_instances_keep_the_newest_for_inspection() -> None:
-    failed = [inst(f"f{i}", Phase.FAILED, age_s=10 * i) for i in range(5)]
+    failed = [inst(f"f{i}", WorkspacePhase.FAILED, age_s=10 * i) for i in range(5)]
     plan = plan_pool(PoolInput(desired=0, template_hash=H, instances=failed, now=NOW))
     assert sorted(plan.deleted(DeleteReason.FAILED_CLEANUP)) == ["f3", "f4"]
     assert plan.counts.failed == 5
@@ -187,7 +188,10 @@ def test_claimed_and_deleting_instances_do_not_count_toward_the_pool() -> None:
         PoolInput(
             desired=2,
             template_hash=H,
-            instances=[inst("c", Phase.CLAIMED, template_hash="old"), inst("d", deleting=True)],
+            instances=[
+                inst("c", WorkspacePhase.CLAIMED, template_hash="old"),
+                inst("d", deleting=True),
+            ],
             now=NOW,
         )
     )
@@ -196,7 +200,7 @@ def test_claimed_and_deleting_instances_do_not_count_toward_the_pool() -> None:
     assert plan.counts.claimed == 1
 
 
-phases = st.sampled_from(list(Phase))
+phases = st.sampled_from(list(WorkspacePhase))
 instances = st.lists(
     st.builds(
         inst,
@@ -247,7 +251,7 @@ def test_invariants(inp: PoolInput) -> None:
         and not i.claimed
         and not i.deleting
         and i.name not in deleted
-        and (i.phase in STARTING_PHASES or i.phase is Phase.READY)
+        and (i.phase in STARTING_PHASES or i.phase is WorkspacePhase.READY)
     ]
     if not inp.paused:
         assert len(warm_after) + plan.create <= inp.desired
@@ -262,3 +266,22 @@ def test_invariants(inp: PoolInput) -> None:
                 assert i.name in deleted
     else:
         assert plan.deletions == ()
+
+
+def test_claim_storm_claimed_workspaces_do_not_eat_the_create_budget() -> None:
+    """Issue 12.1: status-less cold starts (owned by claims) once counted as the
+    pool's starting instances, so after a storm the pool refilled nothing."""
+    cold = [inst(f"cold{i}", WorkspacePhase.PENDING, claimed=True) for i in range(20)]
+    pool = [inst("r1"), inst("r2"), inst("s1", WorkspacePhase.BUILDING)]
+    assert pool_starting(cold + pool) == 1
+    plan = plan_pool(
+        PoolInput(
+            desired=6,
+            template_hash=H,
+            instances=cold + pool,
+            now=NOW,
+            create_budget=10 - pool_starting(cold + pool),
+        )
+    )
+    assert plan.create == 3
+    assert plan.blocked_by is None

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetStatus
-from prewarm.planning.pool import Instance, Phase, PoolInput, plan_pool
+from prewarm.api.workspace import WorkspacePhase
+from prewarm.planning.pool import Instance, PoolInput, plan_pool
 from prewarm.planning.preset_status import (
     FailureSummary,
     StatusInput,
@@ -13,6 +15,7 @@ from prewarm.planning.preset_status import (
     status_patch,
     transition_events,
 )
+from prewarm.planning.schedule import ScheduleProblem
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 CLEAN = FailureSummary(False, 3, 0, False, None, None, None)
@@ -82,7 +85,7 @@ def test_selector_is_published_for_the_scale_subresource() -> None:
 
 def _filling(ready: int, starting: int, failure: FailureSummary = CLEAN) -> StatusInput:
     instances = [
-        Instance(f"w{i}", "h", Phase.READY if i < ready else Phase.PENDING, NOW)
+        Instance(f"w{i}", "h", WorkspacePhase.READY if i < ready else WorkspacePhase.PENDING, NOW)
         for i in range(ready + starting)
     ]
     plan = plan_pool(
@@ -104,3 +107,53 @@ def test_the_last_prebuild_ready_and_any_condition_change_are_written_at_once() 
     assert not progress_only(stored, compute_status(previous, _filling(ready=10, starting=0)))
     limited = compute_status(previous, _filling(ready=1, starting=9, failure=LIMITED))
     assert not progress_only(stored, limited)
+
+
+# Issue 12, item 10: a schedule problem is a condition, shows in STATUS and gets an Event.
+
+
+def _with_schedule_problem(problem: ScheduleProblem | None) -> StatusInput:
+    return replace(_input(), schedule_problem=problem)
+
+
+NEVER = ScheduleProblem("CronNeverFires", "schedules[0].cron '0 0 31 2 *' can never fire")
+
+
+def test_item10_a_schedule_problem_is_a_condition_and_the_summary() -> None:
+    status = compute_status(PresetStatus(), _with_schedule_problem(NEVER))
+    condition = next(c for c in status.conditions if c.type == "ScheduleInvalid")
+    assert (condition.status.value, condition.reason) == ("True", "CronNeverFires")
+    assert "0 0 31 2 *" in condition.message
+    assert status.prebuild_status is PrebuildStatus.NORMAL
+    assert status.summary == "ScheduleInvalid"
+    fine = compute_status(status, _input())
+    assert _conditions(fine)["ScheduleInvalid"] == "False"
+    assert fine.summary == "Normal"
+
+
+def test_item10_a_schedule_problem_gets_one_warning_event_per_problem() -> None:
+    before = compute_status(PresetStatus(), _input())
+    after = compute_status(before, _with_schedule_problem(NEVER))
+    events = transition_events(before, after, CLEAN)
+    assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSchedule")]
+    assert "0 0 31 2 *" in events[0].message
+    # Posted once per problem even if a pass runs before the watch shows the
+    # condition: the Event's name comes from this key.
+    assert events[0].once_key
+    again = compute_status(after, _with_schedule_problem(NEVER))
+    assert transition_events(after, again, CLEAN) == []
+    other = ScheduleProblem("UnknownTimezone", "unknown timezone 'Mars/Olympus'")
+    changed = compute_status(again, _with_schedule_problem(other))
+    (other_event,) = transition_events(again, changed, CLEAN)
+    assert other_event.reason == "InvalidSchedule"
+    assert other_event.once_key != events[0].once_key
+
+
+def test_item10_summary_shows_the_most_pressing_state() -> None:
+    assert compute_status(PresetStatus(), _input(LIMITED)).summary == "HardLimited"
+    limited = replace(_input(LIMITED), schedule_problem=NEVER)
+    assert compute_status(PresetStatus(), limited).summary == "HardLimited"
+    down = replace(_with_schedule_problem(NEVER), ledger_available=False)
+    assert compute_status(PresetStatus(), down).summary == "Degraded"
+    paused = replace(_input(), paused=True, paused_by="annotation")
+    assert compute_status(PresetStatus(), paused).summary == "Paused"

@@ -26,3 +26,25 @@ def test_a_bad_setting_names_itself(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_namespaces_are_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREWARM_NAMESPACES", '["a", "b"]')
     assert Settings().namespaces == ["a", "b"]
+
+
+def test_the_reference_shows_defaults_the_operator_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/reference/settings.md once showed ISO-8601 defaults (PT15S) that the
+    operator rejects: each documented default, set as is, must mean the default."""
+    import re
+    from pathlib import Path
+
+    from prewarm.settings import Settings
+
+    doc = (Path(__file__).resolve().parents[2] / "docs/reference/settings.md").read_text()
+    doc = doc.split("## Operator settings", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `PREWARM_([A-Z_]+)` \| [^|]+ \| `([^`]*)` \|", doc, re.M)
+    assert len(rows) >= 20
+    defaults = Settings()
+    for name, shown in rows:
+        monkeypatch.setenv(f"PREWARM_{name}", "" if shown == '""' else shown)
+        field = name.lower()
+        assert getattr(Settings(), field) == getattr(defaults, field), name
+        monkeypatch.delenv(f"PREWARM_{name}")

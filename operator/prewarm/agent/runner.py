@@ -43,12 +43,12 @@ from prewarm.agent.state import (
     StateStore,
     decide,
 )
-from prewarm.k8s.agent_api import AgentApi, ApiError
-from prewarm.planning.agent_access import (
+from prewarm.api.agent_protocol import (
     owner_secret_name,
     reinit_done_annotation,
     reinit_failed_annotation,
 )
+from prewarm.k8s.agent_api import AgentApi, ApiError
 
 MAX_FAILED_REASON = 200
 TRANSIENT_BACKOFF_MAX = 30.0
@@ -339,7 +339,9 @@ class Agent:
 
 async def _main(settings: AgentSettings, log: JsonLog, environ: Mapping[str, str]) -> int:
     try:
-        api = await AgentApi.connect(settings.namespace, settings.pod_name)
+        api = await AgentApi.connect(
+            settings.namespace, settings.pod_name, settings.kubeconfig, settings.in_cluster
+        )
     except Exception as error:
         log.error("api_config_error", error=_describe(error))
         return 1

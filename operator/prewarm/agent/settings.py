@@ -2,101 +2,85 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from prewarm.planning.agent_access import MAX_AGENT_CONTAINER_NAME, PODINFO_FILE, STATE_DIR
+from pydantic import Field, Json, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-CHECKPOINTS = ("after-hook", "after-record", "after-report")
-"""Test-only stops (PREWARM_AGENT_TEST_CHECKPOINT): the agent logs the checkpoint
-and blocks there, so a test can SIGKILL it at an exact point."""
+from prewarm.api.agent_protocol import MAX_AGENT_CONTAINER_NAME, PODINFO_FILE, STATE_DIR
 
 
 class SettingsError(ValueError):
     pass
 
 
-def _flag(value: str | None, default: bool) -> bool:
-    if value is None or value.strip() == "":
-        return default
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"not a boolean: {value!r}")
+_Seconds = Annotated[float, Field(ge=0)]
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} is not a number: {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative")
-    return value
+class AgentSettings(BaseSettings):
+    """Validated with pydantic like the operator's settings; the names are the
+    environment variables agent_container() sets. An empty value counts as unset."""
 
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
-@dataclass(frozen=True)
-class AgentSettings:
-    pod_name: str
-    namespace: str
-    container: str
-    on_claim: list[str]
-    podinfo: Path = Path(PODINFO_FILE)
-    state_dir: Path = Path(STATE_DIR)
-    credentials_root: Path | None = None
+    pod_name: str = Field(validation_alias="PREWARM_POD_NAME", min_length=1)
+    namespace: str = Field(validation_alias="PREWARM_POD_NAMESPACE", min_length=1)
+    container: str = Field(
+        validation_alias="PREWARM_CONTAINER", min_length=1, max_length=MAX_AGENT_CONTAINER_NAME
+    )
+    on_claim: Json[list[str]] = Field(validation_alias="PREWARM_ON_CLAIM", min_length=1)
+    podinfo: Path = Field(default=Path(PODINFO_FILE), validation_alias="PREWARM_PODINFO")
+    state_dir: Path = Field(default=Path(STATE_DIR), validation_alias="PREWARM_STATE_DIR")
+    credentials_root: Path | None = Field(default=None, validation_alias="PREWARM_CREDENTIALS_ROOT")
     """Where the per-generation credentials directories go (default: TMPDIR)."""
-    use_api: bool = True
-    poll_seconds: float = 1.0
-    max_attempts: int = 3
-    backoff_seconds: float = 5.0
-    hook_timeout_seconds: float = 600.0
-    checkpoint: str = ""
+    use_api: bool = Field(default=True, validation_alias="PREWARM_AGENT_USE_API")
+    poll_seconds: _Seconds = Field(default=1.0, validation_alias="PREWARM_AGENT_POLL_SECONDS")
+    max_attempts: int = Field(default=3, validation_alias="PREWARM_AGENT_MAX_ATTEMPTS")
+    backoff_seconds: _Seconds = Field(default=5.0, validation_alias="PREWARM_AGENT_BACKOFF_SECONDS")
+    hook_timeout_seconds: _Seconds = Field(
+        default=600.0, validation_alias="PREWARM_AGENT_HOOK_TIMEOUT_SECONDS"
+    )
+    checkpoint: Literal["", "after-hook", "after-record", "after-report"] = Field(
+        default="", validation_alias="PREWARM_AGENT_TEST_CHECKPOINT"
+    )
+    """Test-only stops: the agent logs the checkpoint and blocks there, so a
+    test can SIGKILL it at an exact point."""
+    kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")
+    """Wins over the pod's service account (tests run the agent outside pods)."""
+    in_cluster: bool = Field(default=False, validation_alias="KUBERNETES_SERVICE_HOST")
+    """KUBERNETES_SERVICE_HOST is set: the agent runs in a pod."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, values: Any) -> Any:
+        if isinstance(values, Mapping):
+            return {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
+        return values
+
+    @field_validator("in_cluster", mode="before")
+    @classmethod
+    def _host_set(cls, value: Any) -> Any:
+        return bool(value) if isinstance(value, str) else value
+
+    @field_validator("max_attempts", mode="before")
+    @classmethod
+    def _at_least_one(cls, value: Any) -> Any:
+        return max(1, int(float(value))) if isinstance(value, str | int | float) else value
+
+    @field_validator("poll_seconds")
+    @classmethod
+    def _zero_polls_at_the_default(cls, value: float) -> float:
+        return value or 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AgentSettings:
-        missing = [
-            n
-            for n in ("PREWARM_POD_NAME", "PREWARM_POD_NAMESPACE", "PREWARM_CONTAINER")
-            if not env.get(n)
-        ]
-        if missing:
-            raise SettingsError("missing environment: " + ", ".join(missing))
-        container = env["PREWARM_CONTAINER"]
-        if len(container) > MAX_AGENT_CONTAINER_NAME:
-            raise SettingsError(f"PREWARM_CONTAINER longer than {MAX_AGENT_CONTAINER_NAME}")
+        """From `env` (the process environment in production); SettingsError names the variable."""
         try:
-            on_claim = json.loads(env.get("PREWARM_ON_CLAIM", ""))
-        except ValueError:
-            raise SettingsError("PREWARM_ON_CLAIM must be a JSON list of strings") from None
-        if (
-            not isinstance(on_claim, list)
-            or not on_claim
-            or not all(isinstance(a, str) for a in on_claim)
-        ):
-            raise SettingsError("PREWARM_ON_CLAIM must be a non-empty JSON list of strings")
-        checkpoint = env.get("PREWARM_AGENT_TEST_CHECKPOINT", "")
-        if checkpoint and checkpoint not in CHECKPOINTS:
-            raise SettingsError(f"PREWARM_AGENT_TEST_CHECKPOINT must be one of {CHECKPOINTS}")
-        root = env.get("PREWARM_CREDENTIALS_ROOT")
-        return cls(
-            pod_name=env["PREWARM_POD_NAME"],
-            namespace=env["PREWARM_POD_NAMESPACE"],
-            container=container,
-            on_claim=list(on_claim),
-            podinfo=Path(env.get("PREWARM_PODINFO") or PODINFO_FILE),
-            state_dir=Path(env.get("PREWARM_STATE_DIR") or STATE_DIR),
-            credentials_root=Path(root) if root else None,
-            use_api=_flag(env.get("PREWARM_AGENT_USE_API"), True),
-            poll_seconds=_number(env, "PREWARM_AGENT_POLL_SECONDS", 1.0) or 1.0,
-            max_attempts=max(1, int(_number(env, "PREWARM_AGENT_MAX_ATTEMPTS", 3))),
-            backoff_seconds=_number(env, "PREWARM_AGENT_BACKOFF_SECONDS", 5.0),
-            hook_timeout_seconds=_number(env, "PREWARM_AGENT_HOOK_TIMEOUT_SECONDS", 600.0),
-            checkpoint=checkpoint,
-        )
+            return cls.model_validate(dict(env))
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            raise SettingsError(problems) from None

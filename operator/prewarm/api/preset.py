@@ -148,6 +148,7 @@ class PresetStatus(ApiModel):
     claimed: int = 0
     failed: int = 0
     prebuild_status: PrebuildStatus | None = None
+    summary: str | None = None  # the STATUS column: prebuildStatus, or a problem while Normal
     paused: bool = False
     backoff_until: Timestamp | None = None
     last_failure: LastFailure | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -39,7 +40,7 @@ class PrebuiltWorkspaceSpec(ApiModel):
 
 
 class WorkspaceFailure(ApiModel):
-    """Why this instance failed; reason is one of prewarm.api.reasons.FAILURE_REASONS."""
+    """Why this instance failed; reason is a prewarm.api.reasons.FailureReason."""
 
     reason: str
     message: str = ""
@@ -50,6 +51,7 @@ class PrebuiltWorkspaceStatus(ApiModel):
     pod_name: str | None = None
     ready_at: Timestamp | None = None
     claimed_at: Timestamp | None = None
+    failed_at: Timestamp | None = None
     owner: str | None = None
     reinit_generation: int = Field(default=0, ge=0)
     failure: WorkspaceFailure | None = None
@@ -62,3 +64,17 @@ class PrebuiltWorkspace(ApiModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: PrebuiltWorkspaceSpec
     status: PrebuiltWorkspaceStatus = Field(default_factory=PrebuiltWorkspaceStatus)
+
+
+def workspace_status_patch(
+    status: PrebuiltWorkspaceStatus, resource_version: str = ""
+) -> dict[str, Any]:
+    """The merge patch that writes `status` (fields left at their defaults are
+    not written); with `resource_version` it is conditional on that version.
+    Every write of a workspace's status goes through here."""
+    patch: dict[str, Any] = {
+        "status": status.model_dump(by_alias=True, mode="json", exclude_defaults=True)
+    }
+    if resource_version:
+        patch["metadata"] = {"resourceVersion": resource_version}
+    return patch

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from dataclasses import dataclass
 
 from prewarm.api.constants import API_VERSION, KIND_WORKSPACE_CLAIM, PLURAL_WORKSPACE_CLAIMS
+from prewarm.commands.connect import connect_kube
 from prewarm.k8s.client import JsonObject, Kube
 
 
@@ -19,6 +21,20 @@ class ClaimResult:
     source: str | None
     seconds: float
     message: str = ""
+
+
+_NOT_IN_A_NAME = re.compile(r"[^a-z0-9]+")
+
+
+def _name_part(text: str, limit: int) -> str:
+    return _NOT_IN_A_NAME.sub("-", text.lower())[:limit].strip("-")
+
+
+def claim_name(preset: str, owner: str, suffix: str) -> str:
+    """`<preset>-<owner>-<suffix>` as a DNS-1123 label (at most 63 characters,
+    so also a valid value of the prewarm.dev/claim label): whatever an owner
+    looks like (`alice@example.com`, `Alice Smith`), only a-z, 0-9 and `-` remain."""
+    return "-".join(p for p in (_name_part(preset, 30), _name_part(owner, 24), suffix) if p)
 
 
 def claim_manifest(name: str, preset: str, owner: str, secret: str | None = None) -> JsonObject:
@@ -41,9 +57,9 @@ async def claim(
     wait: bool,
     wait_seconds: float,
 ) -> ClaimResult:
-    kube = await Kube.connect()
+    kube = await connect_kube()
     try:
-        name = f"{preset[:40]}-{owner[:12].lower()}-{uuid.uuid4().hex[:6]}".replace("_", "-")
+        name = claim_name(preset, owner, uuid.uuid4().hex[:6])
         started = time.perf_counter()
         created = await kube.create_claim(namespace, claim_manifest(name, preset, owner, secret))
         if not wait:

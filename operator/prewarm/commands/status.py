@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 from prewarm.api.constants import PLURAL_PRESETS
+from prewarm.commands.connect import connect_kube
 from prewarm.commands.table import render_table
-from prewarm.k8s.client import Kube
 from prewarm.ledger.repository import Ledger
 
 
+async def _recent_claims(database_url: str) -> str:
+    ledger = await Ledger.connect(database_url)
+    try:
+        claims = await ledger.recent_claims(10)
+    finally:
+        await ledger.close()
+    return render_table(
+        ["NAMESPACE", "CLAIM", "OWNER", "SOURCE", "WORKSPACE", "REQUESTED", "BOUND"],
+        [
+            [
+                c.namespace,
+                c.claim_name,
+                c.owner,
+                c.source or "",
+                c.workspace_name or "",
+                c.requested_at.isoformat(timespec="seconds") if c.requested_at else "",
+                c.bound_at.isoformat(timespec="seconds") if c.bound_at else "",
+            ]
+            for c in claims
+        ],
+    )
+
+
 async def status_report(namespace: str | None, database_url: str | None) -> str:
-    kube = await Kube.connect()
+    kube = await connect_kube()
     try:
         presets = await kube.list_objects(PLURAL_PRESETS, namespace)
     finally:
@@ -27,7 +50,7 @@ async def status_report(namespace: str | None, database_url: str | None) -> str:
                 st.get("starting", 0),
                 st.get("claimed", 0),
                 st.get("failed", 0),
-                st.get("prebuildStatus", "-"),
+                st.get("summary") or st.get("prebuildStatus", "-"),
                 "yes" if st.get("paused") else "",
                 last,
             ]
@@ -48,26 +71,7 @@ async def status_report(namespace: str | None, database_url: str | None) -> str:
         rows,
     )
     if database_url:
-        ledger = await Ledger.connect(database_url)
-        try:
-            claims = await ledger.recent_claims(10)
-        finally:
-            await ledger.close()
-        out += "\n\nRecent claims\n" + render_table(
-            ["NAMESPACE", "CLAIM", "OWNER", "SOURCE", "WORKSPACE", "REQUESTED", "BOUND"],
-            [
-                [
-                    c.namespace,
-                    c.claim_name,
-                    c.owner,
-                    c.source or "",
-                    c.workspace_name or "",
-                    c.requested_at.isoformat(timespec="seconds") if c.requested_at else "",
-                    c.bound_at.isoformat(timespec="seconds") if c.bound_at else "",
-                ]
-                for c in claims
-            ],
-        )
+        out += "\n\nRecent claims\n" + await _recent_claims(database_url)
     return out
 
 
@@ -98,7 +102,7 @@ async def history_report(database_url: str, namespace: str, preset: str, limit: 
 async def request_retry(namespace: str, preset: str, token: str) -> None:
     from prewarm.api.constants import ANNOTATION_RETRY
 
-    kube = await Kube.connect()
+    kube = await connect_kube()
     try:
         await kube.patch_preset(
             namespace, preset, {"metadata": {"annotations": {ANNOTATION_RETRY: token}}}

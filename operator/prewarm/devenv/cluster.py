@@ -130,7 +130,14 @@ def free_port() -> int:
 
 
 def ensure_port_free(port: int, what: str, setting: str) -> None:
+    """Fail with a clear message if something listens on `port`.
+
+    Binds as the servers do, with SO_REUSEADDR: the connections of a server
+    stopped a moment ago linger in TIME_WAIT for up to a minute, and they do
+    not stop kube-apiserver from listening again (they would stop a plain bind).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -300,6 +307,7 @@ class LocalCluster:
     def stop(self) -> list[str]:
         """Stop everything; return what kwokctl left running (then killed), if anything."""
         if not self._started:
+            shutil.rmtree(self.workdir, ignore_errors=True)  # a start that failed before kwokctl
             return []
         self._started = False
         self._kwokctl("delete", "cluster", timeout=120)
@@ -354,6 +362,42 @@ class LocalCluster:
             old_pid, old_argv, old_cwd = snapshots[component]
             if not Path(f"/proc/{old_pid}").exists():
                 self._launch(component, old_argv, old_cwd)
+
+    def wait_until_watchable(self, paths: Sequence[str], timeout: float = 60) -> None:
+        """Wait until the API server accepts a watch of each collection in `paths`.
+
+        Right after it starts, or a CRD is established, a resource's watch
+        cache initialises, and until then its watches answer 429 "storage is
+        (re)initializing": a client started meanwhile (the operator) logs
+        retries. Each probe is a one-second watch, all at once.
+        """
+        deadline = time.monotonic() + timeout
+        pending = list(paths)
+        while pending:
+            cmd = [str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), "get", "--raw"]
+            probes = [
+                (
+                    path,
+                    subprocess.Popen(
+                        [*cmd, f"{path}?watch=1&timeoutSeconds=1&resourceVersion=0"],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    ),
+                )
+                for path in pending
+            ]
+            answers = [
+                (path, probe.communicate(timeout=30)[1], probe.returncode) for path, probe in probes
+            ]
+            pending = [path for path, _, code in answers if code != 0]
+            if pending and time.monotonic() > deadline:
+                errors = "; ".join(f"{path}: {err.strip()}" for path, err, code in answers if code)
+                raise EnvironmentProblem(
+                    f"kube-apiserver did not serve watches within {timeout:.0f} s: {errors}"
+                )
+            if pending:
+                time.sleep(0.2)
 
     def leftover_processes(self) -> list[str]:
         """Command lines of processes still running from this cluster's workdir."""

@@ -14,12 +14,20 @@ import sys
 import time
 from pathlib import Path
 
+from prewarm.api.constants import (
+    GROUP,
+    PLURAL_PREBUILT_WORKSPACES,
+    PLURAL_PRESETS,
+    PLURAL_WORKSPACE_CLAIMS,
+    VERSION,
+)
 from prewarm.devenv.cluster import LocalCluster
 from prewarm.devenv.errors import EnvironmentProblem
 from prewarm.devenv.postgres import PostgresServer
 from prewarm.devenv.processes import stop_process
 
 _REPO = Path(__file__).resolve().parents[3]
+_PLURALS = (PLURAL_PRESETS, PLURAL_PREBUILT_WORKSPACES, PLURAL_WORKSPACE_CLAIMS)
 
 
 def run_dev(apiserver_port: int, with_operator: bool) -> int:
@@ -45,18 +53,27 @@ def run_dev(apiserver_port: int, with_operator: bool) -> int:
         samples = _REPO / "crds" / "samples"
         if samples.is_dir():
             cluster.kubectl("apply", "-n", "default", "-f", str(samples / "preset-basic.yaml"))
-        kubectl = cluster.binaries.kubectl
-        print(
-            "\nprewarm dev is up.\n"
-            f"  kubeconfig : {kubeconfig}\n"
-            f"  ledger     : {dsn}\n"
-            f"  kubectl    : {kubectl}\n"
-            f"  try        : {kubectl} --kubeconfig {kubeconfig} get prewarm -A\n"
-            "Ctrl-C stops everything.\n",
-            flush=True,
+        # What the operator watches: started before these watch caches are
+        # ready, it would log 429 "storage is (re)initializing" retries.
+        cluster.wait_until_watchable(
+            [
+                *(f"/apis/{GROUP}/{VERSION}/{plural}" for plural in _PLURALS),
+                "/api/v1/pods",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            ]
         )
+        kubectl = cluster.binaries.kubectl
         operator: subprocess.Popen[bytes] | None = None
-        try:
+        try:  # from the line that invites Ctrl-C on, Ctrl-C is a clean stop
+            print(
+                "\nprewarm dev is up.\n"
+                f"  kubeconfig : {kubeconfig}\n"
+                f"  ledger     : {dsn}\n"
+                f"  kubectl    : {kubectl}\n"
+                f"  try        : {kubectl} --kubeconfig {kubeconfig} get prewarm -A\n"
+                "Ctrl-C stops everything.\n",
+                flush=True,
+            )
             if with_operator:
                 env = {
                     **os.environ,

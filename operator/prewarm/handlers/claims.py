@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,16 +31,30 @@ from prewarm.api.constants import (
 )
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
+from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import rfc3339
-from prewarm.handlers.entries import ClaimEntry, WorkspaceEntry
-from prewarm.handlers.runtime import ClaimKey, Runtime
+from prewarm.api.workspace import (
+    PrebuiltWorkspaceStatus,
+    WorkspaceFailure,
+    WorkspacePhase,
+    workspace_status_patch,
+)
+from prewarm.handlers.memory import ClaimKey
+from prewarm.handlers.runtime import Runtime
+from prewarm.handlers.watched import ClaimEntry, PresetEntry, WorkspaceEntry
 from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
-from prewarm.planning.agent_access import ANNOTATION_AGENTS, REINIT_DONE_PREFIX
-from prewarm.planning.claims import Action, PresetView, decide_claim
-from prewarm.planning.failures import Verdict, classify
-from prewarm.planning.pool import Phase
+from prewarm.planning.claims import (
+    Action,
+    Follow,
+    PresetView,
+    agents_reinitialized,
+    decide_claim,
+    follow_own_workspace,
+)
+from prewarm.planning.failures import Outcome
+from prewarm.planning.quota import QUOTA_RETRY_FIRST, quota_message
 from prewarm.planning.render import (
     ClaimRef,
     claim_annotations,
@@ -59,8 +73,7 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
     claim = rt.claim(key)
     if claim is None or claim.deleting:
         # Its workspace goes with it (ownerReference); nothing else to undo.
-        rt.claim_seen.pop(key, None)
-        rt.bound.pop(key, None)
+        rt.forget_claim(key)
         return
     if not rt.may_act():
         rt.requeue_claim_after(key, 0.5)  # the lease is not fresh: hold writes back
@@ -68,15 +81,18 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
     status = WorkspaceClaimStatus.model_validate(claim.status)
     if status.phase is ClaimPhase.FAILED:
         return
+    memory = rt.memory.claim(key)
     if status.phase is ClaimPhase.BOUND:
-        rt.bound.pop(key, None)
+        memory.bound_to = None
         await _ensure_pod_knows_owner(rt, claim, status)
         await _check_reinitialized(rt, claim, status)
         return
-    if key in rt.bound:
+    if memory.bound_to is not None:
         return  # bound a moment ago; the watch has not shown it yet
-    seen = rt.claim_seen.setdefault(key, time.monotonic())
-    if claim.uid not in rt.claims_recorded:
+    if memory.seen_at is None:
+        memory.seen_at = time.monotonic()
+    seen = memory.seen_at
+    if memory.recorded_uid != claim.uid:
         preset = rt.preset((claim.namespace, claim.preset))
         requested = (
             claim.uid,
@@ -89,35 +105,51 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         rt.writes.submit(
             f"claim {claim.name} requested", lambda: rt.ledger.record_claim_requested(*requested)
         )
-        rt.claims_recorded.add(claim.uid)
+        memory.recorded_uid = claim.uid
     mine = next(
         (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.claim == claim.name),
         None,
     )
     if mine is not None:
+        memory.cold_started_at = None
         await _follow_own_workspace(rt, claim, status, mine, seen)
         return
+    if memory.cold_start_pending():
+        # Built a moment ago and not in the watch yet: taking a warm one now
+        # would give this claim two workspaces.
+        rt.requeue_claim_after(key, 0.5)
+        return
     await _claim_new(rt, claim, status, seen)
+
+
+def _preset_view(
+    rt: Runtime, claim: ClaimEntry
+) -> tuple[PresetEntry | None, PresetSpec | None, PresetView]:
+    """The claim's preset as the decision sees it (exists: it parses and is not going)."""
+    entry = rt.preset((claim.namespace, claim.preset))
+    if entry is None or entry.deleting:
+        return entry, None, PresetView(exists=False)
+    try:
+        spec: PresetSpec | None = PresetSpec.model_validate(entry.spec)
+    except ValidationError:
+        spec = None
+    status = PresetStatus.model_validate(entry.status)
+    return (
+        entry,
+        spec,
+        PresetView(
+            exists=spec is not None,
+            template_hash=template_hash(spec) if spec else "",
+            prebuild_status=status.prebuild_status or PrebuildStatus.NORMAL,
+            paused=rt.settings.paused or entry.annotations.get(ANNOTATION_PAUSED) == "true",
+        ),
+    )
 
 
 async def _claim_new(
     rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, seen: float
 ) -> None:
-    preset_entry = rt.preset((claim.namespace, claim.preset))
-    view = PresetView(exists=False)
-    spec: PresetSpec | None = None
-    if preset_entry is not None and not preset_entry.deleting:
-        try:
-            spec = PresetSpec.model_validate(preset_entry.spec)
-        except ValidationError:
-            spec = None
-        preset_status = PresetStatus.model_validate(preset_entry.status)
-        view = PresetView(
-            exists=spec is not None,
-            template_hash=template_hash(spec) if spec else "",
-            prebuild_status=preset_status.prebuild_status or PrebuildStatus.NORMAL,
-            paused=rt.settings.paused or preset_entry.annotations.get(ANNOTATION_PAUSED) == "true",
-        )
+    preset_entry, spec, view = _preset_view(rt, claim)
     secret_missing = None
     if claim.owner_secret and view.exists:
         try:
@@ -127,11 +159,22 @@ async def _claim_new(
                 raise
             secret_missing = claim.owner_secret
     instances = [w.as_instance() for w in rt.workspaces_of((claim.namespace, claim.preset))]
-    decision = decide_claim(view, instances, frozenset(rt.reserved), secret_missing)
+    cold_build = status.workspace_name if status.source is ClaimSource.COLD else None
+    decision = decide_claim(
+        view,
+        instances,
+        frozenset(rt.reserved),
+        secret_missing,
+        waited=_now() - claim.created_at if claim.created_at else timedelta(0),
+        wait_limit=rt.settings.claim_wait_limit or None,
+        cold_build=cold_build,
+    )
 
     if decision.action is Action.WAIT:
         await _patch_claim(rt, claim, status, ClaimPhase.PENDING, decision.reason, decision.message)
-        rt.requeue_claim_after((claim.namespace, claim.name), 5.0)
+        left = decision.wait_left
+        retry_s = 5.0 if left is None else min(5.0, left.total_seconds() + 0.1)
+        rt.requeue_claim_after((claim.namespace, claim.name), retry_s)
         return
     if decision.action is Action.FAIL:
         await _fail(rt, claim, status, decision.reason, decision.message)
@@ -201,14 +244,14 @@ async def _take(
     await rt.kube.patch_workspace_status(
         claim.namespace,
         ws.name,
-        {
-            "status": {
-                "phase": Phase.CLAIMED.value,
-                "claimedAt": rfc3339(now, milliseconds=True),
-                "owner": claim.owner,
-                "reinitGeneration": generation,
-            }
-        },
+        workspace_status_patch(
+            PrebuiltWorkspaceStatus(
+                phase=WorkspacePhase.CLAIMED,
+                claimed_at=now,
+                owner=claim.owner,
+                reinit_generation=generation,
+            )
+        ),
     )
     metrics.prebuilds_claimed.labels(claim.namespace, claim.preset).inc()
     return True
@@ -240,7 +283,17 @@ async def _cold_start(
 ) -> None:
     ref = ClaimRef(name=claim.name, uid=claim.uid, owner=claim.owner)
     body = render_workspace(claim.namespace, claim.preset, preset_uid, thash, claim=ref)
-    created = await rt.kube.create_workspace(claim.namespace, body)
+    try:
+        created = await rt.kube.create_workspace(claim.namespace, body)
+    except ApiError as error:
+        if not error.conflict:
+            raise
+        # This claim's one cold workspace exists already (its name is the
+        # claim's): an earlier pass built it and the watch has not shown it yet.
+        rt.memory.claim((claim.namespace, claim.name)).cold_started_at = time.monotonic()
+        rt.requeue_claim_after((claim.namespace, claim.name), 0.5)
+        return
+    rt.memory.claim((claim.namespace, claim.name)).cold_started_at = time.monotonic()
     name = created["metadata"]["name"]
     uid = created["metadata"]["uid"]
     started = _now()
@@ -250,11 +303,7 @@ async def _cold_start(
         lambda: rt.ledger.record_build_started(preset_uid, uid, name, thash, started),
         failed=False,
     )
-    rejection = await ensure_pod(
-        rt, claim.namespace, claim.preset, spec, thash, name, uid, ref, claim.owner_secret
-    )
-    if rejection is not None:
-        await _fail(rt, claim, status, "PodRejected", rejection.message)
+    if not await _ensure_cold_pod(rt, claim, status, spec, thash, name, uid):
         return
     metrics.claim_misses.labels(claim.namespace, claim.preset).inc()
     await _patch_claim(
@@ -269,66 +318,133 @@ async def _cold_start(
     await _event(rt, claim, "Normal", reasons.REASON_COLD_START, f"no warm workspace: {why}")
 
 
+async def _ensure_cold_pod(
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    spec: PresetSpec,
+    thash: str,
+    workspace: str,
+    workspace_uid: str,
+) -> bool:
+    """Create the cold workspace's pod; False if the API server refused it (the
+    claim then failed, or waits for a full quota and tries again)."""
+    ref = ClaimRef(name=claim.name, uid=claim.uid, owner=claim.owner)
+    refusal = await ensure_pod(
+        rt,
+        claim.namespace,
+        claim.preset,
+        spec,
+        thash,
+        workspace,
+        workspace_uid,
+        ref,
+        claim.owner_secret,
+    )
+    if refusal is None:
+        return True
+    if refusal.quota_exceeded:
+        await _patch_claim(
+            rt,
+            claim,
+            status,
+            ClaimPhase.PENDING,
+            reasons.REASON_QUOTA_EXCEEDED,
+            f"workspace {workspace} waits for room in the namespace: "
+            f"{quota_message(refusal.message)}",
+            extra={"workspaceName": workspace, "source": ClaimSource.COLD.value},
+        )
+        rt.requeue_claim_after((claim.namespace, claim.name), QUOTA_RETRY_FIRST.total_seconds())
+        return False
+    await _fail(rt, claim, status, FailureReason.POD_REJECTED, refusal.message)
+    return False
+
+
 async def _follow_own_workspace(
     rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, ws: WorkspaceEntry, seen: float
 ) -> None:
-    """A workspace already carries this claim: a cold start in progress, or a
-    take whose later steps a crash interrupted. Drive it to Bound or Failed."""
+    """A workspace already carries this claim: drive it to Bound or Failed."""
+    key = (claim.namespace, claim.name)
     pod = rt.pod(claim.namespace, ws.name)
-    if ws.phase is Phase.CLAIMED or (ws.phase is Phase.READY and ws.reinit_generation):
-        # A prebuilt take got as far as the workspace: finish it (idempotent writes).
-        generation = max(ws.reinit_generation, 1)
-        await _annotate_pod(rt, claim.namespace, ws.name, claim.name, claim.owner, generation)
-        await _bind(
-            rt, claim, status, ws.name, status.source or ClaimSource.PREBUILT, generation, seen
-        )
-        return
-    if pod is None:
-        return  # the watch has not delivered it yet; its event wakes us
     preset = rt.preset((claim.namespace, claim.preset))
-    timeout = rt.settings.readiness_timeout
+    spec: PresetSpec | None = None
     if preset is not None:
         with contextlib.suppress(ValidationError):
-            own = PresetSpec.model_validate(preset.spec).failure_policy.readiness_timeout
-            timeout = own or timeout
-    outcome = classify(pod.view, _now(), timeout, rt.settings.crashloop_restarts)
-    if outcome.verdict is Verdict.BUILDING:
-        rt.requeue_claim_after((claim.namespace, claim.name), 5.0)
+            spec = PresetSpec.model_validate(preset.spec)
+    timeout = (spec and spec.failure_policy.readiness_timeout) or rt.settings.readiness_timeout
+    step = follow_own_workspace(
+        ws.phase,
+        ws.reinit_generation,
+        ws.created_at,
+        pod.view if pod else None,
+        spec is not None,
+        _now(),
+        timeout,
+        rt.settings.crashloop_restarts,
+    )
+    if step.requeue_after is not None:
+        rt.requeue_claim_after(key, step.requeue_after)
+    if step.action is Follow.FINISH_TAKE:
+        # Idempotent writes: the pod's annotations, then Bound.
+        await _annotate_pod(rt, claim.namespace, ws.name, claim.name, claim.owner, step.generation)
+        source = status.source or ClaimSource.PREBUILT
+        await _bind(rt, claim, status, ws.name, source, step.generation, seen)
         return
+    if step.action is Follow.CREATE_POD and spec is not None:
+        await _ensure_cold_pod(rt, claim, status, spec, ws.template_hash, ws.name, ws.uid)
+        return
+    if step.action is Follow.FAIL and step.outcome is not None:
+        await _cold_build_failed(rt, claim, status, ws, step.outcome)
+    elif step.action is Follow.BIND_COLD:
+        await _cold_build_ready(rt, claim, status, ws, seen)
+
+
+async def _cold_build_failed(
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    ws: WorkspaceEntry,
+    outcome: Outcome,
+) -> None:
     now = _now()
-    if outcome.verdict is Verdict.FAILED:
-        await rt.kube.patch_workspace_status(
-            claim.namespace,
-            ws.name,
-            {
-                "status": {
-                    "phase": Phase.FAILED.value,
-                    "failure": {"reason": str(outcome.reason), "message": outcome.message},
-                }
-            },
-        )
-        reason, message = str(outcome.reason), outcome.message
-        rt.record_build(
-            (claim.namespace, claim.preset),
-            f"cold build {ws.name} failed",
-            lambda: rt.ledger.record_build_failed(ws.uid, reason, message, now),
-            failed=True,
-        )
-        await _fail(rt, claim, status, str(outcome.reason), f"cold start failed: {outcome.message}")
-        return
     await rt.kube.patch_workspace_status(
         claim.namespace,
         ws.name,
-        {
-            "status": {
-                "phase": Phase.CLAIMED.value,
-                "podName": ws.name,
-                "readyAt": rfc3339(now, milliseconds=True),
-                "claimedAt": rfc3339(now, milliseconds=True),
-                "owner": claim.owner,
-                "reinitGeneration": 1,
-            }
-        },
+        workspace_status_patch(
+            PrebuiltWorkspaceStatus(
+                phase=WorkspacePhase.FAILED,
+                failed_at=now,
+                failure=WorkspaceFailure(reason=str(outcome.reason), message=outcome.message),
+            )
+        ),
+    )
+    reason, message = str(outcome.reason), outcome.message
+    rt.record_build(
+        (claim.namespace, claim.preset),
+        f"cold build {ws.name} failed",
+        lambda: rt.ledger.record_build_failed(ws.uid, reason, message, now),
+        failed=True,
+    )
+    await _fail(rt, claim, status, reason, f"cold start failed: {message}")
+
+
+async def _cold_build_ready(
+    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, ws: WorkspaceEntry, seen: float
+) -> None:
+    now = _now()
+    await rt.kube.patch_workspace_status(
+        claim.namespace,
+        ws.name,
+        workspace_status_patch(
+            PrebuiltWorkspaceStatus(
+                phase=WorkspacePhase.CLAIMED,
+                pod_name=ws.name,
+                ready_at=now,
+                claimed_at=now,
+                owner=claim.owner,
+                reinit_generation=1,
+            )
+        ),
     )
     rt.record_build(
         (claim.namespace, claim.preset),
@@ -373,11 +489,12 @@ async def _bind(
     rt.writes.submit(
         f"claim {claim.name} bound",
         lambda: rt.ledger.record_claim_bound(
-            claim.uid, ws_uid, workspace, claim.owner, source.value, now
+            claim.uid, ws_uid, workspace, claim.owner, source, now
         ),
     )
-    rt.claim_seen.pop((claim.namespace, claim.name), None)
-    rt.bound[(claim.namespace, claim.name)] = workspace
+    memory = rt.memory.claim((claim.namespace, claim.name))
+    memory.seen_at = None
+    memory.bound_to = workspace
     log.info(
         "claim %s/%s bound to %s (%s) in %.1f ms",
         claim.namespace,
@@ -412,20 +529,17 @@ async def _check_reinitialized(
     pod = rt.pod(claim.namespace, status.workspace_name)
     if pod is None:
         return
-    agents = [a for a in pod.annotations.get(ANNOTATION_AGENTS, "").split(",") if a]
-    if not agents:
-        return  # no agent in this workspace: nothing to wait for
     generation = status.reinit_generation
-    done = [a for a in agents if _as_int(pod.annotations.get(REINIT_DONE_PREFIX + a)) >= generation]
-    if len(done) < len(agents):
-        return
+    agents = agents_reinitialized(pod.annotations, generation)
+    if agents is None:
+        return  # an agent has not reported yet (or there is none to wait for)
     now = _now()
     conditions = set_condition(
         status.conditions,
         reasons.REINITIALIZED,
         "True",
         reasons.REASON_REINIT_SUCCEEDED,
-        f"{len(agents)} agent(s) re-initialised for generation {generation}",
+        f"{agents} agent(s) re-initialised for generation {generation}",
         None,
         now,
     )
@@ -445,13 +559,6 @@ async def _check_reinitialized(
     )
 
 
-def _as_int(value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError:
-        return 0
-
-
 async def _fail(
     rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, reason: str, message: str
 ) -> None:
@@ -462,7 +569,7 @@ async def _fail(
         lambda: rt.ledger.record_claim_failed(claim.uid, reason, failed_at),
     )
     await _event(rt, claim, "Warning", reasons.REASON_CLAIM_FAILED, f"{reason}: {message}")
-    rt.claim_seen.pop((claim.namespace, claim.name), None)
+    rt.memory.claim((claim.namespace, claim.name)).seen_at = None
 
 
 async def _patch_claim(

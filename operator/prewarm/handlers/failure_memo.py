@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from prewarm.handlers.entries import PresetKey
+from prewarm.handlers.watched import PresetKey
 from prewarm.ledger.models import FailureState
 
 # Failures leave the lookback window (hours) without any event; this bounds how

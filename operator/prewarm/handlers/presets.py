@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
 from prewarm import metrics
 from prewarm.api import reasons
-from prewarm.api.conditions import set_condition
+from prewarm.api.conditions import is_true, set_condition
 from prewarm.api.constants import (
     ANNOTATION_PAUSED,
     ANNOTATION_RETRY,
@@ -27,15 +27,36 @@ from prewarm.api.constants import (
 )
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetSpec, PresetStatus
+from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import rfc3339
-from prewarm.handlers.entries import PresetEntry, PresetKey, WorkspaceEntry
+from prewarm.api.workspace import (
+    PrebuiltWorkspaceStatus,
+    WorkspaceFailure,
+    WorkspacePhase,
+    workspace_status_patch,
+)
 from prewarm.handlers.runtime import Runtime
+from prewarm.handlers.watched import PresetEntry, PresetKey, WorkspaceEntry
 from prewarm.handlers.workspaces import ensure_pod
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
+from prewarm.ledger.models import ReplayedBuild
 from prewarm.ledger.repository import LedgerUnavailable
-from prewarm.planning.failures import FailureReason, Outcome, Verdict, classify
-from prewarm.planning.pool import Blocker, FailureView, Instance, Phase, PoolInput, plan_pool
+from prewarm.planning.failures import Outcome, Verdict
+from prewarm.planning.pool import (
+    Instance,
+)
+from prewarm.planning.preset_pass import (
+    PoolDecision,
+    PoolKnobs,
+    PoolSnapshot,
+    Step,
+    WorkspaceView,
+    decide_pool,
+    ledger_down_failure,
+    next_wakeup,
+    workspace_step,
+)
 from prewarm.planning.preset_status import (
     EventIntent,
     FailureSummary,
@@ -46,8 +67,9 @@ from prewarm.planning.preset_status import (
     status_patch,
     transition_events,
 )
+from prewarm.planning.quota import refused
 from prewarm.planning.render import render_pod, render_workspace
-from prewarm.planning.schedule import Schedule, desired_instances
+from prewarm.planning.schedule import DesiredCount, Schedule, desired_instances
 
 log = logging.getLogger("prewarm.presets")
 
@@ -56,10 +78,6 @@ LEDGER_DRAIN_TIMEOUT_S = 3.0
 # Counters in a preset's status move with every pod while a pool fills; they
 # are written at most this often then (conditions and the end state at once).
 STATUS_INTERVAL_S = 1.0
-# Most pods are Ready within seconds of their creation: a workspace goes from
-# Pending straight to Ready (one status write, not two) unless its pod is still
-# not Ready after this long, when it shows Building.
-BUILDING_AFTER = timedelta(seconds=5)
 
 
 def _now() -> datetime:
@@ -77,6 +95,7 @@ async def _event(rt: Runtime, preset: PresetEntry, intent: EventIntent) -> None:
         type_="Warning" if intent.type == "Warning" else "Normal",
         reason=intent.reason,
         message=intent.message,
+        once_key=intent.once_key,
     )
 
 
@@ -85,7 +104,7 @@ async def reconcile_preset(rt: Runtime, key: PresetKey) -> None:
     if preset is None or preset.deleting:
         # Its unclaimed workspaces go with it (ownerReferences); forget it here.
         metrics.forget_preset(*key)
-        rt.forget(key, preset.uid if preset else None)
+        rt.forget_preset(key, preset.uid if preset else None)
         return
     if not rt.may_act():
         # The lease is not fresh: hold writes back, and forget what the ledger
@@ -106,8 +125,23 @@ async def reconcile_preset(rt: Runtime, key: PresetKey) -> None:
         metrics.reconcile_duration.observe(time.perf_counter() - started)
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """What one pass knows of its preset before it plans the pool."""
+
+    key: PresetKey
+    preset: PresetEntry
+    spec: PresetSpec
+    previous: PresetStatus
+    template_hash: str
+    hard_limit: int
+    readiness_timeout: timedelta
+    now: datetime
+
+
 async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
-    s = rt.settings
+    """Gather (ledger, dry-run, workspaces and their pods, failure policy),
+    decide (planning/preset_pass, pool, preset_status), apply (writes)."""
     now = _now()
     previous = PresetStatus.model_validate(preset.status)
     try:
@@ -116,35 +150,105 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         # The CRD schema should have stopped this; say so rather than loop on it.
         await _patch_invalid_spec(rt, preset, previous, str(error), now)
         return
-    thash = template_hash(spec)
     policy = spec.failure_policy
-    hard_limit = s.hard_limit if policy.hard_limit is None else policy.hard_limit
-
+    p = _Pass(
+        key=key,
+        preset=preset,
+        spec=spec,
+        previous=previous,
+        template_hash=template_hash(spec),
+        hard_limit=rt.settings.hard_limit if policy.hard_limit is None else policy.hard_limit,
+        readiness_timeout=policy.readiness_timeout or rt.settings.readiness_timeout,
+        now=now,
+    )
     try:
-        retried = await _ledger_bookkeeping(rt, preset, thash, now)
+        retried = await _ledger_bookkeeping(rt, preset, p.template_hash, p.hard_limit)
         ledger_ok = True
     except LedgerUnavailable as error:
         log.warning("ledger unavailable for preset %s/%s: %s", *key, error)
         retried, ledger_ok = False, False
+    dry_run_message = await _validate_template(rt, preset, spec, p.template_hash, previous, retried)
+    instances, by_name = await _gather_workspaces(rt, p, ledger_ok)
+    failure, reset_at, ledger_ok = await _gather_failure(rt, p, ledger_ok, dry_run_message)
+    wanted = desired_instances(
+        spec.prebuilds.instances,
+        [Schedule(x.cron, x.instances) for x in spec.prebuilds.schedules],
+        spec.prebuilds.timezone,
+        now,
+    )
+    quota = rt.memory.preset(key).quota_hold
+    snapshot = PoolSnapshot(
+        template_hash=p.template_hash,
+        instances=instances,
+        wanted=wanted,
+        failure=failure,
+        now=now,
+        ttl=spec.prebuilds.ttl,
+        paused_by_annotation=preset.annotations.get(ANNOTATION_PAUSED) == "true",
+        ledger_available=ledger_ok,
+        quota=quota,
+        others_starting=rt.global_starting(key),
+        claims_busy=rt.claim_queue.busy,
+    )
+    decision = decide_pool(snapshot, _knobs(rt, p.hard_limit))
+    await _apply_pool(rt, p, decision, by_name)
+    new_status = compute_status(previous, _status_input(p, snapshot, decision, wanted))
+    await _apply_status(rt, p, new_status, failure, reset_at, ledger_ok, decision)
+    wake = next_wakeup(instances, failure, spec.prebuilds.ttl, p.readiness_timeout, now)
+    for delay in (decision.requeue_after, wake):
+        if delay is not None:
+            rt.requeue_after(key, delay)
 
-    dry_run_message = await _validate_template(rt, preset, spec, thash, previous, retried)
 
-    # Workspaces: bring each one's status in line with its pod first.
-    exp = rt.expectations_of(key)
-    entries = rt.workspaces_of(key)
+def _status_input(
+    p: _Pass, snapshot: PoolSnapshot, decision: PoolDecision, wanted: DesiredCount
+) -> StatusInput:
+    return StatusInput(
+        name=p.preset.name,
+        generation=p.preset.generation,
+        template_hash=p.template_hash,
+        plan=decision.plan,
+        failure=snapshot.failure,
+        paused=decision.paused_by is not None,
+        paused_by=decision.paused_by,
+        desired_note=decision.desired_note,
+        now=p.now,
+        ledger_available=snapshot.ledger_available,
+        quota_message=snapshot.quota.message if snapshot.quota else None,
+        schedule_problem=wanted.schedule_problem,
+    )
+
+
+def _knobs(rt: Runtime, hard_limit: int) -> PoolKnobs:
+    s = rt.settings
+    return PoolKnobs(
+        max_instances_per_preset=s.max_instances_per_preset,
+        max_creates_per_preset=s.max_creates_per_preset,
+        max_creates_global=s.max_creates_global,
+        hard_limit=hard_limit,
+        operator_paused=s.paused,
+    )
+
+
+async def _gather_workspaces(
+    rt: Runtime, p: _Pass, ledger_ok: bool
+) -> tuple[list[Instance], dict[str, WorkspaceEntry]]:
+    """The pool's instances, each workspace's status first brought in line with
+    its pod (those transitions are written here), plus creates not yet in the watch."""
+    exp = rt.expectations_of(p.key)
+    entries = rt.workspaces_of(p.key)
     exp.observe(e.name for e in entries)
-    readiness_timeout = policy.readiness_timeout or s.readiness_timeout
     by_name: dict[str, WorkspaceEntry] = {}
     for entry in entries:
         by_name[entry.name] = entry
-        if entry.uid not in rt.replayed and ledger_ok:
-            _replay(rt, preset.uid, entry)
+        if ledger_ok and not rt.memory.workspace(entry.uid).replayed:
+            _replay(rt, p.preset.uid, entry)
 
     async def instance_of(entry: WorkspaceEntry) -> Instance:
         instance = entry.as_instance()
         if not entry.claimed and not entry.deleting:
             instance = await _track_workspace(
-                rt, preset, spec, thash, entry, instance, readiness_timeout, now
+                rt, p.preset, p.spec, p.template_hash, entry, instance, p.readiness_timeout, p.now
             )
         if entry.name in exp.deleted:
             instance = replace(instance, deleting=True)
@@ -153,125 +257,83 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     # Concurrently: while a pool fills, one pass may see many pods turn Ready.
     instances = list(await asyncio.gather(*(instance_of(e) for e in entries)))
     instances += [i for _, i in exp.created.values() if i.name not in by_name]
+    return instances, by_name
 
-    reset_at: datetime | None = None
+
+async def _gather_failure(
+    rt: Runtime, p: _Pass, ledger_ok: bool, dry_run_message: str | None
+) -> tuple[FailureSummary, datetime | None, bool]:
+    """(the failure policy, its reset time, whether the ledger answered)."""
+    failure, reset_at = None, None
     if ledger_ok:
         try:
             failure, reset_at = await _failure_policy(
-                rt, key, preset.uid, spec, thash, hard_limit, dry_run_message, now
+                rt,
+                p.key,
+                p.preset.uid,
+                p.spec,
+                p.template_hash,
+                p.hard_limit,
+                dry_run_message,
+                p.now,
             )
         except (LedgerUnavailable, TimeoutError) as error:
-            log.warning("ledger unavailable for preset %s/%s: %s", *key, error)
+            log.warning("ledger unavailable for preset %s/%s: %s", *p.key, error)
             ledger_ok = False
     rt.ledger_ok = ledger_ok
     metrics.ledger_up.set(1 if ledger_ok else 0)
     metrics.ledger_backlog.set(rt.writes.backlog)
-    if not ledger_ok:
-        # Without the ledger the policy cannot be evaluated: keep what the
-        # status last said, and create nothing until PostgreSQL is back.
-        failure = FailureSummary(
-            hard_limited=previous.prebuild_status is PrebuildStatus.HARD_LIMITED,
-            hard_limit=hard_limit,
-            consecutive_failures=0,
-            validation_failed=dry_run_message is not None
-            or previous.prebuild_status is PrebuildStatus.VALIDATION_FAILED,
-            validation_message=dry_run_message,
-            backoff_until=previous.backoff_until,
-            last_failure=previous.last_failure,
-        )
-        rt.requeue_after(key, 5.0)
+    if failure is None or not ledger_ok:
+        failure = ledger_down_failure(p.previous, p.hard_limit, dry_run_message)
+    return failure, reset_at, ledger_ok
 
-    wanted = desired_instances(
-        spec.prebuilds.instances,
-        [Schedule(x.cron, x.instances) for x in spec.prebuilds.schedules],
-        spec.prebuilds.timezone,
-        now,
-    )
-    desired = wanted.instances
-    note = wanted.problem
-    if desired > s.max_instances_per_preset:
-        note = f"asked for {desired}, capped at {s.max_instances_per_preset} by the operator"
-        desired = s.max_instances_per_preset
-    paused_by = (
-        "operator"
-        if s.paused
-        else "annotation"
-        if preset.annotations.get(ANNOTATION_PAUSED) == "true"
-        else None
-    )
-    starting_here = sum(1 for i in instances if i.phase in (Phase.PENDING, Phase.BUILDING))
-    global_budget = s.max_creates_global - rt.global_starting(key) - starting_here
-    budget = min(s.max_creates_per_preset - starting_here, global_budget)
-    proven = any(
-        i.template_hash == thash and i.phase in (Phase.READY, Phase.CLAIMED) for i in instances
-    )
-    if hard_limit and not proven:
-        # Slow start: until one prebuild of this template has worked, never have
-        # more attempts in flight than the hard limit has left, so a broken
-        # template costs at most `hardLimit` attempts however large its pool.
-        budget = min(budget, hard_limit - failure.consecutive_failures - starting_here)
-    plan = plan_pool(
-        PoolInput(
-            desired=desired,
-            template_hash=thash,
-            instances=instances,
-            now=now,
-            ttl=spec.prebuilds.ttl,
-            paused=paused_by is not None,
-            failure=FailureView(
-                hard_limited=failure.hard_limited,
-                validation_failed=failure.validation_failed,
-                backoff_until=failure.backoff_until,
-                policy_unknown=not ledger_ok,
-            ),
-            create_budget=budget,
-        )
-    )
 
-    for deletion in plan.deletions:
+async def _apply_pool(
+    rt: Runtime, p: _Pass, decision: PoolDecision, by_name: dict[str, WorkspaceEntry]
+) -> None:
+    """The plan's deletes and creates, and the bookkeeping of the create caps."""
+    exp = rt.expectations_of(p.key)
+    for deletion in decision.plan.deletions:
         doomed = by_name.get(deletion.name)
         if doomed is None:
             continue
         if await rt.kube.delete_workspace(doomed.namespace, doomed.name, doomed.resource_version):
             exp.deleted[doomed.name] = time.monotonic()
             log.info("deleted prebuild %s/%s (%s)", doomed.namespace, doomed.name, deletion.reason)
-    creating = plan.create
-    if creating and rt.claim_queue.busy:
-        # Claims first: a refill competes with them for the API server and this
-        # process; it can start a moment later, a waiting user cannot.
-        creating = 0
-        rt.requeue_after(key, 0.2)
-    if creating:
-        await asyncio.gather(*(_create_one(rt, preset, spec, thash, now) for _ in range(creating)))
-    was_starting = rt.starting.get(key, 0)
-    rt.starting[key] = plan.counts.starting + creating
-    if plan.blocked_by is Blocker.CREATE_BUDGET and plan.create >= global_budget:
-        rt.starved.add(key)  # the operator-wide cap held it back: wait for room
-    if rt.starting[key] < was_starting:
-        rt.wake_starved()  # prebuilds of this preset finished: room for others
+    if decision.creating:
+        await asyncio.gather(
+            *(
+                _create_one(rt, p.preset, p.spec, p.template_hash, p.now)
+                for _ in range(decision.creating)
+            )
+        )
+    memory = rt.memory.preset(p.key)
+    was_starting = memory.starting
+    memory.starting = decision.plan.counts.starting + decision.creating
+    if decision.waiting_for_global_room:
+        memory.waiting_for_global_room = True  # the operator-wide cap held it back
+    if memory.starting < was_starting:
+        rt.wake_waiting_for_global_room()  # prebuilds of this preset finished: room for others
+    if not decision.keep_quota_hold:
+        memory.quota_hold = None  # nothing of the pool waits for the quota any more
 
-    new_status = compute_status(
-        previous,
-        StatusInput(
-            name=preset.name,
-            generation=preset.generation,
-            template_hash=thash,
-            plan=plan,
-            failure=failure,
-            paused=paused_by is not None,
-            paused_by=paused_by,
-            desired_note=note,
-            now=now,
-            ledger_available=ledger_ok,
-        ),
-    )
-    await _write_status(rt, key, preset, new_status)
-    for intent in transition_events(previous, new_status, failure):
-        await _event(rt, preset, intent)
+
+async def _apply_status(
+    rt: Runtime,
+    p: _Pass,
+    new_status: PresetStatus,
+    failure: FailureSummary,
+    reset_at: datetime | None,
+    ledger_ok: bool,
+    decision: PoolDecision,
+) -> None:
+    """The status (if it changed), its Events, the hard-limit notice and the gauges."""
+    await _write_status(rt, p.key, p.preset, new_status)
+    for intent in transition_events(p.previous, new_status, failure):
+        await _event(rt, p.preset, intent)
     if failure.hard_limited and ledger_ok:
-        await _hard_limit_notice(rt, preset, thash, reset_at, failure)
-    _record_gauges(key, plan.counts, new_status)
-    _schedule_next(rt, key, instances, failure, spec.prebuilds.ttl, readiness_timeout, now)
+        await _hard_limit_notice(rt, p.preset, p.template_hash, reset_at, failure)
+    _record_gauges(p.key, decision.plan.counts, new_status)
 
 
 async def _write_status(
@@ -283,7 +345,7 @@ async def _write_status(
     if status_equal(stored, new_status):
         return
     if progress_only(stored, new_status):
-        wait = rt.status_written.get(key, 0.0) + STATUS_INTERVAL_S - time.monotonic()
+        wait = rt.memory.preset(key).status_written_at + STATUS_INTERVAL_S - time.monotonic()
         if wait > 0:
             rt.requeue_after(key, wait)
             return
@@ -294,58 +356,59 @@ async def _write_status(
     except ApiError as error:
         if not error.not_found:
             raise
-    rt.status_written[key] = time.monotonic()
+    rt.memory.preset(key).status_written_at = time.monotonic()
 
 
 def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
     """Record what the cluster says of a workspace this process has not seen yet.
 
     A crash can fall between a Kubernetes write and its ledger row; writing
-    every workspace's start and fate once per process fills such gaps (the
-    writes are idempotent, so rows already there stay as they are).
+    every workspace's start and fate once per process fills such gaps. Only
+    gaps: what the ledger holds already (the real failure time and message)
+    stays as recorded.
     """
-    rt.replayed.add(entry.uid)
-    key = (entry.namespace, entry.preset)
-    rt.record_build(
-        key,
-        f"replay {entry.name}",
-        lambda: rt.ledger.record_build_started(
-            preset_uid, entry.uid, entry.name, entry.template_hash, entry.created_at
-        ),
-        failed=False,
+    rt.memory.workspace(entry.uid).replayed = True
+    failed = entry.phase is WorkspacePhase.FAILED
+    build = ReplayedBuild(
+        workspace_uid=entry.uid,
+        preset_uid=preset_uid,
+        workspace_name=entry.name,
+        template_hash=entry.template_hash,
+        started_at=entry.created_at,
+        ready_at=entry.ready_at,
+        # Workspaces failed before failedAt existed fall back to their creation.
+        failed_at=(entry.failed_at or entry.created_at) if failed else None,
+        failure_reason=entry.failure_reason or "Unknown",
+        failure_message=entry.failure_message or "recorded from the workspace's status",
+        validation_error=entry.failure_reason == FailureReason.POD_REJECTED,
     )
-    if entry.ready_at is not None:
-        ready_at = entry.ready_at
-        rt.record_build(
-            key,
-            f"replay {entry.name} ready",
-            lambda: rt.ledger.record_build_succeeded(entry.uid, ready_at),
-            failed=False,
-        )
-    if entry.phase is Phase.FAILED:
-        reason = entry.failure_reason or "Unknown"
-        rt.record_build(
-            key,
-            f"replay {entry.name} failed",
-            lambda: rt.ledger.record_build_failed(
-                entry.uid, reason, "replayed from the workspace's status", entry.created_at
-            ),
-            failed=True,
-        )
+    rt.record_build(
+        (entry.namespace, entry.preset),
+        f"replay {entry.name}",
+        lambda: rt.ledger.replay_build(build),
+        failed=failed,
+    )
 
 
-async def _ledger_bookkeeping(rt: Runtime, preset: PresetEntry, thash: str, now: datetime) -> bool:
-    """Tell the ledger the preset's current hash and any new retry; True if a retry began."""
-    if rt.recorded_hash.get(preset.uid) != thash:
+async def _ledger_bookkeeping(
+    rt: Runtime, preset: PresetEntry, thash: str, hard_limit: int
+) -> bool:
+    """Tell the ledger the preset's current hash, hard limit and any new retry;
+    True if a retry began."""
+    memory = rt.memory.preset_object(preset.uid)
+    if memory.recorded != (thash, hard_limit):
         await rt.ledger.upsert_preset(
-            preset.uid, preset.namespace, preset.name, thash, preset.generation
+            preset.uid, preset.namespace, preset.name, thash, preset.generation, hard_limit
         )
-        rt.recorded_hash[preset.uid] = thash
+        memory.recorded = (thash, hard_limit)
     retry_token = preset.annotations.get(ANNOTATION_RETRY)
-    if not retry_token or rt.recorded_retry.get(preset.uid) == retry_token:
+    if not retry_token or memory.retry_token == retry_token:
         return False
-    retried = await rt.ledger.record_retry(preset.uid, retry_token, now)
-    rt.recorded_retry[preset.uid] = retry_token
+    # The precise time, as builds' starts are recorded: a pass's `now` is whole
+    # seconds, and a build started in the same second as the retry must fall
+    # on its side of the reset.
+    retried = await rt.ledger.record_retry(preset.uid, retry_token, datetime.now(UTC))
+    memory.retry_token = retry_token
     rt.failure_memo.forget((preset.namespace, preset.name))
     if retried:
         await _event(
@@ -430,7 +493,7 @@ async def _validate_template(
     verdict; the status alone could lag behind in the watch), again on an
     explicit retry. Returns the rejection message, or None if accepted.
     """
-    remembered = rt.validated.get(preset.uid)
+    remembered = rt.memory.preset_object(preset.uid).dry_run
     if remembered is not None and remembered[0] == thash and not force:
         return remembered[1]
     known = previous.template_hash == thash
@@ -454,10 +517,18 @@ async def _validate_template(
     try:
         await rt.kube.create_pod(preset.namespace, pod, dry_run=True)
     except ApiError as error:
-        if not error.rejected:
+        # A full quota is checked after the pod passed validation: the template is fine.
+        if not error.rejected and not error.quota_exceeded:
             raise
-        verdict = f"pod template rejected by the API server: {error.message}"
-    rt.validated[preset.uid] = (thash, verdict)
+        if error.rejected:
+            verdict = f"pod template rejected by the API server: {error.message}"
+    rt.memory.preset_object(preset.uid).dry_run = (thash, verdict)
+    if verdict is not None:
+        # No build row will say so: the ledger's status column is told directly.
+        rt.writes.submit(
+            f"preset {preset.name} validation failed",
+            lambda: rt.ledger.set_preset_status(preset.uid, PrebuildStatus.VALIDATION_FAILED),
+        )
     return verdict
 
 
@@ -471,15 +542,16 @@ async def _create_one(
     uid = created["metadata"]["uid"]
     rt.expectations_of(key).created[name] = (
         time.monotonic(),
-        Instance(name=name, template_hash=thash, phase=Phase.PENDING, created_at=now),
+        Instance(name=name, template_hash=thash, phase=WorkspacePhase.PENDING, created_at=now),
     )
+    started = datetime.now(UTC)  # precise: a retry's reset must fall on one side of it
     rt.record_build(
         key,
         f"build {name} started",
-        lambda: rt.ledger.record_build_started(preset.uid, uid, name, thash, now),
+        lambda: rt.ledger.record_build_started(preset.uid, uid, name, thash, started),
         failed=False,
     )
-    rt.replayed.add(uid)
+    rt.memory.workspace(uid).replayed = True
     metrics.prebuilds_created.labels(*key).inc()
     await _create_pod(rt, preset, spec, thash, name, uid, created["metadata"]["resourceVersion"])
 
@@ -493,9 +565,28 @@ async def _create_pod(
     uid: str,
     resource_version: str,
 ) -> None:
-    rt.expectations_of((preset.namespace, preset.name)).pods[name] = time.monotonic()
+    key = (preset.namespace, preset.name)
+    rt.expectations_of(key).pods[name] = time.monotonic()
     rejection = await ensure_pod(rt, preset.namespace, preset.name, spec, thash, name, uid)
-    if rejection is not None:
+    if rejection is not None and rejection.quota_exceeded:
+        # Not the template's fault: the workspace waits (Pending, no pod) and
+        # its pod is tried again when the hold ends; nothing counts as failed.
+        rt.expectations_of(key).pods.pop(name, None)
+        memory = rt.memory.preset(key)
+        hold = refused(memory.quota_hold, rejection.message, _now())
+        memory.quota_hold = hold
+        log.warning(
+            "a ResourceQuota refused the pod of %s/%s, retrying at %s: %s",
+            preset.namespace,
+            name,
+            rfc3339(hold.retry_at),
+            hold.message,
+        )
+        rt.requeue_after(key, (hold.retry_at - _now()).total_seconds())
+        return
+    if rejection is None:
+        rt.memory.preset(key).quota_hold = None
+    else:
         outcome = Outcome(
             Verdict.FAILED,
             FailureReason.POD_REJECTED,
@@ -515,52 +606,54 @@ async def _track_workspace(
     now: datetime,
 ) -> Instance:
     """Derive the workspace's phase from its pod; write it (and the ledger) on change."""
-    if entry.phase is Phase.FAILED:
-        return instance
     pod = rt.pod(entry.namespace, entry.name)
     exp = rt.expectations_of((entry.namespace, entry.preset))
     if pod is not None:
         exp.pods.pop(entry.name, None)
-    if pod is None:
-        if entry.phase is Phase.PENDING:
-            expected = entry.name in exp.created or entry.name in exp.pods
-            if not expected and entry.template_hash == thash:
-                # The pod was never created (a crash between the two creates): do it now.
-                await _create_pod(
-                    rt, preset, spec, thash, entry.name, entry.uid, entry.resource_version
-                )
-            return instance
-        outcome = Outcome(Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is gone")
-    elif pod.deleting:
-        outcome = Outcome(
-            Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is being deleted"
-        )
-    else:
-        outcome = classify(pod.view, now, readiness_timeout, rt.settings.crashloop_restarts)
-    phase = {
-        Verdict.BUILDING: Phase.BUILDING,
-        Verdict.READY: Phase.READY,
-        Verdict.FAILED: Phase.FAILED,
-    }[outcome.verdict]
-    if phase is Phase.BUILDING and now - entry.created_at < BUILDING_AFTER:
-        return instance  # _schedule_next comes back when BUILDING_AFTER has passed
-    if phase is entry.phase:
-        rt.phase_written.pop(entry.uid, None)
-        return instance
-    if rt.phase_written.get(entry.uid) == (phase, entry.resource_version):
-        # Written by an earlier pass on this very version; the watch lags behind.
-        return replace(instance, phase=phase)
-    written = await _record_outcome(
-        rt, preset, entry.name, entry.uid, entry.resource_version, outcome, now, entry.created_at
+    quota = rt.memory.preset((entry.namespace, entry.preset)).quota_hold
+    memory = rt.memory.workspace(entry.uid)
+    written = memory.phase_written
+    step = workspace_step(
+        WorkspaceView(
+            phase=entry.phase,
+            created_at=entry.created_at,
+            current=entry.template_hash == thash,
+            pod=pod.view if pod else None,
+            pod_deleting=bool(pod and pod.deleting),
+            pod_expected=entry.name in exp.created or entry.name in exp.pods,
+            quota_held=quota is not None and quota.active(now),
+            written=written[0] if written and written[1] == entry.resource_version else None,
+        ),
+        now,
+        readiness_timeout,
+        rt.settings.crashloop_restarts,
     )
-    if not written:
+    if step.forget_written:
+        memory.phase_written = None
+    if step.step is Step.CREATE_POD:
+        await _create_pod(rt, preset, spec, thash, entry.name, entry.uid, entry.resource_version)
+    if step.step is Step.ASSUME and step.phase is not None:
+        return replace(instance, phase=step.phase)
+    if step.step is not Step.WRITE or step.outcome is None or step.phase is None:
         return instance
-    rt.phase_written[entry.uid] = (phase, entry.resource_version)
+    written_now = await _record_outcome(
+        rt,
+        preset,
+        entry.name,
+        entry.uid,
+        entry.resource_version,
+        step.outcome,
+        now,
+        entry.created_at,
+    )
+    if not written_now:
+        return instance
+    memory.phase_written = (step.phase, entry.resource_version)
     return replace(
         instance,
-        phase=phase,
-        ready_at=now if phase is Phase.READY else instance.ready_at,
-        failed_at=now if phase is Phase.FAILED else instance.failed_at,
+        phase=step.phase,
+        ready_at=now if step.phase is WorkspacePhase.READY else instance.ready_at,
+        failed_at=now if step.phase is WorkspacePhase.FAILED else instance.failed_at,
     )
 
 
@@ -575,16 +668,19 @@ async def _record_outcome(
     created_at: datetime | None,
 ) -> bool:
     """Write a workspace's new phase (conditional on what we read); False if it changed."""
-    status: dict[str, object] = {"phase": outcome.verdict.value, "podName": name}
-    if outcome.verdict is Verdict.READY:
-        status["readyAt"] = rfc3339(now)
-    if outcome.verdict is Verdict.FAILED:
-        status["failure"] = {"reason": str(outcome.reason), "message": outcome.message}
+    failed = outcome.verdict is Verdict.FAILED
+    status = PrebuiltWorkspaceStatus(
+        phase=WorkspacePhase(outcome.verdict.value),
+        pod_name=name,
+        ready_at=now if outcome.verdict is Verdict.READY else None,
+        failed_at=now if failed else None,
+        failure=WorkspaceFailure(reason=str(outcome.reason), message=outcome.message)
+        if failed
+        else None,
+    )
     try:
         await rt.kube.patch_workspace_status(
-            preset.namespace,
-            name,
-            {"metadata": {"resourceVersion": resource_version}, "status": status},
+            preset.namespace, name, workspace_status_patch(status, resource_version)
         )
     except ApiError as error:
         if error.conflict or error.not_found:
@@ -635,8 +731,9 @@ async def _hard_limit_notice(
         failure.consecutive_failures,
         detail,
     )
-    mark = (preset.uid, thash, reset_at)
-    if mark in rt.notified:
+    mark = (thash, reset_at)
+    notified = rt.memory.preset_object(preset.uid).notified
+    if mark in notified:
         return
     if await rt.ledger.mark_hard_limit_notified(preset.uid, thash, reset_at, _now()):
         await _event(
@@ -649,7 +746,7 @@ async def _hard_limit_notice(
                 "prebuilds stop until the spec changes or prewarm.dev/retry is set",
             ),
         )
-    rt.notified.add(mark)
+    notified.add(mark)
 
 
 async def _patch_invalid_spec(
@@ -686,31 +783,6 @@ def _record_gauges(key: PresetKey, counts: object, status: PresetStatus) -> None
         1 if status.prebuild_status is PrebuildStatus.VALIDATION_FAILED else 0
     )
     metrics.preset_paused.labels(*key).set(1 if status.paused else 0)
-
-
-def _schedule_next(
-    rt: Runtime,
-    key: PresetKey,
-    instances: list[Instance],
-    failure: FailureSummary,
-    ttl: timedelta | None,
-    readiness_timeout: timedelta,
-    now: datetime,
-) -> None:
-    """Wake up when time alone changes the answer: backoff ends, a readiness
-    deadline or a TTL passes. Everything else arrives as a watch event."""
-    deadlines: list[datetime] = []
-    if failure.backoff_until and failure.backoff_until > now:
-        deadlines.append(failure.backoff_until)
-    for i in instances:
-        if i.claimed or i.deleting:
-            continue
-        if i.phase in (Phase.PENDING, Phase.BUILDING):
-            deadlines.append(i.created_at + readiness_timeout)
-        if i.phase is Phase.PENDING:
-            deadlines.append(i.created_at + BUILDING_AFTER)
-        if ttl and i.phase is Phase.READY and i.ready_at:
-            deadlines.append(i.ready_at + ttl)
-    future = [d for d in deadlines if d > now]
-    if future:
-        rt.requeue_after(key, (min(future) - now).total_seconds() + 0.5)
+    metrics.preset_schedule_invalid.labels(*key).set(
+        1 if is_true(status.conditions, reasons.SCHEDULE_INVALID) else 0
+    )

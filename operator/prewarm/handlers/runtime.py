@@ -1,34 +1,29 @@
-"""The operator's process-wide state: connections, the work queue, and memory
-that saves round trips (what was already written, what is in flight)."""
+"""The operator's services: settings, connections, the work queues and the
+kopf indexes, the timers, and its memory (handlers/memory.py) by object."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from prewarm.handlers.entries import (
+from prewarm.handlers.failure_memo import FailureMemo
+from prewarm.handlers.memory import ClaimKey, Expectations, Memory
+from prewarm.handlers.watched import (
     ClaimEntry,
     PodEntry,
     PresetEntry,
     PresetKey,
     WorkspaceEntry,
 )
-from prewarm.handlers.failure_memo import FailureMemo
 from prewarm.k8s.client import Kube
 from prewarm.ledger.repository import Ledger
 from prewarm.ledger.writer import BackgroundWrites
-from prewarm.planning.pool import Instance, Phase
 from prewarm.settings import Settings
 from prewarm.workqueue import WorkQueue
 
-ClaimKey = tuple[str, str]  # (namespace, claim name)
-
-# How long a create or delete we asked for may stay invisible in the watch
-# before we stop assuming it is on its way.
-EXPECTATION_TTL_S = 60.0
 # How long in a row a preset's pass may wait for claims in flight.
 CLAIMS_FIRST_MAX_S = 1.0
 
@@ -39,36 +34,6 @@ class IndexLike(Protocol):
     def get(self, key: Any, default: Any = None) -> Any: ...
 
     def __iter__(self) -> Iterator[Any]: ...
-
-
-@dataclass
-class Expectations:
-    """Creates and deletes of one preset not yet seen in the watch.
-
-    Without this, a reconcile that runs before the watch delivers the object
-    it just created would create it again (agent-sandbox #1215).
-    """
-
-    created: dict[str, tuple[float, Instance]] = field(default_factory=dict)
-    deleted: dict[str, float] = field(default_factory=dict)
-    # Pods created, by name, until the pod watch shows them (the workspace
-    # often shows first: without this its pod would be created twice).
-    pods: dict[str, float] = field(default_factory=dict)
-
-    def expire(self, now: float) -> None:
-        for name in [n for n, (t, _) in self.created.items() if now - t > EXPECTATION_TTL_S]:
-            del self.created[name]
-        for name in [n for n, t in self.deleted.items() if now - t > EXPECTATION_TTL_S]:
-            del self.deleted[name]
-        for name in [n for n, t in self.pods.items() if now - t > EXPECTATION_TTL_S]:
-            del self.pods[name]
-
-    def observe(self, seen: Iterable[str]) -> None:
-        present = set(seen)
-        for name in [n for n in self.created if n in present]:
-            del self.created[name]
-        for name in [n for n in self.deleted if n not in present]:
-            del self.deleted[name]
 
 
 @dataclass
@@ -84,37 +49,15 @@ class Runtime:
     workspaces: IndexLike | None = None
     pods: IndexLike | None = None
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
-    expectations: dict[PresetKey, Expectations] = field(default_factory=dict)
-    # What this process already told the ledger, to skip repeating idempotent writes.
-    recorded_hash: dict[str, str] = field(default_factory=dict)
-    recorded_retry: dict[str, str] = field(default_factory=dict)
-    # Dry-run verdicts by preset uid: (template hash, rejection message or None).
-    validated: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    notified: set[tuple[str, str, Any]] = field(default_factory=set)
-    replayed: set[str] = field(default_factory=set)  # workspace uids written to the ledger
+    # What this process remembers between passes, by object (handlers/memory.py).
+    memory: Memory = field(default_factory=Memory)
     ledger_ok: bool = True  # the last pass could read the ledger
     failure_memo: FailureMemo = field(default_factory=FailureMemo)
     # Whether this replica may write now (leader with a fresh lease); always
     # true without leader election.
     may_act: Callable[[], bool] = lambda: True
-    starting: dict[PresetKey, int] = field(default_factory=dict)
-    # Presets whose passes wait for claims in flight, since when (time.monotonic()).
-    yielding: dict[PresetKey, float] = field(default_factory=dict)
-    # When each preset's status was last written (time.monotonic()).
-    status_written: dict[PresetKey, float] = field(default_factory=dict)
-    # Presets the operator-wide create cap held back, woken when room frees up.
-    starved: set[PresetKey] = field(default_factory=set)
-    # Workspace phases this process wrote that the watch has not shown yet
-    # (uid -> (phase, the resourceVersion it was written over)), so a pass
-    # that runs before the watch catches up does not write them again.
-    phase_written: dict[str, tuple[Phase, str]] = field(default_factory=dict)
-    # Claims: when this process first saw each (for the latency metric), which
-    # it recorded in the ledger, and workspaces a claim is trying to take now.
-    claim_seen: dict[ClaimKey, float] = field(default_factory=dict)
-    claims_recorded: set[str] = field(default_factory=set)
+    # Workspaces a claim is trying to take right now (by name).
     reserved: set[str] = field(default_factory=set)
-    # Claims this process bound whose Bound status the watch has not shown yet.
-    bound: dict[ClaimKey, str] = field(default_factory=dict)
     _timers: dict[tuple[str, PresetKey], tuple[float, asyncio.TimerHandle]] = field(
         default_factory=dict
     )
@@ -152,12 +95,12 @@ class Runtime:
         return None
 
     def expectations_of(self, key: PresetKey) -> Expectations:
-        found = self.expectations.setdefault(key, Expectations())
+        found = self.memory.preset(key).expectations
         found.expire(time.monotonic())
         return found
 
     def global_starting(self, excluding: PresetKey) -> int:
-        return sum(n for k, n in self.starting.items() if k != excluding)
+        return sum(m.starting for k, m in self.memory.presets.items() if k != excluding)
 
     # --- ledger -----------------------------------------------------------------------
 
@@ -207,34 +150,66 @@ class Runtime:
         most CLAIMS_FIRST_MAX_S in a row, so a stream of claims cannot starve
         the pools.
         """
+        memory = self.memory.preset(key)
         if not self.claim_queue.busy:
-            self.yielding.pop(key, None)
+            memory.yielding_to_claims_since = None
             return False
         now = time.monotonic()
-        since = self.yielding.setdefault(key, now)
-        if now - since >= CLAIMS_FIRST_MAX_S:
-            self.yielding.pop(key, None)
+        if memory.yielding_to_claims_since is None:
+            memory.yielding_to_claims_since = now
+        if now - memory.yielding_to_claims_since >= CLAIMS_FIRST_MAX_S:
+            memory.yielding_to_claims_since = None
             return False
         self.requeue_after(key, 0.05)
         return True
 
-    def wake_starved(self) -> None:
-        for key in self.starved:
-            self.queue.add(key)
-        self.starved.clear()
+    def wake_waiting_for_global_room(self) -> None:
+        for key, memory in self.memory.presets.items():
+            if memory.waiting_for_global_room:
+                memory.waiting_for_global_room = False
+                self.queue.add(key)
 
-    def forget(self, key: PresetKey, uid: str | None) -> None:
-        self.expectations.pop(key, None)
-        self.starved.discard(key)
-        self.yielding.pop(key, None)
-        self.status_written.pop(key, None)
+    def forget_preset(self, key: PresetKey, uid: str | None) -> None:
+        """A preset is gone: its memory, its failure memo and its timer go too."""
+        memory = self.memory.presets.pop(key, None)
         self.failure_memo.forget(key)
-        if self.starting.pop(key, 0):
-            self.wake_starved()
-        timer = self._timers.pop(("preset", key), None)
+        self._cancel_timer("preset", key)
+        if uid:
+            self.memory.preset_objects.pop(uid, None)
+        if memory is not None and memory.starting:
+            self.wake_waiting_for_global_room()  # its prebuilds in flight no longer count
+
+    def forget_workspace(self, uid: str) -> None:
+        self.memory.workspaces.pop(uid, None)
+
+    def forget_claim(self, key: ClaimKey) -> None:
+        self.memory.claims.pop(key, None)
+        self._cancel_timer("claim", key)
+
+    def _cancel_timer(self, kind: str, key: tuple[str, str]) -> None:
+        timer = self._timers.pop((kind, key), None)
         if timer is not None:
             timer[1].cancel()
-        if uid:
-            self.recorded_hash.pop(uid, None)
-            self.recorded_retry.pop(uid, None)
-            self.validated.pop(uid, None)
+
+    def sweep(self) -> None:
+        """Forget what belongs to objects no index holds any more.
+
+        The DELETED events forget most of it at once; this catches what a pass
+        in flight at that moment wrote back afterwards (a resync runs it).
+        """
+        assert self.presets is not None
+        assert self.workspaces is not None
+        presets = set(self.preset_keys())
+        workspace_uids = {e.uid for k in list(self.workspaces) for e in self.workspaces.get(k, ())}
+        gone = self.memory.sweep(
+            preset_keys=presets,
+            preset_uids={e.uid for k in presets for e in self.presets.get(k, ())},
+            workspace_uids=workspace_uids,
+            claim_keys=set(self.claim_keys()),
+        )
+        for key in gone:
+            self.failure_memo.forget(key)
+
+    def memory_sizes(self) -> dict[str, int]:
+        """Entries this process remembers, by kind: each must shrink when its objects go."""
+        return {**self.memory.sizes(), "timers": len(self._timers)}

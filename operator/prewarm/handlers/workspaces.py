@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from prewarm.api.agent_protocol import owner_secret_name
 from prewarm.api.preset import PresetSpec
 from prewarm.handlers.runtime import Runtime
 from prewarm.k8s.client import ApiError
-from prewarm.planning.agent_access import owner_secret_name, render_agent_access
+from prewarm.planning.agent_access import render_agent_access
 from prewarm.planning.render import ClaimRef, render_pod
 
 
@@ -25,7 +26,8 @@ async def ensure_pod(
     """Create the pod (and, for presets with an agent, its narrow ServiceAccount,
     Role, RoleBinding and owner Secret first). Idempotent: what exists stays.
 
-    Returns the API server's rejection of the pod, if it rejected it.
+    Returns the API server's refusal of the pod, if it refused it: a rejection
+    (no retry helps) or a full quota (`quota_exceeded`: retry later).
     """
     if spec.agent.on_claim:
         access = render_agent_access(namespace, workspace, workspace_uid)
@@ -47,7 +49,7 @@ async def ensure_pod(
     except ApiError as error:
         if error.conflict:
             return None  # already there: an earlier pass created it
-        if error.rejected:
+        if error.rejected or error.quota_exceeded:
             return error
         raise
     return None

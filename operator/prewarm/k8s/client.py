@@ -1,22 +1,15 @@
-"""A thin async adapter over the official client (`kubernetes.aio`).
+"""The operator's Kubernetes API: the few calls it makes, by name.
 
-Requests go through the client's REST layer (its auth, TLS and connection
-pool) with paths built here, and answers are parsed as plain JSON: the
-operator works on dicts, and skipping the generated methods' argument
-validation and models keeps the hot paths (create, patch) cheap. Only the
-watch uses a generated call. Every non-2xx answer becomes an `ApiError` so
+Built on `k8s.core.Rest` (one request/watch core for the operator, its
+leader election and the agent); every non-2xx answer is an `ApiError`, so
 callers never import `kubernetes`.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import socket
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-
-from kubernetes.aio import client as kclient
-from kubernetes.aio import config as kconfig
 
 from prewarm.api.constants import (
     GROUP,
@@ -25,73 +18,39 @@ from prewarm.api.constants import (
     PLURAL_WORKSPACE_CLAIMS,
     VERSION,
 )
+from prewarm.k8s.core import (
+    MERGE_PATCH,
+    ApiError,
+    JsonObject,
+    Rest,
+    collection_path,
+    object_path,
+)
 
-JsonObject = dict[str, Any]
-MERGE_PATCH = "application/merge-patch+json"
-
-
-class ApiError(Exception):
-    """The API server answered with an error status."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
-
-    @property
-    def rejected(self) -> bool:
-        """A 4xx that no retry can fix: the request itself is invalid or forbidden."""
-        return self.status in (400, 403, 422)
-
-
-async def response_json(response: Any) -> JsonObject:
-    body = await response.read()
-    status = int(response.status)
-    response.release()
-    data: JsonObject = json.loads(body) if body else {}
-    if status >= 400:
-        raise ApiError(status, str(data.get("reason", "")), str(data.get("message", body[:500])))
-    return data
+__all__ = ["MERGE_PATCH", "ApiError", "JsonObject", "Kube"]
 
 
 class Kube:
     """The operator's Kubernetes API, one connection pool for the process."""
 
-    def __init__(self, api_client: kclient.ApiClient) -> None:
-        self._api_client = api_client
-        self._custom = kclient.CustomObjectsApi(api_client)
+    def __init__(self, rest: Rest, instance: str = "") -> None:
+        self.rest = rest
+        # Who posts this process's Events (reportingInstance): the pod's name.
+        self.instance = instance or socket.gethostname()
 
     @classmethod
-    async def connect(cls, pool_size: int = 64) -> Kube:
-        configuration = kclient.Configuration()
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            # Read KUBECONFIG now: the client's default is fixed when it is imported.
-            await kconfig.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
-            )
-        configuration.connection_pool_maxsize = pool_size
-        # trust_env makes aiohttp look up ~/.netrc (in a thread) on every
-        # request; the kubeconfig is the only source of credentials we use.
-        configuration.client_session_kwargs = {"trust_env": False}
-        return cls(kclient.ApiClient(configuration))
-
-    @property
-    def api_client(self) -> kclient.ApiClient:
-        return self._api_client
+    async def connect(
+        cls,
+        kubeconfig: str | None = None,
+        in_cluster: bool = False,
+        pool_size: int = 64,
+        instance: str = "",
+    ) -> Kube:
+        """See `Rest.connect`: an explicit kubeconfig, else the pod's service account."""
+        return cls(await Rest.connect(kubeconfig, in_cluster, pool_size), instance)
 
     async def close(self) -> None:
-        await self._api_client.close()  # type: ignore[no-untyped-call]
+        await self.rest.close()
 
     async def _request(
         self,
@@ -101,24 +60,7 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> JsonObject:
-        """One request through the client's REST layer, answered as parsed JSON.
-
-        The generated API methods validate every argument with pydantic on each
-        call (11 % of the operator's samples while converging, docs/benchmarks.md);
-        our paths are fixed, so we build them here and keep only what the client
-        adds: authentication (incl. token refresh), TLS and the connection pool.
-        """
-        method, url, headers, _, _ = await self._api_client.param_serialize(
-            method,
-            path,
-            query_params=query,
-            header_params={"Accept": "application/json", "Content-Type": content_type},
-            auth_settings=["BearerToken"],
-        )
-        answer = await self._api_client.call_api(
-            method, url, headers, body=None if body is None else dict(body), _preload_content=False
-        )
-        return await response_json(answer.response)
+        return await self.rest.request(method, path, body, query, content_type)
 
     # --- prewarm.dev custom objects -------------------------------------------------
 
@@ -187,33 +129,10 @@ class Kube:
     async def watch_objects(
         self, plural: str, namespace: str, resource_version: str = "", timeout_s: int = 240
     ) -> AsyncIterator[tuple[str, JsonObject]]:
-        """(event type, object) pairs of one watch of `plural` in `namespace`.
-
-        The server ends the watch after `timeout_s` and the iteration simply
-        stops; callers start another from the last resourceVersion. Without
-        a server timeout the client's own (5 minutes in all) would cut the
-        stream with an error instead.
-        """
-        response = await self._custom.list_namespaced_custom_object_without_preload_content(
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            watch=True,
-            resource_version=resource_version or None,
-            allow_watch_bookmarks=False,
-            timeout_seconds=timeout_s,
-            _request_timeout=timeout_s + 30,
-        )
-        try:
-            if int(response.status) >= 400:
-                await response_json(response)
-            async for line in response.content:
-                if line.strip():
-                    event = json.loads(line)
-                    yield str(event.get("type", "")), dict(event.get("object") or {})
-        finally:
-            response.release()
+        """(event type, object) pairs of one watch of `plural` in `namespace` (see Rest.watch)."""
+        query = [("resourceVersion", resource_version)] if resource_version else []
+        async for event in self.rest.watch(_custom(namespace, plural), query, timeout_s):
+            yield event
 
     # --- core ---------------------------------------------------------------------------
 
@@ -256,13 +175,8 @@ class Kube:
 
 
 def _custom(namespace: str, plural: str, name: str = "", subresource: str = "") -> str:
-    return _path(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}", name, subresource)
+    return object_path(collection_path(GROUP, VERSION, namespace, plural), name, subresource)
 
 
 def _core(namespace: str, plural: str, name: str = "") -> str:
-    return _path(f"/api/v1/namespaces/{namespace}/{plural}", name, "")
-
-
-def _path(collection: str, name: str, subresource: str) -> str:
-    path = f"{collection}/{name}" if name else collection
-    return f"{path}/{subresource}" if subresource else path
+    return object_path(collection_path("", "v1", namespace, plural), name)

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubernetes.aio import client as kclient
-
 from prewarm.api.timestamps import micro_time, parse_time
-from prewarm.k8s.client import ApiError, JsonObject, Kube, response_json
+from prewarm.k8s.client import Kube
+from prewarm.k8s.core import ApiError, JsonObject, collection_path, object_path
 
 log = logging.getLogger("prewarm.lease")
 
@@ -32,7 +31,8 @@ class LeaderElector:
         renew_every: float = 3.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._api = kclient.CoordinationV1Api(kube.api_client)
+        self._rest = kube.rest
+        self._leases = collection_path("coordination.k8s.io", "v1", namespace, "leases")
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -78,21 +78,12 @@ class LeaderElector:
     async def try_acquire_or_renew(self) -> bool:
         """One round of the protocol; True if this replica holds the Lease afterwards."""
         try:
-            lease = await response_json(
-                await self._api.read_namespaced_lease_without_preload_content(
-                    self.name, self.namespace
-                )
-            )
+            lease = await self._rest.request("GET", object_path(self._leases, self.name))
         except ApiError as error:
             if not error.not_found:
                 raise
             try:
-                await response_json(
-                    await self._api.create_namespaced_lease_without_preload_content(
-                        self.namespace,
-                        self._body("", 0, None),  # type: ignore[arg-type]  # plain JSON
-                    )
-                )
+                await self._rest.request("POST", self._leases, self._body("", 0, None))
                 return True
             except ApiError as create_error:
                 if create_error.conflict:
@@ -108,12 +99,10 @@ class LeaderElector:
         transitions = int(spec.get("leaseTransitions") or 0) + (holder != self.identity)
         acquired = spec.get("acquireTime", "") if holder == self.identity else ""
         try:
-            await response_json(
-                await self._api.replace_namespaced_lease_without_preload_content(
-                    self.name,
-                    self.namespace,
-                    self._body(acquired, transitions, lease["metadata"]["resourceVersion"]),  # type: ignore[arg-type]
-                )
+            await self._rest.request(
+                "PUT",
+                object_path(self._leases, self.name),
+                self._body(acquired, transitions, lease["metadata"]["resourceVersion"]),
             )
         except ApiError as error:
             if error.conflict:

@@ -72,14 +72,20 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-def migrate(dsn: str, directory: Path | None = None) -> list[str]:
+def migrate(
+    dsn: str, directory: Path | None = None, connect_timeout_s: float | None = None
+) -> list[str]:
     """Apply every pending migration; returns the file names applied (empty: up to date).
 
-    Raises MigrationError, before applying anything, when an applied file was changed.
+    Raises MigrationError, before applying anything, when an applied file was
+    changed; psycopg.OperationalError when PostgreSQL cannot be reached (within
+    `connect_timeout_s`, if given).
     """
     migrations = load_migrations(directory)
     applied_now: list[str] = []
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    # libpq counts whole seconds (and less than 2 as 2); None means no timeout.
+    timeout = None if connect_timeout_s is None else int(connect_timeout_s)
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=timeout) as conn:
         conn.execute(queries.MIGRATION_LOCK, {"key": queries.MIGRATION_LOCK_KEY})
         try:
             conn.execute(queries.CREATE_SCHEMA_MIGRATIONS)
@@ -106,9 +112,11 @@ def migrate(dsn: str, directory: Path | None = None) -> list[str]:
     return applied_now
 
 
-async def migrate_async(dsn: str, directory: Path | None = None) -> list[str]:
+async def migrate_async(
+    dsn: str, directory: Path | None = None, connect_timeout_s: float | None = None
+) -> list[str]:
     """migrate() for the operator's event loop: the blocking work runs in a thread."""
-    return await asyncio.to_thread(migrate, dsn, directory)
+    return await asyncio.to_thread(migrate, dsn, directory, connect_timeout_s)
 
 
 def _check_unchanged(migrations: list[Migration], recorded: dict[str, str]) -> None:

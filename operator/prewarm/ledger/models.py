@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Literal
 
-ClaimSource = Literal["prebuilt", "cold"]
+from prewarm.api.claim import ClaimSource
+from prewarm.api.preset import PrebuildStatus
+
 BuildState = Literal["building", "succeeded", "failed"]
 ClaimState = Literal["pending", "bound", "failed"]
-
-
-class PrebuildStatus(StrEnum):
-    """The PostgreSQL enum prebuild_status."""
-
-    NORMAL = "normal"
-    HARD_LIMITED = "hard_limited"
-    VALIDATION_FAILED = "validation_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,27 +64,6 @@ class FailureState:
 
 
 @dataclass(frozen=True, slots=True)
-class PresetAtLimit:
-    preset_uid: str
-    namespace: str
-    name: str
-    template_hash: str
-    hard_limit: int
-    reset_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class PresetInBackoff:
-    preset_uid: str
-    namespace: str
-    name: str
-    template_hash: str
-    recent_failures: int
-    last_failed_at: datetime
-    backoff_until: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class BuildRecord:
     workspace_uid: str
     preset_uid: str
@@ -104,6 +76,22 @@ class BuildRecord:
     validation_error: bool
     failure_reason: str | None
     failure_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayedBuild:
+    """One build as a workspace's status tells it, for filling the ledger's gaps."""
+
+    workspace_uid: str
+    preset_uid: str
+    workspace_name: str
+    template_hash: str
+    started_at: datetime
+    ready_at: datetime | None = None
+    failed_at: datetime | None = None
+    failure_reason: str = ""
+    failure_message: str = ""
+    validation_error: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,16 +110,3 @@ class ClaimRecord:
     reinitialized_at: datetime | None
     failed_at: datetime | None
     failure_reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class MetricTotals:
-    """Monotonic totals per preset name: the source of the prewarm_*_total counters."""
-
-    namespace: str
-    name: str
-    created: int
-    succeeded: int
-    failed: int
-    claimed: int
-    cold_starts: int

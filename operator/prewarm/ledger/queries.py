@@ -43,22 +43,25 @@ VALUES (%(version)s, %(filename)s, %(checksum)s)
 # A new template hash is a new chance: the stored status belonged to the old spec.
 # generation guards against an older replay undoing a newer spec.
 UPSERT_PRESET = """
-INSERT INTO presets (uid, namespace, name, template_hash, generation)
-VALUES (%(uid)s, %(namespace)s, %(name)s, %(template_hash)s, %(generation)s)
+INSERT INTO presets (uid, namespace, name, template_hash, generation, hard_limit)
+VALUES (%(uid)s, %(namespace)s, %(name)s, %(template_hash)s, %(generation)s, %(hard_limit)s)
 ON CONFLICT (uid) DO UPDATE SET
     namespace = EXCLUDED.namespace,
     name = EXCLUDED.name,
     template_hash = EXCLUDED.template_hash,
     generation = EXCLUDED.generation,
+    hard_limit = COALESCE(EXCLUDED.hard_limit, presets.hard_limit),
     status = CASE
         WHEN presets.template_hash = EXCLUDED.template_hash THEN presets.status
         ELSE 'normal'
     END,
     updated_at = now()
 WHERE EXCLUDED.generation >= presets.generation
-  AND (presets.namespace, presets.name, presets.template_hash, presets.generation)
+  AND (presets.namespace, presets.name, presets.template_hash, presets.generation,
+       presets.hard_limit)
       IS DISTINCT FROM
-      (EXCLUDED.namespace, EXCLUDED.name, EXCLUDED.template_hash, EXCLUDED.generation)
+      (EXCLUDED.namespace, EXCLUDED.name, EXCLUDED.template_hash, EXCLUDED.generation,
+       COALESCE(EXCLUDED.hard_limit, presets.hard_limit))
 RETURNING uid
 """
 
@@ -122,6 +125,34 @@ ON CONFLICT (workspace_uid) DO UPDATE SET
         THEN EXCLUDED.validation_error ELSE builds.validation_error END
 """
 
+# What a restart learns from a workspace's status fills gaps only: a row the
+# operator wrote when it happened (the real failure time, message, validation
+# flag) is history, and a replay never changes a column that has a value.
+REPLAY_BUILD = """
+INSERT INTO builds (workspace_uid, preset_uid, workspace_name, template_hash, started_at,
+                    ready_at, failed_at, failure_reason, failure_message, validation_error)
+VALUES (%(workspace_uid)s, %(preset_uid)s, %(workspace_name)s, %(template_hash)s,
+        %(started_at)s, %(ready_at)s, %(failed_at)s, %(reason)s, %(message)s,
+        %(validation_error)s)
+ON CONFLICT (workspace_uid) DO UPDATE SET
+    preset_uid = COALESCE(builds.preset_uid, EXCLUDED.preset_uid),
+    workspace_name = COALESCE(builds.workspace_name, EXCLUDED.workspace_name),
+    template_hash = COALESCE(builds.template_hash, EXCLUDED.template_hash),
+    started_at = COALESCE(builds.started_at, EXCLUDED.started_at),
+    ready_at = COALESCE(builds.ready_at, EXCLUDED.ready_at),
+    failed_at = COALESCE(builds.failed_at, EXCLUDED.failed_at),
+    failure_reason = CASE WHEN builds.failed_at IS NULL
+        THEN EXCLUDED.failure_reason ELSE builds.failure_reason END,
+    failure_message = CASE WHEN builds.failed_at IS NULL
+        THEN EXCLUDED.failure_message ELSE builds.failure_message END,
+    validation_error = CASE WHEN builds.failed_at IS NULL
+        THEN EXCLUDED.validation_error ELSE builds.validation_error END
+WHERE builds.preset_uid IS NULL OR builds.workspace_name IS NULL
+   OR builds.template_hash IS NULL OR builds.started_at IS NULL
+   OR (builds.ready_at IS NULL AND EXCLUDED.ready_at IS NOT NULL)
+   OR (builds.failed_at IS NULL AND EXCLUDED.failed_at IS NOT NULL)
+"""
+
 # -- failure policy: shared fragments ----------------------------------------------------
 
 # Each `_TARGET_*` yields one row per preset to evaluate, with the columns
@@ -136,21 +167,6 @@ WITH target AS (
            COALESCE(p.reset_at, '-infinity'::timestamptz) AS counts_from
     FROM presets p
     WHERE p.uid = %(preset_uid)s
-)
-"""
-
-# Every known preset (or those in %(only_uids)s), at its current template hash,
-# with per-preset hard-limit overrides given as two parallel arrays.
-_TARGET_ALL = """
-WITH target AS (
-    SELECT p.uid AS preset_uid, p.namespace, p.name, p.template_hash,
-           GREATEST(COALESCE(o.hard_limit, %(default_hard_limit)s::int), 0) AS hard_limit,
-           p.reset_at,
-           COALESCE(p.reset_at, '-infinity'::timestamptz) AS counts_from
-    FROM presets p
-    LEFT JOIN unnest(%(override_uids)s::text[], %(override_limits)s::int[])
-        AS o (uid, hard_limit) ON o.uid = p.uid
-    WHERE %(only_uids)s::text[] IS NULL OR p.uid = ANY (%(only_uids)s::text[])
 )
 """
 
@@ -242,31 +258,6 @@ FROM target t
 
 FAILURE_STATE = _TARGET_ONE + _FAILURE_STATE_COLUMNS
 
-FAILURE_STATES = _TARGET_ALL + _FAILURE_STATE_COLUMNS + "ORDER BY t.namespace, t.name, t.preset_uid"
-
-PRESETS_AT_FAILURE_LIMIT = f"""
-{_TARGET_ALL}
-SELECT t.preset_uid, t.namespace, t.name, t.template_hash, t.hard_limit, t.reset_at
-FROM target t
-{_LATEST_WINDOW}
-WHERE t.hard_limit > 0 AND window_.failed = t.hard_limit
-ORDER BY t.namespace, t.name, t.preset_uid
-"""
-
-PRESETS_IN_BACKOFF = f"""
-{_TARGET_ALL}
-SELECT * FROM (
-    SELECT t.preset_uid, t.namespace, t.name, t.template_hash,
-           streak.recent_failures::int AS recent_failures,
-           streak.last_failed_at,
-           {_BACKOFF_UNTIL} AS backoff_until
-    FROM target t
-    {_STREAK}
-) s
-WHERE s.backoff_until > %(now)s
-ORDER BY s.namespace, s.name, s.preset_uid
-"""
-
 # The first caller for an episode gets a row back; everyone after gets none.
 MARK_HARD_LIMIT_NOTIFIED = """
 INSERT INTO hard_limit_notifications (preset_uid, template_hash, reset_epoch, notified_at)
@@ -336,39 +327,6 @@ LIMIT %(limit)s
 GET_CLAIM = f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE claim_uid = %(claim_uid)s"
 
 # -- reporting -------------------------------------------------------------------------------
-
-# Grouped by name, not UID: a preset deleted and recreated under the same name
-# keeps counting up, as a Prometheus counter must.
-METRIC_TOTALS = """
-WITH build_totals AS (
-    SELECT preset_uid,
-           count(*) FILTER (WHERE started_at IS NOT NULL) AS created,
-           count(*) FILTER (WHERE ready_at IS NOT NULL) AS succeeded,
-           count(*) FILTER (WHERE state = 'failed') AS failed
-    FROM builds
-    WHERE preset_uid IS NOT NULL
-    GROUP BY preset_uid
-),
-claim_totals AS (
-    SELECT preset_uid,
-           count(*) FILTER (WHERE bound_at IS NOT NULL AND source = 'prebuilt') AS claimed,
-           count(*) FILTER (WHERE bound_at IS NOT NULL AND source = 'cold') AS cold_starts
-    FROM claims
-    WHERE preset_uid IS NOT NULL
-    GROUP BY preset_uid
-)
-SELECT p.namespace, p.name,
-       COALESCE(sum(b.created), 0)::bigint AS created,
-       COALESCE(sum(b.succeeded), 0)::bigint AS succeeded,
-       COALESCE(sum(b.failed), 0)::bigint AS failed,
-       COALESCE(sum(c.claimed), 0)::bigint AS claimed,
-       COALESCE(sum(c.cold_starts), 0)::bigint AS cold_starts
-FROM presets p
-LEFT JOIN build_totals b ON b.preset_uid = p.uid
-LEFT JOIN claim_totals c ON c.preset_uid = p.uid
-GROUP BY p.namespace, p.name
-ORDER BY p.namespace, p.name
-"""
 
 HISTORY = """
 SELECT b.workspace_uid, b.preset_uid, b.workspace_name, b.template_hash, b.state,

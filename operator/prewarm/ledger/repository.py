@@ -8,7 +8,7 @@ caller's time, timezone-aware, so tests and replays are deterministic.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -18,18 +18,17 @@ from psycopg import AsyncConnection
 from psycopg.rows import AsyncRowFactory, DictRow, class_row, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from prewarm.api.claim import ClaimSource
+from prewarm.api.preset import PrebuildStatus
 from prewarm.ledger import queries
+from prewarm.ledger.migrate import migrate_async
 from prewarm.ledger.models import (
     BuildRecord,
     ClaimRecord,
-    ClaimSource,
     FailureState,
     LastFailure,
-    MetricTotals,
-    PrebuildStatus,
-    PresetAtLimit,
-    PresetInBackoff,
     PresetRecord,
+    ReplayedBuild,
 )
 
 T = TypeVar("T")
@@ -49,35 +48,84 @@ async def _unavailable_as_error() -> AsyncIterator[None]:
     try:
         yield
     except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as error:
-        raise LedgerUnavailable(
-            str(error).strip().splitlines()[0] if str(error) else repr(error)
-        ) from error
+        raise LedgerUnavailable(_first_line(error)) from error
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+
+
+def _new_pool(dsn: str, min_size: int, max_size: int) -> AsyncConnectionPool[AsyncConnection[Any]]:
+    return AsyncConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        timeout=CONNECTION_TIMEOUT_S,
+        # Single statements only, so autocommit: no transaction is ever left idle.
+        # UTC sessions: timestamps read back compare equal to what was written.
+        kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
+    )
 
 
 class Ledger:
     """History of every prebuild attempt and claim, and the failure policy computed from it."""
 
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
-        self._pool = pool
+    def __init__(
+        self, pool: AsyncConnectionPool[AsyncConnection[Any]] | None, dsn: str = ""
+    ) -> None:
+        self._open_pool = pool
+        self._dsn = dsn
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> Ledger:
         """Open a pool to `dsn` and wait until one connection works (fails fast if it cannot)."""
-        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            open=False,
-            timeout=CONNECTION_TIMEOUT_S,
-            # Single statements only, so autocommit: no transaction is ever left idle.
-            # UTC sessions: timestamps read back compare equal to what was written.
-            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
-        )
+        pool = _new_pool(dsn, min_size, max_size)
         await pool.open(wait=True)
-        return cls(pool)
+        return cls(pool, dsn)
+
+    @classmethod
+    def deferred(cls, dsn: str) -> Ledger:
+        """A ledger for `dsn` that is not open yet: every query raises
+        LedgerUnavailable until `open()` succeeds, so an operator can start
+        (degraded) while PostgreSQL is down."""
+        return cls(None, dsn)
+
+    @property
+    def is_open(self) -> bool:
+        return self._open_pool is not None
+
+    async def open(self, *, max_size: int = 10) -> list[str]:
+        """Apply pending migrations, then open the pool; the migrations applied.
+
+        Raises LedgerUnavailable while PostgreSQL cannot be reached (call it
+        again later), MigrationError if the database's migrations disagree
+        with ours (no retry helps).
+        """
+        if self._open_pool is not None:
+            return []
+        try:
+            applied = await migrate_async(self._dsn, connect_timeout_s=CONNECTION_TIMEOUT_S)
+        except psycopg.OperationalError as error:
+            raise LedgerUnavailable(_first_line(error)) from error
+        pool = _new_pool(self._dsn, 1, max_size)
+        try:
+            await pool.open(wait=True, timeout=CONNECTION_TIMEOUT_S)
+        except PoolTimeout as error:
+            await pool.close()
+            raise LedgerUnavailable(_first_line(error)) from error
+        self._open_pool = pool
+        return applied
+
+    @property
+    def _pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
+        if self._open_pool is None:
+            raise LedgerUnavailable("not connected yet: PostgreSQL was unreachable at start")
+        return self._open_pool
 
     async def close(self) -> None:
-        await self._pool.close()
+        if self._open_pool is not None:
+            await self._open_pool.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -93,12 +141,19 @@ class Ledger:
     # -- presets -----------------------------------------------------------------------
 
     async def upsert_preset(
-        self, uid: str, namespace: str, name: str, template_hash: str, generation: int = 0
+        self,
+        uid: str,
+        namespace: str,
+        name: str,
+        template_hash: str,
+        generation: int = 0,
+        hard_limit: int | None = None,
     ) -> bool:
-        """Record the preset's current spec; True if anything changed.
+        """Record the preset's current spec and hard limit; True if anything changed.
 
-        A new template hash resets status to normal. With `generation`
-        (metadata.generation) an older replay cannot undo a newer spec.
+        The status column follows (a trigger derives it from the builds of the
+        new hash and limit). With `generation` (metadata.generation) an older
+        replay cannot undo a newer spec.
         """
         params = {
             "uid": uid,
@@ -106,6 +161,7 @@ class Ledger:
             "name": name,
             "template_hash": template_hash,
             "generation": generation,
+            "hard_limit": hard_limit,
         }
         return await self._changed(queries.UPSERT_PRESET, params)
 
@@ -118,15 +174,19 @@ class Ledger:
         return await self._changed(queries.RECORD_RETRY, params)
 
     async def set_preset_status(self, uid: str, status: PrebuildStatus) -> bool:
-        """Store the preset's prebuild status; True on a transition."""
-        params = {"uid": uid, "status": PrebuildStatus(status).value}
+        """Store the preset's prebuild status; True on a transition.
+
+        Builds, retries and new templates keep the column current by themselves
+        (migration 0006); this is for a verdict without a build: a dry-run
+        rejection of the template."""
+        params = {"uid": uid, "status": _SQL_STATUS[PrebuildStatus(status)]}
         return await self._changed(queries.SET_PRESET_STATUS, params)
 
     async def preset(self, uid: str) -> PresetRecord | None:
         row = await self._one(queries.GET_PRESET, {"uid": uid}, dict_row)
         if row is None:
             return None
-        return PresetRecord(**{**row, "status": PrebuildStatus(row["status"])})
+        return PresetRecord(**{**row, "status": _STATUS_OF_SQL[row["status"]]})
 
     # -- builds ------------------------------------------------------------------------
 
@@ -170,6 +230,24 @@ class Ledger:
         }
         await self._execute(queries.RECORD_BUILD_FAILED, params)
 
+    async def replay_build(self, build: ReplayedBuild) -> None:
+        """What a workspace's status says of its build, written where the ledger
+        has nothing yet: recorded history (times, reason, message) never changes."""
+        failed = build.failed_at is not None
+        params = {
+            "workspace_uid": build.workspace_uid,
+            "preset_uid": build.preset_uid,
+            "workspace_name": build.workspace_name,
+            "template_hash": build.template_hash,
+            "started_at": _aware(build.started_at),
+            "ready_at": _aware(build.ready_at) if build.ready_at else None,
+            "failed_at": _aware(build.failed_at) if build.failed_at else None,
+            "reason": build.failure_reason if failed else None,
+            "message": build.failure_message if failed else None,
+            "validation_error": failed and build.validation_error,
+        }
+        await self._execute(queries.REPLAY_BUILD, params)
+
     # -- failure policy ----------------------------------------------------------------
 
     async def failure_state(
@@ -194,55 +272,6 @@ class Ledger:
         if row is None:
             return FailureState.clean(preset_uid, template_hash, hard_limit)
         return _failure_state(row)
-
-    async def failure_states(
-        self,
-        *,
-        default_hard_limit: int,
-        backoff_base: timedelta,
-        backoff_max: timedelta,
-        lookback: timedelta,
-        now: datetime,
-        hard_limits: Mapping[str, int] | None = None,
-        preset_uids: Sequence[str] | None = None,
-    ) -> dict[str, FailureState]:
-        """failure_state() of every preset (or of `preset_uids`) at its current hash, one query.
-
-        hard_limits: per-preset overrides (spec.failurePolicy.hardLimit) by preset UID.
-        """
-        params = {
-            **_target_all_params(default_hard_limit, hard_limits, preset_uids),
-            **_backoff_params(backoff_base, backoff_max, lookback, now),
-        }
-        rows = await self._all(queries.FAILURE_STATES, params, dict_row)
-        return {row["preset_uid"]: _failure_state(row) for row in rows}
-
-    async def presets_at_failure_limit(
-        self,
-        default_hard_limit: int,
-        hard_limits: Mapping[str, int] | None = None,
-        preset_uids: Sequence[str] | None = None,
-    ) -> list[PresetAtLimit]:
-        """Presets whose latest hard_limit builds (current hash and epoch) all failed."""
-        params = _target_all_params(default_hard_limit, hard_limits, preset_uids)
-        return await self._all(queries.PRESETS_AT_FAILURE_LIMIT, params, class_row(PresetAtLimit))
-
-    async def presets_in_backoff(
-        self,
-        *,
-        backoff_base: timedelta,
-        backoff_max: timedelta,
-        lookback: timedelta,
-        now: datetime,
-        preset_uids: Sequence[str] | None = None,
-    ) -> list[PresetInBackoff]:
-        """Presets whose backoff_until is still ahead of `now`."""
-        params = {
-            # The target fragment is shared with the hard-limit queries; the limit is unused here.
-            **_target_all_params(0, None, preset_uids),
-            **_backoff_params(backoff_base, backoff_max, lookback, now),
-        }
-        return await self._all(queries.PRESETS_IN_BACKOFF, params, class_row(PresetInBackoff))
 
     async def mark_hard_limit_notified(
         self,
@@ -298,7 +327,7 @@ class Ledger:
             "workspace_uid": workspace_uid,
             "workspace_name": workspace_name,
             "owner": owner,
-            "source": source,
+            "source": ClaimSource(source).value,
             "at": _aware(at),
         }
         await self._execute(queries.RECORD_CLAIM_BOUND, params)
@@ -319,9 +348,6 @@ class Ledger:
         return await self._all(queries.RECENT_CLAIMS, {"limit": limit}, class_row(ClaimRecord))
 
     # -- reporting ---------------------------------------------------------------------
-
-    async def metric_totals(self) -> list[MetricTotals]:
-        return await self._all(queries.METRIC_TOTALS, {}, class_row(MetricTotals))
 
     async def history(self, namespace: str, name: str, limit: int = 20) -> list[BuildRecord]:
         """The latest builds of a preset (any hash, any epoch), newest first."""
@@ -359,6 +385,15 @@ class Ledger:
             return await cursor.fetchall()
 
 
+# The SQL enum prebuild_status spells the API's PrebuildStatus in snake case.
+_SQL_STATUS: dict[PrebuildStatus, str] = {
+    PrebuildStatus.NORMAL: "normal",
+    PrebuildStatus.HARD_LIMITED: "hard_limited",
+    PrebuildStatus.VALIDATION_FAILED: "validation_failed",
+}
+_STATUS_OF_SQL = {sql: status for status, sql in _SQL_STATUS.items()}
+
+
 def _aware(moment: datetime) -> datetime:
     # A naive datetime would be read in the session's time zone: silently wrong.
     if moment.tzinfo is None or moment.utcoffset() is None:
@@ -374,20 +409,6 @@ def _backoff_params(
         "backoff_max_s": backoff_max.total_seconds(),
         "lookback_start": _aware(now) - lookback,
         "now": now,
-    }
-
-
-def _target_all_params(
-    default_hard_limit: int,
-    hard_limits: Mapping[str, int] | None,
-    preset_uids: Sequence[str] | None,
-) -> dict[str, Any]:
-    overrides = dict(hard_limits or {})
-    return {
-        "default_hard_limit": default_hard_limit,
-        "override_uids": list(overrides),
-        "override_limits": list(overrides.values()),
-        "only_uids": None if preset_uids is None else list(preset_uids),
     }
 
 

@@ -6,67 +6,37 @@ no extra creates. The Role names exactly one pod and one secret, so the
 credentials of one workspace's agent give no power over another workspace.
 All four are owned by the PrebuiltWorkspace and collected with it.
 
-The annotation names of the agent protocol live here too, so the operator (which
-writes the generation and reads the reports) and the agent share one definition.
+The names both sides of the agent protocol use are in api/agent_protocol.py.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any
 
+from prewarm.api.agent_protocol import (
+    AGENT_CONTAINER_NAME,
+    MAX_AGENT_CONTAINER_NAME,
+    PODINFO_DIR,
+    PODINFO_FILE,
+    STATE_DIR,
+    TMP_DIR,
+    TOKEN_DIR,
+    TOKEN_EXPIRATION_SECONDS,
+    VOLUME_PODINFO,
+    VOLUME_STATE,
+    VOLUME_TMP,
+    VOLUME_TOKEN,
+    agent_account_name,
+    owner_secret_name,
+)
 from prewarm.api.constants import (
     API_VERSION,
     KIND_PREBUILT_WORKSPACE,
     LABEL_WORKSPACE,
-    PREFIX,
 )
 
 JsonObject = dict[str, Any]
-
-ANNOTATION_AGENTS: Final = f"{PREFIX}agents"
-"""On a Pod: comma-separated names of the containers that run an agent."""
-REINIT_DONE_PREFIX: Final = f"{PREFIX}reinit-done."
-"""On a Pod, + container name: the last generation that container's agent completed."""
-REINIT_FAILED_PREFIX: Final = f"{PREFIX}reinit-failed."
-"""On a Pod, + container name: `<generation>: <short reason>` of the last failed hook run."""
-
-AGENT_CONTAINER_NAME: Final = "prewarm-agent"
-PODINFO_DIR: Final = "/etc/prewarm/podinfo"
-PODINFO_FILE: Final = f"{PODINFO_DIR}/annotations"
-STATE_DIR: Final = "/var/lib/prewarm-agent"
-TOKEN_DIR: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
-"""Where in-cluster config looks for token, ca.crt and namespace."""
-TMP_DIR: Final = "/tmp"
-"""A memory-backed emptyDir: the root filesystem is read-only."""
-TOKEN_EXPIRATION_SECONDS: Final = 3600
-
-VOLUME_PODINFO: Final = "prewarm-podinfo"
-VOLUME_STATE: Final = "prewarm-agent-state"
-VOLUME_TOKEN: Final = "prewarm-agent-token"
-VOLUME_TMP: Final = "prewarm-agent-tmp"
-
-# An annotation key's name part is at most 63 characters; the longest one the
-# agent writes is "reinit-failed.<container>".
-MAX_AGENT_CONTAINER_NAME: Final = 63 - len(REINIT_FAILED_PREFIX.removeprefix(PREFIX))
-
-
-def agent_account_name(workspace_name: str) -> str:
-    """ServiceAccount, Role and RoleBinding of one workspace's agent."""
-    return f"{workspace_name}-agent"
-
-
-def owner_secret_name(workspace_name: str) -> str:
-    """The Secret that carries the current owner's credentials to the agent."""
-    return f"{workspace_name}-owner"
-
-
-def reinit_done_annotation(container: str) -> str:
-    return f"{REINIT_DONE_PREFIX}{container}"
-
-
-def reinit_failed_annotation(container: str) -> str:
-    return f"{REINIT_FAILED_PREFIX}{container}"
 
 
 def _metadata(namespace: str, name: str, workspace_name: str, workspace_uid: str) -> JsonObject:

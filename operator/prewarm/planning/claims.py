@@ -1,4 +1,4 @@
-"""What to do with a pending WorkspaceClaim: pure.
+"""What to do with a pending WorkspaceClaim, and with the workspace it owns: pure.
 
 Candidates are Ready, unclaimed instances of the preset's current template,
 oldest-ready first (they are closest to their TTL). The glue tries them in
@@ -8,12 +8,17 @@ order with a conditional write, so exactly one claim wins each workspace.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from prewarm.api import reasons
+from prewarm.api.agent_protocol import ANNOTATION_AGENTS, REINIT_DONE_PREFIX
+from prewarm.api.durations import format_duration
 from prewarm.api.preset import PrebuildStatus
-from prewarm.planning.pool import Instance, Phase
+from prewarm.api.workspace import WorkspacePhase
+from prewarm.planning.failures import Outcome, PodView, Verdict, classify
+from prewarm.planning.pool import Instance
 
 
 class Action(enum.StrEnum):
@@ -29,6 +34,7 @@ class ClaimDecision:
     reason: str
     message: str
     candidates: tuple[str, ...] = ()
+    wait_left: timedelta | None = None  # WAIT: how long until the claim gives up (None: never)
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ def eligible(instances: Iterable[Instance], template_hash: str) -> list[str]:
     ready = [
         i
         for i in instances
-        if i.phase is Phase.READY
+        if i.phase is WorkspacePhase.READY
         and not i.claimed
         and not i.deleting
         and i.template_hash == template_hash
@@ -57,6 +63,37 @@ def decide_claim(
     instances: Sequence[Instance],
     reserved: frozenset[str] = frozenset(),
     secret_missing: str | None = None,
+    waited: timedelta = timedelta(0),
+    wait_limit: timedelta | None = None,
+    cold_build: str | None = None,
+) -> ClaimDecision:
+    """What to do with a pending claim that has existed for `waited`.
+
+    It waits for what it names (its preset, its owner Secret) at most
+    `wait_limit` (None: forever), then fails with the reason it waited for:
+    a preset deleted for good would otherwise leave it Pending forever.
+    `cold_build`: the claim's status names a cold build already started (by
+    another process, or before a restart) that is not in the watch yet.
+    """
+    decision = _decide(preset, instances, reserved, secret_missing, cold_build)
+    if decision.action is not Action.WAIT or wait_limit is None:
+        return decision
+    if waited < wait_limit:
+        return replace(decision, wait_left=wait_limit - waited)
+    return replace(
+        decision,
+        action=Action.FAIL,
+        message=f"{decision.message}; gave up after waiting {format_duration(wait_limit)} "
+        "(PREWARM_CLAIM_WAIT_LIMIT)",
+    )
+
+
+def _decide(
+    preset: PresetView,
+    instances: Sequence[Instance],
+    reserved: frozenset[str],
+    secret_missing: str | None,
+    cold_build: str | None,
 ) -> ClaimDecision:
     if not preset.exists:
         return ClaimDecision(
@@ -64,27 +101,109 @@ def decide_claim(
             reasons.REASON_PRESET_NOT_FOUND,
             "the preset does not exist (yet) in this namespace",
         )
+    if cold_build:
+        # Its name is fixed by the claim, so building again is idempotent;
+        # taking a warm one as well would give the claim two workspaces.
+        return ClaimDecision(
+            Action.COLD_START, reasons.REASON_COLD_START, f"resuming the cold build {cold_build}"
+        )
     if secret_missing:
         return ClaimDecision(
             Action.WAIT,
-            "SecretNotFound",
+            reasons.REASON_SECRET_NOT_FOUND,
             f"spec.ownerSecretRef names Secret {secret_missing!r}, which does not exist (yet)",
         )
-    if preset.prebuild_status is PrebuildStatus.VALIDATION_FAILED:
-        return ClaimDecision(
-            Action.FAIL,
-            "PresetValidationFailed",
-            "the preset's pod template is rejected by the API server; fix the preset",
-        )
+    # A Ready workspace of the current template serves a claim whatever the
+    # preset's state: it was built and works (the state only stops new builds).
     candidates = tuple(n for n in eligible(instances, preset.template_hash) if n not in reserved)
     if candidates:
         return ClaimDecision(Action.TAKE_PREBUILT, reasons.REASON_CLAIMED_PREBUILT, "", candidates)
+    if preset.prebuild_status is PrebuildStatus.VALIDATION_FAILED:
+        return ClaimDecision(
+            Action.FAIL,
+            reasons.REASON_PRESET_VALIDATION_FAILED,
+            "the preset's pod template is rejected by the API server; fix the preset",
+        )
     if preset.prebuild_status is PrebuildStatus.HARD_LIMITED:
         return ClaimDecision(
             Action.FAIL,
-            "PresetHardLimited",
+            reasons.REASON_PRESET_HARD_LIMITED,
             "the preset's prebuilds keep failing (hard limit reached); "
             "a cold start would fail the same way",
         )
     why = "the preset is paused" if preset.paused else "no warm workspace is ready"
     return ClaimDecision(Action.COLD_START, reasons.REASON_COLD_START, why)
+
+
+class Follow(enum.StrEnum):
+    """What to do with the workspace that already carries a pending claim."""
+
+    FINISH_TAKE = "FinishTake"  # a prebuilt take got as far as the workspace: annotate, bind
+    WAIT = "Wait"  # its pod is not in the watch yet (its event wakes us), or not Ready yet
+    CREATE_POD = "CreatePod"  # a cold workspace without a pod past the grace: create it
+    FAIL = "Fail"  # the cold build failed: the workspace and the claim say why
+    BIND_COLD = "BindCold"  # the cold build is Ready: it is the owner's
+
+
+@dataclass(frozen=True)
+class FollowStep:
+    action: Follow
+    outcome: Outcome | None = None  # with FAIL
+    generation: int = 0  # with FINISH_TAKE
+    requeue_after: float | None = None
+
+
+# How long a cold workspace may be without its pod before the pod is created
+# again (idempotent): the pod watch usually shows it well within this.
+COLD_POD_GRACE = timedelta(seconds=5)
+# How often a claim looks again at a cold build that is not Ready yet.
+COLD_BUILD_POLL_S = 5.0
+
+
+def follow_own_workspace(
+    phase: WorkspacePhase,
+    reinit_generation: int,
+    created_at: datetime,
+    pod: PodView | None,
+    preset_known: bool,
+    now: datetime,
+    readiness_timeout: timedelta,
+    crashloop_restarts: int,
+) -> FollowStep:
+    """A workspace already carries this claim: a cold start in progress, or a
+    take whose later steps a crash interrupted. What drives it to Bound or Failed."""
+    if phase is WorkspacePhase.CLAIMED or (phase is WorkspacePhase.READY and reinit_generation):
+        return FollowStep(Follow.FINISH_TAKE, generation=max(reinit_generation, 1))
+    if pod is None:
+        # Usually the watch has not delivered it yet. But a full quota, or a
+        # crash between the two creates, leaves a cold workspace without a pod.
+        if phase is not WorkspacePhase.PENDING or not preset_known:
+            return FollowStep(Follow.WAIT)
+        age = now - created_at
+        if age < COLD_POD_GRACE:
+            return FollowStep(Follow.WAIT, requeue_after=(COLD_POD_GRACE - age).total_seconds())
+        return FollowStep(Follow.CREATE_POD)
+    outcome = classify(pod, now, readiness_timeout, crashloop_restarts)
+    if outcome.verdict is Verdict.BUILDING:
+        return FollowStep(Follow.WAIT, requeue_after=COLD_BUILD_POLL_S)
+    if outcome.verdict is Verdict.FAILED:
+        return FollowStep(Follow.FAIL, outcome)
+    return FollowStep(Follow.BIND_COLD)
+
+
+def agents_reinitialized(annotations: Mapping[str, str], generation: int) -> int | None:
+    """How many agents re-initialised for `generation` once all of the pod's
+    agents did; None while one has not (or the pod has no agent to wait for)."""
+    agents = [a for a in annotations.get(ANNOTATION_AGENTS, "").split(",") if a]
+    if not agents:
+        return None
+    if all(_as_int(annotations.get(REINIT_DONE_PREFIX + a)) >= generation for a in agents):
+        return len(agents)
+    return None
+
+
+def _as_int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import parse_time
 
 
@@ -20,19 +21,6 @@ class Verdict(enum.StrEnum):
     BUILDING = "Building"
     READY = "Ready"
     FAILED = "Failed"
-
-
-class FailureReason(enum.StrEnum):
-    POD_FAILED = "PodFailed"
-    POD_SUCCEEDED = "PodExited"
-    IMAGE_PULL = "ImagePullFailed"
-    INVALID_IMAGE = "InvalidImageName"
-    CONTAINER_CONFIG = "CreateContainerConfigError"
-    CRASH_LOOP = "CrashLoop"
-    UNSCHEDULABLE = "Unschedulable"
-    READINESS_TIMEOUT = "ReadinessTimeout"
-    POD_REJECTED = "PodRejected"
-    POD_MISSING = "PodMissing"
 
 
 # Waiting reasons that no amount of waiting will fix.

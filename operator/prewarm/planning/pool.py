@@ -13,16 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from prewarm.api.workspace import WorkspacePhase
 
-class Phase(enum.StrEnum):
-    PENDING = "Pending"
-    BUILDING = "Building"
-    READY = "Ready"
-    CLAIMED = "Claimed"
-    FAILED = "Failed"
-
-
-STARTING_PHASES = frozenset({Phase.PENDING, Phase.BUILDING})
+STARTING_PHASES = frozenset({WorkspacePhase.PENDING, WorkspacePhase.BUILDING})
 
 
 class DeleteReason(enum.StrEnum):
@@ -40,6 +33,7 @@ class Blocker(enum.StrEnum):
     HARD_LIMITED = "HardLimited"
     BACKOFF = "Backoff"
     LEDGER_UNAVAILABLE = "LedgerUnavailable"
+    QUOTA_EXCEEDED = "QuotaExceeded"
     CREATE_BUDGET = "CreateBudget"
 
 
@@ -49,7 +43,7 @@ class Instance:
 
     name: str
     template_hash: str
-    phase: Phase
+    phase: WorkspacePhase
     created_at: datetime
     ready_at: datetime | None = None
     failed_at: datetime | None = None
@@ -64,6 +58,9 @@ class FailureView:
     backoff_until: datetime | None = None
     # The ledger could not be read, so the policy is unknown: create nothing.
     policy_unknown: bool = False
+    # A ResourceQuota refused the last pod: no failure of the template, but
+    # another create would be refused too until the retry time.
+    quota_exceeded: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +106,15 @@ class PoolPlan:
         return [d.name for d in self.deletions if d.reason is reason]
 
 
+def pool_starting(instances: Sequence[Instance]) -> int:
+    """How many of the pool's own instances are starting: what the create caps count.
+
+    Claimed instances are not the pool's: a cold start in progress (or one a
+    watch shows before its status) must not eat the budget the pool refills with.
+    """
+    return sum(1 for i in instances if not i.claimed and i.phase in STARTING_PHASES)
+
+
 def _create_blocker(inp: PoolInput) -> Blocker | None:
     if inp.paused:
         return Blocker.PAUSED
@@ -118,6 +124,8 @@ def _create_blocker(inp: PoolInput) -> Blocker | None:
         return Blocker.HARD_LIMITED
     if inp.failure.policy_unknown:
         return Blocker.LEDGER_UNAVAILABLE
+    if inp.failure.quota_exceeded:
+        return Blocker.QUOTA_EXCEEDED
     if inp.failure.backoff_until is not None and inp.failure.backoff_until > inp.now:
         return Blocker.BACKOFF
     return None
@@ -127,14 +135,32 @@ def _is_expired(instance: Instance, inp: PoolInput) -> bool:
     # Counted from readiness, not creation: a slow build must not eat its own TTL.
     return (
         inp.ttl is not None
-        and instance.phase is Phase.READY
+        and instance.phase is WorkspacePhase.READY
         and instance.ready_at is not None
         and instance.ready_at + inp.ttl <= inp.now
     )
 
 
+def _extraneous(live: Sequence[Instance], desired: int) -> list[Deletion]:
+    """Beyond the desired count: work in progress before finished work (newest
+    first), then the oldest Ready ones (those are closest to expiring anyway)."""
+    surplus = max(len(live) - desired, 0)
+    if not surplus:
+        return []
+    starting = sorted(
+        (i for i in live if i.phase in STARTING_PHASES),
+        key=lambda i: (i.created_at, i.name),
+        reverse=True,
+    )
+    ready = sorted(
+        (i for i in live if i.phase is WorkspacePhase.READY),
+        key=lambda i: (i.ready_at or i.created_at, i.name),
+    )
+    return [Deletion(i.name, DeleteReason.EXTRANEOUS) for i in (starting + ready)[:surplus]]
+
+
 def plan_pool(inp: PoolInput) -> PoolPlan:
-    pool = [i for i in inp.instances if not i.claimed and i.phase is not Phase.CLAIMED]
+    pool = [i for i in inp.instances if not i.claimed and i.phase is not WorkspacePhase.CLAIMED]
     claimed = len(inp.instances) - len(pool)
     present = [i for i in pool if not i.deleting]
     deletions: list[Deletion] = []
@@ -144,7 +170,7 @@ def plan_pool(inp: PoolInput) -> PoolPlan:
     deletions += [Deletion(i.name, DeleteReason.OUTDATED) for i in outdated]
 
     failed = sorted(
-        (i for i in current if i.phase is Phase.FAILED),
+        (i for i in current if i.phase is WorkspacePhase.FAILED),
         key=lambda i: (i.failed_at or i.created_at, i.name),
         reverse=True,
     )
@@ -157,25 +183,10 @@ def plan_pool(inp: PoolInput) -> PoolPlan:
     live = [
         i
         for i in current
-        if i.phase in STARTING_PHASES | {Phase.READY} and i.name not in expired_names
+        if i.phase in STARTING_PHASES | {WorkspacePhase.READY} and i.name not in expired_names
     ]
     desired = max(inp.desired, 0)
-    surplus = max(len(live) - desired, 0)
-    if surplus:
-        # Drop work in progress before finished work (newest first), then the
-        # oldest Ready ones: those are closest to expiring anyway.
-        starting = sorted(
-            (i for i in live if i.phase in STARTING_PHASES),
-            key=lambda i: (i.created_at, i.name),
-            reverse=True,
-        )
-        ready = sorted(
-            (i for i in live if i.phase is Phase.READY),
-            key=lambda i: (i.ready_at or i.created_at, i.name),
-        )
-        deletions += [
-            Deletion(i.name, DeleteReason.EXTRANEOUS) for i in (starting + ready)[:surplus]
-        ]
+    deletions += _extraneous(live, desired)
 
     missing = max(desired - len(live), 0)
     blocker = _create_blocker(inp)
@@ -190,7 +201,7 @@ def plan_pool(inp: PoolInput) -> PoolPlan:
     counts = Counts(
         desired=desired,
         running=len(live_after),
-        ready=sum(1 for i in live_after if i.phase is Phase.READY),
+        ready=sum(1 for i in live_after if i.phase is WorkspacePhase.READY),
         starting=sum(1 for i in live_after if i.phase in STARTING_PHASES),
         claimed=claimed,
         failed=len(failed),

@@ -8,14 +8,16 @@ never from a loop that merely sees the same state again.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from prewarm.api import reasons
-from prewarm.api.conditions import Condition, ConditionStatus, set_condition
+from prewarm.api.conditions import Condition, ConditionStatus, get_condition, set_condition
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetStatus, pool_selector
 from prewarm.planning.pool import Blocker, PoolPlan
+from prewarm.planning.schedule import ScheduleProblem
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class EventIntent:
     type: str  # Normal | Warning
     reason: str
     message: str
+    once_key: str | None = None  # post at most once per object and key (k8s.events)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,25 @@ class StatusInput:
     desired_note: str | None  # a schedule problem or a clamp, shown on Ready
     now: datetime
     ledger_available: bool = True
+    # Which ResourceQuota refuses the pool's pods (the API server's words), if one does.
+    quota_message: str | None = None
+    schedule_problem: ScheduleProblem | None = None
+
+
+def _summary(state: PrebuildStatus, inp: StatusInput) -> str:
+    """One word for the STATUS column: prebuildStatus unless it is Normal,
+    else the first thing a person should look at."""
+    if state is not PrebuildStatus.NORMAL:
+        return state.value
+    if not inp.ledger_available:
+        return reasons.DEGRADED
+    if inp.quota_message is not None:
+        return reasons.QUOTA_EXCEEDED
+    if inp.schedule_problem is not None:
+        return reasons.SCHEDULE_INVALID
+    if inp.paused:
+        return reasons.PAUSED
+    return state.value
 
 
 def _prebuild_status(failure: FailureSummary) -> PrebuildStatus:
@@ -62,93 +84,125 @@ def _flag(value: bool) -> ConditionStatus:
     return ConditionStatus.TRUE if value else ConditionStatus.FALSE
 
 
+# A condition as computed for one pass: type, whether it holds, reason, message.
+_Wanted = tuple[str, bool, str, str]
+
+
+def _pool_conditions(inp: StatusInput) -> list[_Wanted]:
+    c = inp.plan.counts
+    ready = c.desired == 0 or c.ready >= c.desired
+    note = f" ({inp.desired_note})" if inp.desired_note else ""
+    progressing = bool(inp.plan.create or inp.plan.deletions or c.starting)
+    return [
+        (
+            reasons.READY,
+            ready,
+            reasons.REASON_POOL_READY if ready else _not_ready_reason(inp),
+            f"{c.ready}/{c.desired} warm instances ready{note}",
+        ),
+        (
+            reasons.PROGRESSING,
+            progressing,
+            _progress_reason(inp)
+            if progressing
+            else (inp.plan.blocked_by or reasons.REASON_STABLE),
+            f"creating {inp.plan.create}, deleting {len(inp.plan.deletions)}, starting {c.starting}"
+            if progressing
+            else "nothing to do",
+        ),
+    ]
+
+
+def _failure_conditions(f: FailureSummary) -> list[_Wanted]:
+    last = f.last_failure
+    limited = (
+        f"the last {f.hard_limit} prebuilds failed"
+        + (f"; last: {last.reason}: {last.message}" if last else "")
+        + "; no new prebuilds until the spec changes or prewarm.dev/retry is set"
+    )
+    return [
+        (
+            reasons.HARD_LIMITED,
+            f.hard_limited,
+            reasons.REASON_PREBUILD_FAILURE_LIMIT_REACHED
+            if f.hard_limited
+            else reasons.REASON_BELOW_LIMIT,
+            limited
+            if f.hard_limited
+            else f"{f.consecutive_failures} consecutive failure(s), limit {f.hard_limit or 'off'}",
+        ),
+        (
+            reasons.VALIDATION_FAILED,
+            f.validation_failed,
+            reasons.REASON_VALIDATION_FAILED
+            if f.validation_failed
+            else reasons.REASON_TEMPLATE_VALID,
+            (f.validation_message or "the API server rejected the pod template")
+            if f.validation_failed
+            else "the API server accepts the pod template",
+        ),
+    ]
+
+
+def _operating_conditions(inp: StatusInput) -> list[_Wanted]:
+    pause_reason = (
+        reasons.REASON_PAUSED_BY_ANNOTATION
+        if inp.paused_by == "annotation"
+        else reasons.REASON_PAUSED_BY_OPERATOR
+    )
+    down = not inp.ledger_available
+    quota = inp.quota_message
+    schedule = inp.schedule_problem
+    return [
+        (
+            reasons.PAUSED,
+            inp.paused,
+            pause_reason if inp.paused else reasons.REASON_RESUMED,
+            "prebuilds are neither created nor deleted" if inp.paused else "not paused",
+        ),
+        (
+            reasons.DEGRADED,
+            down,
+            reasons.REASON_LEDGER_UNAVAILABLE if down else reasons.REASON_LEDGER_AVAILABLE,
+            "the PostgreSQL ledger cannot be reached: no new prebuilds until it is back "
+            "(deletions and claims go on)"
+            if down
+            else "the PostgreSQL ledger is reachable",
+        ),
+        (
+            reasons.QUOTA_EXCEEDED,
+            quota is not None,
+            reasons.REASON_QUOTA_EXCEEDED if quota else reasons.REASON_WITHIN_QUOTA,
+            "a ResourceQuota refuses new pods, retried with backoff (claims are still "
+            f"served from Ready workspaces): {quota}"
+            if quota
+            else "no ResourceQuota refused the last pod",
+        ),
+        (
+            reasons.SCHEDULE_INVALID,
+            schedule is not None,
+            schedule.reason if schedule else reasons.REASON_SCHEDULE_VALID,
+            f"{schedule.message}; the default count (spec.prebuilds.instances) applies where "
+            "no valid schedule matches"
+            if schedule
+            else "every schedule and the timezone are valid",
+        ),
+    ]
+
+
 def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
     c = inp.plan.counts
     f = inp.failure
-    gen = inp.generation
     state = _prebuild_status(f)
     conditions: list[Condition] = list(previous.conditions)
-
-    ready = c.desired == 0 or c.ready >= c.desired
-    note = f" ({inp.desired_note})" if inp.desired_note else ""
-    conditions = set_condition(
-        conditions,
-        reasons.READY,
-        _flag(ready),
-        reasons.REASON_POOL_READY if ready else _not_ready_reason(inp),
-        f"{c.ready}/{c.desired} warm instances ready{note}",
-        gen,
-        inp.now,
-    )
-    progressing = bool(inp.plan.create or inp.plan.deletions or c.starting)
-    conditions = set_condition(
-        conditions,
-        reasons.PROGRESSING,
-        _flag(progressing),
-        _progress_reason(inp) if progressing else (inp.plan.blocked_by or "Stable"),
-        f"creating {inp.plan.create}, deleting {len(inp.plan.deletions)}, starting {c.starting}"
-        if progressing
-        else "nothing to do",
-        gen,
-        inp.now,
-    )
-    last = f.last_failure
-    conditions = set_condition(
-        conditions,
-        reasons.HARD_LIMITED,
-        _flag(f.hard_limited),
-        reasons.REASON_PREBUILD_FAILURE_LIMIT_REACHED if f.hard_limited else "BelowLimit",
-        (
-            f"the last {f.hard_limit} prebuilds failed"
-            + (f"; last: {last.reason}: {last.message}" if last else "")
-            + "; no new prebuilds until the spec changes or prewarm.dev/retry is set"
+    wanted = _pool_conditions(inp) + _failure_conditions(f) + _operating_conditions(inp)
+    for kind, holds, reason, message in wanted:
+        conditions = set_condition(
+            conditions, kind, _flag(holds), reason, message, inp.generation, inp.now
         )
-        if f.hard_limited
-        else f"{f.consecutive_failures} consecutive failure(s), limit {f.hard_limit or 'off'}",
-        gen,
-        inp.now,
-    )
-    conditions = set_condition(
-        conditions,
-        reasons.VALIDATION_FAILED,
-        _flag(f.validation_failed),
-        reasons.REASON_VALIDATION_FAILED if f.validation_failed else reasons.REASON_TEMPLATE_VALID,
-        (f.validation_message or "the API server rejected the pod template")
-        if f.validation_failed
-        else "the API server accepts the pod template",
-        gen,
-        inp.now,
-    )
-    conditions = set_condition(
-        conditions,
-        reasons.PAUSED,
-        _flag(inp.paused),
-        (
-            reasons.REASON_PAUSED_BY_ANNOTATION
-            if inp.paused_by == "annotation"
-            else reasons.REASON_PAUSED_BY_OPERATOR
-        )
-        if inp.paused
-        else reasons.REASON_RESUMED,
-        "prebuilds are neither created nor deleted" if inp.paused else "not paused",
-        gen,
-        inp.now,
-    )
-    conditions = set_condition(
-        conditions,
-        reasons.DEGRADED,
-        _flag(not inp.ledger_available),
-        reasons.REASON_LEDGER_UNAVAILABLE if not inp.ledger_available else "LedgerAvailable",
-        "the PostgreSQL ledger cannot be reached: no new prebuilds until it is back "
-        "(deletions and claims go on)"
-        if not inp.ledger_available
-        else "the PostgreSQL ledger is reachable",
-        gen,
-        inp.now,
-    )
     backoff = f.backoff_until if f.backoff_until and f.backoff_until > inp.now else None
     return PresetStatus(
-        observed_generation=gen,
+        observed_generation=inp.generation,
         template_hash=inp.template_hash,
         desired=c.desired,
         running=c.running,
@@ -157,9 +211,10 @@ def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
         claimed=c.claimed,
         failed=c.failed,
         prebuild_status=state,
+        summary=_summary(state, inp),
         paused=inp.paused,
         backoff_until=backoff,
-        last_failure=last,
+        last_failure=f.last_failure,
         selector=pool_selector(inp.name),
         conditions=conditions,
     )
@@ -172,6 +227,7 @@ def _not_ready_reason(inp: StatusInput) -> str:
         Blocker.VALIDATION_FAILED,
         Blocker.BACKOFF,
         Blocker.LEDGER_UNAVAILABLE,
+        Blocker.QUOTA_EXCEEDED,
     ):
         return str(blocked)
     if inp.paused:
@@ -190,16 +246,17 @@ def _progress_reason(inp: StatusInput) -> str:
 def transition_events(
     previous: PresetStatus, new: PresetStatus, failure: FailureSummary
 ) -> list[EventIntent]:
-    """Events for prebuildStatus transitions, except the hard-limit one.
+    """Events for prebuildStatus transitions, except the hard-limit one, and
+    for each new schedule problem.
 
     The hard-limit Event is de-duplicated through the ledger (it must survive
     restarts and replicas), so the glue posts it; this covers the rest.
     """
+    events: list[EventIntent] = _schedule_events(previous, new)
     before = previous.prebuild_status or PrebuildStatus.NORMAL
     after = new.prebuild_status or PrebuildStatus.NORMAL
     if before == after:
-        return []
-    events: list[EventIntent] = []
+        return events
     if after is PrebuildStatus.VALIDATION_FAILED:
         events.append(
             EventIntent(
@@ -217,6 +274,18 @@ def transition_events(
             )
         )
     return events
+
+
+def _schedule_events(previous: PresetStatus, new: PresetStatus) -> list[EventIntent]:
+    """A Warning when the ScheduleInvalid condition turns True or names another problem."""
+    now = get_condition(new.conditions, reasons.SCHEDULE_INVALID)
+    if now is None or now.status is not ConditionStatus.TRUE:
+        return []
+    before = get_condition(previous.conditions, reasons.SCHEDULE_INVALID)
+    if before is not None and (before.status, before.message) == (now.status, now.message):
+        return []
+    key = "schedule-" + hashlib.sha256(now.message.encode()).hexdigest()[:16]
+    return [EventIntent("Warning", reasons.REASON_INVALID_SCHEDULE, now.message, key)]
 
 
 def status_patch(new: PresetStatus) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from prewarm.api.agent_protocol import AGENT_CONTAINER_NAME, ANNOTATION_AGENTS, agent_account_name
 from prewarm.api.constants import (
     ANNOTATION_OWNER,
     ANNOTATION_REINIT_GENERATION,
@@ -28,13 +29,7 @@ from prewarm.api.constants import (
     PREFIX,
 )
 from prewarm.api.preset import PodSecurity, PresetSpec
-from prewarm.planning.agent_access import (
-    AGENT_CONTAINER_NAME,
-    ANNOTATION_AGENTS,
-    agent_account_name,
-    agent_container,
-    agent_volumes,
-)
+from prewarm.planning.agent_access import agent_container, agent_volumes
 
 ANNOTATION_PARAMETERS = f"{PREFIX}parameters"
 
@@ -59,6 +54,16 @@ class ClaimRef:
     owner: str
 
 
+def cold_workspace_name(preset_name: str, claim_uid: str) -> str:
+    """The one name a claim's cold-start workspace can have.
+
+    Derived from the claim's uid, so a second create for the same claim (a pass
+    that ran before the watch showed the first, or another replica) gets 409
+    instead of building a duplicate: a claim builds at most one workspace.
+    """
+    return f"{preset_name[:40].rstrip('-.')}-c{claim_uid.replace('-', '')[:12]}"
+
+
 def render_workspace(
     namespace: str,
     preset_name: str,
@@ -70,7 +75,9 @@ def render_workspace(
     labels = {LABEL_PRESET: preset_name, LABEL_TEMPLATE_HASH: template_hash}
     spec: JsonObject = {"presetRef": {"name": preset_name}, "templateHash": template_hash}
     owner = owner_reference(KIND_PRESET, preset_name, preset_uid)
+    naming: JsonObject = {"generateName": f"{preset_name[:50]}-"}
     if claim is not None:
+        naming = {"name": cold_workspace_name(preset_name, claim.uid)}
         labels[LABEL_CLAIM] = claim.name
         spec["owner"] = claim.owner
         spec["claimRef"] = {"name": claim.name, "uid": claim.uid}
@@ -79,7 +86,7 @@ def render_workspace(
         "apiVersion": API_VERSION,
         "kind": KIND_PREBUILT_WORKSPACE,
         "metadata": {
-            "generateName": f"{preset_name[:50]}-",
+            **naming,
             "namespace": namespace,
             "labels": labels,
             "ownerReferences": [owner],
@@ -142,23 +149,17 @@ def restricted(pod_spec: JsonObject) -> JsonObject:
     return result
 
 
-def render_pod(
+def _pod_spec(
     spec: PresetSpec,
-    namespace: str,
-    preset_name: str,
-    template_hash: str,
+    parameters: Mapping[str, str],
     workspace_name: str,
     workspace_uid: str | None,
-    claim: ClaimRef | None = None,
-    agent_image: str = "",
-) -> JsonObject:
-    """The workspace's pod. Without a workspace uid (a dry-run) it has no owner.
-
-    A cold start's pod is born claimed: generation 1 for its owner from the start.
-    """
-    template = spec.template
-    pod_spec: JsonObject = copy.deepcopy(template.spec.model_dump(by_alias=True, exclude_none=True))
-    parameters = {p.name: p.value for p in spec.parameters}
+    agent_image: str,
+) -> tuple[JsonObject, list[str]]:
+    """The pod's spec, and the names of its containers that run an agent."""
+    pod_spec: JsonObject = copy.deepcopy(
+        spec.template.spec.model_dump(by_alias=True, exclude_none=True)
+    )
     pod_spec["containers"] = [_with_parameters(c, parameters) for c in pod_spec["containers"]]
     agents = [
         c["name"]
@@ -181,6 +182,26 @@ def render_pod(
         agents.append(AGENT_CONTAINER_NAME)
     if spec.pod_security is PodSecurity.RESTRICTED:
         pod_spec = restricted(pod_spec)
+    return pod_spec, agents
+
+
+def render_pod(
+    spec: PresetSpec,
+    namespace: str,
+    preset_name: str,
+    template_hash: str,
+    workspace_name: str,
+    workspace_uid: str | None,
+    claim: ClaimRef | None = None,
+    agent_image: str = "",
+) -> JsonObject:
+    """The workspace's pod. Without a workspace uid (a dry-run) it has no owner.
+
+    A cold start's pod is born claimed: generation 1 for its owner from the start.
+    """
+    template = spec.template
+    parameters = {p.name: p.value for p in spec.parameters}
+    pod_spec, agents = _pod_spec(spec, parameters, workspace_name, workspace_uid, agent_image)
     labels = {
         **template.metadata.labels,
         LABEL_PRESET: preset_name,

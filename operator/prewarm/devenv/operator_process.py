@@ -62,6 +62,7 @@ class OperatorProcess:
                 return
             except OSError:
                 time.sleep(0.1)
+        self.stop()  # nothing outlives a failed start
         raise AssertionError("operator did not serve metrics within 90 s")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

@@ -21,23 +21,25 @@ from aiohttp import web
 from prewarm import metrics
 from prewarm.api.constants import GROUP, LABEL_CLAIM, LABEL_PRESET, LABEL_WORKSPACE, VERSION
 from prewarm.handlers.claims import reconcile_claim
-from prewarm.handlers.entries import (
+from prewarm.handlers.http import start_http
+from prewarm.handlers.presets import reconcile_preset
+from prewarm.handlers.runtime import Runtime
+from prewarm.handlers.watched import (
     ClaimEntry,
     PodEntry,
     PresetEntry,
     PresetKey,
     WorkspaceEntry,
 )
-from prewarm.handlers.http import start_http
-from prewarm.handlers.presets import reconcile_preset
-from prewarm.handlers.runtime import Runtime
 from prewarm.k8s.client import Kube
 from prewarm.k8s.lease import LeaderElector
-from prewarm.ledger.migrate import migrate_async
-from prewarm.ledger.repository import Ledger
+from prewarm.ledger.repository import Ledger, LedgerUnavailable
 from prewarm.settings import Settings
 
 log = logging.getLogger("prewarm.operator")
+
+# Longest wait between two attempts to open the ledger at start.
+LEDGER_RETRY_MAX_S = 10.0
 
 # One runtime per process; kopf handlers reach it through this holder.
 _state: dict[str, Runtime] = {}
@@ -46,7 +48,8 @@ _state_http: dict[str, web.AppRunner] = {}
 
 
 def _readiness(rt: Runtime) -> dict[str, object]:
-    ledger = "ok" if rt.writes.healthy and rt.ledger_ok else "unavailable"
+    up = rt.ledger.is_open and rt.writes.healthy and rt.ledger_ok
+    ledger = "ok" if up else "unavailable"
     metrics.ledger_up.set(1 if ledger == "ok" else 0)
     metrics.ledger_backlog.set(rt.writes.backlog)
     return {"ready": ledger == "ok", "ledger": ledger, "ledgerBacklog": rt.writes.backlog}
@@ -84,19 +87,20 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     # minute. Re-watching resumes from the last resourceVersion: no re-list.
     settings.watching.server_timeout = 45
     settings.watching.client_timeout = 60
-    await migrate_async(config.database_url)
-    ledger = await Ledger.connect(config.database_url)
-    kube = await Kube.connect()
+    # Not connected yet: PostgreSQL may be down, and the operator starts anyway
+    # (claims served, no creates, Degraded), as a running one rides out an outage.
+    ledger = Ledger.deferred(config.database_url)
+    kube = await Kube.connect(config.kubeconfig, config.in_cluster, instance=config.pod_name)
     rt = Runtime(settings=config, kube=kube, ledger=ledger)
     rt.presets = kwargs["preset_index"]
     rt.workspaces = kwargs["workspace_index"]
     rt.pods = kwargs["pod_index"]
     rt.claims = kwargs["claim_index"]
     _state["runtime"] = rt
-    metrics.ledger_up.set(1)  # it answered migrate_async just now
+    metrics.ledger_up.set(0)
     if config.metrics_port:
         _state_http["runner"] = await start_http(config.metrics_port, lambda: _readiness(rt))
-    _workers["ledger"] = asyncio.create_task(rt.writes.run())
+    _workers["ledger"] = asyncio.create_task(_open_ledger(rt))
     _workers["lead"] = asyncio.create_task(_lead_then_work(rt, kube, config))
 
 
@@ -111,6 +115,40 @@ async def cleanup(**_: Any) -> None:
     if rt is not None:
         await rt.kube.close()
         await rt.ledger.close()
+
+
+async def _open_ledger(rt: Runtime) -> None:
+    """Migrate and connect, retrying until PostgreSQL answers; then write what
+    queued up meanwhile and wake every preset to catch up at once.
+
+    Until then every ledger read raises LedgerUnavailable, so passes run as
+    through an outage: claims served, no creates, Degraded, /readyz 503.
+    """
+    delay = 1.0
+    while True:
+        try:
+            applied = await rt.ledger.open()
+            break
+        except LedgerUnavailable as error:
+            log.warning(
+                "ledger (PostgreSQL) unavailable; running degraded, next try in %.0fs: %s",
+                delay,
+                error,
+            )
+        except Exception as error:
+            # A migration that does not fit (MigrationError), a missing privilege:
+            # a person must act; keep serving claims meanwhile.
+            log.error(
+                "cannot open the ledger; running degraded, next try in %.0fs: %s", delay, error
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, LEDGER_RETRY_MAX_S)
+    log.info("ledger open (%d migration(s) applied)", len(applied))
+    metrics.ledger_up.set(1)
+    if rt.presets is not None:
+        for key in rt.preset_keys():
+            rt.queue.add(key)
+    await rt.writes.run()
 
 
 def _log_error(key: PresetKey, error: BaseException) -> None:
@@ -130,7 +168,7 @@ async def _lead_then_work(rt: Runtime, kube: Kube, config: Settings) -> None:
     if config.leader_election:
         elector = LeaderElector(
             kube,
-            config.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+            config.lease_namespace or config.pod_namespace or "default",
             config.lease_name,
             f"{socket.gethostname()}-{os.getpid()}",
             lease_seconds=config.lease_seconds,
@@ -172,6 +210,9 @@ async def _resync(rt: Runtime) -> None:
     await rt.indexed.wait()
     while True:
         await asyncio.sleep(rt.settings.resync_seconds)
+        rt.sweep()
+        for kind, size in rt.memory_sizes().items():
+            metrics.memory_entries.labels(kind).set(size)
         for key in rt.preset_keys():
             rt.queue.add(key)
         for claim_key in rt.claim_keys():
@@ -216,7 +257,14 @@ def _wake(namespace: str | None, preset: str | None) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "presets")
-async def preset_event(namespace: str | None, name: str, **_: Any) -> None:
+async def preset_event(
+    type: str | None, namespace: str | None, name: str, uid: str | None, **_: Any
+) -> None:
+    if type == "DELETED":
+        rt = _state.get("runtime")
+        if rt is not None and namespace:
+            # The pass that follows finds no preset and so no uid: forget by uid here.
+            rt.forget_preset((namespace, name), uid)
     _wake(namespace, name)
 
 
@@ -229,14 +277,27 @@ def _wake_claim(namespace: str | None, claim: str | None) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "workspaceclaims")
-async def claim_event(namespace: str | None, name: str, **_: Any) -> None:
+async def claim_event(type: str | None, namespace: str | None, name: str, **_: Any) -> None:
+    if type == "DELETED":
+        rt = _state.get("runtime")
+        if rt is not None and namespace:
+            rt.forget_claim((namespace, name))
     _wake_claim(namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, "prebuiltworkspaces")
 async def workspace_event(
-    namespace: str | None, spec: kopf.Spec, labels: kopf.Labels, **_: Any
+    type: str | None,
+    namespace: str | None,
+    uid: str | None,
+    spec: kopf.Spec,
+    labels: kopf.Labels,
+    **_: Any,
 ) -> None:
+    if type == "DELETED" and uid:
+        rt = _state.get("runtime")
+        if rt is not None:
+            rt.forget_workspace(uid)
     _wake(namespace, (spec.get("presetRef") or {}).get("name"))
     _wake_claim(namespace, labels.get(LABEL_CLAIM))
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from prewarm.api.constants import LABEL_PRESET, PREFIX
 from prewarm.api.timestamps import parse_time
+from prewarm.api.workspace import WorkspacePhase
 from prewarm.planning.failures import PodView, pod_view
-from prewarm.planning.pool import Instance, Phase
+from prewarm.planning.pool import Instance
 
 PresetKey = tuple[str, str]  # (namespace, preset name)
 
@@ -28,18 +29,19 @@ class WorkspaceEntry:
     preset: str
     template_hash: str
     owner: str
-    phase: Phase
+    phase: WorkspacePhase
     created_at: datetime
     ready_at: datetime | None
     failed_at: datetime | None
     failure_reason: str | None
     deleting: bool
+    failure_message: str = ""
     claim: str = ""
     reinit_generation: int = 0
 
     @property
     def claimed(self) -> bool:
-        return bool(self.owner) or self.phase is Phase.CLAIMED
+        return bool(self.owner) or self.phase is WorkspacePhase.CLAIMED
 
     def as_instance(self) -> Instance:
         return Instance(
@@ -67,11 +69,12 @@ class WorkspaceEntry:
             preset=str((spec.get("presetRef") or {}).get("name", "")),
             template_hash=str(spec.get("templateHash", "")),
             owner=str(spec.get("owner") or ""),
-            phase=Phase(status.get("phase") or Phase.PENDING),
+            phase=WorkspacePhase(status.get("phase") or WorkspacePhase.PENDING),
             created_at=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
             ready_at=parse_time(status.get("readyAt")),
-            failed_at=None,
+            failed_at=parse_time(status.get("failedAt")),
             failure_reason=failure.get("reason"),
+            failure_message=str(failure.get("message") or ""),
             deleting=meta.get("deletionTimestamp") is not None,
             claim=str((spec.get("claimRef") or {}).get("name", "")),
             reinit_generation=int(status.get("reinitGeneration") or 0),
@@ -139,6 +142,7 @@ class ClaimEntry:
     owner_secret: str | None
     status: Mapping[str, Any]
     deleting: bool
+    created_at: datetime | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ClaimEntry:
@@ -154,4 +158,5 @@ class ClaimEntry:
             owner_secret=str(secret) if secret else None,
             status=dict(body.get("status") or {}),
             deleting=meta.get("deletionTimestamp") is not None,
+            created_at=parse_time(meta.get("creationTimestamp")),
         )

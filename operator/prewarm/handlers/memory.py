@@ -1,0 +1,165 @@
+"""What the operator remembers between passes, grouped by the object it is about.
+
+None of it is state a restart needs (that lives in Kubernetes and the
+ledger): it saves round trips (what was already written) and covers the
+watch's lag (what is in flight). Each group has an owner and one `forget`,
+called when its object goes (DELETED events, a preset pass that finds its
+preset gone) and, as a backstop, by `sweep` on every resync.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prewarm.api.workspace import WorkspacePhase
+from prewarm.handlers.watched import PresetKey
+from prewarm.planning.pool import Instance
+from prewarm.planning.quota import QuotaHold
+
+ClaimKey = tuple[str, str]  # (namespace, claim name)
+
+# How long a create or delete we asked for may stay invisible in the watch
+# before we stop assuming it is on its way.
+EXPECTATION_TTL_S = 60.0
+
+
+@dataclass
+class Expectations:
+    """Creates and deletes of one preset not yet seen in the watch.
+
+    Without this, a reconcile that runs before the watch delivers the object
+    it just created would create it again (agent-sandbox #1215).
+    """
+
+    created: dict[str, tuple[float, Instance]] = field(default_factory=dict)
+    deleted: dict[str, float] = field(default_factory=dict)
+    # Pods created, by name, until the pod watch shows them (the workspace
+    # often shows first: without this its pod would be created twice).
+    pods: dict[str, float] = field(default_factory=dict)
+
+    def expire(self, now: float) -> None:
+        for name in [n for n, (t, _) in self.created.items() if now - t > EXPECTATION_TTL_S]:
+            del self.created[name]
+        for name in [n for n, t in self.deleted.items() if now - t > EXPECTATION_TTL_S]:
+            del self.deleted[name]
+        for name in [n for n, t in self.pods.items() if now - t > EXPECTATION_TTL_S]:
+            del self.pods[name]
+
+    def observe(self, seen: Iterable[str]) -> None:
+        present = set(seen)
+        for name in [n for n in self.created if n in present]:
+            del self.created[name]
+        for name in [n for n in self.deleted if n not in present]:
+            del self.deleted[name]
+
+
+@dataclass
+class PresetMemory:
+    """One preset, by namespace and name."""
+
+    expectations: Expectations = field(default_factory=Expectations)
+    # When its status was last written (time.monotonic()), for the throttle.
+    status_written_at: float = 0.0
+    # Since when its passes wait for claims in flight (time.monotonic()).
+    yielding_to_claims_since: float | None = None
+    # Its prebuilds in flight, as its last pass counted them (the global cap).
+    starting: int = 0
+    # The operator-wide create cap held it back: wake it when room frees up.
+    waiting_for_global_room: bool = False
+    # A ResourceQuota refused its last pod: creates wait until retry_at.
+    quota_hold: QuotaHold | None = None
+
+
+@dataclass
+class PresetObjectMemory:
+    """One Preset object, by uid (a re-created namesake starts afresh)."""
+
+    # What this process already told the ledger: (template hash, hard limit).
+    recorded: tuple[str, int] | None = None
+    retry_token: str | None = None
+    # The API server's dry-run verdict: (template hash, rejection message or None).
+    dry_run: tuple[str, str | None] | None = None
+    # Hard-limit episodes (template hash, reset time) already announced.
+    notified: set[tuple[str, datetime | None]] = field(default_factory=set)
+
+
+@dataclass
+class WorkspaceMemory:
+    """One PrebuiltWorkspace, by uid."""
+
+    # Its start and fate were written to the ledger once by this process.
+    replayed: bool = False
+    # A phase this process wrote that the watch has not shown yet, with the
+    # resourceVersion it was written over: a pass before the watch catches up
+    # does not write it again.
+    phase_written: tuple[WorkspacePhase, str] | None = None
+
+
+@dataclass
+class ClaimMemory:
+    """One WorkspaceClaim, by namespace and name."""
+
+    # When this process first saw it pending (time.monotonic()), for the latency metric.
+    seen_at: float | None = None
+    # The uid whose request this process recorded in the ledger.
+    recorded_uid: str = ""
+    # The workspace this process bound it to, until the watch shows Bound.
+    bound_to: str | None = None
+    # Its cold workspace was created here and is not in the watch yet.
+    cold_started_at: float | None = None
+
+    def cold_start_pending(self) -> bool:
+        return (
+            self.cold_started_at is not None
+            and time.monotonic() - self.cold_started_at <= EXPECTATION_TTL_S
+        )
+
+
+@dataclass
+class Memory:
+    presets: dict[PresetKey, PresetMemory] = field(default_factory=dict)
+    preset_objects: dict[str, PresetObjectMemory] = field(default_factory=dict)
+    workspaces: dict[str, WorkspaceMemory] = field(default_factory=dict)
+    claims: dict[ClaimKey, ClaimMemory] = field(default_factory=dict)
+
+    def preset(self, key: PresetKey) -> PresetMemory:
+        return self.presets.setdefault(key, PresetMemory())
+
+    def preset_object(self, uid: str) -> PresetObjectMemory:
+        return self.preset_objects.setdefault(uid, PresetObjectMemory())
+
+    def workspace(self, uid: str) -> WorkspaceMemory:
+        return self.workspaces.setdefault(uid, WorkspaceMemory())
+
+    def claim(self, key: ClaimKey) -> ClaimMemory:
+        return self.claims.setdefault(key, ClaimMemory())
+
+    def sweep(
+        self,
+        preset_keys: set[PresetKey],
+        preset_uids: set[str],
+        workspace_uids: set[str],
+        claim_keys: set[ClaimKey],
+    ) -> list[PresetKey]:
+        """Forget every group whose object is gone; the preset keys forgotten."""
+        gone = [k for k in self.presets if k not in preset_keys]
+        for key in gone:
+            del self.presets[key]
+        for uid in [u for u in self.preset_objects if u not in preset_uids]:
+            del self.preset_objects[uid]
+        for uid in [u for u in self.workspaces if u not in workspace_uids]:
+            del self.workspaces[uid]
+        for claim in [k for k in self.claims if k not in claim_keys]:
+            del self.claims[claim]
+        return gone
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "presets": len(self.presets),
+            "preset_uids": len(self.preset_objects),
+            "workspaces": len(self.workspaces),
+            "claims": len(self.claims),
+        }

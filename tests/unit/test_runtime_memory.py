@@ -1,0 +1,77 @@
+"""The operator's memory has owners: what belongs to deleted objects is forgotten."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prewarm.api.workspace import WorkspacePhase
+from prewarm.handlers.runtime import Runtime
+from prewarm.handlers.watched import ClaimEntry, PresetEntry, WorkspaceEntry
+from prewarm.settings import Settings
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def _runtime(presets: dict[Any, list[Any]], workspaces: dict[Any, list[Any]],
+             claims: dict[Any, list[Any]]) -> Runtime:  # fmt: skip
+    rt = Runtime(settings=Settings(), kube=None, ledger=None)  # type: ignore[arg-type]
+    rt.presets, rt.workspaces, rt.claims = presets, workspaces, claims
+    return rt
+
+
+def _remember_everything(rt: Runtime, n: int) -> None:
+    for i in range(n):
+        rt.memory.preset(("ns", f"p{i}")).status_written_at = 1.0
+        objects = rt.memory.preset_object(f"puid{i}")
+        objects.recorded = ("h", 3)
+        objects.notified.add(("h", None))
+        rt.memory.workspace(f"wuid{i}").phase_written = (WorkspacePhase.READY, "1")
+        rt.memory.claim(("ns", f"c{i}")).recorded_uid = f"cuid{i}"
+
+
+def _workspace(i: int) -> WorkspaceEntry:
+    return WorkspaceEntry("ns", f"w{i}", f"wuid{i}", "1", "p0", "h", "", WorkspacePhase.READY,
+                          NOW, NOW, None, None, False)  # fmt: skip
+
+
+def test_memory_of_a_thousand_deleted_objects_is_swept() -> None:
+    rt = _runtime({}, {}, {})
+    _remember_everything(rt, 1000)
+    assert rt.memory_sizes()["workspaces"] == 1000
+    rt.sweep()
+    assert rt.memory_sizes() == dict.fromkeys(rt.memory_sizes(), 0)
+
+
+def test_memory_of_objects_still_there_is_kept() -> None:
+    preset = PresetEntry.from_body({"metadata": {"namespace": "ns", "name": "p0", "uid": "puid0"}})
+    claim = ClaimEntry.from_body(
+        {"metadata": {"namespace": "ns", "name": "c0", "uid": "cuid0"}, "spec": {}}
+    )
+    rt = _runtime({("ns", "p0"): [preset]}, {("ns", "p0"): [_workspace(0)]},
+                  {("ns", "c0"): [claim]})  # fmt: skip
+    _remember_everything(rt, 3)
+    rt.sweep()
+    assert rt.memory_sizes() == {
+        "presets": 1, "preset_uids": 1, "workspaces": 1, "claims": 1, "timers": 0
+    }  # fmt: skip
+
+
+def test_deleted_events_forget_at_once() -> None:
+    rt = _runtime({}, {}, {})
+    _remember_everything(rt, 1)
+    rt.forget_preset(("ns", "p0"), "puid0")
+    rt.forget_workspace("wuid0")
+    rt.forget_claim(("ns", "c0"))
+    assert rt.memory_sizes() == dict.fromkeys(rt.memory_sizes(), 0)
+
+
+def test_a_preset_that_goes_wakes_those_waiting_for_global_room() -> None:
+    rt = _runtime({}, {}, {})
+    rt.memory.preset(("ns", "big")).starting = 200
+    rt.memory.preset(("ns", "small")).waiting_for_global_room = True
+    assert rt.global_starting(("ns", "small")) == 200
+    rt.forget_preset(("ns", "big"), None)
+    assert rt.global_starting(("ns", "small")) == 0
+    assert not rt.memory.preset(("ns", "small")).waiting_for_global_room
+    assert rt.queue._queue.get_nowait() == ("ns", "small")
