@@ -7,16 +7,21 @@
 # hack/docker-install.sh, which tests/chart/test_image.py runs too.
 
 # Pinned base (Debian 12, Python 3.11); both stages must use the same one, since
-# the venv's interpreter is the base image's /usr/local/bin/python3.
+# the venv's interpreter is the base image's python3 (/usr/local/bin/python3 in
+# the python images). Any Debian 12 base with python3 and python3-venv works:
+# the real-node tests build it with mmdebstrap and pass it as
+#   --build-arg PYTHON_IMAGE=localhost/prewarm-base:<hash>
 ARG PYTHON_IMAGE=docker.io/library/python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_NO_CACHE=1 \
     UV_PYTHON_DOWNLOADS=never \
-    UV=/usr/local/bin/uv \
-    PYTHON=/usr/local/bin/python3
-RUN pip install --no-cache-dir uv==0.13.8
+    UV=/opt/uv/bin/uv \
+    PYTHON=python3
+# uv in a venv of its own: the same step on the python images and on Debian's
+# python3 (which refuses a system-wide pip install, PEP 668).
+RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir uv==0.13.8
 WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 COPY operator/ operator/

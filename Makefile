@@ -9,15 +9,16 @@ PYTEST_ARGS ?=
 # make bench BENCH=claims runs one benchmark; empty runs them all.
 BENCH ?=
 
-.PHONY: help bootstrap bootstrap-python dev test test-full test-unit lint lint-docker format bench deploy-manifests image clean
+.PHONY: help bootstrap bootstrap-python dev test test-full test-unit lint lint-docker format bench deploy-manifests image node-images clean
 
 help:
 	@echo "make dev        local control plane + PostgreSQL + operator + sample presets"
-	@echo "make test       install what is needed, lint, run unit/ledger/e2e/chart tests (not slow)"
+	@echo "make test       install what is needed, lint, run unit/ledger/e2e/chart/node tests (not slow)"
 	@echo "make test-full  the same with the slow tests"
 	@echo "make lint       ruff, mypy --strict, import contracts"
 	@echo "make bench      benchmarks (bench/), results in docs/benchmarks.md"
 	@echo "make deploy-manifests  regenerate deploy/prewarm.yaml from the chart"
+	@echo "make node-images       build the real node's images with buildah (cached by content)"
 
 bootstrap:
 	@bash hack/bootstrap.sh all
@@ -60,6 +61,11 @@ deploy-manifests: bootstrap
 # Needs a Docker engine (not on our CI machines; see docs/install.md for kind).
 image:
 	docker build -t prewarm:dev .
+
+# The same Dockerfile without a Docker engine: buildah on a Debian base made by
+# mmdebstrap, as the node tier (tests/node) uses it; prints NAME REF OCI-ARCHIVE.
+node-images:
+	bash hack/build-node-images.sh all
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything `make dev` and `make test` need on a Debian machine with
 # Go and Python: Debian packages, the Python venv (locked), kubectl and helm,
-# and the control-plane binaries (built once, cached by version).
+# the control-plane and node binaries (built once, cached by version) and the
+# node tier's images (built by buildah, cached by content).
 #   hack/bootstrap.sh            everything
 #   hack/bootstrap.sh python     only the venv (enough for `make lint` and unit tests)
 set -euo pipefail
@@ -13,7 +14,13 @@ step() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'prewarm: %s\n' "$*" >&2; exit 1; }
 
 debian_packages() {
-  local want=(postgresql unzip procps prometheus) missing=()
+  # The real-node tier (tests/node): containerd, runc and the CNI plugins run the
+  # pods, iptables/conntrack serve kube-proxy, buildah + mmdebstrap build the
+  # images without a Docker engine, busybox-static is the tiny test image, and
+  # docker-registry is the local registry image pulls go to.
+  local node=(containerd runc containernetworking-plugins iptables conntrack buildah mmdebstrap
+    busybox-static docker-registry)
+  local want=(postgresql unzip procps prometheus "${node[@]}") missing=()
   local p
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -52,6 +59,7 @@ case "$what" in
     go_toolchain
     PYTHON=.tools/bin/python bash hack/install-kubectl-helm.sh
     bash hack/build-control-plane.sh all
+    bash hack/build-node-images.sh all >/dev/null
     ;;
   *) die "usage: hack/bootstrap.sh [all|python]" ;;
 esac

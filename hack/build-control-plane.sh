@@ -3,6 +3,7 @@
 #   $PREWARM_CACHE/bin/kube-<ver>/{kube-apiserver,kube-controller-manager,kube-scheduler}
 #   $PREWARM_CACHE/bin/etcd-<ver>/etcd
 #   $PREWARM_CACHE/bin/kwok-<ver>/{kwok,kwokctl}
+#   $PREWARM_CACHE/bin/kube-node-<ver>/{kubelet,kube-proxy}   (the real node tier; `node`)
 # A component whose directory already holds its binaries is not rebuilt, so a
 # second run returns in well under a second.
 set -euo pipefail
@@ -22,6 +23,31 @@ fail() {
 
 command -v go >/dev/null || { echo "prewarm: 'go' is not on PATH; install Go >= 1.26 (needed to build the control plane)" >&2; exit 1; }
 
+# k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
+# with ./staging/...; the published tag v0.X.Y of each matches v1.X.Y.
+# write_kube_wrapper DIR_OF_K8S_MODULE GO_MOD
+write_kube_wrapper() {
+  local dir=$1 staging_tag="v0.${KUBE_VERSION#v1.}"
+  {
+    echo "module prewarm.dev/controlplane/kube"
+    echo
+    echo "go 1.24.0"
+    echo
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    echo
+    grep -E '^\s*k8s\.io/[a-z0-9-]+ => \./staging/' "$dir/go.mod" | awk -v t="$staging_tag" '{print "replace " $1 " => " $1 " " t}'
+  } >"$2"
+}
+
+kube_ldflags() {
+  local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+  local ld="-s -w" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  printf '%s' "$ld"
+}
+
 build_kube() {
   local out="$cache/bin/kube-$KUBE_VERSION"
   if [[ -x $out/kube-apiserver && -x $out/kube-controller-manager && -x $out/kube-scheduler ]]; then return; fi
@@ -32,26 +58,12 @@ build_kube() {
   dir=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" 2>>"$log" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p') \
     || fail "go mod download k8s.io/kubernetes@$KUBE_VERSION" "$log"
   [[ -n $dir ]] || fail "go mod download k8s.io/kubernetes@$KUBE_VERSION" "$log"
-  # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
-  # with ./staging/...; the published tag v0.X.Y of each matches v1.X.Y.
-  local staging_tag="v0.${KUBE_VERSION#v1.}"
-  {
-    echo "module prewarm.dev/controlplane/kube"
-    echo
-    echo "go 1.24.0"
-    echo
-    echo "require k8s.io/kubernetes $KUBE_VERSION"
-    echo
-    grep -E '^\s*k8s\.io/[a-z0-9-]+ => \./staging/' "$dir/go.mod" | awk -v t="$staging_tag" '{print "replace " $1 " => " $1 " " t}'
-  } >"$work/go.mod"
+  write_kube_wrapper "$dir" "$work/go.mod"
   step "kube $KUBE_VERSION: resolving modules"
   (cd "$work" && GOFLAGS=-mod=mod go mod download all >>"$log" 2>&1 && GOFLAGS=-mod=mod go list k8s.io/kubernetes/cmd/kube-apiserver >>"$log" 2>&1) \
     || fail "resolving the wrapper module of k8s.io/kubernetes@$KUBE_VERSION" "$log"
-  local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-  local ld="-s -w"
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
-  done
+  local ld
+  ld=$(kube_ldflags)
   step "kube $KUBE_VERSION: go build kube-apiserver kube-controller-manager kube-scheduler (cold: tens of minutes on 2 cores)"
   mkdir -p "$out.tmp"
   (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$out.tmp/" \
@@ -101,6 +113,31 @@ build_kwok() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+# kubelet and kube-proxy for the real node tier (tests/node), from the same
+# wrapper module and pinned version as the control plane. Its own work dir, so
+# it can build while `build_kube` runs.
+build_node() {
+  local out="$cache/bin/kube-node-$KUBE_VERSION"
+  [[ -x $out/kubelet && -x $out/kube-proxy ]] && return
+  local work="$cache/build/kube-node-$KUBE_VERSION" log="$cache/build/kube-node-$KUBE_VERSION.log"
+  mkdir -p "$work" && : >"$log"
+  step "kubelet+kube-proxy $KUBE_VERSION: downloading k8s.io/kubernetes (log: $log)"
+  local dir
+  dir=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" 2>>"$log" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p') \
+    || fail "go mod download k8s.io/kubernetes@$KUBE_VERSION" "$log"
+  [[ -n $dir ]] || fail "go mod download k8s.io/kubernetes@$KUBE_VERSION" "$log"
+  write_kube_wrapper "$dir" "$work/go.mod"
+  local ld
+  ld=$(kube_ldflags)
+  step "kubelet+kube-proxy $KUBE_VERSION: go build (a few minutes cold, ~40 s with a warm Go build cache)"
+  mkdir -p "$out.tmp"
+  (cd "$work" && GOFLAGS=-mod=mod go mod download all >>"$log" 2>&1 \
+      && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$out.tmp/" \
+      k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy >>"$log" 2>&1) \
+    || fail "go build of kubelet and kube-proxy from k8s.io/kubernetes@$KUBE_VERSION" "$log"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 # kwok v0.8 has no built-in stages. The node lifecycle stages ship in its
 # module; the pod lifecycles are ours (hack/kwok/pod-stages.yaml).
 install_kwok_node_stages() {
@@ -118,6 +155,7 @@ case "${1:-all}" in
   kube) build_kube ;;
   etcd) build_etcd ;;
   kwok) build_kwok; install_kwok_node_stages ;;
-  all) build_etcd; build_kwok; install_kwok_node_stages; build_kube ;;
-  *) echo "usage: $0 [all|kube|etcd|kwok]" >&2; exit 2 ;;
+  node) build_node ;;
+  all) build_etcd; build_kwok; install_kwok_node_stages; build_kube; build_node ;;
+  *) echo "usage: $0 [all|kube|etcd|kwok|node]" >&2; exit 2 ;;
 esac

@@ -1,4 +1,4 @@
-"""Test tiers are folders: tests/unit, tests/ledger, tests/e2e, tests/chart.
+"""Test tiers are folders: tests/unit, tests/ledger, tests/e2e, tests/chart, tests/node.
 
 Each test gets the marker of its folder, so `pytest -m unit` (or ledger, e2e,
 chart) runs one tier. The real parts (PostgreSQL, the control plane) are
@@ -11,9 +11,14 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.plugins.postgres", "tests.plugins.cluster", "tests.plugins.operator"]
+pytest_plugins = [
+    "tests.plugins.postgres",
+    "tests.plugins.cluster",
+    "tests.plugins.operator",
+    "tests.plugins.node",
+]
 
-_TIERS = ("unit", "ledger", "e2e", "chart")
+_TIERS = ("unit", "ledger", "e2e", "chart", "node")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -113,7 +113,7 @@ def _cmd_agent(_: argparse.Namespace) -> int:
 
 def _cmd_dev(args: argparse.Namespace) -> int:
     try:
-        from prewarm.devenv.dev import run_dev
+        from prewarm.devenv.dev import run_dev, run_dev_real_node
         from prewarm.devenv.errors import EnvironmentProblem
     except ImportError:
         raise CliProblem(
@@ -122,6 +122,8 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         ) from None
     port = args.apiserver_port or CliSettings().dev_apiserver_port
     try:
+        if args.real_node:
+            return run_dev_real_node()
         return run_dev(apiserver_port=port, with_operator=not args.no_operator)
     except EnvironmentProblem as problem:
         raise CliProblem(str(problem)) from None
@@ -185,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="kube-apiserver port on 127.0.0.1 (PREWARM_DEV_APISERVER_PORT; default 6443)",
     )
     dev.add_argument("--no-operator", action="store_true", help="start everything but the operator")
+    dev.add_argument(
+        "--real-node",
+        action="store_true",
+        help="a real node instead (root; docs/decisions.md): the chart's operator as a pod",
+    )
     dev.set_defaults(func=_cmd_dev)
 
     _add_user_commands(sub)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 
 import kopf
 
@@ -22,6 +24,12 @@ def run_operator(verbose: bool = False) -> int:
     # Importing the module registers its handlers with kopf's default registry.
     import prewarm.handlers.registrations  # noqa: F401
 
+    # Without POD_ID kopf names itself after getpass.getuser(), which raises in
+    # the image: its numeric user (65532) has no passwd entry. Found on the real
+    # node (tests/node); the kwok tiers never ran the image as a pod.
+    os.environ.setdefault(
+        "POD_ID", os.environ.get("POD_NAME") or f"{socket.gethostname()}/{os.getpid()}"
+    )
     asyncio.run(
         kopf.operator(
             standalone=True,

@@ -157,6 +157,12 @@ class LocalCluster:
     binaries: Binaries = field(default_factory=Binaries.from_cache)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="prewarm-kwok-")))
     nodes: int = NODE_COUNT
+    # The real-node tier runs the whole cluster inside a network namespace of its
+    # own (a path under /run/netns): every command is wrapped in `nsenter --net`.
+    netns: Path | None = None
+    # With a real node: the address kube-apiserver advertises (the endpoint of the
+    # `kubernetes` Service) and Services' first address, added to its certificate.
+    advertise_address: str = ""
     _started: bool = False
 
     @property
@@ -167,6 +173,17 @@ class LocalCluster:
     def server_url(self) -> str:
         return f"https://127.0.0.1:{self.apiserver_port}"
 
+    @property
+    def pki_dir(self) -> Path:
+        """kwokctl's CA (ca.crt) and admin certificate (admin.crt, admin.key)."""
+        return self.workdir / "clusters" / self.name / "pki"
+
+    def wrap(self, argv: Sequence[str]) -> list[str]:
+        """The command line that runs `argv` in the cluster's network namespace."""
+        if self.netns is None:
+            return list(argv)
+        return ["nsenter", f"--net={self.netns}", *argv]
+
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["KWOK_WORKDIR"] = str(self.workdir)
@@ -176,7 +193,7 @@ class LocalCluster:
         return env
 
     def _kwokctl(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        cmd = [str(self.binaries.kwokctl), "--name", self.name, *args]
+        cmd = self.wrap([str(self.binaries.kwokctl), "--name", self.name, *args])
         return subprocess.run(
             cmd, env=self._env(), capture_output=True, text=True, timeout=timeout, check=False
         )
@@ -190,6 +207,10 @@ class LocalCluster:
         configs: list[str] = []
         for stage_file in (*b.node_stages, _REPO / "hack" / "kwok" / "pod-stages.yaml"):
             configs += ["--config", str(stage_file)]
+        extra: list[str] = []
+        if self.advertise_address:
+            options, extra = self._real_node_args()
+            configs += ["--config", str(options)]
         args = [
             *configs,
             "create",
@@ -219,6 +240,7 @@ class LocalCluster:
             "2m",
             "--timeout",
             "4m",
+            *extra,
         ]
         self._started = True
         result = self._kwokctl(*args, timeout=300)
@@ -231,7 +253,39 @@ class LocalCluster:
             )
         self._create_nodes()
 
+    def _real_node_args(self) -> tuple[Path, list[str]]:
+        """kube-apiserver for a real kubelet: advertised on the node network, with a
+        client certificate for the kubelet API (logs, exec) and the Service IP of
+        `kubernetes` (10.0.0.1, the first address of the default range) in its
+        serving certificate."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        options = self.workdir / "real-node-options.yaml"
+        options.write_text(
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1\n"
+            "kind: KwokctlConfiguration\n"
+            "options:\n"
+            f"  kubeApiserverCertSANs: ['10.0.0.1', '{self.advertise_address}']\n"
+        )
+        pki = self.pki_dir
+        return options, [
+            # No fake nodes beside the real one: kwok (which would manage every
+            # node, the real one included) does not run.
+            "--disable",
+            "kwok-controller",
+            "--extra-args",
+            f"kube-apiserver=advertise-address={self.advertise_address}",
+            "--extra-args",
+            f"kube-apiserver=kubelet-client-certificate={pki / 'admin.crt'}",
+            "--extra-args",
+            f"kube-apiserver=kubelet-client-key={pki / 'admin.key'}",
+            # The node's address, not its name: there is no DNS in the namespace.
+            "--extra-args",
+            "kube-apiserver=kubelet-preferred-address-types=InternalIP,Hostname",
+        ]
+
     def _create_nodes(self) -> None:
+        if self.nodes == 0:
+            return
         manifests = "---\n".join(
             _NODE_MANIFEST.format(name=f"kwok-node-{i}") for i in range(self.nodes)
         )
@@ -276,7 +330,9 @@ class LocalCluster:
 
     def _launch(self, component: str, argv: list[str], cwd: str) -> None:
         log = (self.workdir / "clusters" / self.name / "logs" / f"{component}.log").open("ab")
-        started = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=log, start_new_session=True)
+        started = subprocess.Popen(
+            self.wrap(argv), cwd=cwd, stdout=log, stderr=log, start_new_session=True
+        )
         self._pid_file(component).write_text(str(started.pid))
 
     def restart_apiserver(self, down_seconds: float = 0.0) -> None:
@@ -357,7 +413,7 @@ class LocalCluster:
         check: bool = True,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
-        cmd = [str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), *args]
+        cmd = self.wrap([str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), *args])
         result = subprocess.run(
             cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False
         )
@@ -370,7 +426,7 @@ class LocalCluster:
     def helm(
         self, *args: str, check: bool = True, env: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        cmd = [str(self.binaries.helm), "--kubeconfig", str(self.kubeconfig), *args]
+        cmd = self.wrap([str(self.binaries.helm), "--kubeconfig", str(self.kubeconfig), *args])
         full_env = {**os.environ, **(env or {})}
         return subprocess.run(
             cmd, capture_output=True, text=True, timeout=300, check=check, env=full_env

@@ -97,3 +97,57 @@ def run_dev(apiserver_port: int, with_operator: bool) -> int:
         finally:
             stop_process(operator)
     return 0
+
+
+def run_dev_real_node() -> int:
+    """`prewarm dev --real-node`: the node tier's environment, until Ctrl-C.
+
+    A network namespace of its own with the control plane, PostgreSQL, a real
+    kubelet on containerd and kube-proxy; the operator image built by buildah and
+    installed with the Helm chart into `prewarm-system`; the sample preset in
+    `default`. Everything lives in the namespace, so kubectl runs through nsenter.
+    """
+    from prewarm.devenv.node import start_node_env
+
+    state = Path(os.environ.get("PREWARM_DEV_STATE", _REPO / ".dev"))
+    state.mkdir(parents=True, exist_ok=True)
+    print("prewarm dev --real-node: building images, starting the node ...", flush=True)
+    env = start_node_env(_REPO)
+    try:
+        ns = "prewarm-system"
+        env.cluster.create_namespace(ns)
+        env.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+        url = env.ledger_service(ns, "prewarm")
+        secret = "prewarm-database"
+        env.kubectl("create", "secret", "generic", secret, "-n", ns, f"--from-literal=url={url}")
+        repository, tag = env.operator_image.ref.rsplit(":", 1)
+        env.cluster.helm(
+            "install", "prewarm", str(_REPO / "charts" / "prewarm"), "-n", ns,
+            "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
+            "--set", "postgresql.enabled=false", "--set", f"database.existingSecret={secret}",
+            "--wait", "--timeout", "5m",
+        )  # fmt: skip
+        sample = _REPO / "crds" / "samples" / "preset-basic.yaml"
+        for line in sample.read_text().splitlines():
+            if line.strip().startswith("image:"):
+                env.node.tag(env.busybox_image, line.split(":", 1)[1].strip())
+        env.kubectl("apply", "-n", "default", "-f", str(sample))
+        kubeconfig = state / "kubeconfig"
+        kubeconfig.write_text(env.cluster.kubeconfig.read_text())
+        kubectl = " ".join([*env.cluster.wrap([]), str(env.cluster.binaries.kubectl)])
+        print(
+            "\nprewarm dev --real-node is up.\n"
+            f"  kubectl : {kubectl} --kubeconfig {kubeconfig}\n"
+            f"  try     : {kubectl} --kubeconfig {kubeconfig} get prewarm,pods -A\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nprewarm dev: stopping ...", flush=True)
+    finally:
+        leftovers = env.stop()
+        if leftovers:
+            print(f"prewarm dev: left behind: {leftovers}", file=sys.stderr, flush=True)
+    return 0

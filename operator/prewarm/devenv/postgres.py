@@ -92,9 +92,22 @@ class PostgresServer:
     ...     dsn = pg.dsn("prewarm")
     """
 
-    def __init__(self, port: int | None = None, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        bin_dir: Path | None = None,
+        netns: Path | None = None,
+        extra_listen: str = "",
+        trusted_net: str = "",
+    ) -> None:
+        """`netns` (a /run/netns path) runs the server in that network namespace;
+        `extra_listen` adds a listen address there and `trusted_net` a CIDR allowed
+        to connect (the real-node tier: pods reach the server through a Service)."""
         self._requested_port = port
         self._bin_dir = bin_dir
+        self._netns = netns
+        self._extra_listen = extra_listen
+        self._trusted_net = trusted_net
         self._root: Path | None = None
         self._port: int | None = None
         self._running = False
@@ -194,7 +207,7 @@ class PostgresServer:
     def _admin_sql(self, statement: str) -> None:
         psql = self._tool("psql")
         result = subprocess.run(
-            [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.admin_dsn],
+            self._wrap([str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.admin_dsn]),
             input=statement,
             capture_output=True,
             text=True,
@@ -223,7 +236,9 @@ class PostgresServer:
             what="initdb",
         )
         settings = {
-            "listen_addresses": f"'{HOST}'",
+            "listen_addresses": f"'{HOST},{self._extra_listen}'"
+            if self._extra_listen
+            else f"'{HOST}'",
             "unix_socket_directories": f"'{root}'",
             # A throw-away cluster: durability costs time and buys nothing.
             "fsync": "off",
@@ -233,6 +248,9 @@ class PostgresServer:
         }
         with (root / "data" / "postgresql.conf").open("a") as conf:
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        if self._trusted_net:
+            with (root / "data" / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self._trusted_net} trust\n")
 
     def _start_server(self) -> None:
         attempts = 1 if self._requested_port is not None else _START_ATTEMPTS
@@ -306,6 +324,11 @@ class PostgresServer:
     ) -> subprocess.CompletedProcess[str]:
         # The server refuses to run as root; run it as the OS user of the package.
         account = _server_account()
+        if self._netns is not None:
+            # nsenter (as root) enters the namespace, then becomes the server user.
+            ids = ["-S", str(account[0]), "-G", str(account[1])] if account else []
+            argv = ["nsenter", f"--net={self._netns}", *ids, *argv]
+            account = None
         result = subprocess.run(
             list(argv),
             cwd=tempfile.gettempdir(),
@@ -320,6 +343,11 @@ class PostgresServer:
         if check and result.returncode != 0:
             raise PostgresProblem(f"{what} failed: {_one_line(result.stderr or result.stdout)}")
         return result
+
+    def _wrap(self, argv: list[str]) -> list[str]:
+        if self._netns is None:
+            return argv
+        return ["nsenter", f"--net={self._netns}", *argv]
 
     def _give_to_server_user(self, path: Path) -> None:
         account = _server_account()

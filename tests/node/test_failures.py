@@ -1,0 +1,105 @@
+"""Real failures on the real node, each classified with its reason and counted
+toward the hard limit (3, the chart's default) exactly as on kwok: three
+attempts, then HardLimited and exactly one PrebuildFailureLimitReached Event.
+
+- a tag the local registry does not have: the kubelet's pull fails (ErrImagePull);
+- a container that exits non-zero: a crash loop (one restart, see conftest);
+- a readiness probe that never passes: the readiness timeout;
+- a container over its memory limit: OOM-killed by the kernel (restartPolicy
+  Never, so the pod fails with the container's OOMKilled state).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.node.conftest import NodeOperator
+from tests.node.support import events, items, preset, preset_status, wait_until, workspace_container
+
+FAST = {"backoffBase": "1s", "backoffMax": "2s", "readinessTimeout": "20s"}
+
+
+def _cases(op: NodeOperator) -> dict[str, tuple[dict[str, Any], str, str]]:
+    """name -> (container, expected lastFailure reason, text expected in its message)."""
+    busybox = op.env.busybox_image
+    missing_tag = op.env.node.registry_image.rsplit(":", 1)[0] + ":no-such-tag"
+    return {
+        "pull": (
+            {**workspace_container(missing_tag), "imagePullPolicy": "Always"},
+            "ImagePullFailed",
+            "ErrImagePull",
+        ),
+        "crash": (
+            workspace_container(busybox, command=["/bin/sh", "-c", "exit 3"]),
+            "CrashLoop",
+            "restarted",
+        ),
+        "unready": (
+            workspace_container(busybox, readiness=["/bin/false"]),
+            "ReadinessTimeout",
+            "not Ready after",
+        ),
+        "oom": (
+            workspace_container(
+                busybox, command=["/bin/sh", "-c", "tail /dev/zero"], memory="16Mi"
+            ),
+            "PodFailed",
+            "OOMKilled",
+        ),
+    }
+
+
+def test_a_pull_from_the_local_registry_is_real(node_operator: NodeOperator) -> None:
+    """The counterpart of the missing tag: the same registry serves the tag it has."""
+    op = node_operator
+    container = {**workspace_container(op.env.node.registry_image), "imagePullPolicy": "Always"}
+    op.env.apply(op.namespace, preset("pulled", 1, container))
+    wait_until(
+        lambda: preset_status(op.env, op.namespace, "pulled").get("ready") == 1,
+        timeout=300,
+        what="a workspace from the registry Ready",
+    )
+    pulled = [
+        e
+        for e in items(op.env, op.namespace, "events")
+        if e["reason"] == "Pulled" and op.env.node.registry_image in e.get("message", "")
+    ]
+    assert pulled, "the kubelet pulled the image from the registry"
+    op.env.kubectl("delete", "preset", "pulled", "-n", op.namespace)
+
+
+def test_real_failures_are_classified_and_stop_at_the_hard_limit(
+    node_operator: NodeOperator,
+) -> None:
+    op = node_operator
+    cases = _cases(op)
+    for name, (container, _reason, _text) in cases.items():
+        manifest = preset(name, 1, container, failure_policy=FAST)
+        if name == "oom":
+            manifest["spec"]["template"]["spec"]["restartPolicy"] = "Never"
+        op.env.apply(op.namespace, manifest)
+
+    def limited() -> list[str]:
+        states = {n: preset_status(op.env, op.namespace, n).get("prebuildStatus") for n in cases}
+        return sorted(n for n, state in states.items() if state == "HardLimited")
+
+    try:
+        wait_until(lambda: len(limited()) == len(cases), timeout=600, what="every preset limited")
+    except AssertionError:
+        statuses = {n: preset_status(op.env, op.namespace, n) for n in cases}
+        pytest.fail(f"not all HardLimited: {limited()}; statuses: {statuses}")
+    for name, (_container, reason, text) in cases.items():
+        status = preset_status(op.env, op.namespace, name)
+        failure = status["lastFailure"]
+        assert failure["reason"] == reason, (name, failure)
+        assert text in failure.get("message", ""), (name, failure)
+        condition = {c["type"]: c for c in status["conditions"]}["HardLimited"]
+        assert condition["status"] == "True"
+        assert reason in condition["message"], (name, condition)
+        attempts = items(op.env, op.namespace, "prebuiltworkspaces", f"prewarm.dev/preset={name}")
+        assert len(attempts) == 3, (name, len(attempts))
+        assert len(events(op.env, op.namespace, name, "PrebuildFailureLimitReached")) == 1, name
+    for name in cases:
+        op.env.kubectl("delete", "preset", name, "-n", op.namespace, "--wait=false")
