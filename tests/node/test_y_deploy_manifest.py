@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 import uuid
 
+import pytest
+
 from prewarm.devenv.node import NODE_NAME
 from tests.node.conftest import NodeOperator
 from tests.node.support import preset_status, ready_pods, wait_until
@@ -32,6 +34,9 @@ def _images(path: str) -> set[str]:
     return set(re.findall(r'^\s*image:\s*"?([^"\s]+)"?\s*$', text, flags=re.M))
 
 
+# The operator retries its start-up (ledger connection) once a minute: on a busy
+# machine it may need a few minutes before PostgreSQL and its Service are up.
+@pytest.mark.timeout(1500)
 def test_kubectl_apply_of_deploy_manifest_converges(node_operator: NodeOperator) -> None:
     env = node_operator.env
     node_operator.uninstall()
@@ -62,12 +67,15 @@ def test_kubectl_apply_of_deploy_manifest_converges(node_operator: NodeOperator)
     env.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(MANIFEST))
     for workload in ("statefulset/prewarm-postgresql", "deployment/prewarm"):
         rolled = env.cluster.kubectl(
-            "rollout", "status", "-n", "prewarm-system", workload, "--timeout=300s",
-            check=False, timeout=330,
+            "rollout", "status", "-n", "prewarm-system", workload, "--timeout=600s",
+            check=False, timeout=630,
         )  # fmt: skip
         if rolled.returncode != 0:
             described = env.kubectl("describe", "pods", "-n", "prewarm-system", check=False)
-            raise AssertionError(f"{workload}: {rolled.stderr}\n{described[-6000:]}")
+            logs = env.kubectl(
+                "logs", "-n", "prewarm-system", "deployment/prewarm", "--tail=30", check=False
+            )
+            raise AssertionError(f"{workload}: {rolled.stderr}\n{described[-3000:]}\n{logs}")
     (operator_pod,) = ready_pods(env, "prewarm-system", "app.kubernetes.io/component=operator")
     assert operator_pod["spec"]["nodeName"] == NODE_NAME
 
