@@ -27,9 +27,8 @@ def run_operator(verbose: bool = False) -> int:
     # Without POD_ID kopf names itself after getpass.getuser(), which raises in
     # the image: its numeric user (65532) has no passwd entry. Found on the real
     # node (tests/node); the kwok tiers never ran the image as a pod.
-    os.environ.setdefault(
-        "POD_ID", os.environ.get("POD_NAME") or f"{socket.gethostname()}/{os.getpid()}"
-    )
+    # kopf reads it from the environment; the value comes from our settings.
+    os.environ.setdefault("POD_ID", settings.pod_name or f"{socket.gethostname()}/{os.getpid()}")
     asyncio.run(
         kopf.operator(
             standalone=True,
