@@ -50,7 +50,7 @@ def _deleting_everything_empties_memory(
     cluster.kubectl("delete", "-n", ns, "presets", "--all", "--wait=false")
     wait_until(lambda: not items(cluster, ns, "prebuiltworkspaces"), timeout=300, what="all gone")
     wait_until(
-        lambda: (m := _memory(operator)) == dict.fromkeys(KINDS, 0.0) or print(m),
+        lambda: _memory(operator) == dict.fromkeys(KINDS, 0.0),
         timeout=60,
         what="memory back to nothing",
     )

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from tests.e2e.support import preset_manifest
 from tests.plugins.node import NodeEnv
 
 T = TypeVar("T")
@@ -82,27 +83,20 @@ def preset(
     agent_image: str = "",
     failure_policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "template": {
-            "metadata": {"labels": {"app.kubernetes.io/name": "workspace"}},
-            "spec": {
-                "terminationGracePeriodSeconds": 1,
-                "containers": [container],
-                "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
-            },
-        },
-        "prebuilds": {"instances": instances},
-    }
+    """The e2e tier's preset, with a real container, a memory-backed /tmp and the agent."""
+    manifest = preset_manifest(
+        name,
+        instances,
+        labels={"app.kubernetes.io/name": "workspace"},
+        failure_policy=failure_policy,
+        containers=[container],
+    )
+    pod = manifest["spec"]["template"]["spec"]
+    pod["terminationGracePeriodSeconds"] = 1
+    pod["volumes"] = [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]
     if agent_image:
-        spec["agent"] = {"image": agent_image, "onClaim": REINIT_HOOK}
-    if failure_policy:
-        spec["failurePolicy"] = failure_policy
-    return {
-        "apiVersion": "prewarm.dev/v1alpha1",
-        "kind": "Preset",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
+        manifest["spec"]["agent"] = {"image": agent_image, "onClaim": REINIT_HOOK}
+    return manifest
 
 
 def ready_pods(env: NodeEnv, namespace: str, selector: str) -> list[Any]:
