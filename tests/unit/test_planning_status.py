@@ -157,3 +157,25 @@ def test_item10_summary_shows_the_most_pressing_state() -> None:
     assert compute_status(PresetStatus(), down).summary == "Degraded"
     paused = replace(_input(), paused=True, paused_by="annotation")
     assert compute_status(PresetStatus(), paused).summary == "Paused"
+
+
+def test_a_hard_limit_reset_seen_twice_through_a_lagging_watch_is_one_event() -> None:
+    from datetime import UTC, datetime
+
+    from prewarm.api.preset import LastFailure, PrebuildStatus, PresetStatus
+    from prewarm.planning.preset_status import FailureSummary, transition_events
+
+    def limited(at: int) -> PresetStatus:
+        failed = LastFailure(
+            reason="PodFailed", message="m", time=datetime(2026, 1, 1, 0, at, tzinfo=UTC)
+        )
+        return PresetStatus(template_hash="h", prebuild_status=PrebuildStatus.HARD_LIMITED,
+                            last_failure=failed)  # fmt: skip
+
+    normal = PresetStatus(template_hash="h", prebuild_status=PrebuildStatus.NORMAL)
+    clean = FailureSummary(False, 3, 0, False, None, None, None)
+    (first,) = transition_events(limited(1), normal, clean)
+    (again,) = transition_events(limited(1), normal, clean)  # the same stale status
+    (later,) = transition_events(limited(5), normal, clean)  # a new episode
+    assert first.once_key == again.once_key
+    assert later.once_key != first.once_key

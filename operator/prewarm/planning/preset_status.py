@@ -243,6 +243,13 @@ def _progress_reason(inp: StatusInput) -> str:
     return reasons.REASON_SCALING_DOWN
 
 
+def _episode_key(kind: str, previous: PresetStatus) -> str:
+    """Names one hard-limit episode: its template and its last failure."""
+    last = previous.last_failure
+    when = last.time.isoformat() if last and last.time else "-"
+    return f"{kind}/{previous.template_hash or '-'}/{when}"
+
+
 def transition_events(
     previous: PresetStatus, new: PresetStatus, failure: FailureSummary
 ) -> list[EventIntent]:
@@ -271,6 +278,9 @@ def transition_events(
                 "Normal",
                 reasons.REASON_HARD_LIMIT_RESET,
                 "prebuilds resume: the spec changed or prewarm.dev/retry was set",
+                # One per episode: a pass that runs before the watch shows the
+                # status the last pass wrote sees this transition again.
+                once_key=_episode_key("hard-limit-reset", previous),
             )
         )
     return events
