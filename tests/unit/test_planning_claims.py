@@ -4,13 +4,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from prewarm.api.claim import ClaimPhase
 from prewarm.api.preset import PrebuildStatus
 from prewarm.api.workspace import WorkspacePhase
 from prewarm.planning.claims import (
+    COLD_BUILD_WATCH_S,
+    LEASE_HOLD_S,
+    WAIT_POLL_S,
     Action,
+    ClaimRoute,
     Follow,
     PresetView,
+    Route,
     agents_reinitialized,
+    claim_route,
     decide_claim,
     eligible,
     follow_own_workspace,
@@ -184,3 +191,53 @@ def test_a_claim_is_reinitialized_once_every_agent_reported_its_generation() -> 
     assert agents_reinitialized(both, 2) is None
     garbage = {**agents, "prewarm.dev/reinit-done.a": "x", "prewarm.dev/reinit-done.b": "3"}
     assert agents_reinitialized(garbage, 1) is None
+
+
+def test_a_waiting_claim_looks_again_soon_and_just_after_its_limit() -> None:
+    forever = decide_claim(PresetView(False), [], waited=timedelta(days=1), wait_limit=None)
+    assert forever.requeue_after == WAIT_POLL_S
+    early = decide_claim(PresetView(False), [], waited=timedelta(0), wait_limit=LIMIT)
+    assert early.requeue_after == WAIT_POLL_S
+    near = decide_claim(
+        PresetView(False), [], waited=LIMIT - timedelta(seconds=2), wait_limit=LIMIT
+    )
+    assert near.requeue_after == pytest.approx(2.1)  # back just after the limit, to fail it
+    assert decide_claim(OK, [inst("a")]).requeue_after is None  # not waiting
+
+
+def route(**kw: object) -> ClaimRoute:
+    fields: dict[str, object] = {
+        "exists": True,
+        "may_act": True,
+        "phase": ClaimPhase.PENDING,
+        "bound_here": False,
+        "carried": False,
+        "cold_start_pending": False,
+        **kw,
+    }
+    return claim_route(**fields)  # type: ignore[arg-type]
+
+
+# (case, claim_route arguments, route, requeue)
+ROUTE_CASES = {
+    "gone: forget it": ({"exists": False}, Route.FORGET, None),
+    "the lease is not fresh: hold, come back": ({"may_act": False}, Route.HOLD, LEASE_HOLD_S),
+    "failed: done for good": ({"phase": ClaimPhase.FAILED}, Route.DONE, None),
+    "bound: the follow-ups": ({"phase": ClaimPhase.BOUND}, Route.BOUND, None),
+    "bound here, the watch lags: nothing twice": ({"bound_here": True}, Route.WATCH_LAGS, None),
+    "a workspace carries it: follow that one": ({"carried": True}, Route.FOLLOW_OWN, None),
+    "its cold build is not watched yet: never take a second": (
+        {"cold_start_pending": True}, Route.WATCH_LAGS, COLD_BUILD_WATCH_S),
+    "carried wins over a pending cold start": (
+        {"carried": True, "cold_start_pending": True}, Route.FOLLOW_OWN, None),
+    "new: take or build": ({}, Route.CLAIM_NEW, None),
+    "no phase yet is new too": ({"phase": None}, Route.CLAIM_NEW, None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("kw", "expected", "requeue"), ROUTE_CASES.values(),
+                         ids=ROUTE_CASES.keys())  # fmt: skip
+def test_claim_route(kw: dict[str, object], expected: Route, requeue: float | None) -> None:
+    decided = route(**kw)
+    assert decided.route is expected
+    assert decided.requeue_after == requeue

@@ -11,6 +11,7 @@ from prewarm.planning.preset_status import (
     StatusInput,
     compute_status,
     progress_only,
+    status_as_known,
     status_equal,
     status_patch,
     transition_events,
@@ -179,3 +180,14 @@ def test_a_hard_limit_reset_seen_twice_through_a_lagging_watch_is_one_event() ->
     (later,) = transition_events(limited(5), normal, clean)  # a new episode
     assert first.once_key == again.once_key
     assert later.once_key != first.once_key
+
+
+def test_a_pass_the_watch_lags_behind_sees_the_status_it_wrote_last() -> None:
+    watched = {"prebuildStatus": "Normal"}
+    written = ("41", {"prebuildStatus": "ValidationFailed"})
+    # The watch still shows version 41, which the last write went over.
+    assert status_as_known("41", watched, written) == written[1]
+    # A newer version: the watch caught up (or someone else wrote); trust it.
+    assert status_as_known("42", watched, written) is watched
+    assert status_as_known("41", watched, None) is watched
+    assert status_as_known("", watched, ("", {})) is watched  # no version known: the watch

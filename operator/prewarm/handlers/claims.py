@@ -49,7 +49,9 @@ from prewarm.planning.claims import (
     Action,
     Follow,
     PresetView,
+    Route,
     agents_reinitialized,
+    claim_route,
     decide_claim,
     follow_own_workspace,
 )
@@ -71,55 +73,64 @@ def _now() -> datetime:
 
 async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
     claim = rt.claim(key)
-    if claim is None or claim.deleting:
-        # Its workspace goes with it (ownerReference); nothing else to undo.
-        rt.forget_claim(key)
-        return
-    if not rt.may_act():
-        rt.requeue_claim_after(key, 0.5)  # the lease is not fresh: hold writes back
-        return
-    status = WorkspaceClaimStatus.model_validate(claim.status)
-    if status.phase is ClaimPhase.FAILED:
-        return
     memory = rt.memory.claim(key)
-    if status.phase is ClaimPhase.BOUND:
+    status = WorkspaceClaimStatus.model_validate(claim.status if claim else {})
+    mine = None
+    if claim is not None:
+        mine = next(
+            (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.claim == claim.name),
+            None,
+        )
+    route = claim_route(
+        exists=claim is not None and not claim.deleting,
+        may_act=rt.may_act(),
+        phase=status.phase,
+        bound_here=memory.bound_to is not None,
+        carried=mine is not None,
+        cold_start_pending=memory.cold_start_pending(),
+    )
+    if route.requeue_after is not None:
+        rt.requeue_claim_after(key, route.requeue_after)
+    if route.route is Route.FORGET:
+        rt.forget_claim(key)  # its workspace goes with it (ownerReference)
+        return
+    if claim is None or route.route in (Route.HOLD, Route.DONE):
+        return
+    if route.route is Route.BOUND:
         memory.bound_to = None
         await _ensure_pod_knows_owner(rt, claim, status)
         await _check_reinitialized(rt, claim, status)
         return
-    if memory.bound_to is not None:
-        return  # bound a moment ago; the watch has not shown it yet
+    if route.route is Route.WATCH_LAGS:
+        return
     if memory.seen_at is None:
         memory.seen_at = time.monotonic()
-    seen = memory.seen_at
-    if memory.recorded_uid != claim.uid:
-        preset = rt.preset((claim.namespace, claim.preset))
-        requested = (
-            claim.uid,
-            preset.uid if preset else "",
-            claim.namespace,
-            claim.name,
-            claim.owner,
-            _now(),
-        )
-        rt.writes.submit(
-            f"claim {claim.name} requested", lambda: rt.ledger.record_claim_requested(*requested)
-        )
-        memory.recorded_uid = claim.uid
-    mine = next(
-        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.claim == claim.name),
-        None,
-    )
+    _record_requested(rt, claim)
     if mine is not None:
         memory.cold_started_at = None
-        await _follow_own_workspace(rt, claim, status, mine, seen)
+        await _follow_own_workspace(rt, claim, status, mine, memory.seen_at)
         return
-    if memory.cold_start_pending():
-        # Built a moment ago and not in the watch yet: taking a warm one now
-        # would give this claim two workspaces.
-        rt.requeue_claim_after(key, 0.5)
+    await _claim_new(rt, claim, status, memory.seen_at)
+
+
+def _record_requested(rt: Runtime, claim: ClaimEntry) -> None:
+    """The request, in the ledger once per claim and process (an upsert: replays are safe)."""
+    memory = rt.memory.claim((claim.namespace, claim.name))
+    if memory.recorded_uid == claim.uid:
         return
-    await _claim_new(rt, claim, status, seen)
+    preset = rt.preset((claim.namespace, claim.preset))
+    requested = (
+        claim.uid,
+        preset.uid if preset else "",
+        claim.namespace,
+        claim.name,
+        claim.owner,
+        _now(),
+    )
+    rt.writes.submit(
+        f"claim {claim.name} requested", lambda: rt.ledger.record_claim_requested(*requested)
+    )
+    memory.recorded_uid = claim.uid
 
 
 def _preset_view(
@@ -172,9 +183,8 @@ async def _claim_new(
 
     if decision.action is Action.WAIT:
         await _patch_claim(rt, claim, status, ClaimPhase.PENDING, decision.reason, decision.message)
-        left = decision.wait_left
-        retry_s = 5.0 if left is None else min(5.0, left.total_seconds() + 0.1)
-        rt.requeue_claim_after((claim.namespace, claim.name), retry_s)
+        if decision.requeue_after is not None:
+            rt.requeue_claim_after((claim.namespace, claim.name), decision.requeue_after)
         return
     if decision.action is Action.FAIL:
         await _fail(rt, claim, status, decision.reason, decision.message)

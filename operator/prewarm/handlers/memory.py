@@ -10,9 +10,10 @@ preset gone) and, as a backstop, by `sweep` on every resync.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.watched import PresetKey
@@ -63,6 +64,9 @@ class PresetMemory:
     expectations: Expectations = field(default_factory=Expectations)
     # When its status was last written (time.monotonic()), for the throttle.
     status_written_at: float = 0.0
+    # The last status written: (the preset's resourceVersion it was written
+    # over, the status as stored after the write), for passes the watch lags.
+    status_written: tuple[str, Mapping[str, Any]] | None = None
     # Since when its passes wait for claims in flight (time.monotonic()).
     yielding_to_claims_since: float | None = None
     # Its prebuilds in flight, as its last pass counted them (the global cap).

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
 from prewarm import metrics
 from prewarm.api import reasons
-from prewarm.api.conditions import is_true, set_condition
+from prewarm.api.conditions import is_true
 from prewarm.api.constants import (
     ANNOTATION_PAUSED,
     ANNOTATION_RETRY,
@@ -35,6 +37,7 @@ from prewarm.api.workspace import (
     WorkspacePhase,
     workspace_status_patch,
 )
+from prewarm.handlers.memory import Expectations
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import PresetEntry, PresetKey, WorkspaceEntry
 from prewarm.handlers.workspaces import ensure_pod
@@ -46,38 +49,38 @@ from prewarm.planning.failures import Outcome, Verdict
 from prewarm.planning.pool import (
     Instance,
 )
+from prewarm.planning.preset_decision import (
+    PresetPlan,
+    PresetSnapshot,
+    TrackedWorkspace,
+    WorkspaceAction,
+    decide_preset,
+    decide_workspaces,
+    instance_after,
+)
 from prewarm.planning.preset_pass import (
     PoolDecision,
     PoolKnobs,
     PoolSnapshot,
     Step,
     WorkspaceView,
-    decide_pool,
     ledger_down_failure,
-    next_wakeup,
-    workspace_step,
 )
 from prewarm.planning.preset_status import (
     EventIntent,
     FailureSummary,
-    StatusInput,
-    compute_status,
-    progress_only,
-    status_equal,
+    invalid_spec_status,
+    status_as_known,
     status_patch,
-    transition_events,
 )
 from prewarm.planning.quota import refused
 from prewarm.planning.render import render_pod, render_workspace
-from prewarm.planning.schedule import DesiredCount, Schedule, desired_instances
+from prewarm.planning.schedule import Schedule, desired_instances
 
 log = logging.getLogger("prewarm.presets")
 
 # How long a pass waits for queued ledger writes before it calls the ledger down.
 LEDGER_DRAIN_TIMEOUT_S = 3.0
-# Counters in a preset's status move with every pod while a pool fills; they
-# are written at most this often then (conditions and the end state at once).
-STATUS_INTERVAL_S = 1.0
 
 
 def _now() -> datetime:
@@ -133,6 +136,7 @@ class _Pass:
     preset: PresetEntry
     spec: PresetSpec
     previous: PresetStatus
+    known_status: Mapping[str, Any]  # `previous` in wire form
     template_hash: str
     hard_limit: int
     readiness_timeout: timedelta
@@ -140,15 +144,24 @@ class _Pass:
 
 
 async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
-    """Gather (ledger, dry-run, workspaces and their pods, failure policy),
-    decide (planning/preset_pass, pool, preset_status), apply (writes)."""
+    """Two rounds of gather, decide (planning/preset_decision), apply: first the
+    workspaces' phases and outcomes, then (the ledger having them) the pool,
+    the status and its Events."""
     now = _now()
-    previous = PresetStatus.model_validate(preset.status)
+    memory = rt.memory.preset(key)
+    known = status_as_known(preset.resource_version, preset.status, memory.status_written)
+    if known is preset.status:
+        memory.status_written = None  # the watch shows that write (or a later change)
+    previous = PresetStatus.model_validate(known)
     try:
         spec = PresetSpec.model_validate(preset.spec)
     except ValidationError as error:
         # The CRD schema should have stopped this; say so rather than loop on it.
-        await _patch_invalid_spec(rt, preset, previous, str(error), now)
+        status = invalid_spec_status(known, previous, str(error), preset.generation, now)
+        if status is not None:
+            await rt.kube.patch_preset_status(
+                preset.namespace, preset.name, {"status": status_patch(status)}
+            )
         return
     policy = spec.failure_policy
     p = _Pass(
@@ -156,6 +169,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         preset=preset,
         spec=spec,
         previous=previous,
+        known_status=known,
         template_hash=template_hash(spec),
         hard_limit=rt.settings.hard_limit if policy.hard_limit is None else policy.hard_limit,
         readiness_timeout=policy.readiness_timeout or rt.settings.readiness_timeout,
@@ -168,54 +182,49 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         log.warning("ledger unavailable for preset %s/%s: %s", *key, error)
         retried, ledger_ok = False, False
     dry_run_message = await _validate_template(rt, preset, spec, p.template_hash, previous, retried)
-    instances, by_name = await _gather_workspaces(rt, p, ledger_ok)
+    tracked, by_name = _gather_workspaces(rt, p, ledger_ok)
+    actions = decide_workspaces(tracked, now, p.readiness_timeout, rt.settings.crashloop_restarts)
+    instances = await _apply_workspace_actions(rt, p, tracked, actions)
     failure, reset_at, ledger_ok = await _gather_failure(rt, p, ledger_ok, dry_run_message)
-    wanted = desired_instances(
-        spec.prebuilds.instances,
-        [Schedule(x.cron, x.instances) for x in spec.prebuilds.schedules],
-        spec.prebuilds.timezone,
-        now,
-    )
-    quota = rt.memory.preset(key).quota_hold
-    snapshot = PoolSnapshot(
-        template_hash=p.template_hash,
-        instances=instances,
-        wanted=wanted,
-        failure=failure,
-        now=now,
-        ttl=spec.prebuilds.ttl,
-        paused_by_annotation=preset.annotations.get(ANNOTATION_PAUSED) == "true",
-        ledger_available=ledger_ok,
-        quota=quota,
-        others_starting=rt.global_starting(key),
-        claims_busy=rt.claim_queue.busy,
-    )
-    decision = decide_pool(snapshot, _knobs(rt, p.hard_limit))
-    await _apply_pool(rt, p, decision, by_name)
-    new_status = compute_status(previous, _status_input(p, snapshot, decision, wanted))
-    await _apply_status(rt, p, new_status, failure, reset_at, ledger_ok, decision)
-    wake = next_wakeup(instances, failure, spec.prebuilds.ttl, p.readiness_timeout, now)
-    for delay in (decision.requeue_after, wake):
-        if delay is not None:
-            rt.requeue_after(key, delay)
+    snapshot = _snapshot(rt, p, instances, failure, ledger_ok)
+    plan = decide_preset(snapshot, _knobs(rt, p.hard_limit))
+    await _apply_pool(rt, p, plan.pool, by_name)
+    await _apply_status(rt, p, plan, failure, reset_at)
+    if plan.requeue_after is not None:
+        rt.requeue_after(key, plan.requeue_after)
 
 
-def _status_input(
-    p: _Pass, snapshot: PoolSnapshot, decision: PoolDecision, wanted: DesiredCount
-) -> StatusInput:
-    return StatusInput(
+def _snapshot(
+    rt: Runtime, p: _Pass, instances: list[Instance], failure: FailureSummary, ledger_ok: bool
+) -> PresetSnapshot:
+    spec = p.spec
+    memory = rt.memory.preset(p.key)
+    written_at = memory.status_written_at
+    return PresetSnapshot(
         name=p.preset.name,
         generation=p.preset.generation,
-        template_hash=p.template_hash,
-        plan=decision.plan,
-        failure=snapshot.failure,
-        paused=decision.paused_by is not None,
-        paused_by=decision.paused_by,
-        desired_note=decision.desired_note,
-        now=p.now,
-        ledger_available=snapshot.ledger_available,
-        quota_message=snapshot.quota.message if snapshot.quota else None,
-        schedule_problem=wanted.schedule_problem,
+        previous=p.previous,
+        stored_status=p.known_status,
+        pool=PoolSnapshot(
+            template_hash=p.template_hash,
+            instances=instances,
+            wanted=desired_instances(
+                spec.prebuilds.instances,
+                [Schedule(x.cron, x.instances) for x in spec.prebuilds.schedules],
+                spec.prebuilds.timezone,
+                p.now,
+            ),
+            failure=failure,
+            now=p.now,
+            ttl=spec.prebuilds.ttl,
+            paused_by_annotation=p.preset.annotations.get(ANNOTATION_PAUSED) == "true",
+            ledger_available=ledger_ok,
+            quota=memory.quota_hold,
+            others_starting=rt.global_starting(p.key),
+            claims_busy=rt.claim_queue.busy,
+        ),
+        readiness_timeout=p.readiness_timeout,
+        status_written_ago=time.monotonic() - written_at if written_at else None,
     )
 
 
@@ -230,34 +239,89 @@ def _knobs(rt: Runtime, hard_limit: int) -> PoolKnobs:
     )
 
 
-async def _gather_workspaces(
+def _gather_workspaces(
     rt: Runtime, p: _Pass, ledger_ok: bool
-) -> tuple[list[Instance], dict[str, WorkspaceEntry]]:
-    """The pool's instances, each workspace's status first brought in line with
-    its pod (those transitions are written here), plus creates not yet in the watch."""
+) -> tuple[list[TrackedWorkspace], dict[str, WorkspaceEntry]]:
+    """The pool's workspaces with their pods, plus creates not yet in the watch;
+    workspaces this process has not seen before are replayed into the ledger."""
     exp = rt.expectations_of(p.key)
     entries = rt.workspaces_of(p.key)
     exp.observe(e.name for e in entries)
+    quota = rt.memory.preset(p.key).quota_hold
+    quota_held = quota is not None and quota.active(p.now)
     by_name: dict[str, WorkspaceEntry] = {}
+    tracked: list[TrackedWorkspace] = []
     for entry in entries:
         by_name[entry.name] = entry
         if ledger_ok and not rt.memory.workspace(entry.uid).replayed:
             _replay(rt, p.preset.uid, entry)
-
-    async def instance_of(entry: WorkspaceEntry) -> Instance:
         instance = entry.as_instance()
-        if not entry.claimed and not entry.deleting:
-            instance = await _track_workspace(
-                rt, p.preset, p.spec, p.template_hash, entry, instance, p.readiness_timeout, p.now
-            )
         if entry.name in exp.deleted:
             instance = replace(instance, deleting=True)
-        return instance
+        view = None
+        if not entry.claimed and not entry.deleting:
+            view = _workspace_view(rt, p, entry, exp, quota_held)
+        tracked.append(
+            TrackedWorkspace(entry.name, entry.uid, entry.resource_version, instance, view)
+        )
+    for _, expected in exp.created.values():
+        if expected.name not in by_name:
+            tracked.append(TrackedWorkspace(expected.name, "", "", expected))
+    return tracked, by_name
 
+
+def _workspace_view(
+    rt: Runtime, p: _Pass, entry: WorkspaceEntry, exp: Expectations, quota_held: bool
+) -> WorkspaceView:
+    pod = rt.pod(entry.namespace, entry.name)
+    if pod is not None:
+        exp.pods.pop(entry.name, None)
+    written = rt.memory.workspace(entry.uid).phase_written
+    return WorkspaceView(
+        phase=entry.phase,
+        created_at=entry.created_at,
+        current=entry.template_hash == p.template_hash,
+        pod=pod.view if pod else None,
+        pod_deleting=bool(pod and pod.deleting),
+        pod_expected=entry.name in exp.created or entry.name in exp.pods,
+        quota_held=quota_held,
+        written=written[0] if written and written[1] == entry.resource_version else None,
+    )
+
+
+async def _apply_workspace_actions(
+    rt: Runtime, p: _Pass, tracked: list[TrackedWorkspace], actions: list[WorkspaceAction]
+) -> list[Instance]:
+    """Write each workspace's new phase (and its ledger outcome), create missing
+    pods; the pool's instances as they stand afterwards."""
     # Concurrently: while a pool fills, one pass may see many pods turn Ready.
-    instances = list(await asyncio.gather(*(instance_of(e) for e in entries)))
-    instances += [i for _, i in exp.created.values() if i.name not in by_name]
-    return instances, by_name
+    results = await asyncio.gather(*(_apply_workspace_action(rt, p, a) for a in actions))
+    done = {a.workspace.name: r for a, r in zip(actions, results, strict=True)}
+    return [done.get(ws.name, ws.instance) for ws in tracked]
+
+
+async def _apply_workspace_action(rt: Runtime, p: _Pass, action: WorkspaceAction) -> Instance:
+    ws, step = action.workspace, action.step
+    memory = rt.memory.workspace(ws.uid)
+    if step.forget_written:
+        memory.phase_written = None
+    if step.step is Step.CREATE_POD:
+        await _create_pod(
+            rt, p.preset, p.spec, p.template_hash, ws.name, ws.uid, ws.resource_version
+        )
+        return ws.instance
+    if step.step is Step.ASSUME:
+        return instance_after(ws.instance, step, p.now)
+    if step.step is not Step.WRITE or step.outcome is None or step.phase is None:
+        return ws.instance
+    created_at = ws.instance.created_at
+    written = await _record_outcome(
+        rt, p.preset, ws.name, ws.uid, ws.resource_version, step.outcome, p.now, created_at
+    )
+    if not written:
+        return ws.instance
+    memory.phase_written = (step.phase, ws.resource_version)
+    return instance_after(ws.instance, step, p.now)
 
 
 async def _gather_failure(
@@ -319,44 +383,25 @@ async def _apply_pool(
 
 
 async def _apply_status(
-    rt: Runtime,
-    p: _Pass,
-    new_status: PresetStatus,
-    failure: FailureSummary,
-    reset_at: datetime | None,
-    ledger_ok: bool,
-    decision: PoolDecision,
+    rt: Runtime, p: _Pass, plan: PresetPlan, failure: FailureSummary, reset_at: datetime | None
 ) -> None:
-    """The status (if it changed), its Events, the hard-limit notice and the gauges."""
-    await _write_status(rt, p.key, p.preset, new_status)
-    for intent in transition_events(p.previous, new_status, failure):
+    """The status (if the plan says so), its Events, the hard-limit notice and the gauges."""
+    if plan.write_status:
+        patch = status_patch(plan.status)
+        try:
+            await rt.kube.patch_preset_status(p.preset.namespace, p.preset.name, {"status": patch})
+        except ApiError as error:
+            if not error.not_found:
+                raise
+        memory = rt.memory.preset(p.key)
+        memory.status_written_at = time.monotonic()
+        stored = {k: v for k, v in patch.items() if v is not None}
+        memory.status_written = (p.preset.resource_version, stored)
+    for intent in plan.events:
         await _event(rt, p.preset, intent)
-    if failure.hard_limited and ledger_ok:
+    if plan.notify_hard_limit:
         await _hard_limit_notice(rt, p.preset, p.template_hash, reset_at, failure)
-    _record_gauges(p.key, decision.plan.counts, new_status)
-
-
-async def _write_status(
-    rt: Runtime, key: PresetKey, preset: PresetEntry, new_status: PresetStatus
-) -> None:
-    """Patch the preset's status if it changed; counters that move while the
-    pool fills go out at most every STATUS_INTERVAL_S (one write, not one per pod)."""
-    stored = dict(preset.status)
-    if status_equal(stored, new_status):
-        return
-    if progress_only(stored, new_status):
-        wait = rt.memory.preset(key).status_written_at + STATUS_INTERVAL_S - time.monotonic()
-        if wait > 0:
-            rt.requeue_after(key, wait)
-            return
-    try:
-        await rt.kube.patch_preset_status(
-            preset.namespace, preset.name, {"status": status_patch(new_status)}
-        )
-    except ApiError as error:
-        if not error.not_found:
-            raise
-    rt.memory.preset(key).status_written_at = time.monotonic()
+    _record_gauges(p.key, plan.status)
 
 
 def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
@@ -595,68 +640,6 @@ async def _create_pod(
         await _record_outcome(rt, preset, name, uid, resource_version, outcome, _now(), None)
 
 
-async def _track_workspace(
-    rt: Runtime,
-    preset: PresetEntry,
-    spec: PresetSpec,
-    thash: str,
-    entry: WorkspaceEntry,
-    instance: Instance,
-    readiness_timeout: timedelta,
-    now: datetime,
-) -> Instance:
-    """Derive the workspace's phase from its pod; write it (and the ledger) on change."""
-    pod = rt.pod(entry.namespace, entry.name)
-    exp = rt.expectations_of((entry.namespace, entry.preset))
-    if pod is not None:
-        exp.pods.pop(entry.name, None)
-    quota = rt.memory.preset((entry.namespace, entry.preset)).quota_hold
-    memory = rt.memory.workspace(entry.uid)
-    written = memory.phase_written
-    step = workspace_step(
-        WorkspaceView(
-            phase=entry.phase,
-            created_at=entry.created_at,
-            current=entry.template_hash == thash,
-            pod=pod.view if pod else None,
-            pod_deleting=bool(pod and pod.deleting),
-            pod_expected=entry.name in exp.created or entry.name in exp.pods,
-            quota_held=quota is not None and quota.active(now),
-            written=written[0] if written and written[1] == entry.resource_version else None,
-        ),
-        now,
-        readiness_timeout,
-        rt.settings.crashloop_restarts,
-    )
-    if step.forget_written:
-        memory.phase_written = None
-    if step.step is Step.CREATE_POD:
-        await _create_pod(rt, preset, spec, thash, entry.name, entry.uid, entry.resource_version)
-    if step.step is Step.ASSUME and step.phase is not None:
-        return replace(instance, phase=step.phase)
-    if step.step is not Step.WRITE or step.outcome is None or step.phase is None:
-        return instance
-    written_now = await _record_outcome(
-        rt,
-        preset,
-        entry.name,
-        entry.uid,
-        entry.resource_version,
-        step.outcome,
-        now,
-        entry.created_at,
-    )
-    if not written_now:
-        return instance
-    memory.phase_written = (step.phase, entry.resource_version)
-    return replace(
-        instance,
-        phase=step.phase,
-        ready_at=now if step.phase is WorkspacePhase.READY else instance.ready_at,
-        failed_at=now if step.phase is WorkspacePhase.FAILED else instance.failed_at,
-    )
-
-
 async def _record_outcome(
     rt: Runtime,
     preset: PresetEntry,
@@ -749,28 +732,7 @@ async def _hard_limit_notice(
     notified.add(mark)
 
 
-async def _patch_invalid_spec(
-    rt: Runtime, preset: PresetEntry, previous: PresetStatus, message: str, now: datetime
-) -> None:
-    status = PresetStatus.model_validate(
-        {**preset.status, "prebuildStatus": PrebuildStatus.VALIDATION_FAILED}
-    )
-    status.conditions = set_condition(
-        previous.conditions,
-        reasons.VALIDATION_FAILED,
-        "True",
-        reasons.REASON_VALIDATION_FAILED,
-        f"spec is invalid: {message}"[:2000],
-        preset.generation,
-        now,
-    )
-    if not status_equal(dict(preset.status), status):
-        await rt.kube.patch_preset_status(
-            preset.namespace, preset.name, {"status": status_patch(status)}
-        )
-
-
-def _record_gauges(key: PresetKey, counts: object, status: PresetStatus) -> None:
+def _record_gauges(key: PresetKey, status: PresetStatus) -> None:
     metrics.start_preset(*key)
     metrics.preset_desired.labels(*key).set(status.desired)
     metrics.preset_running.labels(*key).set(status.running)

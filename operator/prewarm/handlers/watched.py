@@ -116,6 +116,7 @@ class PresetEntry:
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
     deleting: bool
+    resource_version: str = ""
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> PresetEntry:
@@ -129,6 +130,7 @@ class PresetEntry:
             spec=dict(body.get("spec") or {}),
             status=dict(body.get("status") or {}),
             deleting=meta.get("deletionTimestamp") is not None,
+            resource_version=str(meta.get("resourceVersion", "")),
         )
 
 

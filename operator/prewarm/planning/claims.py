@@ -14,11 +14,67 @@ from datetime import datetime, timedelta
 
 from prewarm.api import reasons
 from prewarm.api.agent_protocol import ANNOTATION_AGENTS, REINIT_DONE_PREFIX
+from prewarm.api.claim import ClaimPhase
 from prewarm.api.durations import format_duration
 from prewarm.api.preset import PrebuildStatus
 from prewarm.api.workspace import WorkspacePhase
 from prewarm.planning.failures import Outcome, PodView, Verdict, classify
 from prewarm.planning.pool import Instance
+
+# How often a waiting claim looks again (the watch event of what it waits for usually comes first).
+WAIT_POLL_S = 5.0
+# How soon a claim whose cold build is not in the watch yet looks again.
+COLD_BUILD_WATCH_S = 0.5
+# How soon a claim looks again while this replica may not write (the lease is not fresh).
+LEASE_HOLD_S = 0.5
+
+
+class Route(enum.StrEnum):
+    """Which path one pass of a claim takes."""
+
+    FORGET = "Forget"  # gone or going: its memory goes (its workspace goes by ownerReference)
+    HOLD = "Hold"  # this replica may not write now: come back soon
+    DONE = "Done"  # Failed: nothing will change that
+    BOUND = "Bound"  # follow-ups: the pod knows its owner, the agents re-initialised
+    WATCH_LAGS = "WatchLags"  # bound or cold-started a moment ago; the watch has not shown it
+    FOLLOW_OWN = "FollowOwn"  # a workspace already carries the claim: drive it to Bound or Failed
+    CLAIM_NEW = "ClaimNew"  # take a warm workspace or build one (decide_claim)
+
+
+@dataclass(frozen=True)
+class ClaimRoute:
+    route: Route
+    requeue_after: float | None = None
+
+
+def claim_route(
+    *,
+    exists: bool,
+    may_act: bool,
+    phase: ClaimPhase | None,
+    bound_here: bool,
+    carried: bool,
+    cold_start_pending: bool,
+) -> ClaimRoute:
+    """The path of one pass. `bound_here`: this process bound it and the watch
+    has not shown Bound yet; `carried`: a workspace carries the claim's label;
+    `cold_start_pending`: this process created its cold workspace, not yet watched."""
+    if not exists:
+        return ClaimRoute(Route.FORGET)
+    if not may_act:
+        return ClaimRoute(Route.HOLD, LEASE_HOLD_S)
+    if phase is ClaimPhase.FAILED:
+        return ClaimRoute(Route.DONE)
+    if phase is ClaimPhase.BOUND:
+        return ClaimRoute(Route.BOUND)
+    if bound_here:
+        return ClaimRoute(Route.WATCH_LAGS)
+    if carried:
+        return ClaimRoute(Route.FOLLOW_OWN)
+    if cold_start_pending:
+        # Taking a warm one now would give this claim two workspaces.
+        return ClaimRoute(Route.WATCH_LAGS, COLD_BUILD_WATCH_S)
+    return ClaimRoute(Route.CLAIM_NEW)
 
 
 class Action(enum.StrEnum):
@@ -35,6 +91,7 @@ class ClaimDecision:
     message: str
     candidates: tuple[str, ...] = ()
     wait_left: timedelta | None = None  # WAIT: how long until the claim gives up (None: never)
+    requeue_after: float | None = None  # WAIT: when to look again (seconds)
 
 
 @dataclass(frozen=True)
@@ -76,10 +133,15 @@ def decide_claim(
     another process, or before a restart) that is not in the watch yet.
     """
     decision = _decide(preset, instances, reserved, secret_missing, cold_build)
-    if decision.action is not Action.WAIT or wait_limit is None:
+    if decision.action is not Action.WAIT:
         return decision
+    if wait_limit is None:
+        return replace(decision, requeue_after=WAIT_POLL_S)
     if waited < wait_limit:
-        return replace(decision, wait_left=wait_limit - waited)
+        left = wait_limit - waited
+        # Back just after the limit, if it comes first, to fail the claim on time.
+        again = min(WAIT_POLL_S, left.total_seconds() + 0.1)
+        return replace(decision, wait_left=left, requeue_after=again)
     return replace(
         decision,
         action=Action.FAIL,

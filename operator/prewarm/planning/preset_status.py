@@ -9,6 +9,7 @@ never from a loop that merely sees the same state again.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -307,7 +308,7 @@ def status_patch(new: PresetStatus) -> dict[str, Any]:
 _COUNTERS = frozenset({"desired", "running", "ready", "starting", "claimed", "failed"})
 
 
-def progress_only(stored: dict[str, Any], new: PresetStatus) -> bool:
+def progress_only(stored: Mapping[str, Any], new: PresetStatus) -> bool:
     """Whether `new` differs from the stored status only in counters and
     condition messages while the pool is still progressing (creating or
     starting prebuilds): a change that can wait a moment and go out together
@@ -315,7 +316,7 @@ def progress_only(stored: dict[str, Any], new: PresetStatus) -> bool:
     if not any(c.type == reasons.PROGRESSING and c.status == "True" for c in new.conditions):
         return False  # settled: the end state goes out at once
 
-    def shape(status: dict[str, Any]) -> dict[str, Any]:
+    def shape(status: Mapping[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in status.items() if v is not None and k not in _COUNTERS}
         out["conditions"] = [
             (c.get("type"), c.get("status"), c.get("reason"), c.get("observedGeneration"))
@@ -326,8 +327,47 @@ def progress_only(stored: dict[str, Any], new: PresetStatus) -> bool:
     return shape(stored) == shape(status_patch(new))
 
 
-def status_equal(stored: dict[str, Any], new: PresetStatus) -> bool:
+def status_equal(stored: Mapping[str, Any], new: PresetStatus) -> bool:
     """Whether writing `new` would change nothing (compared in wire form)."""
     wire = {k: v for k, v in status_patch(new).items() if v is not None}
     existing = {k: v for k, v in stored.items() if v is not None}
     return wire == existing
+
+
+def invalid_spec_status(
+    stored: Mapping[str, Any],
+    previous: PresetStatus,
+    message: str,
+    generation: int,
+    now: datetime,
+) -> PresetStatus | None:
+    """The status of a preset whose spec does not parse (the CRD schema should
+    have stopped it): ValidationFailed with the parser's message; None if the
+    stored status says so already."""
+    status = PresetStatus.model_validate(
+        {**stored, "prebuildStatus": PrebuildStatus.VALIDATION_FAILED}
+    )
+    status.conditions = set_condition(
+        previous.conditions,
+        reasons.VALIDATION_FAILED,
+        "True",
+        reasons.REASON_VALIDATION_FAILED,
+        f"spec is invalid: {message}"[:2000],
+        generation,
+        now,
+    )
+    return None if status_equal(stored, status) else status
+
+
+def status_as_known(
+    watched_version: str,
+    watched: Mapping[str, Any],
+    written: tuple[str, Mapping[str, Any]] | None,
+) -> Mapping[str, Any]:
+    """The preset's status as this process knows it: what it last wrote while
+    the watch still shows the version that write went over (the watch lags
+    behind: a pass would see an old status, write it again and post its
+    transition Events twice); else the watched one."""
+    if written is not None and watched_version and written[0] == watched_version:
+        return written[1]
+    return watched

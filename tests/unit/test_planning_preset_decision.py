@@ -1,0 +1,161 @@
+"""One preset pass's decisions as a whole (planning/preset_decision.py): the
+two rounds, the status write and its throttle, the Events, the hard-limit
+notice and the one requeue delay."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from tests.unit.test_planning_preset_pass import CLEAN, KNOBS, NOW, inst, pod, snap, ws
+
+from prewarm.api import reasons
+from prewarm.api.preset import PrebuildStatus, PresetStatus
+from prewarm.api.workspace import WorkspacePhase as P
+from prewarm.planning.preset_decision import (
+    STATUS_INTERVAL_S,
+    PresetPlan,
+    PresetSnapshot,
+    TrackedWorkspace,
+    decide_preset,
+    decide_workspaces,
+    instance_after,
+)
+from prewarm.planning.preset_pass import BUILDING_AFTER, LEDGER_DOWN_RETRY_S, Step
+from prewarm.planning.preset_status import FailureSummary, status_patch
+
+HARD_LIMITED = FailureSummary(True, 3, 3, False, None, None, None)
+
+
+def decide(
+    want: int,
+    instances: list[Any] | None = None,
+    previous: PresetStatus | None = None,
+    stored: dict[str, Any] | None = None,
+    written_ago: float | None = None,
+    **kw: Any,
+) -> PresetPlan:
+    previous = previous or PresetStatus()
+    return decide_preset(
+        PresetSnapshot(
+            name="p",
+            generation=1,
+            previous=previous,
+            stored_status=status_patch(previous) if stored is None else stored,
+            pool=snap(want, instances, **kw),
+            status_written_ago=written_ago,
+        ),
+        KNOBS,
+    )
+
+
+def settled(want: int, instances: list[Any] | None = None, **kw: Any) -> PresetStatus:
+    """The status a pass writes for this pool (what the watch shows next)."""
+    return decide(want, instances, **kw).status
+
+
+def test_a_converged_pool_writes_nothing_and_sleeps() -> None:
+    pool = [inst("a"), inst("b")]
+    status = settled(2, pool)
+    plan = decide(2, pool, previous=status)
+    assert not plan.write_status
+    assert plan.pool.creating == 0
+    assert plan.events == []
+    assert plan.requeue_after is None
+
+
+def test_a_first_pass_writes_the_status_and_creates() -> None:
+    plan = decide(2)
+    assert plan.write_status
+    assert plan.status.desired == 2
+    assert plan.pool.creating == 2
+
+
+# (case, seconds since the last write, written now, comes back in)
+THROTTLE_CASES = {
+    "never written: at once": (None, True, None),
+    "written long ago: at once": (10.0, True, None),
+    "written a moment ago: held back until the interval is over": (
+        0.25, False, STATUS_INTERVAL_S - 0.25),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("ago", "written", "back_in"), THROTTLE_CASES.values(),
+                         ids=THROTTLE_CASES.keys())  # fmt: skip
+def test_progress_counters_are_throttled(
+    ago: float | None, written: bool, back_in: float | None
+) -> None:
+    # Filling: one of four Ready, three starting; the last write said two starting.
+    pool = [inst("r")] + [inst(f"s{i}", P.BUILDING, age_s=2) for i in range(3)]
+    before = settled(4, pool[:3])
+    plan = decide(4, pool, previous=before, written_ago=ago)
+    assert plan.write_status is written
+    if back_in is None:
+        assert plan.requeue_after is None or plan.requeue_after > STATUS_INTERVAL_S
+    else:
+        assert plan.requeue_after == pytest.approx(back_in)
+
+
+def test_a_settled_end_state_is_never_held_back() -> None:
+    filling = settled(2, [inst("a"), inst("b", P.BUILDING, age_s=2)])
+    plan = decide(2, [inst("a"), inst("b")], previous=filling, written_ago=0.1)
+    assert plan.write_status
+    assert plan.status.ready == 2
+
+
+def test_hard_limited_notices_every_pass_but_not_without_the_ledger() -> None:
+    assert decide(2, failure=HARD_LIMITED).notify_hard_limit
+    limited = settled(2, failure=HARD_LIMITED)
+    again = decide(2, previous=limited, failure=HARD_LIMITED)
+    assert again.notify_hard_limit  # the warning log is due on every loop
+    assert again.events == []  # the transition's Events went out once
+    down = decide(2, previous=limited, failure=HARD_LIMITED, ledger_available=False)
+    assert not down.notify_hard_limit
+    assert down.requeue_after == LEDGER_DOWN_RETRY_S
+
+
+def test_leaving_the_hard_limit_says_so_once() -> None:
+    limited = settled(2, failure=HARD_LIMITED)
+    assert limited.prebuild_status is PrebuildStatus.HARD_LIMITED
+    plan = decide(2, previous=limited, failure=CLEAN)
+    assert [e.reason for e in plan.events] == [reasons.REASON_HARD_LIMIT_RESET]
+    assert plan.pool.creating == 2
+
+
+def test_the_requeue_is_the_earliest_of_every_reason() -> None:
+    # A Pending workspace shows Building after BUILDING_AFTER; the ledger is down.
+    plan = decide(1, [inst("p", P.PENDING, age_s=1)], ledger_available=False)
+    pending_due = (BUILDING_AFTER - timedelta(seconds=1)).total_seconds() + 0.5
+    assert plan.requeue_after == pytest.approx(min(pending_due, LEDGER_DOWN_RETRY_S))
+
+
+def tracked(name: str, view: Any = None, phase: P = P.PENDING) -> TrackedWorkspace:
+    return TrackedWorkspace(name, f"uid-{name}", "7", inst(name, phase), view)
+
+
+def test_first_round_acts_only_on_unclaimed_live_workspaces_with_something_to_do() -> None:
+    workspaces = [
+        tracked("turning-ready", ws(P.PENDING, pod=pod(ready=True))),
+        tracked("no-pod-yet", ws(P.PENDING, pod=None)),
+        tracked("steady", ws(P.READY, pod=pod(ready=True)), P.READY),
+        tracked("claimed-or-expected"),  # no view: the first round leaves it alone
+    ]
+    actions = decide_workspaces(workspaces, NOW, timedelta(minutes=5), 3)
+    steps = {a.workspace.name: a.step.step for a in actions}
+    assert steps == {
+        "turning-ready": Step.WRITE,
+        "no-pod-yet": Step.CREATE_POD,
+        "steady": Step.KEEP,  # kept in the list: its remembered write is forgotten
+    }
+
+
+def test_the_second_round_sees_what_the_first_wrote() -> None:
+    (action,) = decide_workspaces(
+        [tracked("w", ws(P.PENDING, pod=pod(ready=True)))], NOW, timedelta(minutes=5), 3
+    )
+    after = instance_after(action.workspace.instance, action.step, NOW)
+    assert (after.phase, after.ready_at) == (P.READY, NOW)
+    # Ready now, so the pool of one is full: nothing to create.
+    assert decide(1, [after]).pool.creating == 0
+    assert decide(1, [action.workspace.instance]).pool.creating == 0  # starting counts too
