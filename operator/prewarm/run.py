@@ -21,6 +21,9 @@ def run_operator(verbose: bool = False) -> int:
     logging.getLogger("prewarm").setLevel(logging.DEBUG if verbose else logging.INFO)
     # kopf reports every handler call at INFO; ours are event hooks, so that is noise.
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # kopf's liveness endpoint logs every probe (one line every 10 s per
+    # replica), which buried the lines that mattered when a rollout hung.
+    logging.getLogger("aiohttp.access").setLevel(logging.DEBUG if verbose else logging.WARNING)
     # Importing the module registers its handlers with kopf's default registry.
     import prewarm.handlers.registrations  # noqa: F401
 

@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from prewarm.devenv.node import NODE_NAME
+from prewarm.devenv.node import NODE_NAME, NodeEnv
 from tests.node.conftest import NodeOperator
 from tests.node.support import preset_status, ready_pods, wait_until
 from tests.plugins.node import REPO
@@ -32,6 +32,27 @@ SAMPLE = REPO / "crds" / "samples" / "preset-basic.yaml"
 def _images(path: str) -> set[str]:
     text = (REPO / path).read_text()
     return set(re.findall(r'^\s*image:\s*"?([^"\s]+)"?\s*$', text, flags=re.M))
+
+
+def _why_not_ready(env: NodeEnv) -> str:
+    """What a person would look at: the operator pod's events and its /readyz
+    answer, its log, the PostgreSQL pod's events."""
+    ns = ["-n", "prewarm-system"]
+    operator = env.kubectl("describe", "pods", *ns, "-l", "app.kubernetes.io/component=operator",
+                           check=False)  # fmt: skip
+    readyz = env.cluster.kubectl(
+        "exec", *ns, "deployment/prewarm", "--", "python3", "-c",
+        "import urllib.request as u\n"
+        "try:\n print(u.urlopen('http://127.0.0.1:9090/readyz', timeout=10).read().decode())\n"
+        "except Exception as e:\n print(e, getattr(e, 'read', lambda: b'')().decode())",
+        check=False, timeout=60,
+    )  # fmt: skip
+    logs = env.kubectl("logs", *ns, "deployment/prewarm", "--tail=150", check=False)
+    postgres = env.kubectl("describe", "pods", *ns, "prewarm-postgresql-0", check=False)
+    return (
+        f"--- operator pod\n{operator[-3000:]}\n--- /readyz\n{readyz.stdout}{readyz.stderr}\n"
+        f"--- operator log\n{logs[-8000:]}\n--- postgresql pod\n{postgres[-1500:]}"
+    )
 
 
 # The operator retries its start-up (ledger connection) once a minute: on a busy
@@ -71,11 +92,7 @@ def test_kubectl_apply_of_deploy_manifest_converges(node_operator: NodeOperator)
             check=False, timeout=630,
         )  # fmt: skip
         if rolled.returncode != 0:
-            described = env.kubectl("describe", "pods", "-n", "prewarm-system", check=False)
-            logs = env.kubectl(
-                "logs", "-n", "prewarm-system", "deployment/prewarm", "--tail=30", check=False
-            )
-            raise AssertionError(f"{workload}: {rolled.stderr}\n{described[-3000:]}\n{logs}")
+            raise AssertionError(f"{workload}: {rolled.stderr}\n{_why_not_ready(env)}")
     (operator_pod,) = ready_pods(env, "prewarm-system", "app.kubernetes.io/component=operator")
     assert operator_pod["spec"]["nodeName"] == NODE_NAME
 
