@@ -13,7 +13,7 @@ from typing import Any
 
 from prewarm.api.constants import LABEL_PRESET, PREFIX
 from prewarm.api.timestamps import parse_time
-from prewarm.api.workspace import WorkspacePhase
+from prewarm.api.workspace import PrebuiltWorkspace, WorkspacePhase
 from prewarm.planning.failures import PodView, pod_view
 from prewarm.planning.pool import Instance
 
@@ -57,27 +57,27 @@ class WorkspaceEntry:
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> WorkspaceEntry:
-        meta = body.get("metadata") or {}
-        spec = body.get("spec") or {}
-        status = body.get("status") or {}
-        failure = status.get("failure") or {}
+        """Read through the API model (api.workspace), the one codec of the wire form."""
+        ws = PrebuiltWorkspace.model_validate(body)
+        meta, spec, status = ws.metadata, ws.spec, ws.status
+        failure = status.failure
         return cls(
-            namespace=str(meta.get("namespace", "")),
-            name=str(meta.get("name", "")),
-            uid=str(meta.get("uid", "")),
-            resource_version=str(meta.get("resourceVersion", "")),
-            preset=str((spec.get("presetRef") or {}).get("name", "")),
-            template_hash=str(spec.get("templateHash", "")),
-            owner=str(spec.get("owner") or ""),
-            phase=WorkspacePhase(status.get("phase") or WorkspacePhase.PENDING),
-            created_at=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
-            ready_at=parse_time(status.get("readyAt")),
-            failed_at=parse_time(status.get("failedAt")),
-            failure_reason=failure.get("reason"),
-            failure_message=str(failure.get("message") or ""),
-            deleting=meta.get("deletionTimestamp") is not None,
-            claim=str((spec.get("claimRef") or {}).get("name", "")),
-            reinit_generation=int(status.get("reinitGeneration") or 0),
+            namespace=meta.namespace or "",
+            name=meta.name or "",
+            uid=meta.uid or "",
+            resource_version=meta.resource_version or "",
+            preset=spec.preset_ref.name,
+            template_hash=spec.template_hash,
+            owner=spec.owner,
+            phase=status.phase or WorkspacePhase.PENDING,
+            created_at=meta.creation_timestamp or datetime.now(UTC),
+            ready_at=status.ready_at,
+            failed_at=status.failed_at,
+            failure_reason=failure.reason if failure else None,
+            failure_message=failure.message if failure else "",
+            deleting=meta.deletion_timestamp is not None,
+            claim=spec.claim_ref.name if spec.claim_ref else "",
+            reinit_generation=status.reinit_generation,
         )
 
 
