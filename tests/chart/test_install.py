@@ -298,6 +298,9 @@ FORBIDDEN = [
     ("update", "workspaceclaims.prewarm.dev", ()),
     ("patch", "workspaceclaims.prewarm.dev", ()),
     ("delete", "workspaceclaims.prewarm.dev", ()),
+    # The claim policy's permission to claim in someone else's name (issue 16):
+    # the operator never creates claims, so it must not hold it.
+    ("claim-for-others", "workspaceclaims.prewarm.dev", ()),
     ("update", "prebuiltworkspaces.prewarm.dev", ()),
     ("delete", "pods", ()),
     ("create", "pods", ("--subresource=exec",)),

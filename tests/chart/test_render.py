@@ -79,6 +79,8 @@ def test_defaults_render_the_operator_with_bundled_postgresql_and_cluster_rbac()
         "Secret",
         "StatefulSet",
         "NetworkPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     }
     deployment = one(docs, "Deployment", NAME)
     spec = deployment["spec"]
@@ -131,10 +133,18 @@ def test_defaults_render_the_operator_with_bundled_postgresql_and_cluster_rbac()
     assert {d["metadata"]["name"] for d in find(docs, "ClusterRole")} == {
         NAME,
         f"{NAME}-discovery",
+        f"{NAME}-claim-for-others",
     }
     # Every namespaced object lands in the release namespace.
+    cluster_scoped = {
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     for doc in docs:
-        if doc["kind"] not in {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}:
+        if doc["kind"] not in cluster_scoped:
             assert doc["metadata"]["namespace"] == "prewarm-system", doc["kind"]
 
 
@@ -355,8 +365,12 @@ def test_watch_namespaces_give_roles_instead_of_a_cluster_role() -> None:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": NAME, "namespace": "prewarm-system"}
         ]
-    # The only cluster-scoped grant left is read-only discovery.
-    (cluster_role,) = find(docs, "ClusterRole")
+    # The only cluster-scoped grant to the operator left is read-only discovery
+    # (the claim-for-others ClusterRole is for users, and bound to nobody).
+    assert not find(docs, "ClusterRoleBinding", f"{NAME}-claim-for-others")
+    (cluster_role,) = [
+        r for r in find(docs, "ClusterRole") if r["metadata"]["name"] != f"{NAME}-claim-for-others"
+    ]
     assert cluster_role["metadata"]["name"] == f"{NAME}-discovery"
     for rule in cluster_role["rules"]:
         assert set(rule["verbs"]) <= {"get", "list", "watch"}
@@ -435,6 +449,91 @@ def test_readme_lists_exactly_the_granted_rules() -> None:
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
 
 
+# --- the claim policy (issue 16) -------------------------------------------------------------
+
+POLICY = f"{NAME}-workspaceclaims"
+
+
+def test_claim_policy_is_on_by_default_and_names_its_rules() -> None:
+    docs = template()
+    policy = one(docs, "ValidatingAdmissionPolicy", POLICY)
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    # CREATE and UPDATE of the claim itself only: the operator's writes go to the
+    # status subresource ("workspaceclaims/status"), which this does not match.
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["prewarm.dev"],
+            "apiVersions": ["*"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["workspaceclaims"],
+        }
+    ]
+    rules = [v["messageExpression"].split(":", 1)[0].strip("'") for v in spec["validations"]]
+    assert rules == [
+        "prewarm.dev/claim-owner-is-requester",
+        "prewarm.dev/claim-secret-readable-by-requester",
+    ]
+    for validation in spec["validations"]:
+        # The static message (used if the expression fails) names the rule too.
+        assert validation["message"].split(":", 1)[0] in rules
+        assert validation["reason"] == "Forbidden"
+    variables = {v["name"]: v["expression"] for v in spec["variables"]}
+    assert "check('claim-for-others')" in variables["mayClaimForOthers"]
+    assert "request.userInfo.username" in spec["validations"][0]["expression"]
+    assert ".resource('secrets')" in spec["validations"][1]["expression"]
+    assert ".check('get')" in spec["validations"][1]["expression"]
+
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", POLICY)
+    assert binding["spec"] == {"policyName": POLICY, "validationActions": ["Deny"]}
+    # The custom verb the policy checks is what the shipped ClusterRole grants.
+    role = one(docs, "ClusterRole", f"{NAME}-claim-for-others")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["prewarm.dev"],
+            "resources": ["workspaceclaims"],
+            "verbs": ["claim-for-others"],
+        }
+    ]
+    # The operator itself is not given it.
+    assert "claim-for-others" not in json.dumps(one(docs, "ClusterRole", NAME))
+
+
+def test_claim_policy_binding_follows_the_watched_namespaces() -> None:
+    binding = one(
+        template("--set", "watchNamespaces={team-a,team-b}"),
+        "ValidatingAdmissionPolicyBinding",
+        POLICY,
+    )
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchExpressions": [
+            {
+                "key": "kubernetes.io/metadata.name",
+                "operator": "In",
+                "values": ["team-a", "team-b"],
+            }
+        ]
+    }
+
+
+def test_claim_policy_can_be_turned_off() -> None:
+    docs = template("--set", "claimPolicy.enabled=false")
+    assert not kinds(docs) & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    assert not find(docs, "ClusterRole", f"{NAME}-claim-for-others")
+    # With rbac.create=false the policy stays; granting claim-for-others is left to you.
+    docs = template("--set", "rbac.create=false")
+    assert find(docs, "ValidatingAdmissionPolicy", POLICY)
+    assert not find(docs, "ClusterRole")
+
+
+def test_deploy_manifest_ships_the_claim_policy() -> None:
+    docs = [d for d in yaml.safe_load_all((REPO / "deploy" / "prewarm.yaml").read_text()) if d]
+    assert {d["kind"] for d in docs} >= {
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+
+
 # --- values schema --------------------------------------------------------------------------
 
 BAD_VALUES = [
@@ -456,6 +555,8 @@ BAD_VALUES = [
     (["--set", "operator.maxCreatesGlobal=0"], "/operator/maxCreatesGlobal", "minimum"),
     (["--set", "metrics.port=70000"], "/metrics/port", "maximum"),
     (["--set", "crds.install=yes"], "/crds/install", "want boolean"),
+    (["--set", "claimPolicy.enabled=maybe"], "/claimPolicy/enabled", "want boolean"),
+    (["--set", "claimPolicy.enable=false"], "additional properties 'enable' not allowed", ""),
     (["--set", "replicas=1"], "additional properties 'replicas' not allowed", ""),
     (["--set", "operator.hardlimit=2"], "additional properties 'hardlimit' not allowed", ""),
     (["--set", "serviceMonitor.interval=30"], "/serviceMonitor/interval", "want string"),
@@ -573,7 +674,13 @@ def test_deploy_manifest_is_the_current_helm_template_output(tmp_path: Path) -> 
 
 def test_two_releases_shard_namespaces_without_sharing_anything() -> None:
     # docs/scaling.md: one release per shard of namespaces, CRDs from the first.
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+    cluster_scoped = {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
 
     def shard(release: str, namespaces: str, crds: str) -> list[Manifest]:
         return template(

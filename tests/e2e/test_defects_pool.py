@@ -56,6 +56,17 @@ def test_claim_storm_claimed_workspaces_do_not_stall_the_pool(
     apply(cluster, namespace, preset_manifest("pool", 2))
     wait_until(lambda: _ready_unclaimed(cluster, namespace, "pool") == 2, what="2 warm")
     thash = _status(cluster, namespace, "pool")["templateHash"]
+    # Their claims exist (the operator trusts only workspaces their claim
+    # controls), but wait for another preset, so nothing else happens to them.
+    create_all(
+        cluster,
+        namespace,
+        [claim_manifest(f"held-{i:02d}", "elsewhere", f"user{i}") for i in range(20)],
+    )
+    claim_uids = {
+        c["metadata"]["name"]: c["metadata"]["uid"]
+        for c in items(cluster, namespace, "workspaceclaims")
+    }
     planted = [
         {
             "apiVersion": "prewarm.dev/v1alpha1",
@@ -63,12 +74,21 @@ def test_claim_storm_claimed_workspaces_do_not_stall_the_pool(
             "metadata": {
                 "name": f"held-{i:02d}",
                 "labels": {"prewarm.dev/preset": "pool", "prewarm.dev/template-hash": thash},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "prewarm.dev/v1alpha1",
+                        "kind": "WorkspaceClaim",
+                        "name": f"held-{i:02d}",
+                        "uid": claim_uids[f"held-{i:02d}"],
+                        "controller": True,
+                    }
+                ],
             },
             "spec": {
                 "presetRef": {"name": "pool"},
                 "templateHash": thash,
                 "owner": f"user{i}",
-                "claimRef": {"name": f"gone-{i:02d}", "uid": f"uid-{i:02d}"},
+                "claimRef": {"name": f"held-{i:02d}", "uid": claim_uids[f"held-{i:02d}"]},
             },
         }
         for i in range(20)

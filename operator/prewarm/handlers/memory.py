@@ -100,6 +100,8 @@ class WorkspaceMemory:
     # resourceVersion it was written over: a pass before the watch catches up
     # does not write it again.
     phase_written: tuple[WorkspacePhase, str] | None = None
+    # Why it is not trusted (planning/membership.py), as last logged; "" if it is.
+    foreign: str = ""
 
 
 @dataclass

@@ -4,6 +4,7 @@ kopf indexes, the timers, and its memory (handlers/memory.py) by object."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,8 +22,11 @@ from prewarm.handlers.watched import (
 from prewarm.k8s.client import Kube
 from prewarm.ledger.repository import Ledger
 from prewarm.ledger.writer import BackgroundWrites
+from prewarm.planning.membership import membership
 from prewarm.settings import Settings
 from prewarm.workqueue import WorkQueue
+
+log = logging.getLogger("prewarm.membership")
 
 # How long in a row a preset's pass may wait for claims in flight.
 CLAIMS_FIRST_MAX_S = 1.0
@@ -75,8 +79,41 @@ class Runtime:
         return list(self.presets)
 
     def workspaces_of(self, key: PresetKey) -> list[WorkspaceEntry]:
+        """The workspaces of preset `key` the operator trusts (planning/membership.py):
+        its pool (controlled by the preset, by uid) and the claimed ones (controlled
+        by their claim). Foreign ones are left out, so nothing counts, tracks,
+        deletes or hands them to a claim; each is logged once."""
         assert self.workspaces is not None
-        return list(self.workspaces.get(key, ()))
+        preset = self.preset(key)
+        # Without its preset (deleted: the garbage collector takes its pool next)
+        # no unclaimed workspace is a member, and that is not worth a warning.
+        preset_uid = preset.uid if preset is not None else None
+        trusted: list[WorkspaceEntry] = []
+        for entry in self.workspaces.get(key, ()):
+            pod = self.pod(entry.namespace, entry.name)
+            verdict = membership(
+                preset_uid,
+                entry.controller,
+                entry.claim_uid,
+                entry.uid,
+                pod.controller_uid if pod is not None else None,
+            )
+            if verdict.trusted:
+                trusted.append(entry)
+                continue
+            if preset_uid is None:
+                continue
+            memory = self.memory.workspace(entry.uid)
+            if memory.foreign != verdict.why:
+                memory.foreign = verdict.why
+                log.warning(
+                    "ignoring PrebuiltWorkspace %s/%s of preset %s: %s",
+                    entry.namespace,
+                    entry.name,
+                    key[1],
+                    verdict.why,
+                )
+        return trusted
 
     def claim(self, key: ClaimKey) -> ClaimEntry | None:
         assert self.claims is not None
@@ -89,9 +126,12 @@ class Runtime:
         return list(self.claims)
 
     def pod(self, namespace: str, name: str) -> PodEntry | None:
+        """The pod of workspace `name`: the one with its label and its name (the
+        operator names a workspace's pod after it; a label alone anyone can copy)."""
         assert self.pods is not None
         for entry in self.pods.get((namespace, name), ()):
-            return entry  # type: ignore[no-any-return]
+            if entry.name == name:
+                return entry  # type: ignore[no-any-return]
         return None
 
     def expectations_of(self, key: PresetKey) -> Expectations:

@@ -15,6 +15,7 @@ from prewarm.api.constants import LABEL_PRESET, PREFIX
 from prewarm.api.timestamps import parse_time
 from prewarm.api.workspace import PrebuiltWorkspace, WorkspacePhase
 from prewarm.planning.failures import PodView, pod_view
+from prewarm.planning.membership import Controller, controller_of
 from prewarm.planning.pool import Instance
 
 PresetKey = tuple[str, str]  # (namespace, preset name)
@@ -38,6 +39,10 @@ class WorkspaceEntry:
     failure_message: str = ""
     claim: str = ""
     reinit_generation: int = 0
+    # Who made it and still controls it (planning/membership.py decides whether
+    # the operator trusts it): its controller ownerReference, its claimRef's uid.
+    controller: Controller | None = None
+    claim_uid: str = ""
 
     @property
     def claimed(self) -> bool:
@@ -78,6 +83,8 @@ class WorkspaceEntry:
             deleting=meta.deletion_timestamp is not None,
             claim=spec.claim_ref.name if spec.claim_ref else "",
             reinit_generation=status.reinit_generation,
+            controller=controller_of((body.get("metadata") or {}).get("ownerReferences")),
+            claim_uid=spec.claim_ref.uid if spec.claim_ref else "",
         )
 
 
@@ -89,6 +96,8 @@ class PodEntry:
     view: PodView
     deleting: bool
     annotations: Mapping[str, str] = field(default_factory=dict)
+    # The uid of its controller (its PrebuiltWorkspace, when the operator made it).
+    controller_uid: str = ""
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> PodEntry:
@@ -103,6 +112,9 @@ class PodEntry:
             annotations={
                 k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(PREFIX)
             },
+            controller_uid=controller.uid
+            if (controller := controller_of(meta.get("ownerReferences")))
+            else "",
         )
 
 
