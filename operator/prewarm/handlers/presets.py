@@ -476,7 +476,7 @@ async def _failure_policy(
         backoff_until=state.backoff_until,
         last_failure=last_failure,
     )
-    return summary, state.reset_at
+    return summary, state.episode_start
 
 
 async def _validate_template(
