@@ -190,7 +190,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         others_starting=rt.global_starting(key),
         claims_busy=rt.claim_queue.busy,
     )
-    decision = decide_pool(snapshot, _knobs(rt, p.hard_limit))
+    decision = decide_pool(snapshot, _knobs(rt, p.hard_limit, policy.failed_to_keep))
     await _apply_pool(rt, p, decision, by_name)
     new_status = compute_status(previous, _status_input(p, snapshot, decision, wanted))
     await _apply_status(rt, p, new_status, failure, reset_at, ledger_ok, decision)
@@ -219,7 +219,7 @@ def _status_input(
     )
 
 
-def _knobs(rt: Runtime, hard_limit: int) -> PoolKnobs:
+def _knobs(rt: Runtime, hard_limit: int, failed_to_keep: int | None) -> PoolKnobs:
     s = rt.settings
     return PoolKnobs(
         max_instances_per_preset=s.max_instances_per_preset,
@@ -227,6 +227,7 @@ def _knobs(rt: Runtime, hard_limit: int) -> PoolKnobs:
         max_creates_global=s.max_creates_global,
         hard_limit=hard_limit,
         operator_paused=s.paused,
+        failed_to_keep=s.failed_to_keep if failed_to_keep is None else failed_to_keep,
     )
 
 
