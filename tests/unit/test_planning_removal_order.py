@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from prewarm.api.preset import FailurePolicy, PresetSpec
 from prewarm.api.workspace import WorkspacePhase as P
@@ -134,7 +135,7 @@ def test_failed_to_keep_is_a_preset_field_with_an_operator_default(
     )
     assert spec.failure_policy.failed_to_keep == 7
     assert FailurePolicy().failed_to_keep is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValidationError):
         FailurePolicy.model_validate({"failedToKeep": -1})
     monkeypatch.setenv("PREWARM_FAILED_TO_KEEP", "5")
     assert Settings().failed_to_keep == 5
