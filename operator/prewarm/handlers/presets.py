@@ -69,7 +69,7 @@ from prewarm.planning.preset_status import (
 )
 from prewarm.planning.quota import refused
 from prewarm.planning.render import render_pod, render_workspace
-from prewarm.planning.schedule import DesiredCount, Schedule, desired_instances
+from prewarm.planning.schedule import DesiredCount, Schedule, desired_instances, schedule_wakeup
 
 log = logging.getLogger("prewarm.presets")
 
@@ -195,7 +195,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     new_status = compute_status(previous, _status_input(p, snapshot, decision, wanted))
     await _apply_status(rt, p, new_status, failure, reset_at, ledger_ok, decision)
     wake = next_wakeup(instances, failure, spec.prebuilds.ttl, p.readiness_timeout, now)
-    for delay in (decision.requeue_after, wake):
+    for delay in (decision.requeue_after, wake, schedule_wakeup(spec.prebuilds, now)):
         if delay is not None:
             rt.requeue_after(key, delay)
 
