@@ -5,7 +5,9 @@ not retried forever."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,6 +19,7 @@ from prewarm.ledger.writer import BackgroundWrites
 from tests.ledger.scenario import failed, record
 from tests.ledger.support import at, run_with_ledger
 
+REPO = Path(__file__).resolve().parents[2]
 HASH_A = "hash-a"
 HASH_B = "hash-b"
 
@@ -224,3 +227,43 @@ async def _notify(ledger: Ledger, state: FailureState) -> bool:
     return await ledger.mark_hard_limit_notified(
         "p1", state.template_hash, state.episode_start, at(0)
     )
+
+
+# -- migration 0007 on a ledger that already holds claims ---------------------------------------
+
+
+def test_migration_0007_makes_unknown_uids_null_and_keeps_the_first_of_two_bindings(
+    pg_dsn: str, tmp_path: Path
+):
+    from prewarm.ledger.migrate import migrate
+
+    before = tmp_path / "migrations"
+    shutil.copytree(REPO / "migrations", before)
+    for later in sorted(before.glob("*.sql"))[6:]:
+        later.unlink()
+    migrate(pg_dsn, before)
+    with psycopg.connect(pg_dsn) as conn:
+        for claim, workspace, bound in (
+            ("c-unknown-1", "", 1),
+            ("c-unknown-2", "", 2),
+            ("c-first", "ws-1", 3),
+            ("c-second", "ws-1", 4),
+            ("c-other", "ws-2", 5),
+        ):
+            conn.execute(
+                "INSERT INTO claims (claim_uid, workspace_uid, bound_at) VALUES (%s, %s, %s)",
+                (claim, workspace, at(bound)),
+            )
+    assert migrate(pg_dsn) == [
+        "0007_claims_one_per_workspace.sql",
+        "0008_preset_template_since.sql",
+    ]
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute("SELECT claim_uid, workspace_uid FROM claims ORDER BY claim_uid")
+        assert rows.fetchall() == [
+            ("c-first", "ws-1"),
+            ("c-other", "ws-2"),
+            ("c-second", None),
+            ("c-unknown-1", None),
+            ("c-unknown-2", None),
+        ]
