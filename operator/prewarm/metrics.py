@@ -92,6 +92,12 @@ ledger_up = Gauge(
 ledger_backlog = Gauge(
     "prewarm_ledger_backlog", "Ledger writes queued because PostgreSQL has not taken them yet."
 )
+ledger_writes_dropped = Counter(
+    "prewarm_ledger_writes_dropped",
+    "Ledger writes given up because no retry can make them succeed (a constraint "
+    "violation, refused data, a wrong statement), by error class.",
+    ("error",),
+)
 
 _POOL_GAUGES = (
     preset_desired,

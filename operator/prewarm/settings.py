@@ -63,6 +63,15 @@ class Settings(ClusterAccess):
             "0 disables the limit. A preset's spec.failurePolicy.hardLimit overrides it."
         ),
     )
+    failed_to_keep: int = Field(
+        default=3,
+        ge=0,
+        description=(
+            "Failed prebuilds of a preset's current template kept (newest first, with "
+            "their pods) for inspection; older ones are deleted. A preset's "
+            "spec.failurePolicy.failedToKeep overrides it."
+        ),
+    )
     backoff_base: Duration = Field(
         default=timedelta(seconds=15),
         description="Backoff after the first failure; doubles with each further failure.",

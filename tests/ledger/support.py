@@ -17,8 +17,9 @@ T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 LEDGER_TABLES = ("presets", "builds", "claims", "hard_limit_notifications")
 
-# Wall-clock bookkeeping columns: they record when a write happened, not what it said.
-_WALL_CLOCK = {"created_at", "updated_at"}
+# Wall-clock bookkeeping columns: they record when a write happened, not what it said
+# (template_since too, when the upsert is not given the time of the switch).
+_WALL_CLOCK = {"created_at", "updated_at", "template_since"}
 
 
 def at(seconds: float) -> datetime:

@@ -159,3 +159,19 @@ def test_the_second_round_sees_what_the_first_wrote() -> None:
     # Ready now, so the pool of one is full: nothing to create.
     assert decide(1, [after]).pool.creating == 0
     assert decide(1, [action.workspace.instance]).pool.creating == 0  # starting counts too
+
+
+def test_a_schedule_change_ahead_brings_the_pass_back_for_it() -> None:
+    status = settled(2, [inst("a"), inst("b")])
+    plan = decide_preset(
+        PresetSnapshot(
+            name="p",
+            generation=1,
+            previous=status,
+            stored_status=status_patch(status),
+            pool=snap(2, [inst("a"), inst("b")]),
+            schedule_wakeup=42.5,
+        ),
+        KNOBS,
+    )
+    assert plan.requeue_after == 42.5

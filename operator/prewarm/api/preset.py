@@ -89,6 +89,8 @@ class FailurePolicy(ApiModel):
     """When to stop retrying a preset whose prebuilds fail. Unset fields use operator settings."""
 
     hard_limit: int | None = Field(default=None, ge=0)
+    # Failed workspaces of the current template kept (newest first) for inspection.
+    failed_to_keep: int | None = Field(default=None, ge=0)
     backoff_base: Duration | None = None
     backoff_max: Duration | None = None
     readiness_timeout: PositiveDuration | None = None

@@ -310,7 +310,15 @@ async def _cold_start(
     rt.record_build(
         (claim.namespace, claim.preset),
         f"cold build {name} started",
-        lambda: rt.ledger.record_build_started(preset_uid, uid, name, thash, started),
+        lambda: rt.ledger.record_build_started(
+            preset_uid,
+            uid,
+            name,
+            thash,
+            started,
+            namespace=claim.namespace,
+            preset_name=claim.preset,
+        ),
         failed=False,
     )
     if not await _ensure_cold_pod(rt, claim, status, spec, thash, name, uid):

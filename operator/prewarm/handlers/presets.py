@@ -75,7 +75,7 @@ from prewarm.planning.preset_status import (
 )
 from prewarm.planning.quota import refused
 from prewarm.planning.render import render_pod, render_workspace
-from prewarm.planning.schedule import Schedule, desired_instances
+from prewarm.planning.schedule import Schedule, desired_instances, schedule_wakeup
 
 log = logging.getLogger("prewarm.presets")
 
@@ -185,11 +185,11 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     tracked, by_name = _gather_workspaces(rt, p, ledger_ok)
     actions = decide_workspaces(tracked, now, p.readiness_timeout, rt.settings.crashloop_restarts)
     instances = await _apply_workspace_actions(rt, p, tracked, actions)
-    failure, reset_at, ledger_ok = await _gather_failure(rt, p, ledger_ok, dry_run_message)
+    failure, episode_start, ledger_ok = await _gather_failure(rt, p, ledger_ok, dry_run_message)
     snapshot = _snapshot(rt, p, instances, failure, ledger_ok)
-    plan = decide_preset(snapshot, _knobs(rt, p.hard_limit))
+    plan = decide_preset(snapshot, _knobs(rt, p.hard_limit, policy.failed_to_keep))
     await _apply_pool(rt, p, plan.pool, by_name)
-    await _apply_status(rt, p, plan, failure, reset_at)
+    await _apply_status(rt, p, plan, failure, episode_start)
     if plan.requeue_after is not None:
         rt.requeue_after(key, plan.requeue_after)
 
@@ -224,11 +224,12 @@ def _snapshot(
             claims_busy=rt.claim_queue.busy,
         ),
         readiness_timeout=p.readiness_timeout,
+        schedule_wakeup=schedule_wakeup(spec.prebuilds, p.now),
         status_written_ago=time.monotonic() - written_at if written_at else None,
     )
 
 
-def _knobs(rt: Runtime, hard_limit: int) -> PoolKnobs:
+def _knobs(rt: Runtime, hard_limit: int, failed_to_keep: int | None) -> PoolKnobs:
     s = rt.settings
     return PoolKnobs(
         max_instances_per_preset=s.max_instances_per_preset,
@@ -236,6 +237,7 @@ def _knobs(rt: Runtime, hard_limit: int) -> PoolKnobs:
         max_creates_global=s.max_creates_global,
         hard_limit=hard_limit,
         operator_paused=s.paused,
+        failed_to_keep=s.failed_to_keep if failed_to_keep is None else failed_to_keep,
     )
 
 
@@ -328,10 +330,10 @@ async def _gather_failure(
     rt: Runtime, p: _Pass, ledger_ok: bool, dry_run_message: str | None
 ) -> tuple[FailureSummary, datetime | None, bool]:
     """(the failure policy, its reset time, whether the ledger answered)."""
-    failure, reset_at = None, None
+    failure, episode_start = None, None
     if ledger_ok:
         try:
-            failure, reset_at = await _failure_policy(
+            failure, episode_start = await _failure_policy(
                 rt,
                 p.key,
                 p.preset.uid,
@@ -349,7 +351,7 @@ async def _gather_failure(
     metrics.ledger_backlog.set(rt.writes.backlog)
     if failure is None or not ledger_ok:
         failure = ledger_down_failure(p.previous, p.hard_limit, dry_run_message)
-    return failure, reset_at, ledger_ok
+    return failure, episode_start, ledger_ok
 
 
 async def _apply_pool(
@@ -383,7 +385,7 @@ async def _apply_pool(
 
 
 async def _apply_status(
-    rt: Runtime, p: _Pass, plan: PresetPlan, failure: FailureSummary, reset_at: datetime | None
+    rt: Runtime, p: _Pass, plan: PresetPlan, failure: FailureSummary, episode_start: datetime | None
 ) -> None:
     """The status (if the plan says so), its Events, the hard-limit notice and the gauges."""
     if plan.write_status:
@@ -400,7 +402,7 @@ async def _apply_status(
     for intent in plan.events:
         await _event(rt, p.preset, intent)
     if plan.notify_hard_limit:
-        await _hard_limit_notice(rt, p.preset, p.template_hash, reset_at, failure)
+        await _hard_limit_notice(rt, p.preset, p.template_hash, episode_start, failure)
     _record_gauges(p.key, plan.status)
 
 
@@ -521,7 +523,7 @@ async def _failure_policy(
         backoff_until=state.backoff_until,
         last_failure=last_failure,
     )
-    return summary, state.reset_at
+    return summary, state.episode_start
 
 
 async def _validate_template(
@@ -701,7 +703,7 @@ async def _hard_limit_notice(
     rt: Runtime,
     preset: PresetEntry,
     thash: str,
-    reset_at: datetime | None,
+    episode_start: datetime | None,
     failure: FailureSummary,
 ) -> None:
     last = failure.last_failure
@@ -714,11 +716,11 @@ async def _hard_limit_notice(
         failure.consecutive_failures,
         detail,
     )
-    mark = (thash, reset_at)
+    mark = (thash, episode_start)
     notified = rt.memory.preset_object(preset.uid).notified
     if mark in notified:
         return
-    if await rt.ledger.mark_hard_limit_notified(preset.uid, thash, reset_at, _now()):
+    if await rt.ledger.mark_hard_limit_notified(preset.uid, thash, episode_start, _now()):
         await _event(
             rt,
             preset,

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from prewarm import metrics
 from prewarm.handlers.failure_memo import FailureMemo
 from prewarm.handlers.memory import ClaimKey, Expectations, Memory
 from prewarm.handlers.watched import (
@@ -32,6 +33,15 @@ log = logging.getLogger("prewarm.membership")
 CLAIMS_FIRST_MAX_S = 1.0
 
 
+def _count_dropped(what: str, error: BaseException) -> None:
+    del what  # logged by the writer; a label per write would grow without bound
+    metrics.ledger_writes_dropped.labels(type(error).__name__).inc()
+
+
+def _background_writes() -> BackgroundWrites:
+    return BackgroundWrites(on_dropped=_count_dropped)
+
+
 class IndexLike(Protocol):
     """The part of kopf.Index the operator reads: key -> a collection of values."""
 
@@ -45,7 +55,7 @@ class Runtime:
     settings: Settings
     kube: Kube
     ledger: Ledger
-    writes: BackgroundWrites = field(default_factory=BackgroundWrites)
+    writes: BackgroundWrites = field(default_factory=_background_writes)
     queue: WorkQueue[PresetKey] = field(default_factory=WorkQueue)
     claim_queue: WorkQueue[ClaimKey] = field(default_factory=WorkQueue)
     presets: IndexLike | None = None

@@ -25,6 +25,7 @@ class PresetRecord:
     status: PrebuildStatus
     created_at: datetime
     updated_at: datetime
+    template_since: datetime | None = None  # when it switched to template_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,11 @@ class LastFailure:
 class FailureState:
     """The failure policy's view of one preset at one template hash, in the current epoch.
 
-    reset_at is the epoch (None before any retry); pass it to mark_hard_limit_notified.
+    reset_at is the retry epoch (None before any retry): builds before it do not
+    count. template_since is when the preset switched to this hash (None if it
+    was recorded before the ledger tracked it, or the hash is not the preset's
+    current one). A hard-limit episode starts at the later of the two:
+    pass `episode_start` to mark_hard_limit_notified.
     """
 
     preset_uid: str
@@ -51,6 +56,14 @@ class FailureState:
     validation_failed: bool
     backoff_until: datetime | None
     last_failure: LastFailure | None
+    template_since: datetime | None = None
+
+    @property
+    def episode_start(self) -> datetime | None:
+        """When the current hard-limit episode began: a retry, or a switch to
+        this hash (a revert to a hash hard-limited before is a new episode)."""
+        known = [t for t in (self.reset_at, self.template_since) if t is not None]
+        return max(known) if known else None
 
     def in_backoff(self, now: datetime) -> bool:
         return self.backoff_until is not None and self.backoff_until > now

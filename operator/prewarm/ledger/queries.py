@@ -42,9 +42,13 @@ VALUES (%(version)s, %(filename)s, %(checksum)s)
 
 # A new template hash is a new chance: the stored status belonged to the old spec.
 # generation guards against an older replay undoing a newer spec.
+# template_since is when the preset switched to its current hash (the start
+# of a hard-limit episode with the reset): kept while the hash stays, moved
+# when it changes, even back to a hash the preset had before.
 UPSERT_PRESET = """
-INSERT INTO presets (uid, namespace, name, template_hash, generation, hard_limit)
-VALUES (%(uid)s, %(namespace)s, %(name)s, %(template_hash)s, %(generation)s, %(hard_limit)s)
+INSERT INTO presets (uid, namespace, name, template_hash, generation, hard_limit, template_since)
+VALUES (%(uid)s, %(namespace)s, %(name)s, %(template_hash)s, %(generation)s, %(hard_limit)s,
+        COALESCE(%(at)s::timestamptz, now()))
 ON CONFLICT (uid) DO UPDATE SET
     namespace = EXCLUDED.namespace,
     name = EXCLUDED.name,
@@ -54,6 +58,10 @@ ON CONFLICT (uid) DO UPDATE SET
     status = CASE
         WHEN presets.template_hash = EXCLUDED.template_hash THEN presets.status
         ELSE 'normal'
+    END,
+    template_since = CASE
+        WHEN presets.template_hash = EXCLUDED.template_hash THEN presets.template_since
+        ELSE EXCLUDED.template_since
     END,
     updated_at = now()
 WHERE EXCLUDED.generation >= presets.generation
@@ -87,13 +95,24 @@ RETURNING uid
 
 GET_PRESET = """
 SELECT uid, namespace, name, template_hash, generation, retry_token, reset_at,
-       status::text AS status, created_at, updated_at
+       status::text AS status, created_at, updated_at, template_since
 FROM presets WHERE uid = %(uid)s
 """
 
 # -- builds ----------------------------------------------------------------------------
 
+# A claim's cold start can record its build before any preset pass recorded
+# the preset (both queue behind an outage, or the claim's worker is first
+# after a start): the preset's row is created from what the build knows, and
+# the preset's pass completes it. Without it the foreign key refuses the
+# build, and a cold build that failed would be missing from the failure policy.
 RECORD_BUILD_STARTED = """
+WITH preset AS (
+    INSERT INTO presets (uid, namespace, name, template_hash, template_since)
+    SELECT %(preset_uid)s, %(namespace)s, %(preset_name)s, %(template_hash)s, %(at)s
+    WHERE %(preset_uid)s <> ''
+    ON CONFLICT (uid) DO NOTHING
+)
 INSERT INTO builds (workspace_uid, preset_uid, workspace_name, template_hash, started_at)
 VALUES (%(workspace_uid)s, %(preset_uid)s, %(workspace_name)s, %(template_hash)s, %(at)s)
 ON CONFLICT (workspace_uid) DO UPDATE SET
@@ -156,7 +175,8 @@ WHERE builds.preset_uid IS NULL OR builds.workspace_name IS NULL
 # -- failure policy: shared fragments ----------------------------------------------------
 
 # Each `_TARGET_*` yields one row per preset to evaluate, with the columns
-# preset_uid, namespace, name, template_hash, hard_limit, reset_at, counts_from.
+# preset_uid, namespace, name, template_hash, hard_limit, reset_at, template_since,
+# counts_from.
 
 _TARGET_ONE = """
 WITH target AS (
@@ -164,6 +184,8 @@ WITH target AS (
            %(template_hash)s::text AS template_hash,
            GREATEST(%(hard_limit)s::int, 0) AS hard_limit,
            p.reset_at,
+           CASE WHEN p.template_hash = %(template_hash)s THEN p.template_since END
+               AS template_since,
            COALESCE(p.reset_at, '-infinity'::timestamptz) AS counts_from
     FROM presets p
     WHERE p.uid = %(preset_uid)s
@@ -239,6 +261,7 @@ END
 
 _FAILURE_STATE_COLUMNS = f"""
 SELECT t.preset_uid, t.namespace, t.name, t.template_hash, t.hard_limit, t.reset_at,
+       t.template_since,
        streak.consecutive_failures::int AS consecutive_failures,
        streak.recent_failures::int AS recent_failures,
        (t.hard_limit > 0 AND window_.failed = t.hard_limit) AS hard_limited,

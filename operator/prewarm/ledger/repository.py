@@ -148,12 +148,14 @@ class Ledger:
         template_hash: str,
         generation: int = 0,
         hard_limit: int | None = None,
+        at: datetime | None = None,
     ) -> bool:
         """Record the preset's current spec and hard limit; True if anything changed.
 
         The status column follows (a trigger derives it from the builds of the
         new hash and limit). With `generation` (metadata.generation) an older
-        replay cannot undo a newer spec.
+        replay cannot undo a newer spec. A new hash (even one the preset had
+        before) starts a new hard-limit episode at `at` (default: now).
         """
         params = {
             "uid": uid,
@@ -162,6 +164,7 @@ class Ledger:
             "template_hash": template_hash,
             "generation": generation,
             "hard_limit": hard_limit,
+            "at": None if at is None else _aware(at),
         }
         return await self._changed(queries.UPSERT_PRESET, params)
 
@@ -197,14 +200,23 @@ class Ledger:
         workspace_name: str,
         template_hash: str,
         at: datetime,
+        *,
+        namespace: str = "",
+        preset_name: str = "",
     ) -> None:
-        """A prebuild attempt began (the PrebuiltWorkspace was created). The preset must exist."""
+        """A prebuild attempt began (the PrebuiltWorkspace was created).
+
+        A preset the ledger does not know yet (a claim's cold start before any
+        pass of the preset) is recorded from what is known here (`namespace`,
+        `preset_name`, the hash); the preset's pass completes the row."""
         params = {
             "preset_uid": preset_uid,
             "workspace_uid": workspace_uid,
             "workspace_name": workspace_name,
             "template_hash": template_hash,
             "at": _aware(at),
+            "namespace": namespace,
+            "preset_name": preset_name,
         }
         await self._execute(queries.RECORD_BUILD_STARTED, params)
 
@@ -282,7 +294,8 @@ class Ledger:
     ) -> bool:
         """True for exactly one caller per (preset, hash, epoch), across restarts and replicas.
 
-        reset_epoch is FailureState.reset_at (None before any retry).
+        reset_epoch is FailureState.episode_start: the later of the last retry
+        and the preset's switch to this hash (None before either was recorded).
         """
         params = {
             "preset_uid": preset_uid,
@@ -322,9 +335,12 @@ class Ledger:
         source: ClaimSource,
         at: datetime,
     ) -> None:
+        """The claim was bound. A workspace binds at most one claim (a unique
+        index): binding another claim to it raises IntegrityError. An unknown
+        workspace uid ("") is stored as NULL."""
         params = {
             "claim_uid": claim_uid,
-            "workspace_uid": workspace_uid,
+            "workspace_uid": workspace_uid or None,
             "workspace_name": workspace_name,
             "owner": owner,
             "source": ClaimSource(source).value,
@@ -425,6 +441,7 @@ def _failure_state(row: DictRow) -> FailureState:
         template_hash=row["template_hash"],
         hard_limit=row["hard_limit"],
         reset_at=row["reset_at"],
+        template_since=row["template_since"],
         consecutive_failures=row["consecutive_failures"],
         recent_failures=row["recent_failures"],
         hard_limited=row["hard_limited"],

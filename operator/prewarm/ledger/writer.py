@@ -3,6 +3,14 @@ recorded right after, in order, retried until PostgreSQL takes them.
 
 Every ledger write is an idempotent upsert keyed by Kubernetes UIDs, so a
 retry after an outage (or a replay after a restart) is safe.
+
+Only a transient failure is retried: PostgreSQL unreachable, a lost
+connection, a timeout, a serialisation failure. A write PostgreSQL answered
+with a verdict (a constraint it violates, data it refuses, a statement that
+is wrong) fails the same way on every retry, so it is logged with its name,
+handed to `on_dropped` (the operator counts it in
+`prewarm_ledger_writes_dropped_total`) and dropped: one bad write must not
+hold back every write after it, nor keep /readyz at 503.
 """
 
 from __future__ import annotations
@@ -12,13 +20,46 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from prewarm.ledger.repository import LedgerUnavailable
+
 log = logging.getLogger("prewarm.ledger")
 
 Write = Callable[[], Awaitable[object]]
+OnDropped = Callable[[str, BaseException], None]
+
+# Failures a retry can cure. psycopg's OperationalError covers a lost
+# connection, an administrator's shutdown, a cancelled statement (timeout),
+# too many connections and serialisation failures or deadlocks.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    LedgerUnavailable,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    PoolTimeout,
+    TimeoutError,
+    OSError,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying the write can succeed. Anything else (IntegrityError,
+    DataError, ProgrammingError, a TypeError in the write itself) is permanent."""
+    return isinstance(error, _TRANSIENT)
+
+
+def _ignore(what: str, error: BaseException) -> None:
+    del what, error
 
 
 class BackgroundWrites:
-    def __init__(self, retry_base_s: float = 0.5, retry_max_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        on_dropped: OnDropped = _ignore,
+    ) -> None:
         self._queue: asyncio.Queue[tuple[str, Write]] = asyncio.Queue()
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
@@ -27,6 +68,8 @@ class BackgroundWrites:
         self._written = 0
         self._progress = asyncio.Condition()
         self._writing_since: float | None = None  # time.monotonic() of the write in hand
+        self._on_dropped = on_dropped
+        self.dropped = 0  # writes given up because they can never succeed
 
     def submit(self, what: str, write: Write) -> None:
         self._submitted += 1
@@ -56,21 +99,42 @@ class BackgroundWrites:
         while True:
             what, write = await self._queue.get()
             self._writing_since = time.monotonic()
-            delay = self._retry_base_s
-            while True:
-                try:
-                    await write()
-                    self.healthy = True
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:
-                    self.healthy = False
-                    log.warning("ledger write %s failed, retrying in %.1fs: %s", what, delay, error)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self._retry_max_s)
+            await self._write(what, write)
             self._queue.task_done()
             self._writing_since = None
             async with self._progress:
                 self._written += 1
                 self._progress.notify_all()
+
+    async def _write(self, what: str, write: Write) -> None:
+        """Until it is written (retrying transient failures) or dropped (a permanent one)."""
+        delay = self._retry_base_s
+        while True:
+            try:
+                await write()
+                self.healthy = True
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if not is_transient(error):
+                    self._drop(what, error)
+                    return
+                self.healthy = False
+                log.warning("ledger write %s failed, retrying in %.1fs: %s", what, delay, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max_s)
+
+    def _drop(self, what: str, error: Exception) -> None:
+        # It would fail the same way forever. If PostgreSQL gave the verdict,
+        # PostgreSQL is up; a write wrong in itself says nothing about it.
+        if isinstance(error, psycopg.Error):
+            self.healthy = True
+        self.dropped += 1
+        log.error(
+            "ledger write %s dropped: %s cannot succeed on a retry: %s",
+            what,
+            type(error).__name__,
+            error,
+        )
+        self._on_dropped(what, error)

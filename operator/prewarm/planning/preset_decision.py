@@ -72,6 +72,8 @@ class PresetSnapshot:
     # The pool as the planner sees it, its workspaces' phases as the first round left them.
     pool: PoolSnapshot
     readiness_timeout: timedelta = timedelta(minutes=5)
+    # Seconds until the schedules' wanted count may change (None: never).
+    schedule_wakeup: float | None = None
     # Seconds since this process last wrote the status (None: never).
     status_written_ago: float | None = None
 
@@ -132,7 +134,8 @@ def decide_preset(snapshot: PresetSnapshot, knobs: PoolKnobs) -> PresetPlan:
     write_status, status_wait = _status_write(snapshot, status)
     failure = pool.failure
     wake = next_wakeup(pool.instances, failure, pool.ttl, snapshot.readiness_timeout, pool.now)
-    delays = [d for d in (decision.requeue_after, wake, status_wait) if d is not None]
+    reasons = (decision.requeue_after, wake, status_wait, snapshot.schedule_wakeup)
+    delays = [d for d in reasons if d is not None]
     return PresetPlan(
         pool=decision,
         status=status,

@@ -51,6 +51,7 @@ class PoolKnobs:
     max_creates_global: int
     hard_limit: int
     operator_paused: bool = False
+    failed_to_keep: int = 3  # the preset's failurePolicy.failedToKeep, else the operator's
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def decide_pool(snapshot: PoolSnapshot, knobs: PoolKnobs) -> PoolDecision:
                 quota_exceeded=quota is not None and quota.active(now),
             ),
             create_budget=budget,
+            keep_failed=knobs.failed_to_keep,
         )
     )
     creating = 0 if snapshot.claims_busy else plan.create

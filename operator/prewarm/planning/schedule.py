@@ -6,19 +6,26 @@ means office hours). An invalid expression or timezone never breaks the loop:
 it is reported (a condition and an Event) and the preset's default count
 applies; so is a cron that can never fire (`0 0 31 2 *`), which would
 otherwise look like a schedule that simply is not due yet.
+
+Minutes are wall-clock minutes of the zone: across a DST change, `* 9-17`
+follows the clock; a minute that spring-forward skips never matches that
+day, and one that fall-back repeats matches both times. `now` must be
+timezone-aware (any zone: it is an instant); a naive one is refused rather
+than read in the machine's zone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
 from prewarm.api import reasons
+from prewarm.api.preset import Prebuilds
 
 
 @dataclass(frozen=True)
@@ -63,9 +70,15 @@ def _never_fires(cron: str) -> bool:
     return False
 
 
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"timezone-aware datetime required, got {now!r}")
+
+
 def desired_instances(
     default: int, schedules: Sequence[Schedule], timezone: str, now: datetime
 ) -> DesiredCount:
+    _require_aware(now)
     if not schedules:
         return DesiredCount(default)
     problems: list[tuple[str, str]] = []  # (reason, message)
@@ -103,3 +116,70 @@ def desired_instances(
             if croniter.match(schedule.cron, minute):
                 return DesiredCount(schedule.instances, index, problem, problem_reason)
     return DesiredCount(default, None, problem, problem_reason)
+
+
+# How far ahead a pass looks minute by minute for a change of the wanted count.
+LOOKAHEAD = timedelta(hours=1)
+_MINUTE = timedelta(minutes=1)
+
+
+def next_schedule_check(
+    default: int, schedules: Sequence[Schedule], timezone: str, now: datetime
+) -> datetime | None:
+    """When a pass must look at the schedules again (UTC), or None if they can
+    never change the wanted count (none usable, or an unknown timezone).
+
+    The start of the minute the wanted count changes, when that is within
+    LOOKAHEAD; otherwise an earlier instant to look again: the end of the
+    lookahead while a schedule matches, else the next minute a schedule starts.
+    A pass that requeues itself for this instant applies a schedule on time
+    however long the resync period is.
+    """
+    _require_aware(now)
+    minute = now.astimezone(UTC).replace(second=0, microsecond=0)
+    return _next_check(default, tuple(schedules), timezone, minute)
+
+
+@lru_cache(maxsize=1024)
+def _next_check(
+    default: int, schedules: tuple[Schedule, ...], timezone: str, minute: datetime
+) -> datetime | None:
+    try:
+        zone = ZoneInfo(timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    usable = [s for s in schedules if _usable(s.cron)]
+    if not usable:
+        return None
+    current = _count_at(default, usable, zone, minute)
+    steps = int(LOOKAHEAD / _MINUTE)
+    for step in range(1, steps + 1):
+        if _count_at(default, usable, zone, minute + step * _MINUTE) != current:
+            return minute + step * _MINUTE
+    horizon = minute + LOOKAHEAD
+    local = _wall_minute(horizon, zone)
+    if any(croniter.match(s.cron, local) for s in usable):
+        return horizon
+    starts = [croniter(s.cron, local).get_next(datetime) for s in usable]
+    return min(start.replace(tzinfo=zone).astimezone(UTC) for start in starts)
+
+
+def _usable(cron: str) -> bool:
+    return croniter.is_valid(cron) and len(cron.split()) == 5 and not _never_fires(cron)
+
+
+def _wall_minute(instant: datetime, zone: ZoneInfo) -> datetime:
+    return instant.astimezone(zone).replace(second=0, microsecond=0, tzinfo=None)
+
+
+def _count_at(default: int, usable: Sequence[Schedule], zone: ZoneInfo, instant: datetime) -> int:
+    local = _wall_minute(instant, zone)
+    return next((s.instances for s in usable if croniter.match(s.cron, local)), default)
+
+
+def schedule_wakeup(prebuilds: Prebuilds, now: datetime) -> float | None:
+    """Seconds until a preset's pass must look at its schedules again
+    (next_schedule_check, half a second late so the minute has surely begun)."""
+    schedules = [Schedule(s.cron, s.instances) for s in prebuilds.schedules]
+    check = next_schedule_check(prebuilds.instances, schedules, prebuilds.timezone, now)
+    return None if check is None else (check - now).total_seconds() + 0.5
