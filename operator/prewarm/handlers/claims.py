@@ -502,6 +502,7 @@ async def _bind(
         workspace,
         source.value,
         elapsed * 1000,
+        extra={"workspace": workspace},
     )
 
 

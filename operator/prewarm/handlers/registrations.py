@@ -34,6 +34,7 @@ from prewarm.handlers.watched import (
 from prewarm.k8s.client import Kube
 from prewarm.k8s.lease import LeaderElector
 from prewarm.ledger.repository import Ledger, LedgerUnavailable
+from prewarm.logs import log_context
 from prewarm.settings import Settings
 
 log = logging.getLogger("prewarm.operator")
@@ -152,11 +153,25 @@ async def _open_ledger(rt: Runtime) -> None:
 
 
 def _log_error(key: PresetKey, error: BaseException) -> None:
-    log.error("reconcile of preset %s/%s failed: %s", key[0], key[1], error, exc_info=error)
+    log.error(
+        "reconcile of preset %s/%s failed: %s",
+        key[0],
+        key[1],
+        error,
+        exc_info=error,
+        extra={"namespace": key[0], "preset": key[1]},
+    )
 
 
 def _log_claim_error(key: tuple[str, str], error: BaseException) -> None:
-    log.error("claim %s/%s failed: %s", key[0], key[1], error, exc_info=error)
+    log.error(
+        "claim %s/%s failed: %s",
+        key[0],
+        key[1],
+        error,
+        exc_info=error,
+        extra={"namespace": key[0], "claim": key[1]},
+    )
     rt = _state.get("runtime")
     if rt is not None:
         rt.requeue_claim_after(key, 2.0)
@@ -196,14 +211,25 @@ async def _run_queue(rt: Runtime) -> None:
     # first event we see proves it, so nothing plans on a partial picture.
     await rt.indexed.wait()
     await rt.queue.run_workers(
-        rt.settings.preset_workers, lambda key: reconcile_preset(rt, key), _log_error
+        rt.settings.preset_workers, lambda key: _preset_pass(rt, key), _log_error
     )
+
+
+async def _preset_pass(rt: Runtime, key: PresetKey) -> None:
+    # Every record of the pass (JSON format) carries namespace and preset.
+    with log_context(namespace=key[0], preset=key[1]):
+        await reconcile_preset(rt, key)
+
+
+async def _claim_pass(rt: Runtime, key: tuple[str, str]) -> None:
+    with log_context(namespace=key[0], claim=key[1]):
+        await reconcile_claim(rt, key)
 
 
 async def _run_claims(rt: Runtime) -> None:
     await rt.indexed.wait()
     # Claims wait on API round trips, not CPU: many in flight keeps latency flat.
-    await rt.claim_queue.run_workers(64, lambda key: reconcile_claim(rt, key), _log_claim_error)
+    await rt.claim_queue.run_workers(64, lambda key: _claim_pass(rt, key), _log_claim_error)
 
 
 async def _resync(rt: Runtime) -> None:
