@@ -32,7 +32,7 @@ from prewarm.handlers.watched import (
     WorkspaceEntry,
 )
 from prewarm.k8s.client import Kube
-from prewarm.k8s.lease import LeaderElector
+from prewarm.k8s.lease import LeaderElector, stop_and_release
 from prewarm.ledger.repository import Ledger, LedgerUnavailable
 from prewarm.logs import log_context
 from prewarm.settings import Settings
@@ -46,6 +46,7 @@ LEDGER_RETRY_MAX_S = 10.0
 _state: dict[str, Runtime] = {}
 _workers: dict[str, asyncio.Task[None]] = {}
 _state_http: dict[str, web.AppRunner] = {}
+_electors: dict[str, LeaderElector] = {}
 
 
 def _readiness(rt: Runtime) -> dict[str, object]:
@@ -107,7 +108,14 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
-    for task in _workers.values():
+    # SIGTERM (a rollout): stop the work, then release the Lease so a stand-by
+    # takes over at once instead of a lease duration later.
+    tasks = list(_workers.values())
+    _workers.clear()
+    elector = _electors.pop("elector", None)
+    if elector is not None:
+        await stop_and_release(elector, tasks)
+    for task in tasks:
         task.cancel()
     runner = _state_http.pop("runner", None)
     if runner is not None:
@@ -189,6 +197,7 @@ async def _lead_then_work(rt: Runtime, kube: Kube, config: Settings) -> None:
             lease_seconds=config.lease_seconds,
             renew_every=max(config.lease_seconds / 5, 0.5),
         )
+        _electors["elector"] = elector
         _workers["elector"] = asyncio.create_task(elector.run())
         rt.may_act = elector.confident
         log.info("waiting for leadership (lease %s)", config.lease_name)
