@@ -37,8 +37,9 @@ def test_issue18_sigterm_releases_the_lease_and_the_standby_takes_over(
     second = operator_factory(dsn=first.dsn, PREWARM_LEASE_SECONDS="60")
     apply(cluster, namespace, preset_manifest("handover", 1))
     wait_until(
-        lambda: (get(cluster, namespace, "preset", "handover").get("status") or {}).get("ready")
-        == 1,
+        lambda: (
+            (get(cluster, namespace, "preset", "handover").get("status") or {}).get("ready") == 1
+        ),
         what="1 warm",
     )
     before = _lease(cluster, namespace)
