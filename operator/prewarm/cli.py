@@ -4,36 +4,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prewarm import __version__
+from prewarm.commands.output import OUTPUTS
 from prewarm.settings import CliSettings
+
+if TYPE_CHECKING:
+    from prewarm.commands.connect import Target
 
 Command = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
 
 
-class ApiRefused(RuntimeError):
-    """The API server refused a command's request; printed as one line."""
+class CliProblem(RuntimeError):
+    """A problem the person at the terminal must fix; printed without a traceback."""
 
 
-def _with_api(work: Coroutine[Any, Any, T]) -> T:
-    """Run a command that talks to the API server: a refusal (a missing
-    namespace, an invalid name, no permission) is one line, not a traceback."""
-    from prewarm.k8s.client import ApiError
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine: a refusal of the API server, an unreachable API
+    server or ledger, a missing kubeconfig become one line and an exit code
+    (commands.errors), not a traceback."""
+    from prewarm.commands.errors import classify
 
     try:
         return asyncio.run(work)
-    except ApiError as error:
-        raise ApiRefused("the API server refused: " + " ".join(str(error).split())) from None
-
-
-class CliProblem(RuntimeError):
-    """A problem the person at the terminal must fix; printed without a traceback."""
+    except Exception as error:
+        known = classify(error)
+        if known is None:
+            raise
+        raise known from None
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -56,11 +61,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_operator(verbose=args.verbose)
 
 
+def _target(args: argparse.Namespace) -> Target:
+    from prewarm.commands.connect import Target
+
+    return Target(args.kubeconfig, args.context)
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    """-n, else the context's namespace (kubectl's rule)."""
+    return str(args.namespace or _target(args).namespace())
+
+
 def _cmd_claim(args: argparse.Namespace) -> int:
     from prewarm.commands.claim import claim
 
-    result = _with_api(
-        claim(args.namespace, args.preset, args.owner, args.secret, args.wait, args.timeout)
+    result = _run(
+        claim(
+            _target(args),
+            _namespace(args),
+            args.preset,
+            args.owner,
+            args.secret,
+            args.wait,
+            args.timeout,
+        )
     )
     if not args.wait:
         print(f"workspaceclaim/{result.name} created in {result.seconds * 1000:.1f} ms")
@@ -74,18 +98,23 @@ def _cmd_claim(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from prewarm.commands.status import status_report
+    from prewarm.commands.output import render
+    from prewarm.commands.status import status_sections
 
-    print(_with_api(status_report(args.namespace, _database_url(args, required=False))))
+    namespace = None if args.all_namespaces else _namespace(args)
+    database_url = _database_url(args, required=False)
+    print(render(_run(status_sections(_target(args), namespace, database_url)), args.output))
     return 0
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from prewarm.commands.status import history_report
+    from prewarm.commands.output import render
+    from prewarm.commands.status import history_section
 
     dsn = _database_url(args, required=True)
     assert dsn is not None
-    print(asyncio.run(history_report(dsn, args.namespace, args.preset, args.limit)))
+    section = _run(history_section(dsn, _namespace(args), args.preset, args.limit))
+    print(render([section], args.output))
     return 0
 
 
@@ -93,7 +122,7 @@ def _cmd_reset(args: argparse.Namespace) -> int:
     from prewarm.commands.status import request_retry
 
     token = args.token or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    _with_api(request_retry(args.namespace, args.preset, token))
+    _run(request_retry(_target(args), _namespace(args), args.preset, token))
     print(f"preset/{args.preset}: prewarm.dev/retry={token} (failures so far no longer count)")
     return 0
 
@@ -101,7 +130,9 @@ def _cmd_reset(args: argparse.Namespace) -> int:
 def _database_url(args: argparse.Namespace, required: bool) -> str | None:
     url: str | None = args.database_url or CliSettings().database_url
     if required and not url:
-        raise CliProblem("set PREWARM_DATABASE_URL or --database-url to read the ledger")
+        from prewarm.commands.errors import CliError, Exit
+
+        raise CliError("set PREWARM_DATABASE_URL or --database-url to read the ledger", Exit.USAGE)
     return url
 
 
@@ -129,32 +160,57 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         raise CliProblem(str(problem)) from None
 
 
+def _cluster_flags() -> argparse.ArgumentParser:
+    """kubectl's flags, on every command that talks to the cluster."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--kubeconfig", default=None, help="kubeconfig file (else $KUBECONFIG)")
+    flags.add_argument("--context", default=None, help="kubeconfig context (else the current)")
+    flags.add_argument(
+        "-n", "--namespace", default=None, help="namespace (default: the context's namespace)"
+    )
+    return flags
+
+
+def _output_flag() -> argparse.ArgumentParser:
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument(
+        "-o", "--output", choices=OUTPUTS, default=None, help="json, yaml or wide (more columns)"
+    )
+    return flags
+
+
 def _add_user_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The commands people run against a cluster: claim, status, history, reset."""
-    claim = sub.add_parser("claim", help="claim a workspace of a preset")
+    cluster, output = _cluster_flags(), _output_flag()
+    claim = sub.add_parser("claim", parents=[cluster], help="claim a workspace of a preset")
     claim.add_argument("--preset", required=True)
     claim.add_argument("--owner", required=True)
     claim.add_argument("--secret", default=None, help="Secret with the owner's credentials")
-    claim.add_argument("-n", "--namespace", default="default")
     claim.add_argument("--wait", action="store_true", help="wait until Bound or Failed")
     claim.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
     claim.set_defaults(func=_cmd_claim)
 
-    status = sub.add_parser("status", help="presets, pools, hard-limit state, recent claims")
-    status.add_argument("-n", "--namespace", default=None, help="one namespace (default: all)")
+    status = sub.add_parser(
+        "status", parents=[cluster, output], help="presets, pools, hard-limit state, recent claims"
+    )
+    status.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="presets of every namespace"
+    )
     status.add_argument("--database-url", default=None)
     status.set_defaults(func=_cmd_status)
 
-    history = sub.add_parser("history", help="recent builds of a preset with failure reasons")
+    history = sub.add_parser(
+        "history", parents=[cluster, output], help="recent builds of a preset with failure reasons"
+    )
     history.add_argument("preset")
-    history.add_argument("-n", "--namespace", default="default")
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--database-url", default=None)
     history.set_defaults(func=_cmd_history)
 
-    reset = sub.add_parser("reset", help="lift a preset's hard limit (sets prewarm.dev/retry)")
+    reset = sub.add_parser(
+        "reset", parents=[cluster], help="lift a preset's hard limit (sets prewarm.dev/retry)"
+    )
     reset.add_argument("preset")
-    reset.add_argument("-n", "--namespace", default="default")
     reset.add_argument("--token", default=None, help="the retry value (default: a timestamp)")
     reset.set_defaults(func=_cmd_reset)
 
@@ -203,24 +259,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _prog() -> str:
+    """`kubectl prewarm` when run as the kubectl plugin (kubectl-prewarm)."""
+    name = os.path.basename(sys.argv[0] or "")
+    return "kubectl prewarm" if name.startswith("kubectl-prewarm") else "prewarm"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from prewarm.commands.errors import CliError, Exit
+
+    parser = build_parser()
+    parser.prog = _prog()
+    args = parser.parse_args(argv)
     func: Command = args.func
     # A second Ctrl-C during shutdown must not print a traceback either.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(Exit.TERMINATED))
     try:
         return func(args)
     except CliProblem as problem:
-        print(f"prewarm: {problem}", file=sys.stderr)
-        return 1
-    except ApiRefused as refused:
-        print(f"prewarm {args.command}: {refused}", file=sys.stderr)
-        return 1
+        print(f"{parser.prog}: {problem}", file=sys.stderr)
+        return int(Exit.FAILED)
+    except CliError as error:
+        print(f"{parser.prog} {args.command}: {error}", file=sys.stderr)
+        return int(error.code)
     except KeyboardInterrupt:
-        return 130
-    except TimeoutError:
-        print(f"prewarm {args.command}: timed out", file=sys.stderr)
-        return 1
+        return int(Exit.INTERRUPTED)
+
+
+def kubectl_plugin() -> int:
+    """The `kubectl-prewarm` entry point: `kubectl prewarm status` runs this."""
+    return main()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,13 +7,34 @@ preset. docs/reference/metrics.md lists them with their meaning.
 from __future__ import annotations
 
 import contextlib
+import platform
+from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 PRESET = ("namespace", "preset")
 
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:  # run from the source tree without installing
+        return "unknown"
+
+
+build_info = Info("prewarm_build", "The running prewarm: its version, Python's and kopf's.")
+build_info.info(
+    {
+        "version": _version("prewarm"),
+        "python": platform.python_version(),
+        "kopf": _version("kopf"),
+    }
+)
+
+# Exposed as prewarm_prebuilds_started_total. Not `..._created`: prometheus-client
+# adds a `<name>_created` sample to every counter (prewarm_prebuilds_created_created).
 prebuilds_created = Counter(
-    "prewarm_prebuilds_created", "Prebuilt workspaces created (build attempts started).", PRESET
+    "prewarm_prebuilds_started", "Prebuilt workspaces created (build attempts started).", PRESET
 )
 prebuilds_failed = Counter(
     "prewarm_prebuilds_failed",
@@ -98,6 +119,41 @@ ledger_writes_dropped = Counter(
     "violation, refused data, a wrong statement), by error class.",
     ("error",),
 )
+
+QUEUE = ("queue",)
+workqueue_depth = Gauge(
+    "prewarm_workqueue_depth", "Keys waiting in a work queue (not being worked on).", QUEUE
+)
+workqueue_wait_seconds = Histogram(
+    "prewarm_workqueue_wait_seconds",
+    "From a key entering a work queue to a worker taking it.",
+    QUEUE,
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+workqueue_retries = Counter(
+    "prewarm_workqueue_retries",
+    "Passes that raised and are retried (the key is queued again after a delay).",
+    QUEUE,
+)
+
+
+class QueueMetrics:
+    """A work queue's observer (prewarm.workqueue.QueueObserver) for one `queue` label."""
+
+    def __init__(self, queue: str) -> None:
+        self._depth = workqueue_depth.labels(queue)
+        self._wait = workqueue_wait_seconds.labels(queue)
+        self._retries = workqueue_retries.labels(queue)
+
+    def depth(self, keys: int) -> None:
+        self._depth.set(keys)
+
+    def waited(self, seconds: float) -> None:
+        self._wait.observe(seconds)
+
+    def retried(self) -> None:
+        self._retries.inc()
+
 
 _POOL_GAUGES = (
     preset_desired,

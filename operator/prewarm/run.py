@@ -9,6 +9,7 @@ import socket
 
 import kopf
 
+from prewarm import logs
 from prewarm.settings import Settings
 
 
@@ -18,6 +19,9 @@ def run_operator(verbose: bool = False) -> int:
         verbose=verbose,
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.PLAIN,
     )
+    if settings.log_format == "json":
+        # The agent's shape (prewarm.logs), for kopf's records as for ours.
+        logs.use_json()
     logging.getLogger("prewarm").setLevel(logging.DEBUG if verbose else logging.INFO)
     # kopf reports every handler call at INFO; ours are event hooks, so that is noise.
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -9,25 +9,54 @@ a reconcile always sees a state at least as new as the event that woke it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
 
+class QueueObserver(Protocol):
+    """What a queue reports (metrics.QueueMetrics): depth, wait, retries."""
+
+    def depth(self, keys: int) -> None: ...
+
+    def waited(self, seconds: float) -> None: ...
+
+    def retried(self) -> None: ...
+
+
+class _Unobserved:
+    def depth(self, keys: int) -> None:
+        pass
+
+    def waited(self, seconds: float) -> None:
+        pass
+
+    def retried(self) -> None:
+        pass
+
+
 class WorkQueue(Generic[K]):
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        observer: QueueObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._queue: asyncio.Queue[K] = asyncio.Queue()
-        self._pending: set[K] = set()  # in the queue, not yet taken
+        self._pending: dict[K, float] = {}  # in the queue, not yet taken: since when
         self._active: set[K] = set()  # taken by a worker right now
         self._dirty: set[K] = set()  # enqueued while active: run again after
+        self._observer: QueueObserver = observer or _Unobserved()
+        self._clock = clock
 
     def add(self, key: K) -> None:
         if key in self._active:
             self._dirty.add(key)
         elif key not in self._pending:
-            self._pending.add(key)
+            self._pending[key] = self._clock()
             self._queue.put_nowait(key)
+            self._observer.depth(len(self._pending))
 
     def __len__(self) -> int:
         return len(self._pending) + len(self._dirty)
@@ -39,7 +68,8 @@ class WorkQueue(Generic[K]):
 
     async def _take(self) -> K:
         key = await self._queue.get()
-        self._pending.discard(key)
+        self._observer.waited(self._clock() - self._pending.pop(key))
+        self._observer.depth(len(self._pending))
         self._active.add(key)
         return key
 
@@ -55,7 +85,8 @@ class WorkQueue(Generic[K]):
         work: Callable[[K], Awaitable[None]],
         on_error: Callable[[K, BaseException], None],
     ) -> None:
-        """Run `count` workers until cancelled. An error in one key never stops the others."""
+        """Run `count` workers until cancelled. An error in one key never stops the
+        others; `on_error` schedules its retry (counted as one)."""
 
         async def worker() -> None:
             while True:
@@ -65,6 +96,7 @@ class WorkQueue(Generic[K]):
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:
+                    self._observer.retried()
                     on_error(key, error)
                 finally:
                     self._done(key)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tests.e2e.support import apply, events, get, preset_manifest, wait_until
 
 from prewarm.api.constants import PLURAL_WORKSPACE_CLAIMS
@@ -131,7 +134,91 @@ def test_item7_claim_for_an_email_or_a_full_name_binds_and_api_errors_are_one_li
         assert get(cluster, namespace, "workspaceclaim", name)["spec"]["owner"] == owner
 
     refused = _cli(operator, "claim", "--preset", "mail", "--owner", "bob", "-n", "no-such-ns")
-    assert refused.returncode == 1
+    assert refused.returncode == 5  # not found (issue 18: stable exit codes)
     assert "Traceback" not in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert "no-such-ns" in refused.stderr
+
+
+def _kubeconfig(cluster: LocalCluster, path: Path, namespace: str, **user: str) -> Path:
+    """The cluster's kubeconfig with another user (and the context's namespace)."""
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    entry = dict(config["clusters"][0]["cluster"])
+    for key in ("certificate-authority", "client-certificate", "client-key"):
+        if entry.get(key) and not Path(entry[key]).is_absolute():
+            entry[key] = str(cluster.kubeconfig.parent / entry[key])
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": entry}],
+        "users": [{"name": "u", "user": user}],
+        "contexts": [
+            {"name": "x", "context": {"cluster": "c", "user": "u", "namespace": namespace}}
+        ],
+        "current-context": "x",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr.strip()
+
+
+def test_issue18_forbidden_not_found_and_unreachable_are_one_line_with_their_exit_codes(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    # 403: a real identity without any RBAC rights. (kubectl's `as:` impersonation
+    # in a kubeconfig is not supported by the Python client, so a token of a
+    # service account that no binding names.)
+    cluster.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
+    token = cluster.kubectl("create", "token", "nobody", "-n", namespace).stdout.strip()
+    nobody = _kubeconfig(cluster, tmp_path / "nobody", namespace, token=token)
+    forbidden = _cli(operator, "status", "--kubeconfig", str(nobody))
+    assert forbidden.returncode == 4, forbidden.stderr
+    line = _one_line(forbidden)
+    assert line.startswith("prewarm status: forbidden (403): ")
+    assert f"system:serviceaccount:{namespace}:nobody" in line
+    # -n defaulted to the context's namespace
+    assert f'in the namespace "{namespace}"' in line
+
+    missing = _cli(operator, "reset", "no-such-preset", "-n", namespace)
+    assert missing.returncode == 5, missing.stderr
+    assert "prewarm reset: not found: " in _one_line(missing)
+    assert "no-such-preset" in missing.stderr
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = yaml.safe_load(nobody.read_text())
+    dead["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    (tmp_path / "dead").write_text(yaml.safe_dump(dead))
+    for argv in (["status"], ["claim", "--preset", "p", "--owner", "o", "--wait"]):
+        unreachable = _cli(operator, *argv, "--kubeconfig", str(tmp_path / "dead"))
+        assert unreachable.returncode == 3, unreachable.stderr
+        assert "cannot reach the API server" in _one_line(unreachable)
+
+
+def test_issue18_read_commands_answer_json_yaml_and_wide(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    _warm_pool(cluster, namespace, "out", 1)
+    as_json = _cli(operator, "status", "-n", namespace, "-o", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    (preset,) = document["presets"]
+    assert (preset["name"], preset["ready"]) == ("out", 1)
+    assert "recentClaims" in document
+    as_yaml = _cli(operator, "status", "-n", namespace, "-o", "yaml")
+    assert yaml.safe_load(as_yaml.stdout)["presets"][0]["templateHash"] == preset["templateHash"]
+    wide = _cli(operator, "status", "-n", namespace, "-o", "wide")
+    assert "TEMPLATE" in wide.stdout.splitlines()[0]
+    assert preset["templateHash"] in wide.stdout
+    history = _cli(operator, "history", "out", "-n", namespace, "-o", "json")
+    assert history.returncode == 0, history.stderr
+    assert {b["state"] for b in json.loads(history.stdout)["builds"]} == {"succeeded"}
+    for result in (as_json, as_yaml, wide, history):
+        assert "\x1b" not in result.stdout  # not a terminal: no colours

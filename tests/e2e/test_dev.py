@@ -59,6 +59,38 @@ def _ctrl_c(proc: subprocess.Popen[str]) -> str:
     return rest or ""
 
 
+def _readme_quickstart() -> list[str]:
+    """The README's quickstart commands after `make dev`, verbatim."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Quickstart on the local control plane", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert lines[0].startswith("make dev"), lines
+    return lines[1:]
+
+
+def _run_readme_quickstart(state: Path) -> subprocess.CompletedProcess[str]:
+    """In a checkout whose `.dev` is this run's state, in a shell that has no
+    kubectl, no venv and no KUBECONFIG: what a fresh machine has."""
+    checkout = state / "checkout"
+    checkout.mkdir()
+    (checkout / ".dev").symlink_to(state)
+    script = "set -euo pipefail\n" + "\n".join(_readme_quickstart())
+    # PATH is an empty directory: kubectl and prewarm must come from .dev/env.
+    empty = state / "empty-bin"
+    empty.mkdir()
+    bare = {"PATH": str(empty), "HOME": str(state), "LANG": "C.UTF-8"}
+    return subprocess.run(
+        ["/bin/bash", "-c", script],
+        cwd=checkout,
+        env=bare,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
 def test_dev_comes_up_serves_the_sample_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     proc, out = _start_dev(port, tmp_path)
@@ -89,6 +121,10 @@ def test_dev_comes_up_serves_the_sample_and_stops_cleanly(tmp_path: Path) -> Non
             ).stdout
             time.sleep(0.5)
         assert ready == "3", "the sample preset's pool is warm"
+        quickstart = _run_readme_quickstart(tmp_path)
+        assert quickstart.returncode == 0, quickstart.stdout + quickstart.stderr
+        assert "Bound: workspace basic-" in quickstart.stdout
+        assert "(prebuilt)" in quickstart.stdout
     finally:
         out += _ctrl_c(proc)
     assert proc.returncode == 0, out[-3000:]

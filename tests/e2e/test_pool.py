@@ -80,7 +80,7 @@ def test_pool_converges_rolls_out_and_scales(
     assert metric(text, "prewarm_preset_desired", namespace=namespace, preset="web") == 5
     assert metric(text, "prewarm_preset_eligible", namespace=namespace, preset="web") == 5
     assert (
-        metric(text, "prewarm_prebuilds_created_total", namespace=namespace, preset="web")
+        metric(text, "prewarm_prebuilds_started_total", namespace=namespace, preset="web")
         == 3 + 3 + 4
     )
     assert metric(text, "prewarm_preset_hard_limited", namespace=namespace, preset="web") == 0
@@ -146,7 +146,7 @@ def test_hard_limit_zero_keeps_retrying_with_backoff(
     def attempts() -> int:
         total = metric(
             operator.metrics(),
-            "prewarm_prebuilds_created_total",
+            "prewarm_prebuilds_started_total",
             namespace=namespace,
             preset="stubborn",
         )

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
-from prometheus_client import generate_latest
+import platform
+import re
+from pathlib import Path
+
+from prometheus_client import REGISTRY, generate_latest
 
 from prewarm import metrics
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _exposed() -> str:
@@ -16,3 +22,60 @@ def test_a_presets_counters_exist_at_zero_from_its_first_pass_and_go_with_it() -
     assert f"{series} 0.0" in _exposed()
     metrics.forget_preset("team", "fresh")
     assert series not in _exposed()
+
+
+def test_issue18_no_exposed_sample_name_is_doubled() -> None:
+    # prometheus-client adds <name>_created to every counter and histogram: a
+    # counter named ..._created exposed ..._created_created (and ..._total).
+    metrics.start_preset("team", "names")
+    names = {
+        sample.name
+        for family in REGISTRY.collect()
+        if family.name.startswith("prewarm_")
+        for sample in family.samples
+    }
+    metrics.forget_preset("team", "names")
+    assert "prewarm_prebuilds_started_total" in names
+    doubled = sorted(n for n in names if re.search(r"(_created|_total|_bucket|_count|_sum){2}$", n))
+    assert doubled == []
+
+
+def test_issue18_build_info_names_prewarm_python_and_kopf() -> None:
+    (sample,) = [
+        s for family in REGISTRY.collect() for s in family.samples if s.name == "prewarm_build_info"
+    ]
+    assert sample.value == 1
+    assert set(sample.labels) == {"version", "python", "kopf"}
+    assert sample.labels["python"] == platform.python_version()
+    assert all(sample.labels.values())
+
+
+def test_issue18_workqueue_metrics_are_exposed_per_queue() -> None:
+    observer = metrics.QueueMetrics("unit-test")
+    observer.depth(3)
+    observer.waited(0.2)
+    observer.retried()
+    text = _exposed()
+    assert 'prewarm_workqueue_depth{queue="unit-test"} 3.0' in text
+    assert 'prewarm_workqueue_wait_seconds_count{queue="unit-test"} 1.0' in text
+    assert 'prewarm_workqueue_retries_total{queue="unit-test"} 1.0' in text
+
+
+def test_issue18_every_metric_the_chart_queries_is_exported() -> None:
+    # The dashboard and the alerts must follow a rename (prebuilds_created -> _started).
+    exported = {sample.name for family in REGISTRY.collect() for sample in family.samples} | {
+        family.name for family in REGISTRY.collect()
+    }
+    chart = REPO / "charts" / "prewarm"
+    for path in (
+        chart / "files" / "dashboards" / "prewarm.json",
+        chart / "templates" / "prometheusrule.yaml",
+    ):
+        used = set(re.findall(r"\bprewarm_[a-z_]+[a-z]", path.read_text()))
+        # Series without a sample yet (labelled, never set) show by family name.
+        missing = {
+            n
+            for n in used
+            if n not in exported and re.sub(r"_(total|bucket|sum|count)$", "", n) not in exported
+        }
+        assert missing == set(), path

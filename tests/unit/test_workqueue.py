@@ -79,3 +79,44 @@ def test_an_error_in_one_key_does_not_stop_the_workers() -> None:
     done, errors = asyncio.run(scenario())
     assert done == ["good"]
     assert errors == ["bad:boom"]
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.depths: list[int] = []
+        self.waits: list[float] = []
+        self.retries = 0
+
+    def depth(self, keys: int) -> None:
+        self.depths.append(keys)
+
+    def waited(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+    def retried(self) -> None:
+        self.retries += 1
+
+
+def test_issue18_queue_reports_depth_wait_and_retries() -> None:
+    now = [100.0]
+    recorder = _Recorder()
+
+    async def scenario() -> None:
+        queue: WorkQueue[str] = WorkQueue(recorder, clock=lambda: now[0])
+        queue.add("a")
+        queue.add("a")  # collapses: no second depth report
+        queue.add("b")
+        now[0] = 102.5  # both waited 2.5 s (a fake clock: no timing here)
+
+        async def work(key: str) -> None:
+            if key == "b":
+                raise RuntimeError("fails")
+
+        task = asyncio.create_task(queue.run_workers(1, work, lambda k, e: None))
+        await asyncio.sleep(0.05)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert recorder.depths == [1, 2, 1, 0]
+    assert recorder.waits == [2.5, 2.5]
+    assert recorder.retries == 1

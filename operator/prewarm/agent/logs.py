@@ -1,4 +1,6 @@
-"""Structured logs: one JSON object per line on stderr.
+"""Structured logs: one JSON object per line on stderr, in the operator's shape
+(`prewarm.logs.record`: ts, level, logger, message, then the fields). The
+event name is the message and also the field `event`.
 
 Callers pass only non-secret fields; credential values never reach a log call
 (hook output is redacted before it is logged, see hook.Redactor).
@@ -6,10 +8,12 @@ Callers pass only non-secret fields; credential values never reach a log call
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from prewarm.logs import dumps, record
+
+LOGGER = "prewarm.agent"
 
 
 class JsonLog:
@@ -18,15 +22,9 @@ class JsonLog:
         self._context = context
 
     def __call__(self, level: str, event: str, **fields: Any) -> None:
-        record = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "level": level,
-            "event": event,
-            **self._context,
-            **fields,
-        }
+        rec = record(level, LOGGER, event, {"event": event, **self._context, **fields})
         stream = self._stream or sys.stderr
-        stream.write(json.dumps(record, default=str, sort_keys=False) + "\n")
+        stream.write(dumps(rec) + "\n")
         stream.flush()
 
     def info(self, event: str, **fields: Any) -> None:

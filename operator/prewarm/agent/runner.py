@@ -359,7 +359,13 @@ def run_agent(environ: Mapping[str, str] | None = None) -> int:
     except SettingsError as error:
         JsonLog()("error", "settings_error", error=str(error))
         return 2
-    log = JsonLog(pod=settings.pod_name, container=settings.container)
+    # The pod is named after its workspace (planning.render.render_pod).
+    log = JsonLog(
+        namespace=settings.namespace,
+        workspace=settings.pod_name,
+        pod=settings.pod_name,
+        container=settings.container,
+    )
     try:
         return asyncio.run(_main(settings, log, env))
     except (OSError, ValueError) as error:

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 from prewarm.api.constants import API_VERSION, KIND_WORKSPACE_CLAIM, PLURAL_WORKSPACE_CLAIMS
-from prewarm.commands.connect import connect_kube
+from prewarm.commands.connect import Target, connect_kube
 from prewarm.k8s.client import JsonObject, Kube
 
 
@@ -50,6 +50,7 @@ def claim_manifest(name: str, preset: str, owner: str, secret: str | None = None
 
 
 async def claim(
+    target: Target,
     namespace: str,
     preset: str,
     owner: str,
@@ -57,17 +58,27 @@ async def claim(
     wait: bool,
     wait_seconds: float,
 ) -> ClaimResult:
-    kube = await connect_kube()
+    kube = await connect_kube(target)
     try:
         name = claim_name(preset, owner, uuid.uuid4().hex[:6])
         started = time.perf_counter()
         created = await kube.create_claim(namespace, claim_manifest(name, preset, owner, secret))
         if not wait:
             return ClaimResult(name, "Pending", None, None, time.perf_counter() - started)
-        status = await asyncio.wait_for(
-            _until_settled(kube, namespace, name, created["metadata"]["resourceVersion"]),
-            wait_seconds,
-        )
+        try:
+            status = await asyncio.wait_for(
+                _until_settled(kube, namespace, name, created["metadata"]["resourceVersion"]),
+                wait_seconds,
+            )
+        except TimeoutError:
+            return ClaimResult(
+                name,
+                "Pending",
+                None,
+                None,
+                time.perf_counter() - started,
+                f"not Bound within --timeout {wait_seconds:g} s",
+            )
         bound: JsonObject = next(
             (c for c in status.get("conditions", []) if c.get("type") == "Bound"), {}
         )

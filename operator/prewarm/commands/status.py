@@ -1,108 +1,142 @@
-"""`prewarm status`: presets and their pools, hard-limit state, and recent claims."""
+"""`prewarm status` and `prewarm history`: presets and their pools, hard-limit
+state, recent claims; recent builds of one preset. Rows are dicts (the JSON
+form of `-o json|yaml`); the tables name their columns."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from prewarm.api.constants import PLURAL_PRESETS
-from prewarm.commands.connect import connect_kube
-from prewarm.commands.table import render_table
-from prewarm.ledger.repository import Ledger
+from prewarm.commands.connect import Target, connect_kube, connect_ledger
+from prewarm.commands.output import Column, Row, Section
+
+PRESET_COLUMNS = (
+    Column("NAMESPACE", "namespace"),
+    Column("PRESET", "name"),
+    Column("DESIRED", "desired"),
+    Column("READY", "ready"),
+    Column("STARTING", "starting"),
+    Column("CLAIMED", "claimed"),
+    Column("FAILED", "failed"),
+    Column("STATUS", "status"),
+    Column("PAUSED", "paused"),
+    Column("LAST FAILURE", "lastFailure"),
+    Column("TEMPLATE", "templateHash", wide=True),
+    Column("BACKOFF UNTIL", "backoffUntil", wide=True),
+    Column("MESSAGE", "lastFailureMessage", wide=True),
+)
+CLAIM_COLUMNS = (
+    Column("NAMESPACE", "namespace"),
+    Column("CLAIM", "name"),
+    Column("OWNER", "owner"),
+    Column("SOURCE", "source"),
+    Column("WORKSPACE", "workspace"),
+    Column("REQUESTED", "requestedAt"),
+    Column("BOUND", "boundAt"),
+)
+BUILD_COLUMNS = (
+    Column("WORKSPACE", "workspace"),
+    Column("TEMPLATE", "templateHash"),
+    Column("STATE", "state"),
+    Column("STARTED", "startedAt"),
+    Column("READY", "readyAt"),
+    Column("FAILED", "failedAt"),
+    Column("REASON", "reason"),
+    Column("MESSAGE", "message", width=80),
+    Column("UID", "uid", wide=True),
+)
 
 
-async def _recent_claims(database_url: str) -> str:
-    ledger = await Ledger.connect(database_url)
+def _time(at: datetime | None) -> str | None:
+    return at.isoformat(timespec="seconds") if at else None
+
+
+def preset_row(preset: dict[str, Any]) -> Row:
+    st = preset.get("status") or {}
+    failure = st.get("lastFailure") or {}
+    return {
+        "namespace": preset["metadata"]["namespace"],
+        "name": preset["metadata"]["name"],
+        "desired": st.get("desired", 0),
+        "ready": st.get("ready", 0),
+        "starting": st.get("starting", 0),
+        "claimed": st.get("claimed", 0),
+        "failed": st.get("failed", 0),
+        "status": st.get("summary") or st.get("prebuildStatus", "-"),
+        "paused": bool(st.get("paused")),
+        "lastFailure": failure.get("reason"),
+        "lastFailureMessage": failure.get("message"),
+        "templateHash": st.get("templateHash"),
+        "backoffUntil": st.get("backoffUntil"),
+    }
+
+
+async def _recent_claims(database_url: str) -> list[Row]:
+    ledger = await connect_ledger(database_url)
     try:
         claims = await ledger.recent_claims(10)
     finally:
         await ledger.close()
-    return render_table(
-        ["NAMESPACE", "CLAIM", "OWNER", "SOURCE", "WORKSPACE", "REQUESTED", "BOUND"],
-        [
-            [
-                c.namespace,
-                c.claim_name,
-                c.owner,
-                c.source or "",
-                c.workspace_name or "",
-                c.requested_at.isoformat(timespec="seconds") if c.requested_at else "",
-                c.bound_at.isoformat(timespec="seconds") if c.bound_at else "",
-            ]
-            for c in claims
-        ],
-    )
+    return [
+        {
+            "namespace": c.namespace,
+            "name": c.claim_name,
+            "owner": c.owner,
+            "source": c.source,
+            "workspace": c.workspace_name,
+            "requestedAt": _time(c.requested_at),
+            "boundAt": _time(c.bound_at),
+        }
+        for c in claims
+    ]
 
 
-async def status_report(namespace: str | None, database_url: str | None) -> str:
-    kube = await connect_kube()
+async def status_sections(
+    target: Target, namespace: str | None, database_url: str | None
+) -> list[Section]:
+    """Presets of `namespace` (None: all namespaces), then the ledger's recent claims."""
+    kube = await connect_kube(target)
     try:
         presets = await kube.list_objects(PLURAL_PRESETS, namespace)
     finally:
         await kube.close()
-    rows = []
-    for p in sorted(presets, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
-        st = p.get("status") or {}
-        last = (st.get("lastFailure") or {}).get("reason", "")
-        rows.append(
-            [
-                p["metadata"]["namespace"],
-                p["metadata"]["name"],
-                st.get("desired", 0),
-                st.get("ready", 0),
-                st.get("starting", 0),
-                st.get("claimed", 0),
-                st.get("failed", 0),
-                st.get("summary") or st.get("prebuildStatus", "-"),
-                "yes" if st.get("paused") else "",
-                last,
-            ]
-        )
-    out = render_table(
-        [
-            "NAMESPACE",
-            "PRESET",
-            "DESIRED",
-            "READY",
-            "STARTING",
-            "CLAIMED",
-            "FAILED",
-            "STATUS",
-            "PAUSED",
-            "LAST FAILURE",
-        ],
-        rows,
-    )
+    rows = [preset_row(p) for p in presets]
+    rows.sort(key=lambda r: (r["namespace"], r["name"]))
+    sections = [Section("presets", rows, PRESET_COLUMNS)]
     if database_url:
-        out += "\n\nRecent claims\n" + await _recent_claims(database_url)
-    return out
+        claims = await _recent_claims(database_url)
+        sections.append(Section("recentClaims", claims, CLAIM_COLUMNS, "Recent claims"))
+    return sections
 
 
-async def history_report(database_url: str, namespace: str, preset: str, limit: int) -> str:
-    ledger = await Ledger.connect(database_url)
+async def history_section(database_url: str, namespace: str, preset: str, limit: int) -> Section:
+    ledger = await connect_ledger(database_url)
     try:
         builds = await ledger.history(namespace, preset, limit)
     finally:
         await ledger.close()
-    return render_table(
-        ["WORKSPACE", "TEMPLATE", "STATE", "STARTED", "READY", "FAILED", "REASON", "MESSAGE"],
-        [
-            [
-                b.workspace_name,
-                b.template_hash,
-                b.state,
-                b.started_at.isoformat(timespec="seconds") if b.started_at else "",
-                b.ready_at.isoformat(timespec="seconds") if b.ready_at else "",
-                b.failed_at.isoformat(timespec="seconds") if b.failed_at else "",
-                b.failure_reason or "",
-                (b.failure_message or "")[:80],
-            ]
-            for b in builds
-        ],
-    )
+    rows = [
+        {
+            "workspace": b.workspace_name,
+            "templateHash": b.template_hash,
+            "state": b.state,
+            "startedAt": _time(b.started_at),
+            "readyAt": _time(b.ready_at),
+            "failedAt": _time(b.failed_at),
+            "reason": b.failure_reason,
+            "message": b.failure_message,
+            "uid": b.workspace_uid,
+        }
+        for b in builds
+    ]
+    return Section("builds", rows, BUILD_COLUMNS)
 
 
-async def request_retry(namespace: str, preset: str, token: str) -> None:
+async def request_retry(target: Target, namespace: str, preset: str, token: str) -> None:
     from prewarm.api.constants import ANNOTATION_RETRY
 
-    kube = await connect_kube()
+    kube = await connect_kube(target)
     try:
         await kube.patch_preset(
             namespace, preset, {"metadata": {"annotations": {ANNOTATION_RETRY: token}}}

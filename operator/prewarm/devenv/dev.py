@@ -63,6 +63,7 @@ def run_dev(apiserver_port: int, with_operator: bool) -> int:
             ]
         )
         kubectl = cluster.binaries.kubectl
+        _write_env(state, Path(kubectl).parent, dsn)
         operator: subprocess.Popen[bytes] | None = None
         try:  # from the line that invites Ctrl-C on, Ctrl-C is a clean stop
             print(
@@ -71,6 +72,7 @@ def run_dev(apiserver_port: int, with_operator: bool) -> int:
                 f"  ledger     : {dsn}\n"
                 f"  kubectl    : {kubectl}\n"
                 f"  try        : {kubectl} --kubeconfig {kubeconfig} get prewarm -A\n"
+                f"  or         : . {state / 'env'}; kubectl get prewarm -A\n"
                 "Ctrl-C stops everything.\n",
                 flush=True,
             )
@@ -97,6 +99,18 @@ def run_dev(apiserver_port: int, with_operator: bool) -> int:
         finally:
             stop_process(operator)
     return 0
+
+
+def _write_env(state: Path, kubectl_dir: Path, dsn: str) -> None:
+    """`.dev/env`, to source in another shell: the README's quickstart runs
+    verbatim on a machine without kubectl (the project's own is in its cache)."""
+    venv_bin = Path(sys.executable).parent
+    (state / "env").write_text(
+        "# Written by `prewarm dev` (make dev): . .dev/env\n"
+        f'export PATH="{kubectl_dir}:{venv_bin}:$PATH"\n'
+        f'export KUBECONFIG="{state / "kubeconfig"}"\n'
+        f'export PREWARM_DATABASE_URL="{dsn}"\n'
+    )
 
 
 def run_dev_real_node() -> int:

@@ -520,6 +520,7 @@ async def _bind(
         workspace,
         source.value,
         elapsed * 1000,
+        extra={"workspace": workspace},
     )
 
 

@@ -32,8 +32,9 @@ from prewarm.handlers.watched import (
     WorkspaceEntry,
 )
 from prewarm.k8s.client import Kube
-from prewarm.k8s.lease import LeaderElector
+from prewarm.k8s.lease import LeaderElector, stop_and_release
 from prewarm.ledger.repository import Ledger, LedgerUnavailable
+from prewarm.logs import log_context
 from prewarm.settings import Settings
 
 log = logging.getLogger("prewarm.operator")
@@ -45,6 +46,7 @@ LEDGER_RETRY_MAX_S = 10.0
 _state: dict[str, Runtime] = {}
 _workers: dict[str, asyncio.Task[None]] = {}
 _state_http: dict[str, web.AppRunner] = {}
+_electors: dict[str, LeaderElector] = {}
 
 
 def _readiness(rt: Runtime) -> dict[str, object]:
@@ -106,7 +108,14 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
-    for task in _workers.values():
+    # SIGTERM (a rollout): stop the work, then release the Lease so a stand-by
+    # takes over at once instead of a lease duration later.
+    tasks = list(_workers.values())
+    _workers.clear()
+    elector = _electors.pop("elector", None)
+    if elector is not None:
+        await stop_and_release(elector, tasks)
+    for task in tasks:
         task.cancel()
     runner = _state_http.pop("runner", None)
     if runner is not None:
@@ -152,11 +161,25 @@ async def _open_ledger(rt: Runtime) -> None:
 
 
 def _log_error(key: PresetKey, error: BaseException) -> None:
-    log.error("reconcile of preset %s/%s failed: %s", key[0], key[1], error, exc_info=error)
+    log.error(
+        "reconcile of preset %s/%s failed: %s",
+        key[0],
+        key[1],
+        error,
+        exc_info=error,
+        extra={"namespace": key[0], "preset": key[1]},
+    )
 
 
 def _log_claim_error(key: tuple[str, str], error: BaseException) -> None:
-    log.error("claim %s/%s failed: %s", key[0], key[1], error, exc_info=error)
+    log.error(
+        "claim %s/%s failed: %s",
+        key[0],
+        key[1],
+        error,
+        exc_info=error,
+        extra={"namespace": key[0], "claim": key[1]},
+    )
     rt = _state.get("runtime")
     if rt is not None:
         rt.requeue_claim_after(key, 2.0)
@@ -174,6 +197,7 @@ async def _lead_then_work(rt: Runtime, kube: Kube, config: Settings) -> None:
             lease_seconds=config.lease_seconds,
             renew_every=max(config.lease_seconds / 5, 0.5),
         )
+        _electors["elector"] = elector
         _workers["elector"] = asyncio.create_task(elector.run())
         rt.may_act = elector.confident
         log.info("waiting for leadership (lease %s)", config.lease_name)
@@ -196,14 +220,25 @@ async def _run_queue(rt: Runtime) -> None:
     # first event we see proves it, so nothing plans on a partial picture.
     await rt.indexed.wait()
     await rt.queue.run_workers(
-        rt.settings.preset_workers, lambda key: reconcile_preset(rt, key), _log_error
+        rt.settings.preset_workers, lambda key: _preset_pass(rt, key), _log_error
     )
+
+
+async def _preset_pass(rt: Runtime, key: PresetKey) -> None:
+    # Every record of the pass (JSON format) carries namespace and preset.
+    with log_context(namespace=key[0], preset=key[1]):
+        await reconcile_preset(rt, key)
+
+
+async def _claim_pass(rt: Runtime, key: tuple[str, str]) -> None:
+    with log_context(namespace=key[0], claim=key[1]):
+        await reconcile_claim(rt, key)
 
 
 async def _run_claims(rt: Runtime) -> None:
     await rt.indexed.wait()
     # Claims wait on API round trips, not CPU: many in flight keeps latency flat.
-    await rt.claim_queue.run_workers(64, lambda key: reconcile_claim(rt, key), _log_claim_error)
+    await rt.claim_queue.run_workers(64, lambda key: _claim_pass(rt, key), _log_claim_error)
 
 
 async def _resync(rt: Runtime) -> None:

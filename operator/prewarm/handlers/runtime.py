@@ -23,6 +23,7 @@ from prewarm.handlers.watched import (
 from prewarm.k8s.client import Kube
 from prewarm.ledger.repository import Ledger
 from prewarm.ledger.writer import BackgroundWrites
+from prewarm.metrics import QueueMetrics
 from prewarm.planning.membership import membership
 from prewarm.settings import Settings
 from prewarm.workqueue import WorkQueue
@@ -56,8 +57,10 @@ class Runtime:
     kube: Kube
     ledger: Ledger
     writes: BackgroundWrites = field(default_factory=_background_writes)
-    queue: WorkQueue[PresetKey] = field(default_factory=WorkQueue)
-    claim_queue: WorkQueue[ClaimKey] = field(default_factory=WorkQueue)
+    queue: WorkQueue[PresetKey] = field(default_factory=lambda: WorkQueue(QueueMetrics("presets")))
+    claim_queue: WorkQueue[ClaimKey] = field(
+        default_factory=lambda: WorkQueue(QueueMetrics("claims"))
+    )
     presets: IndexLike | None = None
     claims: IndexLike | None = None
     workspaces: IndexLike | None = None

@@ -20,14 +20,25 @@ from prewarm.api.constants import (
 )
 from prewarm.k8s.core import (
     MERGE_PATCH,
+    UNREACHABLE,
     ApiError,
+    ClusterConfigError,
     JsonObject,
     Rest,
     collection_path,
+    context_namespace,
     object_path,
 )
 
-__all__ = ["MERGE_PATCH", "ApiError", "JsonObject", "Kube"]
+__all__ = [
+    "MERGE_PATCH",
+    "UNREACHABLE",
+    "ApiError",
+    "ClusterConfigError",
+    "JsonObject",
+    "Kube",
+    "context_namespace",
+]
 
 
 class Kube:
@@ -45,9 +56,17 @@ class Kube:
         in_cluster: bool = False,
         pool_size: int = 64,
         instance: str = "",
+        context: str | None = None,
+        request_timeout: float | None = None,
     ) -> Kube:
         """See `Rest.connect`: an explicit kubeconfig, else the pod's service account."""
-        return cls(await Rest.connect(kubeconfig, in_cluster, pool_size), instance)
+        rest = await Rest.connect(kubeconfig, in_cluster, pool_size, context, request_timeout)
+        return cls(rest, instance)
+
+    @property
+    def namespace(self) -> str:
+        """The namespace of the kubeconfig's context (or the pod's): the CLI's default."""
+        return self.rest.namespace
 
     async def close(self) -> None:
         await self.rest.close()

@@ -13,14 +13,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from kubernetes.aio import client as kclient
 from kubernetes.aio import config as kconfig
+from kubernetes.aio.config.config_exception import ConfigException
 
 JsonObject = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 JSON = "application/json"
+_SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+# What a request raises when the API server cannot be reached at all
+# (refused, no route, DNS, TLS, a timeout): no answer, so no ApiError.
+UNREACHABLE: tuple[type[BaseException], ...] = (OSError, TimeoutError, aiohttp.ClientError)
+
+
+class ClusterConfigError(RuntimeError):
+    """No usable way to the API server: no kubeconfig, an unknown context, a broken file."""
 
 
 class ApiError(Exception):
@@ -65,26 +77,50 @@ async def response_json(response: Any) -> JsonObject:
 class Rest:
     """One API server connection (pool) and the two things done with it."""
 
-    def __init__(self, api_client: kclient.ApiClient) -> None:
+    def __init__(
+        self,
+        api_client: kclient.ApiClient,
+        namespace: str = "default",
+        request_timeout: float | None = None,
+    ) -> None:
         self._api_client = api_client
+        # The context's namespace (or the pod's): what kubectl's -n defaults to.
+        self.namespace = namespace
+        self._request_timeout = request_timeout
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None, in_cluster: bool, pool_size: int) -> Rest:
-        """An explicit kubeconfig wins; else the pod's service account when in
-        a pod; else the default kubeconfig (~/.kube/config)."""
+    async def connect(
+        cls,
+        kubeconfig: str | None,
+        in_cluster: bool,
+        pool_size: int,
+        context: str | None = None,
+        request_timeout: float | None = None,
+    ) -> Rest:
+        """An explicit kubeconfig (or context) wins; else the pod's service
+        account when in a pod; else the default kubeconfig (~/.kube/config).
+        ClusterConfigError if none of them works."""
         configuration = kclient.Configuration()
-        if in_cluster and not kubeconfig:
-            kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            # Pass the file explicitly: the client's own default is fixed at import.
-            await kconfig.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig or None, client_configuration=configuration
-            )
+        try:
+            if in_cluster and not kubeconfig and not context:
+                kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                namespace = _pod_namespace()
+            else:
+                # Pass the file explicitly: the client's own default is fixed at import.
+                loader = await kconfig.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=kubeconfig or None,
+                    context=context or None,
+                    client_configuration=configuration,
+                )
+                current = loader.current_context or {}
+                namespace = (current.get("context") or {}).get("namespace") or "default"
+        except (ConfigException, OSError, ValueError) as error:
+            raise ClusterConfigError(" ".join(str(error).split()) or repr(error)) from None
         configuration.connection_pool_maxsize = pool_size
         # trust_env makes aiohttp look up ~/.netrc (in a thread) on every
         # request; the kubeconfig is the only source of credentials we use.
         configuration.client_session_kwargs = {"trust_env": False}
-        return cls(kclient.ApiClient(configuration))
+        return cls(kclient.ApiClient(configuration), str(namespace), request_timeout)
 
     @property
     def api_client(self) -> kclient.ApiClient:
@@ -115,7 +151,7 @@ class Rest:
             url,
             headers,
             body=None if body is None else dict(body),
-            _request_timeout=request_timeout,
+            _request_timeout=request_timeout or self._request_timeout,
             _preload_content=False,
         )
         return answer.response
@@ -163,6 +199,26 @@ class Rest:
                 yield kind, obj
         finally:
             response.release()
+
+
+def _pod_namespace() -> str:
+    try:
+        return _SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def context_namespace(kubeconfig: str | None, context: str | None, in_cluster: bool) -> str:
+    """The namespace a command defaults to without connecting (kubectl's rule):
+    the context's, else the pod's in a pod, else `default`."""
+    if in_cluster and not kubeconfig and not context:
+        return _pod_namespace()
+    try:
+        contexts, current = kconfig.list_kube_config_contexts(kubeconfig or None)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError, ValueError):
+        return "default"
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
+    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
 
 
 def collection_path(group: str, version: str, namespace: str, plural: str) -> str:

@@ -78,10 +78,29 @@ class Ledger:
         self._dsn = dsn
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> Ledger:
-        """Open a pool to `dsn` and wait until one connection works (fails fast if it cannot)."""
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout_s: float | None = None,
+    ) -> Ledger:
+        """Open a pool to `dsn` and wait until one connection works.
+
+        With `connect_timeout_s` (the CLI's reads), one plain connection is
+        tried first: PostgreSQL down raises LedgerUnavailable at once (refused)
+        or after that many seconds (no answer), not after the pool's 30 s of
+        retries.
+        """
+        if connect_timeout_s is not None:
+            async with _unavailable_as_error():
+                probe = await AsyncConnection.connect(
+                    dsn, connect_timeout=max(1, round(connect_timeout_s))
+                )
+                await probe.close()
         pool = _new_pool(dsn, min_size, max_size)
-        await pool.open(wait=True)
+        await pool.open(wait=True, timeout=connect_timeout_s or 30.0)
         return cls(pool, dsn)
 
     @classmethod
