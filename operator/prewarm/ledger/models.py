@@ -105,6 +105,9 @@ class ReplayedBuild:
     failure_reason: str = ""
     failure_message: str = ""
     validation_error: bool = False
+    disrupted_at: datetime | None = None
+    disruption_reason: str = ""
+    disruption_message: str = ""
 
 
 @dataclass(frozen=True, slots=True)

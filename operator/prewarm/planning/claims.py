@@ -203,7 +203,7 @@ class Follow(enum.StrEnum):
     FINISH_TAKE = "FinishTake"  # a prebuilt take got as far as the workspace: annotate, bind
     WAIT = "Wait"  # its pod is not in the watch yet (its event wakes us), or not Ready yet
     CREATE_POD = "CreatePod"  # a cold workspace without a pod past the grace: create it
-    FAIL = "Fail"  # the cold build failed: the workspace and the claim say why
+    FAIL = "Fail"  # the cold build failed or was disrupted: the workspace and the claim say why
     BIND_COLD = "BindCold"  # the cold build is Ready: it is the owner's
 
 
@@ -248,7 +248,9 @@ def follow_own_workspace(
     outcome = classify(pod, now, readiness_timeout, crashloop_restarts)
     if outcome.verdict is Verdict.BUILDING:
         return FollowStep(Follow.WAIT, requeue_after=COLD_BUILD_POLL_S)
-    if outcome.verdict is Verdict.FAILED:
+    if outcome.verdict in (Verdict.FAILED, Verdict.DISRUPTED):
+        # A cold build the node lost fails the claim too (it is recorded as a
+        # disruption, not against the preset); the user asks again.
         return FollowStep(Follow.FAIL, outcome)
     return FollowStep(Follow.BIND_COLD)
 

@@ -23,6 +23,7 @@ class DeleteReason(enum.StrEnum):
     EXPIRED = "Expired"
     EXTRANEOUS = "Extraneous"
     FAILED_CLEANUP = "FailedCleanup"
+    DISRUPTED = "Disrupted"  # lost to its infrastructure: replaced at once
 
 
 class Blocker(enum.StrEnum):
@@ -165,6 +166,10 @@ def plan_pool(inp: PoolInput) -> PoolPlan:
     present = [i for i in pool if not i.deleting]
     deletions: list[Deletion] = []
 
+    # Nothing to inspect in a disrupted one (the ledger and the Event say why).
+    disrupted = [i for i in present if i.phase is WorkspacePhase.DISRUPTED]
+    deletions += [Deletion(i.name, DeleteReason.DISRUPTED) for i in disrupted]
+    present = [i for i in present if i.phase is not WorkspacePhase.DISRUPTED]
     outdated = [i for i in present if i.template_hash != inp.template_hash]
     current = [i for i in present if i.template_hash == inp.template_hash]
     deletions += [Deletion(i.name, DeleteReason.OUTDATED) for i in outdated]
