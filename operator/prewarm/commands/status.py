@@ -5,6 +5,7 @@ from __future__ import annotations
 from prewarm.api.constants import PLURAL_PRESETS
 from prewarm.commands.connect import connect_kube
 from prewarm.commands.table import render_table
+from prewarm.ledger.models import BuildRecord
 from prewarm.ledger.repository import Ledger
 
 
@@ -82,21 +83,27 @@ async def history_report(database_url: str, namespace: str, preset: str, limit: 
     finally:
         await ledger.close()
     return render_table(
-        ["WORKSPACE", "TEMPLATE", "STATE", "STARTED", "READY", "FAILED", "REASON", "MESSAGE"],
-        [
-            [
-                b.workspace_name,
-                b.template_hash,
-                b.state,
-                b.started_at.isoformat(timespec="seconds") if b.started_at else "",
-                b.ready_at.isoformat(timespec="seconds") if b.ready_at else "",
-                b.failed_at.isoformat(timespec="seconds") if b.failed_at else "",
-                b.failure_reason or "",
-                (b.failure_message or "")[:80],
-            ]
-            for b in builds
-        ],
+        ["WORKSPACE", "TEMPLATE", "STATE", "STARTED", "READY", "ENDED", "REASON", "MESSAGE"],
+        [_history_row(b) for b in builds],
     )
+
+
+def _history_row(b: BuildRecord) -> list[str | None]:
+    """A failure says why it failed; a disruption (counted in no policy) says
+    what the infrastructure did, after a success if the build was Ready first."""
+    disrupted = b.disrupted_at is not None and b.state != "failed"
+    state = "succeeded, then disrupted" if disrupted and b.state == "succeeded" else b.state
+    ended = b.failed_at or (b.disrupted_at if disrupted else None)
+    return [
+        b.workspace_name,
+        b.template_hash,
+        state,
+        b.started_at.isoformat(timespec="seconds") if b.started_at else "",
+        b.ready_at.isoformat(timespec="seconds") if b.ready_at else "",
+        ended.isoformat(timespec="seconds") if ended else "",
+        (b.disruption_reason if disrupted else b.failure_reason) or "",
+        ((b.disruption_message if disrupted else b.failure_message) or "")[:80],
+    ]
 
 
 async def request_retry(namespace: str, preset: str, token: str) -> None:

@@ -378,7 +378,8 @@ GET_CLAIM = f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE claim_uid = %(claim_uid)
 HISTORY = """
 SELECT b.workspace_uid, b.preset_uid, b.workspace_name, b.template_hash, b.state,
        b.started_at, b.ready_at, b.failed_at, b.validation_error,
-       b.failure_reason, b.failure_message
+       b.failure_reason, b.failure_message,
+       b.disrupted_at, b.disruption_reason, b.disruption_message
 FROM builds b
 JOIN presets p ON p.uid = b.preset_uid
 WHERE p.namespace = %(namespace)s AND p.name = %(name)s
