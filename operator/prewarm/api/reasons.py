@@ -42,6 +42,7 @@ REASON_POOL_READY: Final = "PoolReady"
 REASON_SCALING_UP: Final = "ScalingUp"
 REASON_SCALING_DOWN: Final = "ScalingDown"
 REASON_ROLLING_OUT: Final = "RollingOut"
+REASON_ROLLOUT_BLOCKED: Final = "RolloutBlocked"  # the new template cannot be built; the old serves
 REASON_PREBUILD_FAILURE_LIMIT_REACHED: Final = "PrebuildFailureLimitReached"
 REASON_PREBUILD_FAILED: Final = "PrebuildFailed"  # the Warning Event of one failed build
 REASON_PREBUILD_RETRY_REQUESTED: Final = "PrebuildRetryRequested"

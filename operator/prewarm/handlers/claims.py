@@ -151,6 +151,7 @@ def _preset_view(
         PresetView(
             exists=spec is not None,
             template_hash=template_hash(spec) if spec else "",
+            previous_template_hash=status.previous_template_hash,
             prebuild_status=status.prebuild_status or PrebuildStatus.NORMAL,
             paused=rt.settings.paused or entry.annotations.get(ANNOTATION_PAUSED) == "true",
         ),

@@ -227,6 +227,7 @@ def _snapshot(
             quota=memory.quota_hold,
             others_starting=rt.global_starting(p.key),
             claims_busy=rt.claim_queue.busy,
+            rollout=spec.rollout,
         ),
         workspace_deadlines=deadlines,
         schedule_wakeup=schedule_wakeup(spec.prebuilds, p.now),

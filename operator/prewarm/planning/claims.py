@@ -100,19 +100,29 @@ class PresetView:
     template_hash: str = ""
     prebuild_status: PrebuildStatus = PrebuildStatus.NORMAL
     paused: bool = False
+    previous_template_hash: str | None = None  # status.previousTemplateHash: a rollout
 
 
-def eligible(instances: Iterable[Instance], template_hash: str) -> list[str]:
-    ready = [
-        i
-        for i in instances
-        if i.phase is WorkspacePhase.READY
-        and not i.claimed
-        and not i.deleting
-        and i.template_hash == template_hash
-    ]
-    ready.sort(key=lambda i: (i.ready_at or i.created_at, i.name))
-    return [i.name for i in ready]
+def eligible(
+    instances: Iterable[Instance], template_hash: str, previous_hash: str | None = None
+) -> list[str]:
+    """Ready, unclaimed workspaces of the current template, oldest-ready first;
+    then, during a rollout, those of the template it rolls away from (they
+    stay claimable until their replacements are Ready)."""
+
+    def ready(thash: str) -> list[Instance]:
+        found = [
+            i
+            for i in instances
+            if i.phase is WorkspacePhase.READY
+            and not i.claimed
+            and not i.deleting
+            and i.template_hash == thash
+        ]
+        return sorted(found, key=lambda i: (i.ready_at or i.created_at, i.name))
+
+    outdated = ready(previous_hash) if previous_hash and previous_hash != template_hash else []
+    return [i.name for i in ready(template_hash) + outdated]
 
 
 def decide_claim(
@@ -177,7 +187,8 @@ def _decide(
         )
     # A Ready workspace of the current template serves a claim whatever the
     # preset's state: it was built and works (the state only stops new builds).
-    candidates = tuple(n for n in eligible(instances, preset.template_hash) if n not in reserved)
+    warm = eligible(instances, preset.template_hash, preset.previous_template_hash)
+    candidates = tuple(n for n in warm if n not in reserved)
     if candidates:
         return ClaimDecision(Action.TAKE_PREBUILT, reasons.REASON_CLAIMED_PREBUILT, "", candidates)
     if preset.prebuild_status is PrebuildStatus.VALIDATION_FAILED:

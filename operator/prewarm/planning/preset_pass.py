@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from prewarm.api.preset import PrebuildStatus, PresetStatus
+from prewarm.api.preset import PrebuildStatus, PresetStatus, Rollout
 from prewarm.api.reasons import DisruptionReason
 from prewarm.api.workspace import (
     PrebuiltWorkspaceStatus,
@@ -31,6 +31,7 @@ from prewarm.planning.pool import (
     PoolPlan,
     plan_pool,
     pool_starting,
+    scaled,
 )
 from prewarm.planning.preset_status import FailureSummary
 from prewarm.planning.quota import QuotaHold
@@ -78,6 +79,7 @@ class PoolSnapshot:
     others_starting: int = 0
     # Claims are being handled now: a refill can wait a moment, a user cannot.
     claims_busy: bool = False
+    rollout: Rollout = field(default_factory=Rollout)  # spec.rollout
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,9 @@ def decide_pool(snapshot: PoolSnapshot, knobs: PoolKnobs) -> PoolDecision:
             ),
             create_budget=budget,
             keep_failed=knobs.failed_to_keep,
+            max_surge=scaled(snapshot.rollout.max_surge, desired, round_up=True),
+            max_unavailable=scaled(snapshot.rollout.max_unavailable, desired, round_up=False),
+            replace_created_before=snapshot.rollout.replace_created_before,
         )
     )
     creating = 0 if snapshot.claims_busy else plan.create
