@@ -41,6 +41,12 @@ prebuilds_failed = Counter(
     "Prebuild attempts that failed, by failure reason.",
     (*PRESET, "reason"),
 )
+prebuilds_disrupted = Counter(
+    "prewarm_prebuilds_disrupted",
+    "Prebuilds lost to their infrastructure (evicted, preempted, node lost, pod deleted, "
+    "readiness lost after Ready, unschedulable) and replaced; never counted as failures.",
+    (*PRESET, "reason"),
+)
 prebuilds_claimed = Counter(
     "prewarm_prebuilds_claimed", "Warm workspaces handed to a claim.", PRESET
 )

@@ -14,7 +14,7 @@ PRESET = "preset-uid-1"
 HASH = "hash-current"
 OLD_HASH = "hash-previous"
 
-Outcome = Literal["failed", "succeeded", "building"]
+Outcome = Literal["failed", "succeeded", "building", "disrupted", "ready_then_disrupted"]
 _uids = itertools.count()
 
 
@@ -33,6 +33,10 @@ class Build:
 failed = partial(Build, "failed")
 succeeded = partial(Build, "succeeded")
 building = partial(Build, "building")
+# Lost to the infrastructure before it was Ready (evicted, unschedulable...).
+disrupted = partial(Build, "disrupted", reason="Evicted")
+# Ready, then lost (a node went away): the template worked.
+ready_then_disrupted = partial(Build, "ready_then_disrupted", reason="NodeLost")
 
 
 async def record(ledger: Ledger, builds: list[Build], preset_uid: str = PRESET) -> None:
@@ -42,8 +46,13 @@ async def record(ledger: Ledger, builds: list[Build], preset_uid: str = PRESET) 
             preset_uid, uid, f"pw-{uid}", build.template_hash, at(build.start)
         )
         finished = at(build.start + build.took)
-        if build.outcome == "succeeded":
+        if build.outcome in ("succeeded", "ready_then_disrupted"):
             await ledger.record_build_succeeded(uid, finished)
+        if build.outcome in ("disrupted", "ready_then_disrupted"):
+            later = at(build.start + 2 * build.took)
+            await ledger.record_build_disrupted(
+                uid, build.reason, f"{build.reason} in {uid}", later
+            )
         elif build.outcome == "failed":
             await ledger.record_build_failed(
                 uid, build.reason, f"{build.reason} in {uid}", finished, build.validation_error

@@ -254,7 +254,8 @@ def test_migration_0007_makes_unknown_uids_null_and_keeps_the_first_of_two_bindi
                 "INSERT INTO claims (claim_uid, workspace_uid, bound_at) VALUES (%s, %s, %s)",
                 (claim, workspace, at(bound)),
             )
-    assert migrate(pg_dsn) == [
+    applied = migrate(pg_dsn)
+    assert applied[:2] == [
         "0007_claims_one_per_workspace.sql",
         "0008_preset_template_since.sql",
     ]

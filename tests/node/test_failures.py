@@ -7,6 +7,10 @@ attempts, then HardLimited and exactly one PrebuildFailureLimitReached Event.
 - a readiness probe that never passes: the readiness timeout;
 - a container over its memory limit: OOM-killed by the kernel (restartPolicy
   Never, so the pod fails with the container's OOMKilled state).
+
+And one that is no failure: a workspace whose readiness probe fails after it
+was Ready is disrupted and replaced, as often as it happens, and never moves
+its preset toward the hard limit.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def _cases(op: NodeOperator) -> dict[str, tuple[dict[str, Any], str, str]]:
         "unready": (
             workspace_container(busybox, readiness=["/bin/false"]),
             "ReadinessTimeout",
-            "not Ready after",
+            "after its containers started",
         ),
         "oom": (
             workspace_container(
@@ -103,3 +107,52 @@ def test_real_failures_are_classified_and_stop_at_the_hard_limit(
         assert len(events(op.env, op.namespace, name, "PrebuildFailureLimitReached")) == 1, name
     for name in cases:
         op.env.kubectl("delete", "preset", name, "-n", op.namespace, "--wait=false")
+
+
+def _ready_workspace(op: NodeOperator, name: str, besides: set[str]) -> str:
+    def ready() -> list[str]:
+        return [
+            w["metadata"]["name"]
+            for w in items(op.env, op.namespace, "prebuiltworkspaces", f"prewarm.dev/preset={name}")
+            if (w.get("status") or {}).get("phase") == "Ready"
+            and w["metadata"]["name"] not in besides
+        ]
+
+    wait_until(lambda: len(ready()) == 1, timeout=300, what=f"a new Ready workspace of {name}")
+    return ready()[0]
+
+
+def test_a_readiness_flap_after_ready_is_a_disruption_not_a_failure(
+    node_operator: NodeOperator,
+) -> None:
+    """Issue 15: the probe reads /tmp/ready; removing it from inside the
+    container (three times, the hard limit) makes a Ready workspace lose its
+    readiness for the readiness timeout: each time it is disrupted and
+    replaced, and the preset stays Normal with no failure on record."""
+    op = node_operator
+    name = "flappy"
+    op.env.apply(
+        op.namespace,
+        preset(name, 1, workspace_container(op.env.busybox_image), failure_policy=FAST),
+    )
+    seen: set[str] = set()
+    for _ in range(3):
+        workspace = _ready_workspace(op, name, seen)
+        seen.add(workspace)
+        op.env.cluster.kubectl(
+            "exec", "-n", op.namespace, workspace, "-c", "workspace", "--", "rm", "/tmp/ready",
+            timeout=60,
+        )  # fmt: skip
+    _ready_workspace(op, name, seen)
+    status = preset_status(op.env, op.namespace, name)
+    assert status.get("prebuildStatus") in (None, "Normal"), status
+    assert status.get("lastFailure") is None, status
+    assert events(op.env, op.namespace, name, "PrebuildFailed") == []
+    assert events(op.env, op.namespace, name, "PrebuildFailureLimitReached") == []
+    left = {
+        w["metadata"]["name"]
+        for w in items(op.env, op.namespace, "prebuiltworkspaces", f"prewarm.dev/preset={name}")
+        if not w["metadata"].get("deletionTimestamp")
+    }
+    assert not left & seen, "disrupted workspaces are replaced, not kept for inspection"
+    op.env.kubectl("delete", "preset", name, "-n", op.namespace, "--wait=false")

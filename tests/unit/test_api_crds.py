@@ -139,7 +139,10 @@ def test_every_property_has_a_description() -> None:
 def test_schemas_are_structural() -> None:
     problems = []
     for kind, path, node in all_nodes():
-        if "type" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        if "type" not in node and not (
+            node.get("x-kubernetes-preserve-unknown-fields")
+            or node.get("x-kubernetes-int-or-string")
+        ):
             problems.append(f"{kind}: {path} has no type")
         if "properties" in node and "additionalProperties" in node:
             problems.append(f"{kind}: {path} has properties and additionalProperties")

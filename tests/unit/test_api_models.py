@@ -243,6 +243,7 @@ def test_workspace_status_patch_writes_only_what_is_set() -> None:
         PrebuiltWorkspaceStatus,
         WorkspaceFailure,
         WorkspacePhase,
+        WorkspaceWaiting,
         workspace_status_patch,
     )
 
@@ -258,11 +259,22 @@ def test_workspace_status_patch_writes_only_what_is_set() -> None:
             "phase": "Failed",
             "failedAt": "2026-11-29T12:00:00.250000Z",
             "failure": {"reason": "CrashLoop", "message": "restarted 3 times"},
+            "waiting": None,  # a merge patch's null: whatever it waited for is over
         },
     }
     claimed = PrebuiltWorkspaceStatus(
         phase=WorkspacePhase.CLAIMED, owner="ann", reinit_generation=2
     )
     assert workspace_status_patch(claimed) == {
-        "status": {"phase": "Claimed", "owner": "ann", "reinitGeneration": 2}
+        "status": {"phase": "Claimed", "owner": "ann", "reinitGeneration": 2, "waiting": None}
+    }
+    building = PrebuiltWorkspaceStatus(
+        phase=WorkspacePhase.BUILDING,
+        waiting=WorkspaceWaiting(reason="Unschedulable", message="0/1 nodes are available"),
+    )
+    assert workspace_status_patch(building) == {
+        "status": {
+            "phase": "Building",
+            "waiting": {"reason": "Unschedulable", "message": "0/1 nodes are available"},
+        }
     }

@@ -86,8 +86,17 @@ def _enum_values(annotation: Any) -> set[str] | None:
     return None
 
 
+def _int_or_string(annotation: Any) -> bool:
+    members = {_strip(a) for a in typing.get_args(annotation)}
+    return typing.get_origin(annotation) in (Union, types.UnionType) and members == {int, str}
+
+
 def schema_drift(schema: dict[str, Any], annotation: Any, path: str) -> list[str]:
     annotation = _strip(annotation)
+    if _int_or_string(annotation) or schema.get("x-kubernetes-int-or-string"):
+        if _int_or_string(annotation) and schema.get("x-kubernetes-int-or-string"):
+            return []
+        return [f"{path}: int-or-string in only one of the CRD and the model"]
     model_type = _json_type(annotation)
     opaque_in_crd = schema.get("x-kubernetes-preserve-unknown-fields") and not schema.get(
         "properties"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -65,7 +66,8 @@ def test_in_flight_instances_are_not_asked_for_again() -> None:
     assert plan.counts.starting == 2
 
 
-def test_outdated_replaced_even_in_backoff() -> None:
+def test_outdated_warm_ones_keep_serving_while_backoff_holds_their_replacements() -> None:
+    """Issue 15: a rollout never empties the pool; what cannot be replaced stays warm."""
     plan = plan_pool(
         PoolInput(
             desired=2,
@@ -75,9 +77,10 @@ def test_outdated_replaced_even_in_backoff() -> None:
             failure=FailureView(backoff_until=NOW + timedelta(minutes=5)),
         )
     )
-    assert sorted(plan.deleted(DeleteReason.OUTDATED)) == ["old1", "old2"]
+    assert plan.deletions == ()
     assert plan.create == 0
     assert plan.blocked_by is Blocker.BACKOFF
+    assert (plan.counts.ready, plan.counts.outdated) == (2, 2)
 
 
 def test_backoff_in_the_past_does_not_block() -> None:
@@ -100,14 +103,20 @@ def test_backoff_in_the_past_does_not_block() -> None:
         (FailureView(validation_failed=True), Blocker.VALIDATION_FAILED),
     ],
 )
-def test_given_up_presets_create_nothing_but_still_delete(
+def test_given_up_presets_create_nothing_and_the_old_pool_keeps_serving(
     failure: FailureView, blocker: Blocker
 ) -> None:
+    """Issue 15: a broken new template never takes the old warm ones down; what
+    is stale and not warm (a starting one of the old template) still goes."""
     plan = plan_pool(
         PoolInput(
-            desired=1,
+            desired=2,
             template_hash=H,
-            instances=[inst("old", template_hash="old"), inst("x", ready_age_s=7200)],
+            instances=[
+                inst("old", template_hash="old"),
+                inst("x", ready_age_s=7200),
+                inst("old-starting", WorkspacePhase.BUILDING, template_hash="old"),
+            ],
             now=NOW,
             ttl=timedelta(hours=1),
             failure=failure,
@@ -115,25 +124,20 @@ def test_given_up_presets_create_nothing_but_still_delete(
     )
     assert plan.create == 0
     assert plan.blocked_by is blocker
-    assert plan.deleted(DeleteReason.OUTDATED) == ["old"]
-    assert plan.deleted(DeleteReason.EXPIRED) == ["x"]
+    assert [(d.name, d.reason) for d in plan.deletions] == [("old-starting", DeleteReason.OUTDATED)]
+    assert (plan.counts.ready, plan.counts.outdated) == (2, 2)
 
 
-def test_ttl_counts_from_readiness() -> None:
-    plan = plan_pool(
-        PoolInput(
-            desired=2,
-            template_hash=H,
-            instances=[
-                inst("fresh", age_s=7200, ready_age_s=60),
-                inst("stale", age_s=7200, ready_age_s=3601),
-            ],
-            now=NOW,
-            ttl=timedelta(hours=1),
-        )
-    )
-    assert plan.deleted(DeleteReason.EXPIRED) == ["stale"]
+def test_ttl_counts_from_readiness_and_an_expired_one_is_replaced_rolling() -> None:
+    pool = [inst("fresh", age_s=7200, ready_age_s=60), inst("stale", age_s=7200, ready_age_s=3601)]
+    inp = PoolInput(desired=2, template_hash=H, instances=pool, now=NOW, ttl=timedelta(hours=1))
+    plan = plan_pool(inp)
+    # Its replacement first (maxSurge); the expired one serves until that is Ready.
+    assert plan.deletions == ()
     assert plan.create == 1
+    replaced = plan_pool(replace(inp, instances=[*pool, inst("new", ready_age_s=1)]))
+    assert replaced.deleted(DeleteReason.EXPIRED) == ["stale"]
+    assert replaced.create == 0
 
 
 def test_scale_down_drops_starting_before_ready_and_oldest_ready_first() -> None:
@@ -231,7 +235,22 @@ inputs = st.builds(
     paused=st.booleans(),
     failure=failures,
     create_budget=st.integers(0, 50),
+    max_surge=st.integers(0, 5),
+    max_unavailable=st.integers(0, 5),
 )
+
+
+def _expired(i: Instance, inp: PoolInput) -> bool:
+    return (
+        inp.ttl is not None
+        and i.phase is WorkspacePhase.READY
+        and i.ready_at is not None
+        and i.ready_at + inp.ttl <= inp.now
+    )
+
+
+def _serving(i: Instance) -> bool:
+    return not i.claimed and not i.deleting and i.phase is WorkspacePhase.READY
 
 
 @settings(max_examples=300)
@@ -243,29 +262,33 @@ def test_invariants(inp: PoolInput) -> None:
     assert len(deleted) == len(plan.deletions), "an instance deleted twice"
     # Never touches a claimed workspace, nor one already going away.
     assert all(not by_name[n].claimed and not by_name[n].deleting for n in deleted)
-    # Never more warm instances of the current template than desired.
-    warm_after = [
+    live = [
         i
         for i in inp.instances
-        if i.template_hash == H
-        and not i.claimed
+        if not i.claimed
         and not i.deleting
         and i.name not in deleted
         and (i.phase in STARTING_PHASES or i.phase is WorkspacePhase.READY)
     ]
+    stale = [i for i in live if i.template_hash != H or _expired(i, inp)]
     if not inp.paused:
-        assert len(warm_after) + plan.create <= inp.desired
+        # Never more fresh warm instances than desired; creates stop at desired + maxSurge.
+        assert len(live) - len(stale) + plan.create <= inp.desired
+        assert plan.create == 0 or len(live) + plan.create <= inp.desired + inp.max_surge
+        # Stale ones that serve nobody go at once, whatever blocks creates.
+        assert all(i.phase is WorkspacePhase.READY for i in stale)
+        # A rollout never takes the pool below desired - maxUnavailable while it could
+        # stay there: stale warm ones go only as far as fresh Ready ones replace them.
+        warm_before = [i for i in by_name.values() if _serving(i)]
+        warm_after = [i for i in live if i.phase is WorkspacePhase.READY]
+        floor = min(len(warm_before), max(inp.desired - inp.max_unavailable, 0))
+        assert len(warm_after) >= floor
+    else:
+        assert plan.deletions == ()
     # A given-up or paused preset creates nothing; creates respect the budget.
     if inp.paused or inp.failure.hard_limited or inp.failure.validation_failed:
         assert plan.create == 0
     assert 0 <= plan.create <= inp.create_budget
-    # Backoff (and the hard limit) never block deleting outdated or expired ones.
-    if not inp.paused:
-        for i in inp.instances:
-            if not i.claimed and not i.deleting and i.template_hash != H:
-                assert i.name in deleted
-    else:
-        assert plan.deletions == ()
 
 
 def test_claim_storm_claimed_workspaces_do_not_eat_the_create_budget() -> None:

@@ -141,7 +141,7 @@ def test_first_round_acts_only_on_unclaimed_live_workspaces_with_something_to_do
         tracked("steady", ws(P.READY, pod=pod(ready=True)), P.READY),
         tracked("claimed-or-expected"),  # no view: the first round leaves it alone
     ]
-    actions = decide_workspaces(workspaces, NOW, timedelta(minutes=5), 3)
+    actions = decide_workspaces(workspaces, NOW, timedelta(minutes=5), 3).actions
     steps = {a.workspace.name: a.step.step for a in actions}
     assert steps == {
         "turning-ready": Step.WRITE,
@@ -153,7 +153,7 @@ def test_first_round_acts_only_on_unclaimed_live_workspaces_with_something_to_do
 def test_the_second_round_sees_what_the_first_wrote() -> None:
     (action,) = decide_workspaces(
         [tracked("w", ws(P.PENDING, pod=pod(ready=True)))], NOW, timedelta(minutes=5), 3
-    )
+    ).actions
     after = instance_after(action.workspace.instance, action.step, NOW)
     assert (after.phase, after.ready_at) == (P.READY, NOW)
     # Ready now, so the pool of one is full: nothing to create.
@@ -175,3 +175,10 @@ def test_a_schedule_change_ahead_brings_the_pass_back_for_it() -> None:
         KNOBS,
     )
     assert plan.requeue_after == 42.5
+
+
+def test_the_first_round_returns_each_workspaces_deadline() -> None:
+    building = tracked("b", ws(P.BUILDING, pod=pod(ready=False, age_s=60)), P.BUILDING)
+    first = decide_workspaces([building], NOW, timedelta(minutes=5), 3)
+    assert [a.step.step for a in first.actions] == [Step.KEEP]  # nothing to write
+    assert first.deadlines  # but time alone will change it: the pass must come back

@@ -8,7 +8,7 @@ import pytest
 
 from prewarm.api.preset import LastFailure, PrebuildStatus, PresetStatus
 from prewarm.api.workspace import WorkspacePhase as P
-from prewarm.planning.failures import PodView
+from prewarm.planning.failures import ContainerState, PodView
 from prewarm.planning.pool import Blocker, Instance
 from prewarm.planning.preset_pass import (
     CLAIMS_FIRST_RETRY_S,
@@ -155,20 +155,33 @@ def test_starved_only_by_the_operator_wide_cap() -> None:
 
 
 def test_next_wakeup_is_the_nearest_deadline() -> None:
-    timeout = timedelta(minutes=5)
-    assert next_wakeup([inst("r")], CLEAN, None, timeout, NOW) is None
+    assert next_wakeup([inst("r")], CLEAN, None, [], NOW) is None
     pending = inst("p", P.PENDING, age_s=2)  # shows Building 5 s after creation
-    assert next_wakeup([pending], CLEAN, None, timeout, NOW) == 3.5
-    ttl = next_wakeup([inst("r", age_s=60)], CLEAN, timedelta(minutes=1), timeout, NOW)
+    assert next_wakeup([pending], CLEAN, None, [], NOW) == 3.5
+    ttl = next_wakeup([inst("r", age_s=60)], CLEAN, timedelta(minutes=1), [], NOW)
     assert ttl == 1.5  # Ready 59 s ago
     backoff = FailureSummary(False, 3, 1, False, None, NOW + timedelta(seconds=15), None)
-    assert next_wakeup([], backoff, None, timeout, NOW) == 15.5
+    assert next_wakeup([], backoff, None, [], NOW) == 15.5
     claimed = inst("c", P.PENDING, claimed=True, age_s=1)
-    assert next_wakeup([claimed], CLEAN, None, timeout, NOW) is None
+    assert next_wakeup([claimed], CLEAN, None, [], NOW) is None
+    # A workspace's own deadline (workspace_step's `due`), past ones ignored.
+    due = [NOW + timedelta(seconds=40), NOW - timedelta(seconds=1)]
+    assert next_wakeup([inst("b", P.BUILDING)], CLEAN, None, due, NOW) == 40.5
 
 
-def pod(phase: str = "Running", ready: bool = True, age_s: int = 60) -> PodView:
-    return PodView(phase=phase, created_at=NOW - timedelta(seconds=age_s), ready=ready)
+def pod(phase: str = "Running", ready: bool = True, age_s: int = 60, **kw: object) -> PodView:
+    created = NOW - timedelta(seconds=age_s)
+    fields: dict[str, object] = {"scheduled_at": created, **kw}
+    return PodView(phase=phase, created_at=created, ready=ready, **fields)  # type: ignore[arg-type]
+
+
+def started(age_s: int, ready: bool = False) -> PodView:
+    """A pod whose containers started `age_s` ago."""
+    return pod(
+        ready=ready,
+        age_s=age_s,
+        containers=(ContainerState("ws", started_at=NOW - timedelta(seconds=age_s)),),
+    )
 
 
 def ws(phase: P = P.PENDING, age_s: int = 60, **kw: object) -> WorkspaceView:
@@ -180,6 +193,7 @@ TIMEOUT = timedelta(minutes=5)
 # (case, workspace, step, phase)
 STEP_CASES = {
     "a failed workspace stays as it is": (ws(P.FAILED, pod=None), Step.KEEP, None),
+    "a disrupted one too": (ws(P.DISRUPTED, pod=None), Step.KEEP, None),
     "no pod yet, created here: wait for the watch": (
         ws(pod=None, pod_expected=True), Step.KEEP, None),
     "no pod and none expected: create it": (ws(pod=None), Step.CREATE_POD, None),
@@ -193,11 +207,27 @@ STEP_CASES = {
         ws(age_s=2, pod=pod(ready=False, age_s=2)), Step.KEEP, None),
     "an older pod not Ready shows Building": (
         ws(pod=pod(ready=False)), Step.WRITE, P.BUILDING),
-    "past the readiness timeout: failed": (
-        ws(P.BUILDING, age_s=400, pod=pod(ready=False, age_s=400)), Step.WRITE, P.FAILED),
-    "the pod of a Ready workspace went away: failed": (
-        ws(P.READY, pod=None), Step.WRITE, P.FAILED),
-    "the pod is being deleted: failed": (ws(P.READY, pod_deleting=True), Step.WRITE, P.FAILED),
+    "Building and still waiting for the same thing: nothing to write": (
+        ws(P.BUILDING, pod=pod(ready=False, age_s=60, scheduled_at=None), waiting="Unscheduled"),
+        Step.KEEP, None),
+    "Building but now waiting for something else: write it": (
+        ws(P.BUILDING, pod=started(60), waiting="Unscheduled"), Step.WRITE, P.BUILDING),
+    "containers started past the readiness timeout: failed": (
+        ws(P.BUILDING, age_s=400, pod=started(301)), Step.WRITE, P.FAILED),
+    "scheduled long ago but the image is still pulling: not yet": (
+        ws(P.BUILDING, age_s=400, pod=pod(ready=False, age_s=400)), Step.KEEP, None),
+    "the pod of a Ready workspace went away: disrupted": (
+        ws(P.READY, pod=None), Step.WRITE, P.DISRUPTED),
+    "the pod is being deleted: disrupted": (
+        ws(P.READY, pod_deleting=True), Step.WRITE, P.DISRUPTED),
+    "Ready before, not Ready for a moment: Building, not failed": (
+        ws(P.READY, was_ready=True, pod=pod(
+            ready=False, ready_changed_at=NOW - timedelta(seconds=30))),
+        Step.WRITE, P.BUILDING),
+    "Ready before, not Ready for the readiness timeout: disrupted": (
+        ws(P.BUILDING, was_ready=True, waiting="NotReady", pod=pod(
+            ready=False, ready_changed_at=NOW - timedelta(seconds=300))),
+        Step.WRITE, P.DISRUPTED),
 }  # fmt: skip
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -85,6 +85,20 @@ class Prebuilds(ApiModel):
     ttl: PositiveDuration | None = None
 
 
+# maxSurge / maxUnavailable: a count or a percentage of the desired count.
+IntOrPercent = Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9])%$")]
+
+
+class Rollout(ApiModel):
+    """How stale warm workspaces (an older template, created before
+    replaceCreatedBefore, or past their ttl) are replaced: like a Deployment's
+    rolling update, so claims keep finding warm workspaces meanwhile."""
+
+    max_surge: IntOrPercent = "25%"
+    max_unavailable: IntOrPercent = 0
+    replace_created_before: Timestamp | None = None
+
+
 class FailurePolicy(ApiModel):
     """When to stop retrying a preset whose prebuilds fail. Unset fields use operator settings."""
 
@@ -118,6 +132,7 @@ class PresetSpec(ApiModel):
     parameters: list[Parameter] = Field(default_factory=list, max_length=64)
     prebuilds: Prebuilds = Field(default_factory=Prebuilds)
     failure_policy: FailurePolicy = Field(default_factory=FailurePolicy)
+    rollout: Rollout = Field(default_factory=Rollout)
     agent: Agent = Field(default_factory=Agent)
     pod_security: PodSecurity = PodSecurity.RESTRICTED
 
@@ -149,6 +164,11 @@ class PresetStatus(ApiModel):
     starting: int = 0
     claimed: int = 0
     failed: int = 0
+    # Warm workspaces being replaced (spec.rollout) that still serve claims.
+    outdated: int = 0
+    # The template the pool is rolling away from: its warm workspaces may
+    # still be claimed until their replacements are Ready.
+    previous_template_hash: str | None = None
     prebuild_status: PrebuildStatus | None = None
     summary: str | None = None  # the STATUS column: prebuildStatus, or a problem while Normal
     paused: bool = False

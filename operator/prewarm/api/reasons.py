@@ -42,7 +42,9 @@ REASON_POOL_READY: Final = "PoolReady"
 REASON_SCALING_UP: Final = "ScalingUp"
 REASON_SCALING_DOWN: Final = "ScalingDown"
 REASON_ROLLING_OUT: Final = "RollingOut"
+REASON_ROLLOUT_BLOCKED: Final = "RolloutBlocked"  # the new template cannot be built; the old serves
 REASON_PREBUILD_FAILURE_LIMIT_REACHED: Final = "PrebuildFailureLimitReached"
+REASON_PREBUILD_FAILED: Final = "PrebuildFailed"  # the Warning Event of one failed build
 REASON_PREBUILD_RETRY_REQUESTED: Final = "PrebuildRetryRequested"
 REASON_HARD_LIMIT_RESET: Final = "HardLimitReset"
 REASON_VALIDATION_FAILED: Final = "ValidationFailed"
@@ -76,6 +78,20 @@ class FailureReason(StrEnum):
     READINESS_TIMEOUT = "ReadinessTimeout"
     POD_REJECTED = "PodRejected"
     POD_MISSING = "PodMissing"
+    CONTAINERS_NOT_STARTED = "ContainersNotStarted"
+
+
+# Why a workspace was lost to its infrastructure rather than its own fault (a
+# workspace's status.failure.reason with phase Disrupted, the ledger's
+# disruption_reason, the prewarm_prebuilds_disrupted reason label). Never a
+# build failure: no backoff, no step toward the hard limit.
+class DisruptionReason(StrEnum):
+    EVICTED = "Evicted"  # the kubelet (node pressure) or the Eviction API (a drain)
+    PREEMPTED = "Preempted"  # the scheduler made room for a higher priority
+    NODE_LOST = "NodeLost"  # its node went away or shut down
+    POD_DELETED = "PodDeleted"  # someone or something deleted its pod
+    LOST_READINESS = "LostReadiness"  # Ready once, then not Ready for the readiness timeout
+    UNSCHEDULABLE = "Unschedulable"  # no node had room for the whole readiness timeout
 
 
 # Claim reasons.

@@ -18,7 +18,8 @@ class WorkspacePhase(StrEnum):
     BUILDING = "Building"
     READY = "Ready"
     CLAIMED = "Claimed"
-    FAILED = "Failed"
+    FAILED = "Failed"  # a build failure of its own: counts toward backoff and the hard limit
+    DISRUPTED = "Disrupted"  # lost to its infrastructure: replaced, never counted
 
 
 class ClaimReference(ApiModel):
@@ -39,8 +40,16 @@ class PrebuiltWorkspaceSpec(ApiModel):
         return self.owner != ""
 
 
+class WorkspaceWaiting(ApiModel):
+    """What a Building workspace waits for, as the scheduler or the kubelet says it."""
+
+    reason: str
+    message: str = ""
+
+
 class WorkspaceFailure(ApiModel):
-    """Why this instance failed; reason is a prewarm.api.reasons.FailureReason."""
+    """Why this instance failed (a prewarm.api.reasons.FailureReason) or was
+    disrupted (a DisruptionReason)."""
 
     reason: str
     message: str = ""
@@ -55,6 +64,7 @@ class PrebuiltWorkspaceStatus(ApiModel):
     owner: str | None = None
     reinit_generation: int = Field(default=0, ge=0)
     failure: WorkspaceFailure | None = None
+    waiting: WorkspaceWaiting | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
 
@@ -75,6 +85,8 @@ def workspace_status_patch(
     patch: dict[str, Any] = {
         "status": status.model_dump(by_alias=True, mode="json", exclude_defaults=True)
     }
+    if status.phase not in (None, WorkspacePhase.BUILDING) and status.waiting is None:
+        patch["status"]["waiting"] = None  # a merge patch's null: it waits for nothing now
     if resource_version:
         patch["metadata"] = {"resourceVersion": resource_version}
     return patch

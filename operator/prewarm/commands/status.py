@@ -10,6 +10,7 @@ from typing import Any
 from prewarm.api.constants import PLURAL_PRESETS
 from prewarm.commands.connect import Target, connect_kube, connect_ledger
 from prewarm.commands.output import Column, Row, Section
+from prewarm.ledger.models import BuildRecord
 
 PRESET_COLUMNS = (
     Column("NAMESPACE", "namespace"),
@@ -41,7 +42,7 @@ BUILD_COLUMNS = (
     Column("STATE", "state"),
     Column("STARTED", "startedAt"),
     Column("READY", "readyAt"),
-    Column("FAILED", "failedAt"),
+    Column("ENDED", "endedAt"),
     Column("REASON", "reason"),
     Column("MESSAGE", "message", width=80),
     Column("UID", "uid", wide=True),
@@ -116,21 +117,25 @@ async def history_section(database_url: str, namespace: str, preset: str, limit:
         builds = await ledger.history(namespace, preset, limit)
     finally:
         await ledger.close()
-    rows = [
-        {
-            "workspace": b.workspace_name,
-            "templateHash": b.template_hash,
-            "state": b.state,
-            "startedAt": _time(b.started_at),
-            "readyAt": _time(b.ready_at),
-            "failedAt": _time(b.failed_at),
-            "reason": b.failure_reason,
-            "message": b.failure_message,
-            "uid": b.workspace_uid,
-        }
-        for b in builds
-    ]
-    return Section("builds", rows, BUILD_COLUMNS)
+    return Section("builds", [_history_row(b) for b in builds], BUILD_COLUMNS)
+
+
+def _history_row(b: BuildRecord) -> Row:
+    """A failure says why it failed; a disruption (counted in no policy) says
+    what the infrastructure did, after a success if the build was Ready first."""
+    disrupted = b.disrupted_at is not None and b.state != "failed"
+    state = "succeeded, then disrupted" if disrupted and b.state == "succeeded" else b.state
+    return {
+        "workspace": b.workspace_name,
+        "templateHash": b.template_hash,
+        "state": state,
+        "startedAt": _time(b.started_at),
+        "readyAt": _time(b.ready_at),
+        "endedAt": _time(b.failed_at or (b.disrupted_at if disrupted else None)),
+        "reason": b.disruption_reason if disrupted else b.failure_reason,
+        "message": b.disruption_message if disrupted else b.failure_message,
+        "uid": b.workspace_uid,
+    }
 
 
 async def request_retry(target: Target, namespace: str, preset: str, token: str) -> None:

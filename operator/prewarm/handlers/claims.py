@@ -35,7 +35,6 @@ from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import rfc3339
 from prewarm.api.workspace import (
     PrebuiltWorkspaceStatus,
-    WorkspaceFailure,
     WorkspacePhase,
     workspace_status_patch,
 )
@@ -55,7 +54,8 @@ from prewarm.planning.claims import (
     decide_claim,
     follow_own_workspace,
 )
-from prewarm.planning.failures import Outcome
+from prewarm.planning.failures import Outcome, Verdict
+from prewarm.planning.preset_pass import outcome_status
 from prewarm.planning.quota import QUOTA_RETRY_FIRST, quota_message
 from prewarm.planning.render import (
     ClaimRef,
@@ -151,6 +151,7 @@ def _preset_view(
         PresetView(
             exists=spec is not None,
             template_hash=template_hash(spec) if spec else "",
+            previous_template_hash=status.previous_template_hash,
             prebuild_status=status.prebuild_status or PrebuildStatus.NORMAL,
             paused=rt.settings.paused or entry.annotations.get(ANNOTATION_PAUSED) == "true",
         ),
@@ -428,17 +429,22 @@ async def _cold_build_failed(
     await rt.kube.patch_workspace_status(
         claim.namespace,
         ws.name,
-        workspace_status_patch(
-            PrebuiltWorkspaceStatus(
-                phase=WorkspacePhase.FAILED,
-                failed_at=now,
-                failure=WorkspaceFailure(reason=str(outcome.reason), message=outcome.message),
-            )
-        ),
+        workspace_status_patch(outcome_status(outcome, ws.name, now, True)),
     )
     reason, message = str(outcome.reason), outcome.message
+    key = (claim.namespace, claim.preset)
+    if outcome.verdict is Verdict.DISRUPTED:
+        rt.record_build(
+            key,
+            f"cold build {ws.name} disrupted",
+            lambda: rt.ledger.record_build_disrupted(ws.uid, reason, message, now),
+            failed=True,
+        )
+        metrics.prebuilds_disrupted.labels(*key, reason).inc()
+        await _fail(rt, claim, status, reason, f"cold start disrupted: {message}")
+        return
     rt.record_build(
-        (claim.namespace, claim.preset),
+        key,
         f"cold build {ws.name} failed",
         lambda: rt.ledger.record_build_failed(ws.uid, reason, message, now),
         failed=True,

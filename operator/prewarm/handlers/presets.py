@@ -32,8 +32,6 @@ from prewarm.api.preset import LastFailure, PrebuildStatus, PresetSpec, PresetSt
 from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import rfc3339
 from prewarm.api.workspace import (
-    PrebuiltWorkspaceStatus,
-    WorkspaceFailure,
     WorkspacePhase,
     workspace_status_patch,
 )
@@ -64,7 +62,9 @@ from prewarm.planning.preset_pass import (
     PoolSnapshot,
     Step,
     WorkspaceView,
+    failure_event_due,
     ledger_down_failure,
+    outcome_status,
 )
 from prewarm.planning.preset_status import (
     EventIntent,
@@ -183,10 +183,10 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         retried, ledger_ok = False, False
     dry_run_message = await _validate_template(rt, preset, spec, p.template_hash, previous, retried)
     tracked, by_name = _gather_workspaces(rt, p, ledger_ok)
-    actions = decide_workspaces(tracked, now, p.readiness_timeout, rt.settings.crashloop_restarts)
-    instances = await _apply_workspace_actions(rt, p, tracked, actions)
+    first = decide_workspaces(tracked, now, p.readiness_timeout, rt.settings.crashloop_restarts)
+    instances = await _apply_workspace_actions(rt, p, tracked, first.actions)
     failure, episode_start, ledger_ok = await _gather_failure(rt, p, ledger_ok, dry_run_message)
-    snapshot = _snapshot(rt, p, instances, failure, ledger_ok)
+    snapshot = _snapshot(rt, p, instances, failure, ledger_ok, first.deadlines)
     plan = decide_preset(snapshot, _knobs(rt, p.hard_limit, policy.failed_to_keep))
     await _apply_pool(rt, p, plan.pool, by_name)
     await _apply_status(rt, p, plan, failure, episode_start)
@@ -195,7 +195,12 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
 
 
 def _snapshot(
-    rt: Runtime, p: _Pass, instances: list[Instance], failure: FailureSummary, ledger_ok: bool
+    rt: Runtime,
+    p: _Pass,
+    instances: list[Instance],
+    failure: FailureSummary,
+    ledger_ok: bool,
+    deadlines: list[datetime],
 ) -> PresetSnapshot:
     spec = p.spec
     memory = rt.memory.preset(p.key)
@@ -222,8 +227,9 @@ def _snapshot(
             quota=memory.quota_hold,
             others_starting=rt.global_starting(p.key),
             claims_busy=rt.claim_queue.busy,
+            rollout=spec.rollout,
         ),
-        readiness_timeout=p.readiness_timeout,
+        workspace_deadlines=deadlines,
         schedule_wakeup=schedule_wakeup(spec.prebuilds, p.now),
         status_written_ago=time.monotonic() - written_at if written_at else None,
     )
@@ -288,6 +294,8 @@ def _workspace_view(
         pod_expected=entry.name in exp.created or entry.name in exp.pods,
         quota_held=quota_held,
         written=written[0] if written and written[1] == entry.resource_version else None,
+        was_ready=entry.phase is WorkspacePhase.READY or entry.ready_at is not None,
+        waiting=entry.waiting_reason,
     )
 
 
@@ -316,9 +324,8 @@ async def _apply_workspace_action(rt: Runtime, p: _Pass, action: WorkspaceAction
         return instance_after(ws.instance, step, p.now)
     if step.step is not Step.WRITE or step.outcome is None or step.phase is None:
         return ws.instance
-    created_at = ws.instance.created_at
     written = await _record_outcome(
-        rt, p.preset, ws.name, ws.uid, ws.resource_version, step.outcome, p.now, created_at
+        rt, p.preset, ws.name, ws.uid, ws.resource_version, step.outcome, p.now, ws.instance
     )
     if not written:
         return ws.instance
@@ -416,6 +423,7 @@ def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
     """
     rt.memory.workspace(entry.uid).replayed = True
     failed = entry.phase is WorkspacePhase.FAILED
+    disrupted = entry.phase is WorkspacePhase.DISRUPTED
     build = ReplayedBuild(
         workspace_uid=entry.uid,
         preset_uid=preset_uid,
@@ -428,6 +436,10 @@ def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
         failure_reason=entry.failure_reason or "Unknown",
         failure_message=entry.failure_message or "recorded from the workspace's status",
         validation_error=entry.failure_reason == FailureReason.POD_REJECTED,
+        # The status keeps no disruption time: its creation is the lower bound.
+        disrupted_at=entry.created_at if disrupted else None,
+        disruption_reason=entry.failure_reason or "Unknown",
+        disruption_message=entry.failure_message or "recorded from the workspace's status",
     )
     rt.record_build(
         (entry.namespace, entry.preset),
@@ -650,19 +662,12 @@ async def _record_outcome(
     resource_version: str,
     outcome: Outcome,
     now: datetime,
-    created_at: datetime | None,
+    instance: Instance | None,
 ) -> bool:
-    """Write a workspace's new phase (conditional on what we read); False if it changed."""
-    failed = outcome.verdict is Verdict.FAILED
-    status = PrebuiltWorkspaceStatus(
-        phase=WorkspacePhase(outcome.verdict.value),
-        pod_name=name,
-        ready_at=now if outcome.verdict is Verdict.READY else None,
-        failed_at=now if failed else None,
-        failure=WorkspaceFailure(reason=str(outcome.reason), message=outcome.message)
-        if failed
-        else None,
-    )
+    """Write a workspace's new phase (conditional on what we read) and record
+    its outcome; False if the workspace changed since it was read."""
+    first_ready = instance is None or instance.ready_at is None
+    status = outcome_status(outcome, name, now, first_ready)
     try:
         await rt.kube.patch_workspace_status(
             preset.namespace, name, workspace_status_patch(status, resource_version)
@@ -672,31 +677,64 @@ async def _record_outcome(
             return False  # changed (claimed?) or gone since we read it: the next pass sees it
         raise
     key = (preset.namespace, preset.name)
-    if outcome.verdict is Verdict.READY:
+    if outcome.verdict is Verdict.READY and first_ready:
         rt.record_build(
             key,
             f"build {name} ready",
             lambda: rt.ledger.record_build_succeeded(uid, now),
             failed=False,
         )
-        if created_at is not None:
-            metrics.prebuild_ready_seconds.observe(max((now - created_at).total_seconds(), 0))
+        if instance is not None:
+            ready_s = (now - instance.created_at).total_seconds()
+            metrics.prebuild_ready_seconds.observe(max(ready_s, 0))
     elif outcome.verdict is Verdict.FAILED:
-        reason, message = str(outcome.reason), outcome.message
-        rejected = outcome.reason is FailureReason.POD_REJECTED
-        rt.record_build(
-            key,
-            f"build {name} failed",
-            lambda: rt.ledger.record_build_failed(
-                uid, reason, message, now, validation_error=rejected
-            ),
-            failed=True,
-        )
-        metrics.prebuilds_failed.labels(*key, str(outcome.reason)).inc()
-        log.warning(
-            "prebuild %s/%s failed: %s: %s", preset.namespace, name, outcome.reason, outcome.message
-        )
+        await _record_failure(rt, preset, name, uid, outcome, now)
+    elif outcome.verdict is Verdict.DISRUPTED:
+        _record_disruption(rt, preset, name, uid, outcome, now)
     return True
+
+
+async def _record_failure(
+    rt: Runtime, preset: PresetEntry, name: str, uid: str, outcome: Outcome, now: datetime
+) -> None:
+    key = (preset.namespace, preset.name)
+    reason, message = str(outcome.reason), outcome.message
+    rejected = outcome.reason is FailureReason.POD_REJECTED
+    rt.record_build(
+        key,
+        f"build {name} failed",
+        lambda: rt.ledger.record_build_failed(uid, reason, message, now, validation_error=rejected),
+        failed=True,
+    )
+    metrics.prebuilds_failed.labels(*key, reason).inc()
+    log.warning("prebuild %s/%s failed: %s: %s", preset.namespace, name, reason, message)
+    memory = rt.memory.preset(key)
+    if failure_event_due(memory.failure_event_at, time.monotonic()):
+        memory.failure_event_at = time.monotonic()
+        intent = EventIntent(
+            "Warning",
+            reasons.REASON_PREBUILD_FAILED,
+            f"prebuild {name} failed: {reason}: {message}",
+            once_key=f"failed/{uid}",
+        )
+        await _event(rt, preset, intent)
+
+
+def _record_disruption(
+    rt: Runtime, preset: PresetEntry, name: str, uid: str, outcome: Outcome, now: datetime
+) -> None:
+    """Lost to its infrastructure: recorded and replaced, never a step toward the limit."""
+    key = (preset.namespace, preset.name)
+    reason, message = str(outcome.reason), outcome.message
+    rt.record_build(
+        key,
+        f"build {name} disrupted",
+        lambda: rt.ledger.record_build_disrupted(uid, reason, message, now),
+        # A disrupted build leaves the failure window: the policy may change.
+        failed=True,
+    )
+    metrics.prebuilds_disrupted.labels(*key, reason).inc()
+    log.info("prebuild %s/%s disrupted (replaced): %s: %s", preset.namespace, name, reason, message)
 
 
 async def _hard_limit_notice(

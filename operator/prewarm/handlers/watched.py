@@ -43,6 +43,7 @@ class WorkspaceEntry:
     # the operator trusts it): its controller ownerReference, its claimRef's uid.
     controller: Controller | None = None
     claim_uid: str = ""
+    waiting_reason: str = ""  # what a Building workspace waits for, as last written
 
     @property
     def claimed(self) -> bool:
@@ -85,6 +86,7 @@ class WorkspaceEntry:
             reinit_generation=status.reinit_generation,
             controller=controller_of((body.get("metadata") or {}).get("ownerReferences")),
             claim_uid=spec.claim_ref.uid if spec.claim_ref else "",
+            waiting_reason=status.waiting.reason if status.waiting else "",
         )
 
 

@@ -12,6 +12,7 @@ operator's client, the leader election and the in-pod agent all use this.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,11 @@ UNREACHABLE: tuple[type[BaseException], ...] = (OSError, TimeoutError, aiohttp.C
 
 class ClusterConfigError(RuntimeError):
     """No usable way to the API server: no kubeconfig, an unknown context, a broken file."""
+
+
+# How the RBAC authorizer words a denial: `pods is forbidden: User "..." cannot
+# create resource "pods" in API group "" in the namespace "x"`.
+_RBAC_DENIAL = re.compile(r'cannot [a-z]+ resource "')
 
 
 class ApiError(Exception):
@@ -59,9 +65,20 @@ class ApiError(Exception):
         return self.status == 403 and "exceeded quota" in self.message
 
     @property
+    def forbidden_by_rbac(self) -> bool:
+        """The requester (the operator) lacks a permission: its installation's
+        fault, not the object's; fixed by granting it, then a retry works."""
+        return self.status == 403 and _RBAC_DENIAL.search(self.message) is not None
+
+    @property
     def rejected(self) -> bool:
-        """A 4xx that no retry can fix: the request itself is invalid or forbidden."""
-        return self.status in (400, 403, 422) and not self.quota_exceeded
+        """A verdict on the object itself that no retry can fix: invalid (400,
+        422) or denied by admission (PodSecurity, a policy, a webhook: 403).
+        Not a missing permission, a full quota, a conflict, throttling (429)
+        or a server error (5xx)."""
+        if self.status in (400, 422):
+            return True
+        return self.status == 403 and not self.quota_exceeded and not self.forbidden_by_rbac
 
 
 async def response_json(response: Any) -> JsonObject:

@@ -9,7 +9,7 @@ from typing import Literal
 from prewarm.api.claim import ClaimSource
 from prewarm.api.preset import PrebuildStatus
 
-BuildState = Literal["building", "succeeded", "failed"]
+BuildState = Literal["building", "succeeded", "failed", "disrupted"]
 ClaimState = Literal["pending", "bound", "failed"]
 
 
@@ -89,6 +89,11 @@ class BuildRecord:
     validation_error: bool
     failure_reason: str | None
     failure_message: str | None
+    # Lost to its infrastructure (state 'disrupted' if never Ready; a build that
+    # was Ready first stays 'succeeded': its template worked).
+    disrupted_at: datetime | None = None
+    disruption_reason: str | None = None
+    disruption_message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,9 @@ class ReplayedBuild:
     failure_reason: str = ""
     failure_message: str = ""
     validation_error: bool = False
+    disrupted_at: datetime | None = None
+    disruption_reason: str = ""
+    disruption_message: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,15 +144,30 @@ ON CONFLICT (workspace_uid) DO UPDATE SET
         THEN EXCLUDED.validation_error ELSE builds.validation_error END
 """
 
+# The earliest disruption stays, as for failures.
+RECORD_BUILD_DISRUPTED = """
+INSERT INTO builds (workspace_uid, disrupted_at, disruption_reason, disruption_message)
+VALUES (%(workspace_uid)s, %(at)s, %(reason)s, %(message)s)
+ON CONFLICT (workspace_uid) DO UPDATE SET
+    disrupted_at = LEAST(builds.disrupted_at, EXCLUDED.disrupted_at),
+    disruption_reason = CASE
+        WHEN builds.disrupted_at IS NULL OR EXCLUDED.disrupted_at < builds.disrupted_at
+        THEN EXCLUDED.disruption_reason ELSE builds.disruption_reason END,
+    disruption_message = CASE
+        WHEN builds.disrupted_at IS NULL OR EXCLUDED.disrupted_at < builds.disrupted_at
+        THEN EXCLUDED.disruption_message ELSE builds.disruption_message END
+"""
+
 # What a restart learns from a workspace's status fills gaps only: a row the
 # operator wrote when it happened (the real failure time, message, validation
 # flag) is history, and a replay never changes a column that has a value.
 REPLAY_BUILD = """
 INSERT INTO builds (workspace_uid, preset_uid, workspace_name, template_hash, started_at,
-                    ready_at, failed_at, failure_reason, failure_message, validation_error)
+                    ready_at, failed_at, failure_reason, failure_message, validation_error,
+                    disrupted_at, disruption_reason, disruption_message)
 VALUES (%(workspace_uid)s, %(preset_uid)s, %(workspace_name)s, %(template_hash)s,
         %(started_at)s, %(ready_at)s, %(failed_at)s, %(reason)s, %(message)s,
-        %(validation_error)s)
+        %(validation_error)s, %(disrupted_at)s, %(disruption_reason)s, %(disruption_message)s)
 ON CONFLICT (workspace_uid) DO UPDATE SET
     preset_uid = COALESCE(builds.preset_uid, EXCLUDED.preset_uid),
     workspace_name = COALESCE(builds.workspace_name, EXCLUDED.workspace_name),
@@ -165,11 +180,17 @@ ON CONFLICT (workspace_uid) DO UPDATE SET
     failure_message = CASE WHEN builds.failed_at IS NULL
         THEN EXCLUDED.failure_message ELSE builds.failure_message END,
     validation_error = CASE WHEN builds.failed_at IS NULL
-        THEN EXCLUDED.validation_error ELSE builds.validation_error END
+        THEN EXCLUDED.validation_error ELSE builds.validation_error END,
+    disrupted_at = COALESCE(builds.disrupted_at, EXCLUDED.disrupted_at),
+    disruption_reason = CASE WHEN builds.disrupted_at IS NULL
+        THEN EXCLUDED.disruption_reason ELSE builds.disruption_reason END,
+    disruption_message = CASE WHEN builds.disrupted_at IS NULL
+        THEN EXCLUDED.disruption_message ELSE builds.disruption_message END
 WHERE builds.preset_uid IS NULL OR builds.workspace_name IS NULL
    OR builds.template_hash IS NULL OR builds.started_at IS NULL
    OR (builds.ready_at IS NULL AND EXCLUDED.ready_at IS NOT NULL)
    OR (builds.failed_at IS NULL AND EXCLUDED.failed_at IS NOT NULL)
+   OR (builds.disrupted_at IS NULL AND EXCLUDED.disrupted_at IS NOT NULL)
 """
 
 # -- failure policy: shared fragments ----------------------------------------------------
@@ -192,10 +213,13 @@ WITH target AS (
 )
 """
 
+# Disrupted builds (lost to their infrastructure before they were Ready) tell
+# nothing about the template: no part of the failure policy sees them.
 _IN_SCOPE = """
 b.preset_uid = t.preset_uid
 AND b.template_hash = t.template_hash
 AND b.started_at >= t.counts_from
+AND b.state <> 'disrupted'
 """
 
 # Coder's GetPresetsAtFailureLimit: the latest hard_limit builds, newest first;
@@ -354,7 +378,8 @@ GET_CLAIM = f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE claim_uid = %(claim_uid)
 HISTORY = """
 SELECT b.workspace_uid, b.preset_uid, b.workspace_name, b.template_hash, b.state,
        b.started_at, b.ready_at, b.failed_at, b.validation_error,
-       b.failure_reason, b.failure_message
+       b.failure_reason, b.failure_message,
+       b.disrupted_at, b.disruption_reason, b.disruption_message
 FROM builds b
 JOIN presets p ON p.uid = b.preset_uid
 WHERE p.namespace = %(namespace)s AND p.name = %(name)s

@@ -261,6 +261,18 @@ class Ledger:
         }
         await self._execute(queries.RECORD_BUILD_FAILED, params)
 
+    async def record_build_disrupted(
+        self, workspace_uid: str, reason: str, message: str, at: datetime
+    ) -> None:
+        """Lost to its infrastructure: recorded, never counted as a failure."""
+        params = {
+            "workspace_uid": workspace_uid,
+            "reason": reason,
+            "message": message,
+            "at": _aware(at),
+        }
+        await self._execute(queries.RECORD_BUILD_DISRUPTED, params)
+
     async def replay_build(self, build: ReplayedBuild) -> None:
         """What a workspace's status says of its build, written where the ledger
         has nothing yet: recorded history (times, reason, message) never changes."""
@@ -276,6 +288,9 @@ class Ledger:
             "reason": build.failure_reason if failed else None,
             "message": build.failure_message if failed else None,
             "validation_error": failed and build.validation_error,
+            "disrupted_at": _aware(build.disrupted_at) if build.disrupted_at else None,
+            "disruption_reason": build.disruption_reason if build.disrupted_at else None,
+            "disruption_message": build.disruption_message if build.disrupted_at else None,
         }
         await self._execute(queries.REPLAY_BUILD, params)
 

@@ -100,19 +100,29 @@ class PresetView:
     template_hash: str = ""
     prebuild_status: PrebuildStatus = PrebuildStatus.NORMAL
     paused: bool = False
+    previous_template_hash: str | None = None  # status.previousTemplateHash: a rollout
 
 
-def eligible(instances: Iterable[Instance], template_hash: str) -> list[str]:
-    ready = [
-        i
-        for i in instances
-        if i.phase is WorkspacePhase.READY
-        and not i.claimed
-        and not i.deleting
-        and i.template_hash == template_hash
-    ]
-    ready.sort(key=lambda i: (i.ready_at or i.created_at, i.name))
-    return [i.name for i in ready]
+def eligible(
+    instances: Iterable[Instance], template_hash: str, previous_hash: str | None = None
+) -> list[str]:
+    """Ready, unclaimed workspaces of the current template, oldest-ready first;
+    then, during a rollout, those of the template it rolls away from (they
+    stay claimable until their replacements are Ready)."""
+
+    def ready(thash: str) -> list[Instance]:
+        found = [
+            i
+            for i in instances
+            if i.phase is WorkspacePhase.READY
+            and not i.claimed
+            and not i.deleting
+            and i.template_hash == thash
+        ]
+        return sorted(found, key=lambda i: (i.ready_at or i.created_at, i.name))
+
+    outdated = ready(previous_hash) if previous_hash and previous_hash != template_hash else []
+    return [i.name for i in ready(template_hash) + outdated]
 
 
 def decide_claim(
@@ -177,7 +187,8 @@ def _decide(
         )
     # A Ready workspace of the current template serves a claim whatever the
     # preset's state: it was built and works (the state only stops new builds).
-    candidates = tuple(n for n in eligible(instances, preset.template_hash) if n not in reserved)
+    warm = eligible(instances, preset.template_hash, preset.previous_template_hash)
+    candidates = tuple(n for n in warm if n not in reserved)
     if candidates:
         return ClaimDecision(Action.TAKE_PREBUILT, reasons.REASON_CLAIMED_PREBUILT, "", candidates)
     if preset.prebuild_status is PrebuildStatus.VALIDATION_FAILED:
@@ -203,7 +214,7 @@ class Follow(enum.StrEnum):
     FINISH_TAKE = "FinishTake"  # a prebuilt take got as far as the workspace: annotate, bind
     WAIT = "Wait"  # its pod is not in the watch yet (its event wakes us), or not Ready yet
     CREATE_POD = "CreatePod"  # a cold workspace without a pod past the grace: create it
-    FAIL = "Fail"  # the cold build failed: the workspace and the claim say why
+    FAIL = "Fail"  # the cold build failed or was disrupted: the workspace and the claim say why
     BIND_COLD = "BindCold"  # the cold build is Ready: it is the owner's
 
 
@@ -248,7 +259,9 @@ def follow_own_workspace(
     outcome = classify(pod, now, readiness_timeout, crashloop_restarts)
     if outcome.verdict is Verdict.BUILDING:
         return FollowStep(Follow.WAIT, requeue_after=COLD_BUILD_POLL_S)
-    if outcome.verdict is Verdict.FAILED:
+    if outcome.verdict in (Verdict.FAILED, Verdict.DISRUPTED):
+        # A cold build the node lost fails the claim too (it is recorded as a
+        # disruption, not against the preset); the user asks again.
         return FollowStep(Follow.FAIL, outcome)
     return FollowStep(Follow.BIND_COLD)
 

@@ -23,6 +23,7 @@ class DeleteReason(enum.StrEnum):
     EXPIRED = "Expired"
     EXTRANEOUS = "Extraneous"
     FAILED_CLEANUP = "FailedCleanup"
+    DISRUPTED = "Disrupted"  # lost to its infrastructure: replaced at once
 
 
 class Blocker(enum.StrEnum):
@@ -77,6 +78,12 @@ class PoolInput:
     create_budget: int = 1_000_000
     # Failed instances kept (newest first) so people can inspect why they failed.
     keep_failed: int = 3
+    # Rolling replacement (spec.rollout): how far above and below `desired` the
+    # pool may go while stale warm workspaces are replaced; both resolved to counts.
+    max_surge: int = 1
+    max_unavailable: int = 0
+    # spec.rollout.replaceCreatedBefore: warm workspaces created before it are stale.
+    replace_created_before: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,9 @@ class Counts:
     starting: int
     claimed: int
     failed: int
+    # Stale (an older template, invalidated or past the TTL) but still warm and
+    # claimable while their replacements start: part of `ready` and `running`.
+    outdated: int = 0
 
 
 @dataclass(frozen=True)
@@ -159,51 +169,126 @@ def _extraneous(live: Sequence[Instance], desired: int) -> list[Deletion]:
     return [Deletion(i.name, DeleteReason.EXTRANEOUS) for i in (starting + ready)[:surplus]]
 
 
-def plan_pool(inp: PoolInput) -> PoolPlan:
-    pool = [i for i in inp.instances if not i.claimed and i.phase is not WorkspacePhase.CLAIMED]
-    claimed = len(inp.instances) - len(pool)
-    present = [i for i in pool if not i.deleting]
-    deletions: list[Deletion] = []
+def scaled(value: int | str, total: int, round_up: bool) -> int:
+    """An int-or-percent of `total` (maxSurge rounds up, maxUnavailable down, as a Deployment)."""
+    if isinstance(value, int):
+        return max(value, 0)
+    percent = int(value.rstrip("%"))
+    whole, rest = divmod(percent * total, 100)
+    return whole + (1 if round_up and rest else 0)
 
-    outdated = [i for i in present if i.template_hash != inp.template_hash]
-    current = [i for i in present if i.template_hash == inp.template_hash]
-    deletions += [Deletion(i.name, DeleteReason.OUTDATED) for i in outdated]
 
+def _stale(instance: Instance, inp: PoolInput) -> bool:
+    """To be replaced: an older template, created before a manual invalidation, or expired."""
+    before = inp.replace_created_before
+    return (
+        instance.template_hash != inp.template_hash
+        or (before is not None and instance.created_at < before)
+        or _is_expired(instance, inp)
+    )
+
+
+def _stale_order(instance: Instance, inp: PoolInput) -> tuple[int, datetime, str]:
+    """Which stale warm workspace goes first: an older template, then an
+    invalidated one, then an expired one; the oldest first within each."""
+    rank = (
+        0
+        if instance.template_hash != inp.template_hash
+        else (2 if _is_expired(instance, inp) else 1)
+    )
+    return rank, instance.ready_at or instance.created_at, instance.name
+
+
+def _rolling(
+    inp: PoolInput, fresh: list[Instance], stale_ready: list[Instance], desired: int
+) -> tuple[list[Deletion], int]:
+    """(stale warm workspaces to delete now, room left for creates under maxSurge).
+
+    Like a Deployment: a stale warm workspace goes only while at least
+    `desired - maxUnavailable` stay warm, so a rollout never empties the
+    pool; creates stop at `desired + maxSurge` in all."""
+    surge, unavailable = inp.max_surge, inp.max_unavailable
+    if not surge and not unavailable:
+        surge = 1  # a rollout must be able to move
+    fresh_ready = sum(1 for i in fresh if i.phase is WorkspacePhase.READY)
+    removable = fresh_ready + len(stale_ready) - max(desired - unavailable, 0)
+    ordered = sorted(stale_ready, key=lambda i: _stale_order(i, inp))
+    doomed = ordered[: min(max(removable, 0), len(ordered))]
+    reasons = [
+        DeleteReason.EXPIRED if _is_expired(i, inp) and i.template_hash == inp.template_hash
+        else DeleteReason.OUTDATED
+        for i in doomed
+    ]  # fmt: skip
+    staying = len(stale_ready) - len(doomed)
+    room = desired + surge - (len(fresh) + staying)
+    return [Deletion(i.name, r) for i, r in zip(doomed, reasons, strict=True)], room
+
+
+def _cleanup(present: list[Instance], inp: PoolInput) -> tuple[list[Deletion], list[Instance]]:
+    """Deletions that never wait for a replacement (disrupted ones, failed ones
+    beyond those kept, stale ones that serve nobody), and the failed kept."""
+    # Nothing to inspect in a disrupted one (the ledger and the Event say why).
+    deletions = [
+        Deletion(i.name, DeleteReason.DISRUPTED)
+        for i in present
+        if i.phase is WorkspacePhase.DISRUPTED
+    ]
     failed = sorted(
-        (i for i in current if i.phase is WorkspacePhase.FAILED),
+        (
+            i
+            for i in present
+            if i.phase is WorkspacePhase.FAILED and i.template_hash == inp.template_hash
+        ),
         key=lambda i: (i.failed_at or i.created_at, i.name),
         reverse=True,
     )
     deletions += [Deletion(i.name, DeleteReason.FAILED_CLEANUP) for i in failed[inp.keep_failed :]]
+    # Stale and not warm (starting, or failed under an older template): at once.
+    deletions += [
+        Deletion(i.name, DeleteReason.OUTDATED)
+        for i in present
+        if i.phase not in (WorkspacePhase.READY, WorkspacePhase.DISRUPTED)
+        and i not in failed
+        and _stale(i, inp)
+    ]
+    return deletions, failed
 
-    expired = [i for i in current if _is_expired(i, inp)]
-    deletions += [Deletion(i.name, DeleteReason.EXPIRED) for i in expired]
-    expired_names = {i.name for i in expired}
 
-    live = [
+def plan_pool(inp: PoolInput) -> PoolPlan:
+    pool = [i for i in inp.instances if not i.claimed and i.phase is not WorkspacePhase.CLAIMED]
+    claimed = len(inp.instances) - len(pool)
+    present = [i for i in pool if not i.deleting]
+    deletions, failed = _cleanup(present, inp)
+    stale_ready = [i for i in present if i.phase is WorkspacePhase.READY and _stale(i, inp)]
+    fresh = [
         i
-        for i in current
-        if i.phase in STARTING_PHASES | {WorkspacePhase.READY} and i.name not in expired_names
+        for i in present
+        if i.phase in STARTING_PHASES | {WorkspacePhase.READY} and not _stale(i, inp)
     ]
     desired = max(inp.desired, 0)
-    deletions += _extraneous(live, desired)
+    extraneous = _extraneous(fresh, desired)
+    gone = {d.name for d in extraneous}
+    fresh = [i for i in fresh if i.name not in gone]
+    rolled, room = _rolling(inp, fresh, stale_ready, desired)
+    deletions += rolled + extraneous  # stale ones are named first: they go anyway
 
-    missing = max(desired - len(live), 0)
+    missing = max(desired - len(fresh), 0)
     blocker = _create_blocker(inp)
-    create = 0 if blocker else min(missing, max(inp.create_budget, 0))
-    if missing and not blocker and create < missing:
+    create = 0 if blocker else min(missing, max(inp.create_budget, 0), max(room, 0))
+    if missing and not blocker and create < min(missing, max(room, 0)):
         blocker = Blocker.CREATE_BUDGET
-
     if inp.paused:
         deletions = []
 
-    live_after = [i for i in live if i.name not in {d.name for d in deletions}]
+    deleted = {d.name for d in deletions}
+    serving = [i for i in fresh + stale_ready if i.name not in deleted]
     counts = Counts(
         desired=desired,
-        running=len(live_after),
-        ready=sum(1 for i in live_after if i.phase is WorkspacePhase.READY),
-        starting=sum(1 for i in live_after if i.phase in STARTING_PHASES),
+        running=len(serving),
+        ready=sum(1 for i in serving if i.phase is WorkspacePhase.READY),
+        starting=sum(1 for i in serving if i.phase in STARTING_PHASES),
         claimed=claimed,
         failed=len(failed),
+        outdated=sum(1 for i in serving if i in stale_ready),
     )
     return PoolPlan(create=create, deletions=tuple(deletions), counts=counts, blocked_by=blocker)

@@ -71,7 +71,8 @@ class PresetSnapshot:
     stored_status: Mapping[str, Any]  # the same, in wire form (what a patch compares with)
     # The pool as the planner sees it, its workspaces' phases as the first round left them.
     pool: PoolSnapshot
-    readiness_timeout: timedelta = timedelta(minutes=5)
+    # When time alone changes a workspace's phase (the first round's deadlines).
+    workspace_deadlines: Sequence[datetime] = ()
     # Seconds until the schedules' wanted count may change (None: never).
     schedule_wakeup: float | None = None
     # Seconds since this process last wrote the status (None: never).
@@ -94,21 +95,30 @@ class PresetPlan:
     requeue_after: float | None  # seconds; None: only watch events wake it
 
 
+@dataclass(frozen=True)
+class WorkspaceRound:
+    actions: list[WorkspaceAction]  # the steps with something to do
+    deadlines: list[datetime]  # when time alone changes a workspace's step
+
+
 def decide_workspaces(
     workspaces: Sequence[TrackedWorkspace],
     now: datetime,
     readiness_timeout: timedelta,
     crashloop_restarts: int,
-) -> list[WorkspaceAction]:
-    """The first round: each tracked workspace's step, except those with nothing to do."""
+) -> WorkspaceRound:
+    """The first round: each tracked workspace's step."""
     actions: list[WorkspaceAction] = []
+    deadlines: list[datetime] = []
     for ws in workspaces:
         if ws.view is None:
             continue
         step = workspace_step(ws.view, now, readiness_timeout, crashloop_restarts)
         if step.step is not Step.KEEP or step.forget_written:
             actions.append(WorkspaceAction(ws, step))
-    return actions
+        if step.due is not None:
+            deadlines.append(step.due)
+    return WorkspaceRound(actions, deadlines)
 
 
 def instance_after(instance: Instance, step: WorkspaceStep, now: datetime) -> Instance:
@@ -121,7 +131,7 @@ def instance_after(instance: Instance, step: WorkspaceStep, now: datetime) -> In
     return replace(
         instance,
         phase=step.phase,
-        ready_at=now if step.phase is WorkspacePhase.READY else instance.ready_at,
+        ready_at=instance.ready_at or (now if step.phase is WorkspacePhase.READY else None),
         failed_at=now if step.phase is WorkspacePhase.FAILED else instance.failed_at,
     )
 
@@ -133,7 +143,7 @@ def decide_preset(snapshot: PresetSnapshot, knobs: PoolKnobs) -> PresetPlan:
     status = compute_status(snapshot.previous, _status_input(snapshot, pool, decision))
     write_status, status_wait = _status_write(snapshot, status)
     failure = pool.failure
-    wake = next_wakeup(pool.instances, failure, pool.ttl, snapshot.readiness_timeout, pool.now)
+    wake = next_wakeup(pool.instances, failure, pool.ttl, snapshot.workspace_deadlines, pool.now)
     reasons = (decision.requeue_after, wake, status_wait, snapshot.schedule_wakeup)
     delays = [d for d in reasons if d is not None]
     return PresetPlan(

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from prewarm.api.preset import PrebuildStatus, PresetStatus
-from prewarm.api.reasons import FailureReason
-from prewarm.api.workspace import WorkspacePhase
+from prewarm.api.preset import PrebuildStatus, PresetStatus, Rollout
+from prewarm.api.reasons import DisruptionReason
+from prewarm.api.workspace import (
+    PrebuiltWorkspaceStatus,
+    WorkspaceFailure,
+    WorkspacePhase,
+    WorkspaceWaiting,
+)
 from prewarm.planning.failures import Outcome, PodView, Verdict, classify
 from prewarm.planning.pool import (
-    STARTING_PHASES,
     Blocker,
     FailureView,
     Instance,
@@ -27,6 +31,7 @@ from prewarm.planning.pool import (
     PoolPlan,
     plan_pool,
     pool_starting,
+    scaled,
 )
 from prewarm.planning.preset_status import FailureSummary
 from prewarm.planning.quota import QuotaHold
@@ -40,6 +45,9 @@ BUILDING_AFTER = timedelta(seconds=5)
 CLAIMS_FIRST_RETRY_S = 0.2
 # A pass without the ledger tries again this soon.
 LEDGER_DOWN_RETRY_S = 5.0
+# At most one PrebuildFailed Event per preset this often: a broken template
+# fails a few builds at once (slow start), and the hard limit's own Event follows.
+FAILURE_EVENT_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class PoolSnapshot:
     others_starting: int = 0
     # Claims are being handled now: a refill can wait a moment, a user cannot.
     claims_busy: bool = False
+    rollout: Rollout = field(default_factory=Rollout)  # spec.rollout
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,9 @@ def decide_pool(snapshot: PoolSnapshot, knobs: PoolKnobs) -> PoolDecision:
             ),
             create_budget=budget,
             keep_failed=knobs.failed_to_keep,
+            max_surge=scaled(snapshot.rollout.max_surge, desired, round_up=True),
+            max_unavailable=scaled(snapshot.rollout.max_unavailable, desired, round_up=False),
+            replace_created_before=snapshot.rollout.replace_created_before,
         )
     )
     creating = 0 if snapshot.claims_busy else plan.create
@@ -182,20 +194,19 @@ def next_wakeup(
     instances: Sequence[Instance],
     failure: FailureSummary,
     ttl: timedelta | None,
-    readiness_timeout: timedelta,
+    workspace_deadlines: Sequence[datetime],
     now: datetime,
 ) -> float | None:
-    """Seconds until time alone changes the answer (backoff ends, a readiness
-    deadline or a TTL passes, a Pending workspace should show Building);
-    None if nothing is due. Everything else arrives as a watch event."""
-    deadlines: list[datetime] = []
+    """Seconds until time alone changes the answer (backoff ends, a workspace's
+    deadline passes (see `workspace_step`), a TTL passes, a Pending workspace
+    should show Building); None if nothing is due. Everything else arrives as
+    a watch event."""
+    deadlines: list[datetime] = list(workspace_deadlines)
     if failure.backoff_until and failure.backoff_until > now:
         deadlines.append(failure.backoff_until)
     for i in instances:
         if i.claimed or i.deleting:
             continue
-        if i.phase in STARTING_PHASES:
-            deadlines.append(i.created_at + readiness_timeout)
         if i.phase is WorkspacePhase.PENDING:
             deadlines.append(i.created_at + BUILDING_AFTER)
         if ttl and i.phase is WorkspacePhase.READY and i.ready_at:
@@ -221,6 +232,7 @@ class WorkspaceStep:
     phase: WorkspacePhase | None = None
     # The phase this process wrote has reached the watch: stop remembering it.
     forget_written: bool = False
+    due: datetime | None = None  # when time alone changes the answer (a deadline)
 
 
 @dataclass(frozen=True)
@@ -235,38 +247,78 @@ class WorkspaceView:
     pod_expected: bool = False  # created (or asked for) by this process, not in the watch yet
     quota_held: bool = False  # a full quota holds the preset's pods until a retry
     written: WorkspacePhase | None = None  # what this process wrote over this version
+    was_ready: bool = False  # it was Ready before: losing readiness now is a disruption
+    waiting: str = ""  # the waiting reason its status shows
 
 
 _PHASE_OF = {
     Verdict.BUILDING: WorkspacePhase.BUILDING,
     Verdict.READY: WorkspacePhase.READY,
     Verdict.FAILED: WorkspacePhase.FAILED,
+    Verdict.DISRUPTED: WorkspacePhase.DISRUPTED,
 }
+# Where a workspace's story ends: nothing its pod does changes it any more.
+FINAL_PHASES = frozenset({WorkspacePhase.FAILED, WorkspacePhase.DISRUPTED})
 
 
 def workspace_step(
     ws: WorkspaceView, now: datetime, readiness_timeout: timedelta, crashloop_restarts: int
 ) -> WorkspaceStep:
     """The workspace's phase derived from its pod, and what to do about it."""
-    if ws.phase is WorkspacePhase.FAILED:
+    if ws.phase in FINAL_PHASES:
         return WorkspaceStep(Step.KEEP)
     if ws.pod is None and ws.phase is WorkspacePhase.PENDING:
         if ws.quota_held or ws.pod_expected or not ws.current:
             return WorkspaceStep(Step.KEEP)
         return WorkspaceStep(Step.CREATE_POD)
     if ws.pod is None:
-        outcome = Outcome(Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is gone")
+        # Someone or something else deleted it: not the workspace's own fault.
+        outcome = Outcome(
+            Verdict.DISRUPTED, DisruptionReason.POD_DELETED, "the workspace's pod is gone"
+        )
     elif ws.pod_deleting:
         outcome = Outcome(
-            Verdict.FAILED, FailureReason.POD_MISSING, "the workspace's pod is being deleted"
+            Verdict.DISRUPTED, DisruptionReason.POD_DELETED, "the workspace's pod is being deleted"
         )
     else:
-        outcome = classify(ws.pod, now, readiness_timeout, crashloop_restarts)
+        outcome = classify(
+            ws.pod, now, readiness_timeout, crashloop_restarts, was_ready=ws.was_ready
+        )
     phase = _PHASE_OF[outcome.verdict]
-    if phase is WorkspacePhase.BUILDING and now - ws.created_at < BUILDING_AFTER:
-        return WorkspaceStep(Step.KEEP)  # next_wakeup comes back when BUILDING_AFTER has passed
-    if phase is ws.phase:
-        return WorkspaceStep(Step.KEEP, forget_written=True)
+    due = outcome.due
+    building = phase is WorkspacePhase.BUILDING
+    if building and not ws.was_ready and now - ws.created_at < BUILDING_AFTER:
+        # next_wakeup comes back when BUILDING_AFTER has passed
+        return WorkspaceStep(Step.KEEP, due=due)
+    waiting = outcome.waiting[0] if outcome.waiting else ""
+    if phase is ws.phase and (not building or waiting == ws.waiting):
+        return WorkspaceStep(Step.KEEP, forget_written=True, due=due)
     if ws.written is phase:
-        return WorkspaceStep(Step.ASSUME, phase=phase)
-    return WorkspaceStep(Step.WRITE, outcome, phase)
+        return WorkspaceStep(Step.ASSUME, phase=phase, due=due)
+    return WorkspaceStep(Step.WRITE, outcome, phase, due=due)
+
+
+def failure_event_due(last_at: float | None, now: float) -> bool:
+    """Whether a failed build gets its own Warning Event (monotonic seconds);
+    the ones in between are in the log, the ledger and the metric."""
+    return last_at is None or now - last_at >= FAILURE_EVENT_INTERVAL_S
+
+
+def outcome_status(
+    outcome: Outcome, pod_name: str, now: datetime, first_ready: bool
+) -> PrebuiltWorkspaceStatus:
+    """The workspace status that says `outcome` (readyAt only the first time:
+    the TTL counts from there)."""
+    verdict = outcome.verdict
+    ended = verdict in (Verdict.FAILED, Verdict.DISRUPTED)
+    waiting = outcome.waiting if verdict is Verdict.BUILDING else None
+    return PrebuiltWorkspaceStatus(
+        phase=_PHASE_OF[verdict],
+        pod_name=pod_name,
+        ready_at=now if verdict is Verdict.READY and first_ready else None,
+        failed_at=now if verdict is Verdict.FAILED else None,
+        failure=WorkspaceFailure(reason=str(outcome.reason), message=outcome.message)
+        if ended
+        else None,
+        waiting=WorkspaceWaiting(reason=waiting[0], message=waiting[1]) if waiting else None,
+    )

@@ -93,25 +93,47 @@ def _pool_conditions(inp: StatusInput) -> list[_Wanted]:
     c = inp.plan.counts
     ready = c.desired == 0 or c.ready >= c.desired
     note = f" ({inp.desired_note})" if inp.desired_note else ""
-    progressing = bool(inp.plan.create or inp.plan.deletions or c.starting)
+    served = f", {c.outdated} of them outdated (being replaced)" if c.outdated else ""
     return [
         (
             reasons.READY,
             ready,
             reasons.REASON_POOL_READY if ready else _not_ready_reason(inp),
-            f"{c.ready}/{c.desired} warm instances ready{note}",
+            f"{c.ready}/{c.desired} warm instances ready{served}{note}",
         ),
-        (
-            reasons.PROGRESSING,
-            progressing,
-            _progress_reason(inp)
-            if progressing
-            else (inp.plan.blocked_by or reasons.REASON_STABLE),
-            f"creating {inp.plan.create}, deleting {len(inp.plan.deletions)}, starting {c.starting}"
-            if progressing
-            else "nothing to do",
-        ),
+        _progressing(inp),
     ]
+
+
+# What stops creates for good until a person acts (or backoff ends): a rollout
+# waits for it, and the outdated warm workspaces keep serving meanwhile.
+_ROLLOUT_BLOCKERS = frozenset(
+    {Blocker.HARD_LIMITED, Blocker.VALIDATION_FAILED, Blocker.BACKOFF, Blocker.PAUSED}
+)
+
+
+def _progressing(inp: StatusInput) -> _Wanted:
+    c = inp.plan.counts
+    blocked = inp.plan.blocked_by
+    if c.outdated and blocked in _ROLLOUT_BLOCKERS and not inp.plan.deletions:
+        return (
+            reasons.PROGRESSING,
+            False,
+            reasons.REASON_ROLLOUT_BLOCKED,
+            f"rollout blocked ({blocked}): {c.outdated} outdated warm workspace(s) keep "
+            "serving claims until their replacements are Ready",
+        )
+    progressing = bool(inp.plan.create or inp.plan.deletions or c.starting or c.outdated)
+    if not progressing:
+        return (reasons.PROGRESSING, False, blocked or reasons.REASON_STABLE, "nothing to do")
+    replacing = f", replacing {c.outdated} outdated" if c.outdated else ""
+    return (
+        reasons.PROGRESSING,
+        True,
+        _progress_reason(inp),
+        f"creating {inp.plan.create}, deleting {len(inp.plan.deletions)}, "
+        f"starting {c.starting}{replacing}",
+    )
 
 
 def _failure_conditions(f: FailureSummary) -> list[_Wanted]:
@@ -211,6 +233,8 @@ def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
         starting=c.starting,
         claimed=c.claimed,
         failed=c.failed,
+        outdated=c.outdated,
+        previous_template_hash=_rolling_from(previous, inp),
         prebuild_status=state,
         summary=_summary(state, inp),
         paused=inp.paused,
@@ -219,6 +243,15 @@ def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
         selector=pool_selector(inp.name),
         conditions=conditions,
     )
+
+
+def _rolling_from(previous: PresetStatus, inp: StatusInput) -> str | None:
+    """The template the pool rolls away from, while outdated warm workspaces remain."""
+    if not inp.plan.counts.outdated:
+        return None
+    if previous.template_hash and previous.template_hash != inp.template_hash:
+        return previous.template_hash
+    return previous.previous_template_hash
 
 
 def _not_ready_reason(inp: StatusInput) -> str:
@@ -237,7 +270,7 @@ def _not_ready_reason(inp: StatusInput) -> str:
 
 
 def _progress_reason(inp: StatusInput) -> str:
-    if any(d.reason == "Outdated" for d in inp.plan.deletions):
+    if inp.plan.counts.outdated or any(d.reason == "Outdated" for d in inp.plan.deletions):
         return reasons.REASON_ROLLING_OUT
     if inp.plan.create or inp.plan.counts.starting:
         return reasons.REASON_SCALING_UP
