@@ -47,6 +47,12 @@ prebuilds_disrupted = Counter(
     "readiness lost after Ready, unschedulable) and replaced; never counted as failures.",
     (*PRESET, "reason"),
 )
+workspace_creates_refused = Counter(
+    "prewarm_workspace_creates_refused",
+    "PrebuiltWorkspace creates the API server refused (a policy, a missing permission, "
+    "an invalid object, a quota on their count); retried with backoff, never a build.",
+    PRESET,
+)
 prebuilds_claimed = Counter(
     "prewarm_prebuilds_claimed", "Warm workspaces handed to a claim.", PRESET
 )

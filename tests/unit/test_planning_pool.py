@@ -274,7 +274,8 @@ def test_invariants(inp: PoolInput) -> None:
     if not inp.paused:
         # Never more fresh warm instances than desired; creates stop at desired + maxSurge.
         assert len(live) - len(stale) + plan.create <= inp.desired
-        assert plan.create == 0 or len(live) + plan.create <= inp.desired + inp.max_surge
+        surge = inp.max_surge or (0 if inp.max_unavailable else 1)  # both 0: surge 1
+        assert plan.create == 0 or len(live) + plan.create <= inp.desired + surge
         # Stale ones that serve nobody go at once, whatever blocks creates.
         assert all(i.phase is WorkspacePhase.READY for i in stale)
         # A rollout never takes the pool below desired - maxUnavailable while it could

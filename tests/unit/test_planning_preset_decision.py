@@ -4,6 +4,7 @@ notice and the one requeue delay."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -182,3 +183,14 @@ def test_the_first_round_returns_each_workspaces_deadline() -> None:
     first = decide_workspaces([building], NOW, timedelta(minutes=5), 3)
     assert [a.step.step for a in first.actions] == [Step.KEEP]  # nothing to write
     assert first.deadlines  # but time alone will change it: the pass must come back
+
+
+def test_the_preset_says_what_its_starting_workspaces_wait_for() -> None:
+    waiting = [replace(inst(f"u{i}", P.BUILDING), waiting="Unschedulable") for i in range(2)] + [
+        replace(inst("c", P.BUILDING), waiting="ContainerCreating")
+    ]
+    status = decide(3, waiting).status
+    ready = {c.type: c for c in status.conditions}["Ready"]
+    assert ready.status == "False"
+    assert ready.reason == "Unschedulable"  # what most of them wait for
+    assert "waiting: 1 ContainerCreating, 2 Unschedulable" in ready.message

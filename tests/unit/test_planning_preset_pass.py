@@ -241,3 +241,15 @@ def test_workspace_phase_transitions(view: WorkspaceView, step: Step, phase: P |
 
 def test_a_phase_seen_in_the_watch_is_no_longer_remembered() -> None:
     assert workspace_step(ws(P.READY), NOW, TIMEOUT, 3).forget_written
+
+
+def test_a_refused_workspace_create_holds_creates_until_its_retry() -> None:
+    """Issue 15: a PrebuiltWorkspace create the API server refuses was retried
+    every 5 s forever; now the preset waits (doubling) and says why."""
+    hold = QuotaHold("denied by policy no-prebuilds", 1, NOW + timedelta(seconds=5))
+    held = decide_pool(snap(2, create_refusal=hold), KNOBS)
+    assert held.creating == 0
+    assert held.plan.blocked_by is Blocker.CREATE_REFUSED
+    assert held.requeue_after == 5.0
+    over = decide_pool(snap(2, create_refusal=QuotaHold("x", 1, NOW - timedelta(seconds=1))), KNOBS)
+    assert over.creating == 2  # the retry time passed: try again

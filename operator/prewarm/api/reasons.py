@@ -21,6 +21,7 @@ REINITIALIZED: Final = "Reinitialized"
 DEGRADED: Final = "Degraded"
 QUOTA_EXCEEDED: Final = "QuotaExceeded"
 SCHEDULE_INVALID: Final = "ScheduleInvalid"
+CREATE_REFUSED: Final = "CreateRefused"
 
 CONDITION_TYPES: Final = frozenset(
     {
@@ -34,6 +35,7 @@ CONDITION_TYPES: Final = frozenset(
         DEGRADED,
         QUOTA_EXCEEDED,
         SCHEDULE_INVALID,
+        CREATE_REFUSED,
     }
 )
 
@@ -63,6 +65,10 @@ REASON_STABLE: Final = "Stable"
 REASON_BELOW_LIMIT: Final = "BelowLimit"
 REASON_QUOTA_EXCEEDED: Final = "QuotaExceeded"
 REASON_WITHIN_QUOTA: Final = "WithinQuota"
+# The API server refused to create a PrebuiltWorkspace (not its pod): a policy,
+# a missing permission, an invalid object. Retried with backoff, never a build.
+REASON_WORKSPACE_CREATE_REFUSED: Final = "WorkspaceCreateRefused"
+REASON_CREATES_ACCEPTED: Final = "CreatesAccepted"
 
 
 # Why one prebuild failed (a workspace's status.failure.reason, the ledger's

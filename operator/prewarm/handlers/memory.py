@@ -75,6 +75,8 @@ class PresetMemory:
     waiting_for_global_room: bool = False
     # A ResourceQuota refused its last pod: creates wait until retry_at.
     quota_hold: QuotaHold | None = None
+    # The API server refused its last PrebuiltWorkspace create: creates wait until retry_at.
+    create_refusal: QuotaHold | None = None
     # When its last PrebuildFailed Event went out (time.monotonic()), for their rate limit.
     failure_event_at: float | None = None
 

@@ -9,6 +9,7 @@ patch only when something changed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -228,6 +229,7 @@ def _snapshot(
             others_starting=rt.global_starting(p.key),
             claims_busy=rt.claim_queue.busy,
             rollout=spec.rollout,
+            create_refusal=memory.create_refusal,
         ),
         workspace_deadlines=deadlines,
         schedule_wakeup=schedule_wakeup(spec.prebuilds, p.now),
@@ -596,7 +598,14 @@ async def _create_one(
 ) -> None:
     key = (preset.namespace, preset.name)
     body = render_workspace(preset.namespace, preset.name, preset.uid, thash)
-    created = await rt.kube.create_workspace(preset.namespace, body)
+    try:
+        created = await rt.kube.create_workspace(preset.namespace, body)
+    except ApiError as error:
+        if not (error.rejected or error.quota_exceeded or error.forbidden_by_rbac):
+            raise  # 409, 429, 5xx: the pass fails and is tried again
+        await _create_refused(rt, preset, error)
+        return
+    rt.memory.preset(key).create_refusal = None
     name = created["metadata"]["name"]
     uid = created["metadata"]["uid"]
     rt.expectations_of(key).created[name] = (
@@ -613,6 +622,35 @@ async def _create_one(
     rt.memory.workspace(uid).replayed = True
     metrics.prebuilds_created.labels(*key).inc()
     await _create_pod(rt, preset, spec, thash, name, uid, created["metadata"]["resourceVersion"])
+
+
+async def _create_refused(rt: Runtime, preset: PresetEntry, error: ApiError) -> None:
+    """The API server refused the PrebuiltWorkspace itself: no build started
+    (nothing for the failure policy); creates wait, doubling from 5 s to 60 s,
+    and the preset's CreateRefused condition, an Event and a metric say why."""
+    key = (preset.namespace, preset.name)
+    memory = rt.memory.preset(key)
+    hold = refused(memory.create_refusal, error.message, _now())
+    memory.create_refusal = hold
+    metrics.workspace_creates_refused.labels(*key).inc()
+    log.warning(
+        "the API server refused a PrebuiltWorkspace of %s/%s, retrying at %s: %s",
+        *key,
+        rfc3339(hold.retry_at),
+        error.message,
+    )
+    digest = hashlib.sha256(error.message.encode()).hexdigest()[:16]
+    await _event(
+        rt,
+        preset,
+        EventIntent(
+            "Warning",
+            reasons.REASON_WORKSPACE_CREATE_REFUSED,
+            f"creating a PrebuiltWorkspace was refused ({error.status}): {error.message}",
+            once_key=f"create-refused/{digest}",
+        ),
+    )
+    rt.requeue_after(key, (hold.retry_at - _now()).total_seconds())
 
 
 async def _create_pod(

@@ -59,6 +59,7 @@ class WorkspaceEntry:
             failed_at=self.failed_at,
             claimed=self.claimed,
             deleting=self.deleting,
+            waiting=self.waiting_reason if self.phase is WorkspacePhase.BUILDING else "",
         )
 
     @classmethod

@@ -35,6 +35,7 @@ class Blocker(enum.StrEnum):
     BACKOFF = "Backoff"
     LEDGER_UNAVAILABLE = "LedgerUnavailable"
     QUOTA_EXCEEDED = "QuotaExceeded"
+    CREATE_REFUSED = "CreateRefused"
     CREATE_BUDGET = "CreateBudget"
 
 
@@ -50,6 +51,16 @@ class Instance:
     failed_at: datetime | None = None
     claimed: bool = False
     deleting: bool = False
+    waiting: str = ""  # what a starting one waits for (status.waiting.reason)
+
+
+def waiting_reasons(instances: Sequence[Instance]) -> dict[str, int]:
+    """What the pool's starting workspaces wait for, by reason (for the status)."""
+    found: dict[str, int] = {}
+    for i in instances:
+        if i.waiting and i.phase in STARTING_PHASES and not i.claimed and not i.deleting:
+            found[i.waiting] = found.get(i.waiting, 0) + 1
+    return found
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,8 @@ class FailureView:
     # A ResourceQuota refused the last pod: no failure of the template, but
     # another create would be refused too until the retry time.
     quota_exceeded: bool = False
+    # The API server refused the last PrebuiltWorkspace create: held until its retry time.
+    create_refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,8 @@ def _create_blocker(inp: PoolInput) -> Blocker | None:
         return Blocker.LEDGER_UNAVAILABLE
     if inp.failure.quota_exceeded:
         return Blocker.QUOTA_EXCEEDED
+    if inp.failure.create_refused:
+        return Blocker.CREATE_REFUSED
     if inp.failure.backoff_until is not None and inp.failure.backoff_until > inp.now:
         return Blocker.BACKOFF
     return None

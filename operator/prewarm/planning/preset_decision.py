@@ -23,7 +23,7 @@ from typing import Any
 
 from prewarm.api.preset import PresetStatus
 from prewarm.api.workspace import WorkspacePhase
-from prewarm.planning.pool import Instance
+from prewarm.planning.pool import Instance, waiting_reasons
 from prewarm.planning.preset_pass import (
     PoolDecision,
     PoolKnobs,
@@ -126,11 +126,13 @@ def instance_after(instance: Instance, step: WorkspaceStep, now: datetime) -> In
     lost its race leaves it as it was: the caller keeps the old instance)."""
     if step.phase is None or step.step not in (Step.WRITE, Step.ASSUME):
         return instance
+    waiting = step.outcome.waiting if step.outcome else None
     if step.step is Step.ASSUME:
         return replace(instance, phase=step.phase)
     return replace(
         instance,
         phase=step.phase,
+        waiting=waiting[0] if waiting and step.phase is WorkspacePhase.BUILDING else "",
         ready_at=instance.ready_at or (now if step.phase is WorkspacePhase.READY else None),
         failed_at=now if step.phase is WorkspacePhase.FAILED else instance.failed_at,
     )
@@ -172,6 +174,8 @@ def _status_input(
         ledger_available=pool.ledger_available,
         quota_message=pool.quota.message if pool.quota else None,
         schedule_problem=pool.wanted.schedule_problem,
+        waiting=waiting_reasons(pool.instances),
+        create_refusal=pool.create_refusal.message if pool.create_refusal else None,
     )
 
 

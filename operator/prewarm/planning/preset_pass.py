@@ -80,6 +80,8 @@ class PoolSnapshot:
     # Claims are being handled now: a refill can wait a moment, a user cannot.
     claims_busy: bool = False
     rollout: Rollout = field(default_factory=Rollout)  # spec.rollout
+    # The API server refused the last PrebuiltWorkspace create (not a build: no pod).
+    create_refusal: QuotaHold | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ def decide_pool(snapshot: PoolSnapshot, knobs: PoolKnobs) -> PoolDecision:
                 backoff_until=failure.backoff_until,
                 policy_unknown=not snapshot.ledger_available,
                 quota_exceeded=quota is not None and quota.active(now),
+                create_refused=snapshot.create_refusal is not None
+                and snapshot.create_refusal.active(now),
             ),
             create_budget=budget,
             keep_failed=knobs.failed_to_keep,
@@ -158,8 +162,9 @@ def decide_pool(snapshot: PoolSnapshot, knobs: PoolKnobs) -> PoolDecision:
     delays = [LEDGER_DOWN_RETRY_S] if not snapshot.ledger_available else []
     if plan.create and snapshot.claims_busy:
         delays.append(CLAIMS_FIRST_RETRY_S)
-    if quota is not None and quota.active(now):
-        delays.append((quota.retry_at - now).total_seconds())
+    for hold in (quota, snapshot.create_refusal):
+        if hold is not None and hold.active(now):
+            delays.append((hold.retry_at - now).total_seconds())
     return PoolDecision(
         plan=plan,
         creating=creating,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +55,10 @@ class StatusInput:
     # Which ResourceQuota refuses the pool's pods (the API server's words), if one does.
     quota_message: str | None = None
     schedule_problem: ScheduleProblem | None = None
+    # What the starting workspaces wait for, by reason (Unschedulable: 2, ...).
+    waiting: Mapping[str, int] = field(default_factory=dict)
+    # Why the API server refuses to create PrebuiltWorkspaces, if it does.
+    create_refusal: str | None = None
 
 
 def _summary(state: PrebuildStatus, inp: StatusInput) -> str:
@@ -66,6 +70,8 @@ def _summary(state: PrebuildStatus, inp: StatusInput) -> str:
         return reasons.DEGRADED
     if inp.quota_message is not None:
         return reasons.QUOTA_EXCEEDED
+    if inp.create_refusal is not None:
+        return reasons.CREATE_REFUSED
     if inp.schedule_problem is not None:
         return reasons.SCHEDULE_INVALID
     if inp.paused:
@@ -94,12 +100,14 @@ def _pool_conditions(inp: StatusInput) -> list[_Wanted]:
     ready = c.desired == 0 or c.ready >= c.desired
     note = f" ({inp.desired_note})" if inp.desired_note else ""
     served = f", {c.outdated} of them outdated (being replaced)" if c.outdated else ""
+    waits = ", ".join(f"{n} {reason}" for reason, n in sorted(inp.waiting.items()))
+    waiting = f"; waiting: {waits}" if waits else ""
     return [
         (
             reasons.READY,
             ready,
             reasons.REASON_POOL_READY if ready else _not_ready_reason(inp),
-            f"{c.ready}/{c.desired} warm instances ready{served}{note}",
+            f"{c.ready}/{c.desired} warm instances ready{served}{waiting}{note}",
         ),
         _progressing(inp),
     ]
@@ -202,6 +210,17 @@ def _operating_conditions(inp: StatusInput) -> list[_Wanted]:
             else "no ResourceQuota refused the last pod",
         ),
         (
+            reasons.CREATE_REFUSED,
+            inp.create_refusal is not None,
+            reasons.REASON_WORKSPACE_CREATE_REFUSED
+            if inp.create_refusal
+            else reasons.REASON_CREATES_ACCEPTED,
+            "the API server refuses to create PrebuiltWorkspaces, retried with backoff "
+            f"(claims are still served from Ready workspaces): {inp.create_refusal}"
+            if inp.create_refusal
+            else "the API server accepts new PrebuiltWorkspaces",
+        ),
+        (
             reasons.SCHEDULE_INVALID,
             schedule is not None,
             schedule.reason if schedule else reasons.REASON_SCHEDULE_VALID,
@@ -262,10 +281,14 @@ def _not_ready_reason(inp: StatusInput) -> str:
         Blocker.BACKOFF,
         Blocker.LEDGER_UNAVAILABLE,
         Blocker.QUOTA_EXCEEDED,
+        Blocker.CREATE_REFUSED,
     ):
         return str(blocked)
     if inp.paused:
         return reasons.PAUSED
+    if inp.waiting:
+        # What most of its starting workspaces wait for (Unschedulable, ...).
+        return max(sorted(inp.waiting), key=lambda reason: inp.waiting[reason])
     return reasons.REASON_SCALING_UP
 
 
