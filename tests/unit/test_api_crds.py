@@ -139,6 +139,12 @@ def test_every_property_has_a_description() -> None:
 def test_schemas_are_structural() -> None:
     problems = []
     for kind, path, node in all_nodes():
+        if node.get("x-kubernetes-int-or-string") and node.get("anyOf") != [
+            {"type": "integer"},
+            {"type": "string"},
+        ]:
+            # The API server's one allowed form: anything more in anyOf is not structural.
+            problems.append(f"{kind}: {path} int-or-string needs anyOf [integer, string] only")
         if "type" not in node and not (
             node.get("x-kubernetes-preserve-unknown-fields")
             or node.get("x-kubernetes-int-or-string")
