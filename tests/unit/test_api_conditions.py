@@ -104,4 +104,5 @@ def test_condition_types_match_the_design() -> None:
         "Degraded",
         "QuotaExceeded",
         "ScheduleInvalid",
+        "WorkspaceLost",
     } == reasons.CONDITION_TYPES
