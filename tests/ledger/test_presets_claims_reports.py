@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prewarm.api.claim import ClaimSource
 from prewarm.api.preset import PrebuildStatus
-from prewarm.ledger.models import BuildRecord, ClaimRecord, PresetRecord
+from prewarm.ledger.models import BuildRecord, ClaimLossRecord, ClaimRecord, PresetRecord
 from prewarm.ledger.repository import Ledger
 from tests.ledger.scenario import building, failed, record, succeeded
 from tests.ledger.support import at, run_with_ledger
@@ -115,3 +115,54 @@ def test_history_lists_the_newest_builds_with_their_failure_reasons(migrated_dsn
     ]
     assert history[1].failure_message is not None
     assert history[1].failure_message.startswith("Unschedulable in ws-")
+
+
+def test_a_claim_that_lost_its_workspace_rebinds_then_expires(migrated_dsn: str):
+    async def scenario(ledger: Ledger) -> tuple[list[ClaimRecord], list[ClaimLossRecord]]:
+        await ledger.record_claim_requested("c-1", "p1", "team-a", "first", "alice", at(0))
+        await ledger.record_claim_bound("c-1", "ws-1", "pw-1", "alice", ClaimSource.PREBUILT, at(1))
+        await ledger.record_claim_workspace_lost(
+            "c-1", "ws-1", "pw-1", "PodDeleted", "Rebind", at(100)
+        )
+        await ledger.record_claim_rebound("c-1", "ws-2", "pw-2", ClaimSource.COLD, at(130))
+        # Replays: the first binding again, the loss again, an older rebind.
+        await ledger.record_claim_bound("c-1", "ws-1", "pw-1", "alice", ClaimSource.PREBUILT, at(1))
+        await ledger.record_claim_workspace_lost(
+            "c-1", "ws-1", "pw-1", "PodDeleted", "Rebind", at(101)
+        )
+        await ledger.record_claim_rebound("c-1", "ws-0", "pw-0", ClaimSource.COLD, at(120))
+        bound = await ledger.recent_claims(limit=1)
+        await ledger.record_claim_expired("c-1", at(3600))
+        await ledger.record_claim_expired("c-1", at(3700))
+        return [*bound, *(await ledger.recent_claims(limit=1))], await ledger.claim_losses("c-1")
+
+    (bound, expired), losses = run_with_ledger(migrated_dsn, scenario)
+    assert (bound.workspace_uid, bound.workspace_name, bound.source, bound.state) == (
+        "ws-2",
+        "pw-2",
+        "cold",
+        "bound",
+    )
+    assert (bound.bound_at, bound.rebound_at) == (at(1), at(130))
+    assert (expired.state, expired.expired_at) == ("expired", at(3600))
+    assert [(x.workspace_name, x.workspace_uid, x.reason, x.policy, x.lost_at) for x in losses] == [
+        ("pw-1", "ws-1", "PodDeleted", "Rebind", at(100))
+    ]
+
+
+def test_a_claim_failed_after_a_lost_workspace_is_failed(migrated_dsn: str):
+    async def scenario(ledger: Ledger) -> ClaimRecord | None:
+        await ledger.record_claim_bound("c-9", "ws-9", "pw-9", "bob", ClaimSource.COLD, at(1))
+        await ledger.record_claim_workspace_lost(
+            "c-9", "ws-9", "pw-9", "WorkspaceDeleted", "Fail", at(50)
+        )
+        await ledger.record_claim_failed("c-9", "WorkspaceLost", at(50))
+        return await ledger.claim("c-9")
+
+    claim = run_with_ledger(migrated_dsn, scenario)
+    assert claim is not None
+    assert (claim.state, claim.failure_reason, claim.workspace_uid) == (
+        "failed",
+        "WorkspaceLost",
+        None,
+    )

@@ -105,4 +105,5 @@ def test_condition_types_match_the_design() -> None:
         "QuotaExceeded",
         "ScheduleInvalid",
         "CreateRefused",
+        "WorkspaceLost",
     } == reasons.CONDITION_TYPES

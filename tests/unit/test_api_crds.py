@@ -112,7 +112,7 @@ def test_preset_scale_subresource_points_at_schema_fields() -> None:
         (constants.KIND_PREBUILT_WORKSPACE, ["Preset", "Phase", "Owner", "Pod", "Age"]),
         (
             constants.KIND_WORKSPACE_CLAIM,
-            ["Preset", "Owner", "Phase", "Workspace", "Source", "Age"],
+            ["Preset", "Owner", "Phase", "Workspace", "Source", "Expires", "Age"],
         ),
     ],
 )

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from prewarm.api.claim import ClaimPhase
+from prewarm.api.claim import ClaimPhase, OnWorkspaceLost
 from prewarm.api.preset import PrebuildStatus
 from prewarm.api.workspace import WorkspacePhase
 from prewarm.planning.claims import (
@@ -14,9 +14,12 @@ from prewarm.planning.claims import (
     Action,
     ClaimRoute,
     Follow,
+    Kept,
     PresetView,
     Route,
     agents_reinitialized,
+    check_bound,
+    claim_deadline,
     claim_route,
     decide_claim,
     eligible,
@@ -230,6 +233,14 @@ ROUTE_CASES = {
         {"cold_start_pending": True}, Route.WATCH_LAGS, COLD_BUILD_WATCH_S),
     "carried wins over a pending cold start": (
         {"carried": True, "cold_start_pending": True}, Route.FOLLOW_OWN, None),
+    "expired: done for good": ({"phase": ClaimPhase.EXPIRED}, Route.DONE, None),
+    "bound past its deadline: expire": (
+        {"phase": ClaimPhase.BOUND, "expired": True}, Route.EXPIRE, None),
+    "pending past shutdownAt: expire, build nothing": ({"expired": True}, Route.EXPIRE, None),
+    "failed past its deadline stays failed": (
+        {"phase": ClaimPhase.FAILED, "expired": True}, Route.DONE, None),
+    "lost here, the watch still shows Bound: never lose it twice": (
+        {"phase": ClaimPhase.BOUND, "lost_here": True}, Route.WATCH_LAGS, COLD_BUILD_WATCH_S),
     "new: take or build": ({}, Route.CLAIM_NEW, None),
     "no phase yet is new too": ({"phase": None}, Route.CLAIM_NEW, None),
 }  # fmt: skip
@@ -241,3 +252,133 @@ def test_claim_route(kw: dict[str, object], expected: Route, requeue: float | No
     decided = route(**kw)
     assert decided.route is expected
     assert decided.requeue_after == requeue
+
+
+# --- after Bound (issue 16) ------------------------------------------------------------
+
+
+# (case, workspace there, pod there, policy, action, reason)
+LOST_CASES = {
+    "both there: keep": (True, True, OnWorkspaceLost.REBIND, Kept.KEEP, ""),
+    "workspace deleted, Rebind": (False, False, OnWorkspaceLost.REBIND, Kept.REBIND,
+                                  "WorkspaceDeleted"),
+    "pod deleted, Rebind": (True, False, OnWorkspaceLost.REBIND, Kept.REBIND, "PodDeleted"),
+    "workspace deleted, Fail": (False, False, OnWorkspaceLost.FAIL, Kept.FAIL,
+                                "WorkspaceDeleted"),
+    "pod deleted, Fail": (True, False, OnWorkspaceLost.FAIL, Kept.FAIL, "PodDeleted"),
+    "workspace gone, pod lingering: the workspace is what counts": (
+        False, True, OnWorkspaceLost.REBIND, Kept.REBIND, "WorkspaceDeleted"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("ws", "pod", "policy", "action", "reason"), LOST_CASES.values(),
+                         ids=LOST_CASES.keys())  # fmt: skip
+def test_a_bound_claim_notices_a_lost_workspace(
+    ws: bool, pod: bool, policy: OnWorkspaceLost, action: Kept, reason: str
+) -> None:
+    step = check_bound("w1", ws, pod, policy, None, NOW)
+    assert step.action is action
+    assert step.reason == reason
+    if action is not Kept.KEEP:
+        assert "w1" in step.message
+        assert f"spec.onWorkspaceLost: {policy.value}" in step.message
+
+
+def test_a_bound_claim_comes_back_just_after_its_deadline() -> None:
+    step = check_bound("w1", True, True, OnWorkspaceLost.REBIND, NOW + timedelta(hours=1), NOW)
+    assert step.requeue_after == pytest.approx(3600.1)
+    assert check_bound("w1", True, True, OnWorkspaceLost.REBIND, None, NOW).requeue_after is None
+
+
+# (case, lifetime, shutdownAt, boundAt, deadline)
+DEADLINE_CASES = {
+    "neither: lives as long as the claim": (None, None, NOW, None),
+    "lifetime counts from the first binding": (timedelta(hours=8), None, NOW,
+                                               NOW + timedelta(hours=8)),
+    "lifetime before binding: no deadline yet": (timedelta(hours=8), None, None, None),
+    "shutdownAt applies unbound too": (None, NOW + timedelta(hours=1), None,
+                                       NOW + timedelta(hours=1)),
+    "the earlier wins (shutdownAt)": (timedelta(hours=8), NOW + timedelta(hours=1), NOW,
+                                      NOW + timedelta(hours=1)),
+    "the earlier wins (lifetime)": (timedelta(minutes=5), NOW + timedelta(hours=1), NOW,
+                                    NOW + timedelta(minutes=5)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("lifetime", "shutdown", "bound", "deadline"), DEADLINE_CASES.values(),
+                         ids=DEADLINE_CASES.keys())  # fmt: skip
+def test_claim_deadline(
+    lifetime: timedelta | None,
+    shutdown: datetime | None,
+    bound: datetime | None,
+    deadline: datetime | None,
+) -> None:
+    assert claim_deadline(lifetime, shutdown, bound) == deadline
+
+
+def test_a_fresh_claim_never_takes_a_warm_workspace() -> None:
+    decision = decide_claim(OK, [inst("a"), inst("b")], fresh=True)
+    assert decision.action is Action.COLD_START
+    assert "spec.fresh" in decision.message
+    # It still fails fast where a build is known to fail.
+    limited = PresetView(True, "h", PrebuildStatus.HARD_LIMITED)
+    assert decide_claim(limited, [inst("a")], fresh=True).action is Action.FAIL
+
+
+GRACE = timedelta(seconds=20)
+
+
+def test_grace_zero_keeps_todays_cold_start() -> None:
+    starting = [inst("s", WorkspacePhase.BUILDING)]
+    assert decide_claim(OK, starting).action is Action.COLD_START
+    assert decide_claim(OK, starting, grace=timedelta(0)).action is Action.COLD_START
+
+
+def test_grace_waits_for_a_starting_warm_workspace_then_takes_it() -> None:
+    starting = [inst("s", WorkspacePhase.BUILDING), inst("p", WorkspacePhase.PENDING)]
+    waiting = decide_claim(OK, starting, grace=GRACE, pending_for=timedelta(seconds=5))
+    assert waiting.action is Action.WAIT
+    assert waiting.reason == "WaitingForWarm"
+    assert waiting.wait_left == timedelta(seconds=15)
+    assert waiting.requeue_after == WAIT_POLL_S
+    # The same claim a moment later: one became Ready within the grace.
+    became_ready = [inst("s"), inst("p", WorkspacePhase.PENDING)]
+    taken = decide_claim(OK, became_ready, grace=GRACE, pending_for=timedelta(seconds=6))
+    assert taken.action is Action.TAKE_PREBUILT
+    assert taken.candidates == ("s",)
+
+
+def test_grace_over_or_nothing_starting_means_cold_start() -> None:
+    starting = [inst("s", WorkspacePhase.BUILDING)]
+    over = decide_claim(OK, starting, grace=GRACE, pending_for=GRACE)
+    assert over.action is Action.COLD_START
+    nothing = [
+        inst("outdated", WorkspacePhase.BUILDING, h="old"),
+        inst("taken", WorkspacePhase.BUILDING, claimed=True),
+        inst("going", WorkspacePhase.BUILDING, deleting=True),
+        inst("failed", WorkspacePhase.FAILED),
+    ]
+    assert decide_claim(OK, nothing, grace=GRACE).action is Action.COLD_START
+    near = decide_claim(OK, starting, grace=GRACE, pending_for=GRACE - timedelta(seconds=1))
+    assert near.requeue_after == pytest.approx(1.1)  # back just after the grace
+    # A workspace another claim is taking is not waited for.
+    reserved = decide_claim(OK, starting, frozenset({"s"}), grace=GRACE)
+    assert reserved.action is Action.COLD_START
+
+
+def test_grace_never_applies_to_fresh_claims_or_a_resumed_cold_build() -> None:
+    starting = [inst("s", WorkspacePhase.BUILDING)]
+    assert decide_claim(OK, starting, fresh=True, grace=GRACE).action is Action.COLD_START
+    resumed = decide_claim(OK, starting, cold_build="p-c1", grace=GRACE)
+    assert resumed.action is Action.COLD_START
+
+
+def test_grace_counts_from_creation_unless_told_otherwise() -> None:
+    starting = [inst("s", WorkspacePhase.BUILDING)]
+    old = decide_claim(OK, starting, waited=timedelta(minutes=3), grace=GRACE)
+    assert old.action is Action.COLD_START
+    # A claim that lost its workspace a moment ago waits again (pending_for).
+    rebinding = decide_claim(
+        OK, starting, waited=timedelta(minutes=3), grace=GRACE, pending_for=timedelta(0)
+    )
+    assert rebinding.action is Action.WAIT

@@ -83,3 +83,12 @@ def test_pod_view_reads_what_kwok_and_kubelet_write() -> None:
     assert view.containers[0].waiting_reason == "ImagePullBackOff"
     outcome = classify(view, view.created_at, timedelta(minutes=5), 3)
     assert outcome.verdict is Verdict.FAILED
+
+
+def test_a_rebind_cold_build_has_its_own_name() -> None:
+    from prewarm.planning.render import cold_workspace_name
+
+    first = cold_workspace_name("python", "0a1b2c3d-4e5f-6789-abcd-ef0123456789")
+    assert first == "python-c0a1b2c3d4e5f"
+    again = cold_workspace_name("python", "0a1b2c3d-4e5f-6789-abcd-ef0123456789", rebinds=2)
+    assert again == "python-c0a1b2c3d4e5f-2"

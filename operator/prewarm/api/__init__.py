@@ -7,6 +7,7 @@ from prewarm.api.base import ApiModel, LocalObjectReference, ObjectMeta, OwnerRe
 from prewarm.api.claim import (
     ClaimPhase,
     ClaimSource,
+    OnWorkspaceLost,
     WorkspaceClaim,
     WorkspaceClaimSpec,
     WorkspaceClaimStatus,
@@ -23,6 +24,7 @@ from prewarm.api.durations import Duration, PositiveDuration, format_duration, p
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import (
     Agent,
+    ClaimDefaults,
     FailurePolicy,
     LastFailure,
     Parameter,
@@ -49,6 +51,7 @@ from prewarm.api.workspace import (
 __all__ = [
     "Agent",
     "ApiModel",
+    "ClaimDefaults",
     "ClaimPhase",
     "ClaimReference",
     "ClaimSource",
@@ -59,6 +62,7 @@ __all__ = [
     "LastFailure",
     "LocalObjectReference",
     "ObjectMeta",
+    "OnWorkspaceLost",
     "OwnerReference",
     "Parameter",
     "PodTemplate",

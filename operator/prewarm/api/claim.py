@@ -9,12 +9,21 @@ from pydantic import Field
 from prewarm.api.base import ApiModel, LocalObjectReference, ObjectMeta, Timestamp
 from prewarm.api.conditions import Condition
 from prewarm.api.constants import API_VERSION, KIND_WORKSPACE_CLAIM
+from prewarm.api.durations import Duration, PositiveDuration
 
 
 class ClaimPhase(StrEnum):
     PENDING = "Pending"
     BOUND = "Bound"
     FAILED = "Failed"
+    EXPIRED = "Expired"  # its lifetime ended: the workspace was deleted
+
+
+class OnWorkspaceLost(StrEnum):
+    """What a Bound claim does when its workspace or pod is deleted."""
+
+    REBIND = "Rebind"  # take another warm workspace (or build one) for the same owner
+    FAIL = "Fail"  # the claim fails with reason WorkspaceLost
 
 
 class ClaimSource(StrEnum):
@@ -28,6 +37,11 @@ class WorkspaceClaimSpec(ApiModel):
     preset_ref: LocalObjectReference
     owner: str = Field(min_length=1, max_length=256)
     owner_secret_ref: LocalObjectReference | None = None
+    on_workspace_lost: OnWorkspaceLost = OnWorkspaceLost.REBIND
+    lifetime: PositiveDuration | None = None
+    shutdown_at: Timestamp | None = None
+    fresh: bool = False
+    cold_start_grace: Duration | None = None
 
 
 class WorkspaceClaimStatus(ApiModel):
@@ -38,6 +52,8 @@ class WorkspaceClaimStatus(ApiModel):
     bound_at: Timestamp | None = None
     reinitialized_at: Timestamp | None = None
     reinit_generation: int = Field(default=0, ge=0)
+    expires_at: Timestamp | None = None
+    rebinds: int = Field(default=0, ge=0)
     conditions: list[Condition] = Field(default_factory=list)
 
 

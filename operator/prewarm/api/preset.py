@@ -127,6 +127,12 @@ class Agent(ApiModel):
     image: str | None = Field(default=None, max_length=1024)
 
 
+class ClaimDefaults(ApiModel):
+    """How claims of this preset behave unless the claim says otherwise."""
+
+    cold_start_grace: Duration | None = None
+
+
 class PresetSpec(ApiModel):
     template: PodTemplate
     parameters: list[Parameter] = Field(default_factory=list, max_length=64)
@@ -134,6 +140,7 @@ class PresetSpec(ApiModel):
     failure_policy: FailurePolicy = Field(default_factory=FailurePolicy)
     rollout: Rollout = Field(default_factory=Rollout)
     agent: Agent = Field(default_factory=Agent)
+    claims: ClaimDefaults = Field(default_factory=ClaimDefaults)
     pod_security: PodSecurity = PodSecurity.RESTRICTED
 
     @field_validator("parameters")

@@ -22,6 +22,7 @@ DEGRADED: Final = "Degraded"
 QUOTA_EXCEEDED: Final = "QuotaExceeded"
 SCHEDULE_INVALID: Final = "ScheduleInvalid"
 CREATE_REFUSED: Final = "CreateRefused"
+WORKSPACE_LOST: Final = "WorkspaceLost"
 
 CONDITION_TYPES: Final = frozenset(
     {
@@ -36,6 +37,7 @@ CONDITION_TYPES: Final = frozenset(
         QUOTA_EXCEEDED,
         SCHEDULE_INVALID,
         CREATE_REFUSED,
+        WORKSPACE_LOST,
     }
 )
 
@@ -109,3 +111,9 @@ REASON_PRESET_VALIDATION_FAILED: Final = "PresetValidationFailed"
 REASON_PRESET_HARD_LIMITED: Final = "PresetHardLimited"
 REASON_CLAIM_FAILED: Final = "ClaimFailed"
 REASON_REINIT_SUCCEEDED: Final = "ReinitSucceeded"
+REASON_WORKSPACE_DELETED: Final = "WorkspaceDeleted"  # WorkspaceLost: the workspace went
+REASON_POD_DELETED: Final = "PodDeleted"  # WorkspaceLost: its pod went
+REASON_WORKSPACE_LOST: Final = "WorkspaceLost"  # the Event, and the reason a claim fails or rebinds
+REASON_REBOUND: Final = "Rebound"  # WorkspaceLost back to False: a new workspace is bound
+REASON_EXPIRED: Final = "Expired"  # its lifetime or shutdownAt came: the workspace was deleted
+REASON_WAITING_FOR_WARM: Final = "WaitingForWarm"  # within coldStartGrace, a warm one is starting

@@ -22,13 +22,14 @@ from pydantic import ValidationError
 from prewarm import metrics
 from prewarm.api import reasons
 from prewarm.api.claim import ClaimPhase, ClaimSource, WorkspaceClaimStatus
-from prewarm.api.conditions import set_condition
+from prewarm.api.conditions import get_condition, set_condition
 from prewarm.api.constants import (
     ANNOTATION_PAUSED,
     API_VERSION,
     KIND_WORKSPACE_CLAIM,
     LABEL_CLAIM,
 )
+from prewarm.api.durations import format_duration
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.api.reasons import FailureReason
@@ -46,10 +47,15 @@ from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
 from prewarm.planning.claims import (
     Action,
+    BoundStep,
+    ClaimDecision,
     Follow,
+    Kept,
     PresetView,
     Route,
     agents_reinitialized,
+    check_bound,
+    claim_deadline,
     claim_route,
     decide_claim,
     follow_own_workspace,
@@ -76,11 +82,17 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
     memory = rt.memory.claim(key)
     status = WorkspaceClaimStatus.model_validate(claim.status if claim else {})
     mine = None
+    deadline = None
     if claim is not None:
         mine = next(
-            (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.claim == claim.name),
+            (
+                w
+                for w in rt.workspaces_of((claim.namespace, claim.preset))
+                if w.claim == claim.name and not w.deleting and w.name not in memory.lost
+            ),
             None,
         )
+        deadline = claim_deadline(claim.lifetime, claim.shutdown_at, status.bound_at)
     route = claim_route(
         exists=claim is not None and not claim.deleting,
         may_act=rt.may_act(),
@@ -88,6 +100,8 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         bound_here=memory.bound_to is not None,
         carried=mine is not None,
         cold_start_pending=memory.cold_start_pending(),
+        expired=deadline is not None and deadline <= _now(),
+        lost_here=status.workspace_name in memory.lost,
     )
     if route.requeue_after is not None:
         rt.requeue_claim_after(key, route.requeue_after)
@@ -96,10 +110,15 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         return
     if claim is None or route.route in (Route.HOLD, Route.DONE):
         return
+    if route.route is Route.EXPIRE:
+        assert deadline is not None
+        await _expire(rt, claim, status, mine, deadline)
+        return
     if route.route is Route.BOUND:
         memory.bound_to = None
-        await _ensure_pod_knows_owner(rt, claim, status)
-        await _check_reinitialized(rt, claim, status)
+        if await _check_bound(rt, claim, status, deadline):
+            await _ensure_pod_knows_owner(rt, claim, status)
+            await _check_reinitialized(rt, claim, status)
         return
     if route.route is Route.WATCH_LAGS:
         return
@@ -170,17 +189,7 @@ async def _claim_new(
             if not error.not_found:
                 raise
             secret_missing = claim.owner_secret
-    instances = [w.as_instance() for w in rt.workspaces_of((claim.namespace, claim.preset))]
-    cold_build = status.workspace_name if status.source is ClaimSource.COLD else None
-    decision = decide_claim(
-        view,
-        instances,
-        frozenset(rt.reserved),
-        secret_missing,
-        waited=_now() - claim.created_at if claim.created_at else timedelta(0),
-        wait_limit=rt.settings.claim_wait_limit or None,
-        cold_build=cold_build,
-    )
+    decision = _decide_claim(rt, claim, status, spec, view, secret_missing)
 
     if decision.action is Action.WAIT:
         await _patch_claim(rt, claim, status, ClaimPhase.PENDING, decision.reason, decision.message)
@@ -210,6 +219,48 @@ async def _claim_new(
     await _cold_start(
         rt, claim, status, spec, view.template_hash, preset_entry.uid, decision_message
     )
+
+
+def _decide_claim(
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    spec: PresetSpec | None,
+    view: PresetView,
+    secret_missing: str | None,
+) -> ClaimDecision:
+    instances = [w.as_instance() for w in rt.workspaces_of((claim.namespace, claim.preset))]
+    cold_build = status.workspace_name if status.source is ClaimSource.COLD else None
+    now = _now()
+    grace = claim.cold_start_grace
+    if grace is None and spec is not None:
+        grace = spec.claims.cold_start_grace
+    decision = decide_claim(
+        view,
+        instances,
+        frozenset(rt.reserved),
+        secret_missing,
+        waited=now - claim.created_at if claim.created_at else timedelta(0),
+        wait_limit=rt.settings.claim_wait_limit or None,
+        cold_build=cold_build,
+        fresh=claim.fresh,
+        grace=grace or timedelta(0),
+        pending_for=now - _pending_since(claim, status, now),
+    )
+    # While it waits for a warm one, that preset's workspace events wake it.
+    waiting = decision.reason == reasons.REASON_WAITING_FOR_WARM
+    rt.memory.wait_for_warm(
+        (claim.namespace, claim.name), (claim.namespace, claim.preset) if waiting else None
+    )
+    return decision
+
+
+def _pending_since(claim: ClaimEntry, status: WorkspaceClaimStatus, now: datetime) -> datetime:
+    """Since when a claim waits for a workspace: its creation, or the loss of its last one."""
+    lost = get_condition(status.conditions, reasons.WORKSPACE_LOST)
+    if lost is not None and lost.status == "True":
+        return lost.last_transition_time
+    return claim.created_at or now
 
 
 async def _take(
@@ -292,7 +343,7 @@ async def _cold_start(
     preset_uid: str,
     why: str,
 ) -> None:
-    ref = ClaimRef(name=claim.name, uid=claim.uid, owner=claim.owner)
+    ref = ClaimRef(name=claim.name, uid=claim.uid, owner=claim.owner, rebinds=status.rebinds)
     body = render_workspace(claim.namespace, claim.preset, preset_uid, thash, claim=ref)
     try:
         created = await rt.kube.create_workspace(claim.namespace, body)
@@ -489,33 +540,31 @@ async def _bind(
     seen: float,
 ) -> None:
     now = _now()
+    # boundAt is the first binding: a claim's lifetime counts from it, and a
+    # rebind after a lost workspace neither resets it nor extends the lifetime.
+    first = status.bound_at or now
+    extra: dict[str, Any] = {
+        "workspaceName": workspace,
+        "source": source.value,
+        "boundAt": rfc3339(first, milliseconds=True),
+        "reinitGeneration": generation,
+    }
+    deadline = claim_deadline(claim.lifetime, claim.shutdown_at, first)
+    if deadline is not None:
+        extra["expiresAt"] = rfc3339(deadline, milliseconds=True)
     await _patch_claim(
         rt,
         claim,
-        status,
+        _rebound(status, now),
         ClaimPhase.BOUND,
         reasons.REASON_CLAIMED_PREBUILT if source is ClaimSource.PREBUILT else reasons.BOUND,
         f"workspace {workspace} ({source.value}) belongs to {claim.owner}",
-        extra={
-            "workspaceName": workspace,
-            "source": source.value,
-            "boundAt": rfc3339(now, milliseconds=True),
-            "reinitGeneration": generation,
-        },
+        extra=extra,
     )
     elapsed = time.monotonic() - seen
     metrics.claim_duration.labels(source.value).observe(elapsed)
     metrics.claims.labels(claim.namespace, claim.preset, source.value).inc()
-    ws = next(
-        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.name == workspace), None
-    )
-    ws_uid = ws.uid if ws else ""
-    rt.writes.submit(
-        f"claim {claim.name} bound",
-        lambda: rt.ledger.record_claim_bound(
-            claim.uid, ws_uid, workspace, claim.owner, source, now
-        ),
-    )
+    _record_bound(rt, claim, workspace, source, now, rebind=status.rebinds > 0)
     memory = rt.memory.claim((claim.namespace, claim.name))
     memory.seen_at = None
     memory.bound_to = workspace
@@ -528,6 +577,179 @@ async def _bind(
         elapsed * 1000,
         extra={"workspace": workspace},
     )
+
+
+def _record_bound(
+    rt: Runtime,
+    claim: ClaimEntry,
+    workspace: str,
+    source: ClaimSource,
+    now: datetime,
+    rebind: bool,
+) -> None:
+    ws = next(
+        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.name == workspace), None
+    )
+    ws_uid = ws.uid if ws else ""
+    if rebind:
+        rt.writes.submit(
+            f"claim {claim.name} rebound",
+            lambda: rt.ledger.record_claim_rebound(claim.uid, ws_uid, workspace, source, now),
+        )
+        return
+    rt.writes.submit(
+        f"claim {claim.name} bound",
+        lambda: rt.ledger.record_claim_bound(
+            claim.uid, ws_uid, workspace, claim.owner, source, now
+        ),
+    )
+
+
+def _rebound(status: WorkspaceClaimStatus, now: datetime) -> WorkspaceClaimStatus:
+    """The status with WorkspaceLost back to False, if the claim had lost one."""
+    lost = get_condition(status.conditions, reasons.WORKSPACE_LOST)
+    if lost is None or lost.status != "True":
+        return status
+    conditions = set_condition(
+        status.conditions,
+        reasons.WORKSPACE_LOST,
+        "False",
+        reasons.REASON_REBOUND,
+        f"bound again after: {lost.message}",
+        None,
+        now.replace(microsecond=0),
+    )
+    return status.model_copy(update={"conditions": conditions})
+
+
+async def _check_bound(
+    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, deadline: datetime | None
+) -> bool:
+    """A Bound claim still has its workspace and pod (True), or lost them and
+    its spec.onWorkspaceLost is applied (False). Comes back when its lifetime ends."""
+    name = status.workspace_name
+    if not name:
+        return True
+    ws = next(
+        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.name == name), None
+    )
+    pod = rt.pod(claim.namespace, name)
+    step = check_bound(
+        name,
+        ws is not None and not ws.deleting,
+        pod is not None and not pod.deleting,
+        claim.on_workspace_lost,
+        deadline,
+        _now(),
+    )
+    if step.action is Kept.KEEP:
+        if step.requeue_after is not None:
+            rt.requeue_claim_after((claim.namespace, claim.name), step.requeue_after)
+        wanted = rfc3339(deadline, milliseconds=True) if deadline else None
+        if claim.status.get("expiresAt") != wanted:
+            # spec.lifetime or spec.shutdownAt changed since it was bound.
+            await rt.kube.patch_claim_status(
+                claim.namespace, claim.name, {"status": {"expiresAt": wanted}}
+            )
+        return True
+    await _workspace_lost(rt, claim, status, ws, step)
+    return False
+
+
+async def _workspace_lost(
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    ws: WorkspaceEntry | None,
+    step: BoundStep,
+) -> None:
+    """Delete what is left of the lost workspace (the claim owns it), say so,
+    then fail the claim or send it back to Pending to bind another one."""
+    name = status.workspace_name or ""
+    now = _now()
+    rt.memory.claim((claim.namespace, claim.name)).lost.add(name)
+    if ws is not None and not ws.deleting:
+        await rt.kube.delete_workspace(claim.namespace, name)
+    policy = claim.on_workspace_lost
+    ws_uid = ws.uid if ws else ""
+    rt.writes.submit(
+        f"claim {claim.name} lost {name}",
+        lambda: rt.ledger.record_claim_workspace_lost(
+            claim.uid, ws_uid, name, step.reason, policy.value, now
+        ),
+    )
+    await _event(rt, claim, "Warning", reasons.REASON_WORKSPACE_LOST, step.message)
+    conditions = set_condition(
+        status.conditions,
+        reasons.WORKSPACE_LOST,
+        "True",
+        step.reason,
+        step.message,
+        None,
+        now.replace(microsecond=0),
+    )
+    if get_condition(conditions, reasons.REINITIALIZED) is not None:
+        conditions = set_condition(
+            conditions, reasons.REINITIALIZED, "False", step.reason, step.message, None, now
+        )
+    lost = status.model_copy(update={"conditions": conditions})
+    if step.action is Kept.FAIL:
+        await _fail(rt, claim, lost, reasons.REASON_WORKSPACE_LOST, step.message)
+        return
+    await _patch_claim(
+        rt,
+        claim,
+        lost,
+        ClaimPhase.PENDING,
+        reasons.REASON_WORKSPACE_LOST,
+        step.message,
+        extra={
+            "workspaceName": None,
+            "source": None,
+            "reinitializedAt": None,
+            "reinitGeneration": None,
+            "rebinds": status.rebinds + 1,
+        },
+    )
+    log.warning("claim %s/%s: %s", claim.namespace, claim.name, step.message)
+
+
+async def _expire(
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    mine: WorkspaceEntry | None,
+    deadline: datetime,
+) -> None:
+    """Its lifetime (or shutdownAt) ended: the workspace goes, the claim says Expired."""
+    names = {n for n in (status.workspace_name, mine.name if mine else None) if n}
+    for name in sorted(names):
+        await rt.kube.delete_workspace(claim.namespace, name)
+    when = rfc3339(deadline)
+    if (
+        claim.lifetime is not None
+        and status.bound_at is not None
+        and (claim.shutdown_at is None or status.bound_at + claim.lifetime <= claim.shutdown_at)
+    ):
+        why = f"spec.lifetime {format_duration(claim.lifetime)} after binding ended at {when}"
+    else:
+        why = f"spec.shutdownAt {when} has come"
+    message = f"{why}; workspace {', '.join(sorted(names)) or '(none)'} deleted"
+    await _patch_claim(
+        rt,
+        claim,
+        status,
+        ClaimPhase.EXPIRED,
+        reasons.REASON_EXPIRED,
+        message,
+        extra={"expiresAt": rfc3339(deadline, milliseconds=True)},
+    )
+    now = _now()
+    rt.writes.submit(
+        f"claim {claim.name} expired", lambda: rt.ledger.record_claim_expired(claim.uid, now)
+    )
+    await _event(rt, claim, "Normal", reasons.REASON_EXPIRED, message)
+    rt.memory.wait_for_warm((claim.namespace, claim.name), None)
 
 
 async def _ensure_pod_knows_owner(

@@ -120,6 +120,9 @@ class ClaimMemory:
     bound_to: str | None = None
     # Its cold workspace was created here and is not in the watch yet.
     cold_started_at: float | None = None
+    # Workspaces this process saw lost while the claim was Bound (by name):
+    # never followed or bound again, whatever the watch still shows.
+    lost: set[str] = field(default_factory=set)
 
     def cold_start_pending(self) -> bool:
         return (
@@ -134,6 +137,9 @@ class Memory:
     preset_objects: dict[str, PresetObjectMemory] = field(default_factory=dict)
     workspaces: dict[str, WorkspaceMemory] = field(default_factory=dict)
     claims: dict[ClaimKey, ClaimMemory] = field(default_factory=dict)
+    # Claims waiting (spec.coldStartGrace) for a warm workspace of a preset:
+    # its workspaces' events wake them. Dropped when the claim stops waiting or goes.
+    warm_waiters: dict[PresetKey, set[ClaimKey]] = field(default_factory=dict)
 
     def preset(self, key: PresetKey) -> PresetMemory:
         return self.presets.setdefault(key, PresetMemory())
@@ -164,7 +170,21 @@ class Memory:
             del self.workspaces[uid]
         for claim in [k for k in self.claims if k not in claim_keys]:
             del self.claims[claim]
+        for preset, waiting in list(self.warm_waiters.items()):
+            waiting &= claim_keys
+            if not waiting:
+                del self.warm_waiters[preset]
         return gone
+
+    def wait_for_warm(self, claim: ClaimKey, preset: PresetKey | None) -> None:
+        """The claim waits for `preset`'s warm workspaces, or (None) for none."""
+        for key, waiting in list(self.warm_waiters.items()):
+            if key != preset:
+                waiting.discard(claim)
+                if not waiting:
+                    del self.warm_waiters[key]
+        if preset is not None:
+            self.warm_waiters.setdefault(preset, set()).add(claim)
 
     def sizes(self) -> dict[str, int]:
         return {

@@ -333,8 +333,19 @@ async def workspace_event(
         rt = _state.get("runtime")
         if rt is not None:
             rt.forget_workspace(uid)
-    _wake(namespace, (spec.get("presetRef") or {}).get("name"))
+    preset = (spec.get("presetRef") or {}).get("name")
+    _wake(namespace, preset)
     _wake_claim(namespace, labels.get(LABEL_CLAIM))
+    _wake_warm_waiters(namespace, preset)
+
+
+def _wake_warm_waiters(namespace: str | None, preset: str | None) -> None:
+    """Claims in their coldStartGrace look again when a workspace of their preset changes."""
+    rt = _state.get("runtime")
+    if rt is None or not namespace or not preset:
+        return
+    for claim in rt.memory.warm_waiters.get((namespace, preset), ()):
+        rt.claim_queue.add(claim)
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_WORKSPACE: kopf.PRESENT})

@@ -237,6 +237,7 @@ class Runtime:
 
     def forget_claim(self, key: ClaimKey) -> None:
         self.memory.claims.pop(key, None)
+        self.memory.wait_for_warm(key, None)
         self._cancel_timer("claim", key)
 
     def _cancel_timer(self, kind: str, key: tuple[str, str]) -> None:

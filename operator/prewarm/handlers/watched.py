@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prewarm.api.claim import OnWorkspaceLost
 from prewarm.api.constants import LABEL_PRESET, PREFIX
+from prewarm.api.durations import parse_duration
 from prewarm.api.timestamps import parse_time
 from prewarm.api.workspace import PrebuiltWorkspace, WorkspacePhase
 from prewarm.planning.failures import PodView, pod_view
@@ -160,12 +162,20 @@ class ClaimEntry:
     status: Mapping[str, Any]
     deleting: bool
     created_at: datetime | None = None
+    # After Bound (spec.onWorkspaceLost, spec.lifetime, spec.shutdownAt) and
+    # how it binds (spec.fresh, spec.coldStartGrace: None uses the preset's).
+    on_workspace_lost: OnWorkspaceLost = OnWorkspaceLost.REBIND
+    lifetime: timedelta | None = None
+    shutdown_at: datetime | None = None
+    fresh: bool = False
+    cold_start_grace: timedelta | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ClaimEntry:
         meta = body.get("metadata") or {}
         spec = body.get("spec") or {}
         secret = (spec.get("ownerSecretRef") or {}).get("name")
+        policy = spec.get("onWorkspaceLost")
         return cls(
             namespace=str(meta.get("namespace", "")),
             name=str(meta.get("name", "")),
@@ -176,4 +186,21 @@ class ClaimEntry:
             status=dict(body.get("status") or {}),
             deleting=meta.get("deletionTimestamp") is not None,
             created_at=parse_time(meta.get("creationTimestamp")),
+            on_workspace_lost=OnWorkspaceLost(policy)
+            if policy in tuple(OnWorkspaceLost)
+            else OnWorkspaceLost.REBIND,
+            lifetime=_duration(spec.get("lifetime")),
+            shutdown_at=parse_time(spec.get("shutdownAt")),
+            fresh=spec.get("fresh") is True,
+            cold_start_grace=_duration(spec.get("coldStartGrace")),
         )
+
+
+def _duration(text: Any) -> timedelta | None:
+    """A duration the CRD's pattern let through; None if absent (or, defensively, invalid)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError:
+        return None

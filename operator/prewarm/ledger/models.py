@@ -10,7 +10,7 @@ from prewarm.api.claim import ClaimSource
 from prewarm.api.preset import PrebuildStatus
 
 BuildState = Literal["building", "succeeded", "failed", "disrupted"]
-ClaimState = Literal["pending", "bound", "failed"]
+ClaimState = Literal["pending", "bound", "failed", "expired"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +131,17 @@ class ClaimRecord:
     reinitialized_at: datetime | None
     failed_at: datetime | None
     failure_reason: str | None
+    rebound_at: datetime | None = None
+    expired_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLossRecord:
+    """A workspace a Bound claim lost (deleted, or its pod deleted)."""
+
+    claim_uid: str
+    workspace_name: str
+    workspace_uid: str | None
+    reason: str
+    policy: str
+    lost_at: datetime

@@ -329,15 +329,19 @@ ON CONFLICT (claim_uid) DO UPDATE SET
 """
 
 # The earliest binding wins: a claim binds once; a later report is a replay.
+# After a rebind (rebound_at) the current workspace is the rebind's.
 RECORD_CLAIM_BOUND = """
 INSERT INTO claims (claim_uid, workspace_uid, workspace_name, owner, source, bound_at)
 VALUES (%(claim_uid)s, %(workspace_uid)s, %(workspace_name)s, %(owner)s, %(source)s, %(at)s)
 ON CONFLICT (claim_uid) DO UPDATE SET
-    workspace_uid = CASE WHEN claims.bound_at IS NULL OR EXCLUDED.bound_at < claims.bound_at
+    workspace_uid = CASE WHEN claims.rebound_at IS NULL
+            AND (claims.bound_at IS NULL OR EXCLUDED.bound_at < claims.bound_at)
         THEN EXCLUDED.workspace_uid ELSE claims.workspace_uid END,
-    workspace_name = CASE WHEN claims.bound_at IS NULL OR EXCLUDED.bound_at < claims.bound_at
+    workspace_name = CASE WHEN claims.rebound_at IS NULL
+            AND (claims.bound_at IS NULL OR EXCLUDED.bound_at < claims.bound_at)
         THEN EXCLUDED.workspace_name ELSE claims.workspace_name END,
-    source = CASE WHEN claims.bound_at IS NULL OR EXCLUDED.bound_at < claims.bound_at
+    source = CASE WHEN claims.rebound_at IS NULL
+            AND (claims.bound_at IS NULL OR EXCLUDED.bound_at < claims.bound_at)
         THEN EXCLUDED.source ELSE claims.source END,
     owner = COALESCE(claims.owner, EXCLUDED.owner),
     bound_at = LEAST(claims.bound_at, EXCLUDED.bound_at)
@@ -359,9 +363,55 @@ ON CONFLICT (claim_uid) DO UPDATE SET
     failed_at = LEAST(claims.failed_at, EXCLUDED.failed_at)
 """
 
+# A rebind after a lost workspace: the latest one names the current workspace
+# (the lost one's uid leaves the row, so the one-claim-per-workspace index holds).
+RECORD_CLAIM_REBOUND = """
+INSERT INTO claims (claim_uid, workspace_uid, workspace_name, source, rebound_at)
+VALUES (%(claim_uid)s, %(workspace_uid)s, %(workspace_name)s, %(source)s, %(at)s)
+ON CONFLICT (claim_uid) DO UPDATE SET
+    workspace_uid = CASE WHEN claims.rebound_at IS NULL OR EXCLUDED.rebound_at > claims.rebound_at
+        THEN EXCLUDED.workspace_uid ELSE claims.workspace_uid END,
+    workspace_name = CASE WHEN claims.rebound_at IS NULL OR EXCLUDED.rebound_at > claims.rebound_at
+        THEN EXCLUDED.workspace_name ELSE claims.workspace_name END,
+    source = CASE WHEN claims.rebound_at IS NULL OR EXCLUDED.rebound_at > claims.rebound_at
+        THEN EXCLUDED.source ELSE claims.source END,
+    rebound_at = GREATEST(claims.rebound_at, EXCLUDED.rebound_at)
+"""
+
+# Its workspace (or the workspace's pod) was deleted while it was Bound.
+# The lost workspace's uid leaves claims.workspace_uid, so a later claim may
+# never meet it in the unique index (it is gone anyway).
+RECORD_CLAIM_WORKSPACE_LOST = """
+WITH lost AS (
+    INSERT INTO claim_workspace_losses
+        (claim_uid, workspace_name, workspace_uid, reason, policy, lost_at)
+    VALUES (%(claim_uid)s, %(workspace_name)s, %(workspace_uid)s, %(reason)s, %(policy)s, %(at)s)
+    ON CONFLICT (claim_uid, workspace_name) DO UPDATE SET
+        workspace_uid = COALESCE(claim_workspace_losses.workspace_uid, EXCLUDED.workspace_uid),
+        lost_at = LEAST(claim_workspace_losses.lost_at, EXCLUDED.lost_at)
+    RETURNING claim_uid
+)
+UPDATE claims SET workspace_uid = NULL
+WHERE claim_uid = %(claim_uid)s AND workspace_name = %(workspace_name)s
+"""
+
+RECORD_CLAIM_EXPIRED = """
+INSERT INTO claims (claim_uid, expired_at)
+VALUES (%(claim_uid)s, %(at)s)
+ON CONFLICT (claim_uid) DO UPDATE SET
+    expired_at = LEAST(claims.expired_at, EXCLUDED.expired_at)
+"""
+
+CLAIM_LOSSES = """
+SELECT claim_uid, workspace_name, workspace_uid, reason, policy, lost_at
+FROM claim_workspace_losses WHERE claim_uid = %(claim_uid)s
+ORDER BY lost_at, workspace_name
+"""
+
 _CLAIM_COLUMNS = """
 claim_uid, preset_uid, namespace, claim_name, owner, workspace_uid, workspace_name,
-source, state, requested_at, bound_at, reinitialized_at, failed_at, failure_reason
+source, state, requested_at, bound_at, reinitialized_at, failed_at, failure_reason,
+rebound_at, expired_at
 """
 
 # Ordered by the same expression as the claims_recent index.

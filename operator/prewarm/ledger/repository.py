@@ -24,6 +24,7 @@ from prewarm.ledger import queries
 from prewarm.ledger.migrate import migrate_async
 from prewarm.ledger.models import (
     BuildRecord,
+    ClaimLossRecord,
     ClaimRecord,
     FailureState,
     LastFailure,
@@ -390,6 +391,58 @@ class Ledger:
     async def record_claim_failed(self, claim_uid: str, reason: str, at: datetime) -> None:
         params = {"claim_uid": claim_uid, "reason": reason, "at": _aware(at)}
         await self._execute(queries.RECORD_CLAIM_FAILED, params)
+
+    async def record_claim_rebound(
+        self,
+        claim_uid: str,
+        workspace_uid: str,
+        workspace_name: str,
+        source: ClaimSource,
+        at: datetime,
+    ) -> None:
+        """After a lost workspace the claim was bound again: the latest rebind
+        names its current workspace; bound_at keeps the first binding."""
+        params = {
+            "claim_uid": claim_uid,
+            "workspace_uid": workspace_uid or None,
+            "workspace_name": workspace_name,
+            "source": ClaimSource(source).value,
+            "at": _aware(at),
+        }
+        await self._execute(queries.RECORD_CLAIM_REBOUND, params)
+
+    async def record_claim_workspace_lost(
+        self,
+        claim_uid: str,
+        workspace_uid: str,
+        workspace_name: str,
+        reason: str,
+        policy: str,
+        at: datetime,
+    ) -> None:
+        """A Bound claim's workspace (or its pod) was deleted; `policy` is what
+        the claim did about it (Rebind or Fail). Replays keep the first time."""
+        params = {
+            "claim_uid": claim_uid,
+            "workspace_uid": workspace_uid or None,
+            "workspace_name": workspace_name,
+            "reason": reason,
+            "policy": policy,
+            "at": _aware(at),
+        }
+        await self._execute(queries.RECORD_CLAIM_WORKSPACE_LOST, params)
+
+    async def record_claim_expired(self, claim_uid: str, at: datetime) -> None:
+        """The claim's lifetime (or shutdownAt) ended and its workspace was deleted."""
+        await self._execute(
+            queries.RECORD_CLAIM_EXPIRED, {"claim_uid": claim_uid, "at": _aware(at)}
+        )
+
+    async def claim_losses(self, claim_uid: str) -> list[ClaimLossRecord]:
+        """The workspaces a claim lost, oldest first."""
+        return await self._all(
+            queries.CLAIM_LOSSES, {"claim_uid": claim_uid}, class_row(ClaimLossRecord)
+        )
 
     async def claim(self, claim_uid: str) -> ClaimRecord | None:
         return await self._one(queries.GET_CLAIM, {"claim_uid": claim_uid}, class_row(ClaimRecord))

@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 
 from prewarm.api import reasons
 from prewarm.api.agent_protocol import ANNOTATION_AGENTS, REINIT_DONE_PREFIX
-from prewarm.api.claim import ClaimPhase
+from prewarm.api.claim import ClaimPhase, OnWorkspaceLost
 from prewarm.api.durations import format_duration
 from prewarm.api.preset import PrebuildStatus
 from prewarm.api.workspace import WorkspacePhase
 from prewarm.planning.failures import Outcome, PodView, Verdict, classify
-from prewarm.planning.pool import Instance
+from prewarm.planning.pool import STARTING_PHASES, Instance
 
 # How often a waiting claim looks again (the watch event of what it waits for usually comes first).
 WAIT_POLL_S = 5.0
@@ -34,7 +34,8 @@ class Route(enum.StrEnum):
 
     FORGET = "Forget"  # gone or going: its memory goes (its workspace goes by ownerReference)
     HOLD = "Hold"  # this replica may not write now: come back soon
-    DONE = "Done"  # Failed: nothing will change that
+    DONE = "Done"  # Failed or Expired: nothing will change that
+    EXPIRE = "Expire"  # its lifetime or shutdownAt came: delete the workspace, say Expired
     BOUND = "Bound"  # follow-ups: the pod knows its owner, the agents re-initialised
     WATCH_LAGS = "WatchLags"  # bound or cold-started a moment ago; the watch has not shown it
     FOLLOW_OWN = "FollowOwn"  # a workspace already carries the claim: drive it to Bound or Failed
@@ -55,16 +56,25 @@ def claim_route(
     bound_here: bool,
     carried: bool,
     cold_start_pending: bool,
+    expired: bool = False,
+    lost_here: bool = False,
 ) -> ClaimRoute:
     """The path of one pass. `bound_here`: this process bound it and the watch
     has not shown Bound yet; `carried`: a workspace carries the claim's label;
-    `cold_start_pending`: this process created its cold workspace, not yet watched."""
+    `cold_start_pending`: this process created its cold workspace, not yet watched;
+    `expired`: its deadline (`claim_deadline`) has passed; `lost_here`: this
+    process saw its workspace lost and rebinds it, the watch still shows Bound."""
     if not exists:
         return ClaimRoute(Route.FORGET)
     if not may_act:
         return ClaimRoute(Route.HOLD, LEASE_HOLD_S)
-    if phase is ClaimPhase.FAILED:
+    if phase in (ClaimPhase.FAILED, ClaimPhase.EXPIRED):
         return ClaimRoute(Route.DONE)
+    if expired:
+        # Bound or not: a claim past its shutdownAt gets no (new) workspace.
+        return ClaimRoute(Route.EXPIRE)
+    if phase is ClaimPhase.BOUND and lost_here:
+        return ClaimRoute(Route.WATCH_LAGS, COLD_BUILD_WATCH_S)
     if phase is ClaimPhase.BOUND:
         return ClaimRoute(Route.BOUND)
     if bound_here:
@@ -133,6 +143,9 @@ def decide_claim(
     waited: timedelta = timedelta(0),
     wait_limit: timedelta | None = None,
     cold_build: str | None = None,
+    fresh: bool = False,
+    grace: timedelta = timedelta(0),
+    pending_for: timedelta | None = None,
 ) -> ClaimDecision:
     """What to do with a pending claim that has existed for `waited`.
 
@@ -141,9 +154,15 @@ def decide_claim(
     a preset deleted for good would otherwise leave it Pending forever.
     `cold_build`: the claim's status names a cold build already started (by
     another process, or before a restart) that is not in the watch yet.
+    `fresh`: the claim opts out of the pool (spec.fresh): always a cold start.
+    `grace`: with no Ready candidate but warm ones starting, wait this long
+    (counted by `pending_for`, default `waited`) for one before a cold start.
     """
-    decision = _decide(preset, instances, reserved, secret_missing, cold_build)
-    if decision.action is not Action.WAIT:
+    decision = _decide(preset, instances, reserved, secret_missing, cold_build, fresh)
+    if decision.action is Action.COLD_START and not cold_build and not fresh:
+        since = waited if pending_for is None else pending_for
+        decision = _grace(decision, preset, instances, reserved, grace, since)
+    if decision.action is not Action.WAIT or decision.reason == reasons.REASON_WAITING_FOR_WARM:
         return decision
     if wait_limit is None:
         return replace(decision, requeue_after=WAIT_POLL_S)
@@ -166,6 +185,7 @@ def _decide(
     reserved: frozenset[str],
     secret_missing: str | None,
     cold_build: str | None,
+    fresh: bool = False,
 ) -> ClaimDecision:
     if not preset.exists:
         return ClaimDecision(
@@ -189,7 +209,7 @@ def _decide(
     # preset's state: it was built and works (the state only stops new builds).
     warm = eligible(instances, preset.template_hash, preset.previous_template_hash)
     candidates = tuple(n for n in warm if n not in reserved)
-    if candidates:
+    if candidates and not fresh:
         return ClaimDecision(Action.TAKE_PREBUILT, reasons.REASON_CLAIMED_PREBUILT, "", candidates)
     if preset.prebuild_status is PrebuildStatus.VALIDATION_FAILED:
         return ClaimDecision(
@@ -204,8 +224,49 @@ def _decide(
             "the preset's prebuilds keep failing (hard limit reached); "
             "a cold start would fail the same way",
         )
-    why = "the preset is paused" if preset.paused else "no warm workspace is ready"
+    if fresh:
+        why = "the claim asks for a fresh build (spec.fresh)"
+    else:
+        why = "the preset is paused" if preset.paused else "no warm workspace is ready"
     return ClaimDecision(Action.COLD_START, reasons.REASON_COLD_START, why)
+
+
+def starting(instances: Iterable[Instance], template_hash: str) -> list[str]:
+    """Unclaimed workspaces of the current template on their way to Ready."""
+    return sorted(
+        i.name
+        for i in instances
+        if i.phase in STARTING_PHASES
+        and not i.claimed
+        and not i.deleting
+        and i.template_hash == template_hash
+    )
+
+
+def _grace(
+    decision: ClaimDecision,
+    preset: PresetView,
+    instances: Sequence[Instance],
+    reserved: frozenset[str],
+    grace: timedelta,
+    pending_for: timedelta,
+) -> ClaimDecision:
+    """A cold start waits up to `grace` while warm workspaces are starting:
+    one that becomes Ready within it is taken instead (the watch wakes the claim)."""
+    if grace <= timedelta(0) or pending_for >= grace:
+        return decision
+    coming = [n for n in starting(instances, preset.template_hash) if n not in reserved]
+    if not coming:
+        return decision
+    left = grace - pending_for
+    return ClaimDecision(
+        Action.WAIT,
+        reasons.REASON_WAITING_FOR_WARM,
+        f"{len(coming)} warm workspace(s) starting; waiting up to "
+        f"{format_duration(grace)} (coldStartGrace) before a cold start",
+        wait_left=left,
+        requeue_after=min(WAIT_POLL_S, left.total_seconds() + 0.1),
+    )
 
 
 class Follow(enum.StrEnum):
@@ -264,6 +325,58 @@ def follow_own_workspace(
         # disruption, not against the preset); the user asks again.
         return FollowStep(Follow.FAIL, outcome)
     return FollowStep(Follow.BIND_COLD)
+
+
+def claim_deadline(
+    lifetime: timedelta | None, shutdown_at: datetime | None, bound_at: datetime | None
+) -> datetime | None:
+    """When a claim's workspace goes: `lifetime` after its first binding, or at
+    `shutdown_at`, whichever is first; None if neither applies (yet)."""
+    ends = [shutdown_at] if shutdown_at is not None else []
+    if lifetime is not None and bound_at is not None:
+        ends.append(bound_at + lifetime)
+    return min(ends) if ends else None
+
+
+class Kept(enum.StrEnum):
+    """What a Bound claim does about its workspace."""
+
+    KEEP = "Keep"  # the workspace and its pod are there
+    REBIND = "Rebind"  # lost: take or build another one for the same owner
+    FAIL = "Fail"  # lost: the claim fails (spec.onWorkspaceLost: Fail)
+
+
+@dataclass(frozen=True)
+class BoundStep:
+    action: Kept
+    reason: str = ""  # REBIND/FAIL: WorkspaceDeleted or PodDeleted
+    message: str = ""
+    requeue_after: float | None = None  # KEEP: when the lifetime ends
+
+
+def check_bound(
+    workspace: str,
+    workspace_present: bool,
+    pod_present: bool,
+    policy: OnWorkspaceLost,
+    deadline: datetime | None,
+    now: datetime,
+) -> BoundStep:
+    """A Bound claim's workspace is there, or was lost (deleted, or its pod
+    deleted: the owner's state lived in it) and the claim's policy says what now."""
+    if workspace_present and pod_present:
+        left = (deadline - now).total_seconds() if deadline is not None else None
+        # Back just after the deadline, to expire the claim on time.
+        return BoundStep(Kept.KEEP, requeue_after=None if left is None else max(left, 0) + 0.1)
+    if not workspace_present:
+        reason, what = reasons.REASON_WORKSPACE_DELETED, f"workspace {workspace} was deleted"
+    else:
+        reason, what = reasons.REASON_POD_DELETED, f"the pod of workspace {workspace} was deleted"
+    if policy is OnWorkspaceLost.FAIL:
+        return BoundStep(Kept.FAIL, reason, f"{what} (spec.onWorkspaceLost: Fail)")
+    return BoundStep(
+        Kept.REBIND, reason, f"{what}; binding another one (spec.onWorkspaceLost: Rebind)"
+    )
 
 
 def agents_reinitialized(annotations: Mapping[str, str], generation: int) -> int | None:

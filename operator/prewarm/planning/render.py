@@ -52,16 +52,20 @@ class ClaimRef:
     name: str
     uid: str
     owner: str
+    rebinds: int = 0  # how often the claim lost its workspace (names its cold build)
 
 
-def cold_workspace_name(preset_name: str, claim_uid: str) -> str:
+def cold_workspace_name(preset_name: str, claim_uid: str, rebinds: int = 0) -> str:
     """The one name a claim's cold-start workspace can have.
 
     Derived from the claim's uid, so a second create for the same claim (a pass
     that ran before the watch showed the first, or another replica) gets 409
-    instead of building a duplicate: a claim builds at most one workspace.
+    instead of building a duplicate: a claim builds at most one workspace per
+    binding. After its workspace was lost and it rebinds (`rebinds` > 0) the
+    name has that count as a suffix, so the new build never meets the old one.
     """
-    return f"{preset_name[:40].rstrip('-.')}-c{claim_uid.replace('-', '')[:12]}"
+    base = f"{preset_name[:40].rstrip('-.')}-c{claim_uid.replace('-', '')[:12]}"
+    return f"{base}-{rebinds}" if rebinds else base
 
 
 def render_workspace(
@@ -77,7 +81,7 @@ def render_workspace(
     owner = owner_reference(KIND_PRESET, preset_name, preset_uid)
     naming: JsonObject = {"generateName": f"{preset_name[:50]}-"}
     if claim is not None:
-        naming = {"name": cold_workspace_name(preset_name, claim.uid)}
+        naming = {"name": cold_workspace_name(preset_name, claim.uid, claim.rebinds)}
         labels[LABEL_CLAIM] = claim.name
         spec["owner"] = claim.owner
         spec["claimRef"] = {"name": claim.name, "uid": claim.uid}
