@@ -146,3 +146,70 @@ def test_a_deleted_pod_is_a_disruption_not_a_failure(
         reason="PodDeleted",
     )
     assert disrupted == 1
+
+
+def test_a_refused_workspace_create_backs_off_and_says_why(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 15: a PrebuiltWorkspace the API server refuses (here a policy that
+    denies them in this namespace) failed the pass every 5 s, unseen."""
+    policy = f"no-prebuilds-{namespace}"
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\n"
+            f"metadata: {{name: {policy}}}\n"
+            "spec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n"
+            "    - apiGroups: [prewarm.dev]\n      apiVersions: ['*']\n"
+            "      operations: [CREATE]\n      resources: [prebuiltworkspaces]\n"
+            "  validations:\n  - expression: 'false'\n    message: no prebuilds in this namespace\n"
+            "---\napiVersion: admissionregistration.k8s.io/v1\n"
+            "kind: ValidatingAdmissionPolicyBinding\n"
+            f"metadata: {{name: {policy}}}\n"
+            f"spec:\n  policyName: {policy}\n  validationActions: [Deny]\n"
+            "  matchResources:\n    namespaceSelector:\n      matchLabels:\n"
+            f"        kubernetes.io/metadata.name: {namespace}\n"
+        ),
+    )
+    try:
+        # The binding takes a moment to be enforced: the preset comes after it is.
+        wait_until(
+            lambda: cluster.kubectl(
+                "create", "-n", namespace, "-f", "-", "--dry-run=server", check=False,
+                input=(
+                    "apiVersion: prewarm.dev/v1alpha1\nkind: PrebuiltWorkspace\n"
+                    "metadata: {name: probe}\nspec: {presetRef: {name: x}, templateHash: abcdef}\n"
+                ),
+            ).returncode != 0,
+            what="the policy enforced",
+        )  # fmt: skip
+        apply(cluster, namespace, preset_manifest("refused", 1))
+        status = wait_until(
+            lambda: (
+                (s := _status(cluster, namespace, "refused")).get("summary") == "CreateRefused"
+                and s
+            ),
+            what="the CreateRefused status",
+        )
+        condition = {c["type"]: c for c in status["conditions"]}["CreateRefused"]
+        assert condition["status"] == "True"
+        assert "no prebuilds in this namespace" in condition["message"]
+        assert status.get("lastFailure") is None  # no build, no failure
+        wait_until(
+            lambda: events(cluster, namespace, "refused", "WorkspaceCreateRefused"),
+            what="the WorkspaceCreateRefused Event",
+        )
+        text = operator.metrics()
+        refused = metric(
+            text, "prewarm_workspace_creates_refused_total", namespace=namespace, preset="refused"
+        )
+        assert refused is not None
+        assert refused >= 1
+        assert not metric(
+            text, "prewarm_reconcile_errors_total", namespace=namespace, preset="refused"
+        )
+    finally:
+        cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy",
+                        policy, check=False)  # fmt: skip

@@ -633,6 +633,11 @@ async def _create_refused(rt: Runtime, preset: PresetEntry, error: ApiError) -> 
     hold = refused(memory.create_refusal, error.message, _now())
     memory.create_refusal = hold
     metrics.workspace_creates_refused.labels(*key).inc()
+    at, status, message = _now(), error.status, error.message
+    rt.writes.submit(
+        f"create of a workspace of {preset.name} refused",
+        lambda: rt.ledger.record_create_refused(preset.uid, status, message, at),
+    )
     log.warning(
         "the API server refused a PrebuiltWorkspace of %s/%s, retrying at %s: %s",
         *key,

@@ -145,3 +145,12 @@ class ClaimLossRecord:
     reason: str
     policy: str
     lost_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRefusal:
+    """A PrebuiltWorkspace create the API server refused."""
+
+    refused_at: datetime
+    http_status: int
+    message: str

@@ -354,6 +354,18 @@ ON CONFLICT (claim_uid) DO UPDATE SET
     reinitialized_at = LEAST(claims.reinitialized_at, EXCLUDED.reinitialized_at)
 """
 
+RECORD_CREATE_REFUSED = """
+INSERT INTO workspace_create_refusals (preset_uid, refused_at, http_status, message)
+VALUES (%(preset_uid)s, %(at)s, %(status)s, %(message)s)
+"""
+
+CREATE_REFUSALS = """
+SELECT refused_at, http_status, message FROM workspace_create_refusals
+WHERE preset_uid = %(preset_uid)s
+ORDER BY refused_at DESC, id DESC
+LIMIT %(limit)s
+"""
+
 RECORD_CLAIM_FAILED = """
 INSERT INTO claims (claim_uid, failed_at, failure_reason)
 VALUES (%(claim_uid)s, %(at)s, %(reason)s)

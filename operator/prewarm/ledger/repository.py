@@ -26,6 +26,7 @@ from prewarm.ledger.models import (
     BuildRecord,
     ClaimLossRecord,
     ClaimRecord,
+    CreateRefusal,
     FailureState,
     LastFailure,
     PresetRecord,
@@ -273,6 +274,18 @@ class Ledger:
             "at": _aware(at),
         }
         await self._execute(queries.RECORD_BUILD_DISRUPTED, params)
+
+    async def record_create_refused(
+        self, preset_uid: str, status: int, message: str, at: datetime
+    ) -> None:
+        """The API server refused a PrebuiltWorkspace of the preset: no build started."""
+        params = {"preset_uid": preset_uid, "status": status, "message": message, "at": _aware(at)}
+        await self._execute(queries.RECORD_CREATE_REFUSED, params)
+
+    async def create_refusals(self, preset_uid: str, limit: int = 20) -> list[CreateRefusal]:
+        """The latest refused creates of a preset, newest first."""
+        params = {"preset_uid": preset_uid, "limit": limit}
+        return await self._all(queries.CREATE_REFUSALS, params, class_row(CreateRefusal))
 
     async def replay_build(self, build: ReplayedBuild) -> None:
         """What a workspace's status says of its build, written where the ledger
