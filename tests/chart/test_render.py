@@ -76,7 +76,6 @@ def test_defaults_render_the_operator_with_bundled_postgresql_and_cluster_rbac()
         "Role",
         "RoleBinding",
         "Service",
-        "Secret",
         "StatefulSet",
         "NetworkPolicy",
     }
@@ -158,15 +157,29 @@ def test_leader_election_toggle() -> None:
     assert by_verb[("get", "update")]["resourceNames"] == [NAME]
 
 
-def test_generated_password_is_random_and_a_given_one_is_used() -> None:
+def test_an_offline_render_carries_no_password_and_never_changes() -> None:
+    """`helm template` (Argo CD, deploy/generate.sh) cannot look up the existing Secret:
+    it renders none, rather than a fresh password that would replace the real one."""
+    first, second = template(), template()
+    assert not find(first, "Secret")
+    assert first == second
+    pg = one(first, "StatefulSet", "prewarm-postgresql")
+    pg_env = {e["name"]: e for e in pg["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert pg_env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "prewarm-postgresql",
+        "key": "password",
+    }
+    assert env(first)["PGPASSWORD"]["secretKeyRef"]["name"] == "prewarm-postgresql"
+
+
+def test_a_given_password_is_rendered_and_kept_on_uninstall() -> None:
     def password(docs: list[Manifest]) -> str:
         return base64.b64decode(one(docs, "Secret")["data"]["password"]).decode()
 
-    first, second = password(template()), password(template())
-    assert len(first) == 32
-    assert first.isalnum()
-    assert first != second
-    assert password(template(**{"postgresql.auth.password": "s3cret"})) == "s3cret"
+    docs = template(**{"postgresql.auth.password": "s3cret"})
+    assert password(docs) == "s3cret"
+    secret = one(docs, "Secret", "prewarm-postgresql")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
 # --- CRDs ---------------------------------------------------------------------------------
@@ -261,6 +274,9 @@ def test_service_monitor_toggle() -> None:
     service = one(docs, "Service", "prewarm-metrics")
     assert sm["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert sm["spec"]["namespaceSelector"]["matchNames"] == ["prewarm-system"]
+    # No jobLabel: the Prometheus Operator names the job after the Service, the job
+    # that the alerts select.
+    assert "jobLabel" not in sm["spec"]
 
 
 def rule_groups(docs: list[Manifest]) -> list[dict[str, Any]]:
@@ -283,9 +299,12 @@ def test_prometheus_rule_toggle_and_alerts() -> None:
     assert "prewarm_preset_hard_limited" in rules["PrewarmPresetHardLimited"]["expr"]
     assert "== 1" in rules["PrewarmPresetValidationFailed"]["expr"]
     exhausted = " ".join(rules["PrewarmPoolExhausted"]["expr"].split())
-    assert "rate(prewarm_claim_misses_total[10m])) > 0" in exhausted
-    assert "(prewarm_preset_eligible) == 0" in exhausted
-    assert rules["PrewarmOperatorDown"]["expr"].startswith("absent(up{job=~")
+    assert 'rate(prewarm_claim_misses_total{job="prewarm-metrics"}[10m])) > 0' in exhausted
+    assert '(prewarm_preset_eligible{job="prewarm-metrics"}) == 0' in exhausted
+    up = 'up{job="prewarm-metrics",namespace="prewarm-system"}'
+    assert " ".join(rules["PrewarmOperatorDown"]["expr"].split()) == (
+        f"max by (job, namespace) ({up}) == 0 or absent({up})"
+    )
     for rule in rules.values():
         assert rule["labels"]["team"] == "platform"
         # Helm must hand Prometheus its own template syntax untouched.
@@ -549,11 +568,7 @@ def test_notes_give_next_steps() -> None:
 
 
 def _normalised(text: str) -> list[Manifest]:
-    docs = [d for d in yaml.safe_load_all(text) if d]
-    for doc in docs:
-        if doc["kind"] == "Secret" and doc["metadata"]["name"] == "prewarm-postgresql":
-            doc["data"]["password"] = "<generated>"
-    return docs
+    return [d for d in yaml.safe_load_all(text) if d]
 
 
 def test_deploy_manifest_is_the_current_helm_template_output(tmp_path: Path) -> None:
@@ -569,6 +584,10 @@ def test_deploy_manifest_is_the_current_helm_template_output(tmp_path: Path) -> 
     assert _normalised(committed.read_text()) == _normalised(fresh.read_text()), (
         "deploy/prewarm.yaml is stale: run `make deploy-manifests`"
     )
+    # No password in the file: every render is the same, and nobody's password is public.
+    assert committed.read_text() == fresh.read_text()
+    assert "kind: Secret" not in committed.read_text()
+    assert "create secret generic prewarm-postgresql" in committed.read_text()
 
 
 def test_two_releases_shard_namespaces_without_sharing_anything() -> None:

@@ -6,29 +6,11 @@ rows, `helm upgrade` to the next version, rows still there."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
-from tests.chart.support import CHART, Manifest, helm, one
-
-
-def bumped_chart(dest: Path, version: str = "", app_version: str = "") -> Path:
-    """A copy of the chart whose version (and appVersion) is the next minor version."""
-    chart = dest / "prewarm"
-    shutil.copytree(CHART, chart, symlinks=False)
-    meta_path = chart / "Chart.yaml"
-    meta = yaml.safe_load(meta_path.read_text())
-
-    def next_minor(v: str) -> str:
-        major, minor, _patch = v.split("-")[0].split(".")
-        return f"{major}.{int(minor) + 1}.0"
-
-    meta["version"] = version or next_minor(meta["version"])
-    meta["appVersion"] = app_version or next_minor(str(meta["appVersion"]))
-    meta_path.write_text(yaml.safe_dump(meta, sort_keys=False))
-    return chart
+from tests.chart.support import CHART, Manifest, bumped_chart, helm, one
 
 
 def render(chart: Path, *extra: str) -> list[Manifest]:
