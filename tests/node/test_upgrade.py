@@ -3,7 +3,8 @@ PostgreSQL: install the chart as it is (version N), let the operator write ledge
 rows (a preset's builds), upgrade to a copy bumped to N+1, and the rows are still
 there, on the same PersistentVolumeClaim, read by the new PostgreSQL pod. Then the
 runbook's "Rotate the bundled PostgreSQL's password" block, verbatim but for the
-namespace: the operator comes back Ready with the new password.
+namespace: the operator comes back Ready with the new password, and the runbook's
+Lease command names it as the holder.
 
 The PostgreSQL image is the node tier's stand-in for docker.io/library/postgres
 (hack/node-images/postgres.Dockerfile); the volume a hostPath PersistentVolume
@@ -180,7 +181,23 @@ def test_helm_upgrade_to_the_next_chart_version_keeps_the_ledger(
             "-c 'SELECT count(*) FROM builds'",
         )  # fmt: skip
         assert int(login.strip()) >= len(before)
-        assert op_pod["metadata"]["name"]
+        # The runbook's Lease command names the holder: the operator pod.
+        lease = _runbook_block("Two replicas, or the operator restarts").replace(
+            "prewarm-system", ns
+        )
+        lease = re.sub(r"^kubectl ", f"{kubectl} ", lease.strip())
+
+        def holder() -> str:
+            return subprocess.run(
+                ["bash", "-c", lease], capture_output=True, text=True, timeout=60, check=True
+            ).stdout.strip()
+
+        # The restarted pod takes the Lease once the old holder's term runs out.
+        wait_until(
+            lambda: holder() == op_pod["metadata"]["name"],
+            timeout=120,
+            what=f"the Lease held by {op_pod['metadata']['name']}",
+        )
     finally:
         env.cluster.helm("uninstall", RELEASE, "-n", ns, "--wait", check=False)
         env.kubectl("delete", "pvc", "-n", ns, claim, "--wait=false", check=False)
