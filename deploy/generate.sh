@@ -1,6 +1,7 @@
 #!/bin/sh
 # Render deploy/prewarm.yaml: the Helm chart with its default values, for people
-# who install with kubectl instead of Helm. `make deploy-manifests` runs this;
+# who install with kubectl instead of Helm. Without OUTPUT it first copies
+# crds/*.yaml into the chart's files/crds. `make deploy-manifests` runs this;
 # tests/chart/test_render.py fails when the committed file is stale.
 #   deploy/generate.sh [OUTPUT]      (default: deploy/prewarm.yaml)
 # Environment: HELM (default: the pinned helm of the local control-plane cache).
@@ -11,6 +12,14 @@ cache=${PREWARM_CACHE:-$HOME/.cache/prewarm}
 layer=$(sed -n 's/^KUBECTL_LAYER_VERSION=//p' "$repo/hack/versions.env")
 helm=${HELM:-$cache/bin/kubectl-helm-$layer/helm}
 namespace=prewarm-system
+
+# The chart carries its own copies of the CRDs (no symlink: some tools drop them).
+# Refreshed only when regenerating the committed file (no OUTPUT argument), so the
+# staleness test (which passes an OUTPUT) never edits the work tree.
+if [ $# -eq 0 ]; then
+  rm -f "$repo"/charts/prewarm/files/crds/*.yaml
+  cp "$repo"/crds/*.yaml "$repo/charts/prewarm/files/crds/"
+fi
 
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT

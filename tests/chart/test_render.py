@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -195,8 +196,17 @@ def repository_crds() -> dict[str, Manifest]:
 
 
 def test_chart_crds_are_the_repository_crds() -> None:
-    """One source: files/crds is the repository's crds/, and the rendered CRDs equal it."""
-    assert (CHART / "files" / "crds").resolve() == (REPO / "crds").resolve()
+    """One source: files/crds holds copies of the repository's crds/ (not a symlink), and
+    the rendered CRDs equal them."""
+    copies = CHART / "files" / "crds"
+    assert not copies.is_symlink()
+    assert sorted(p.name for p in copies.glob("*.yaml")) == sorted(
+        p.name for p in (REPO / "crds").glob("*.yaml")
+    )
+    for path in copies.glob("*.yaml"):
+        assert path.read_bytes() == (REPO / "crds" / path.name).read_bytes(), (
+            f"{path} differs from crds/{path.name}: run `make deploy-manifests`"
+        )
     rendered = {d["metadata"]["name"]: d for d in find(template(), "CustomResourceDefinition")}
     source = repository_crds()
     assert set(rendered) == set(source)
@@ -210,6 +220,27 @@ def test_chart_crds_are_the_repository_crds() -> None:
         original["metadata"].pop("annotations", None)
         original["metadata"].pop("labels", None)
         assert crd == original, f"chart CRD {name} differs from crds/"
+
+
+def test_crds_render_from_a_copy_of_the_chart_without_symlinks(tmp_path: Path) -> None:
+    """Tools that copy a chart and drop symlinks (Flux) still get the CRDs; a chart whose
+    CRD files are gone fails to render, loudly, instead of installing no CRDs."""
+    copy = tmp_path / "prewarm"
+    shutil.copytree(CHART, copy, symlinks=True)
+    for link in [p for p in copy.rglob("*") if p.is_symlink()]:
+        link.unlink()  # what such a tool does
+    rendered = helm("template", "prewarm", str(copy)).stdout
+    crds = [
+        d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "CustomResourceDefinition"
+    ]
+    assert len(crds) == 3
+    for path in (copy / "files" / "crds").glob("*.yaml"):
+        path.unlink()
+    result = helm("template", "prewarm", str(copy), check=False)
+    assert result.returncode != 0
+    assert "the chart has no CRDs in files/crds/*.yaml" in result.stderr
+    # Unless the CRDs are someone else's.
+    helm("template", "prewarm", str(copy), "--set", "crds.install=false")
 
 
 def test_crds_toggles() -> None:
