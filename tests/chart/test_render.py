@@ -131,6 +131,8 @@ def test_defaults_render_the_operator_with_bundled_postgresql_and_cluster_rbac()
     assert {d["metadata"]["name"] for d in find(docs, "ClusterRole")} == {
         NAME,
         f"{NAME}-discovery",
+        f"{NAME}-edit",
+        f"{NAME}-view",
     }
     # Every namespaced object lands in the release namespace.
     for doc in docs:
@@ -405,8 +407,14 @@ def test_watch_namespaces_give_roles_instead_of_a_cluster_role() -> None:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": NAME, "namespace": "prewarm-system"}
         ]
-    # The only cluster-scoped grant left is read-only discovery.
-    (cluster_role,) = find(docs, "ClusterRole")
+    # The only cluster-scoped grant left to the operator is read-only discovery (the
+    # -edit and -view roles are bound to nobody: Kubernetes aggregates them into the
+    # built-in user roles).
+    (cluster_role,) = [
+        r
+        for r in find(docs, "ClusterRole")
+        if not r["metadata"]["name"].endswith(("-edit", "-view"))
+    ]
     assert cluster_role["metadata"]["name"] == f"{NAME}-discovery"
     for rule in cluster_role["rules"]:
         assert set(rule["verbs"]) <= {"get", "list", "watch"}
@@ -520,6 +528,14 @@ BAD_VALUES = [
     ),
     (["--set", "resources.limits.memory=a-lot"], "/resources/limits/memory", "pattern"),
     (["--set", "postgresql.persistence.whenDeleted=Keep"], "/whenDeleted", "must be one of"),
+    (["--set", "extraContainers=sidecar"], "/extraContainers", "want array"),
+    (["--set", "extraVolumes[0]=ca"], "/extraVolumes/0", "want object"),
+    (
+        ["--set", "podDisruptionBudget.maxUnavailable=lots"],
+        "/podDisruptionBudget/maxUnavailable",
+        "pattern",
+    ),
+    (["--set", "userRoles.enabled=yes"], "/userRoles/enabled", "want boolean"),
 ]
 
 
