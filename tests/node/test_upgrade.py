@@ -119,7 +119,7 @@ def test_helm_upgrade_to_the_next_chart_version_keeps_the_ledger(
         # Version N+1: the same values, a chart whose version and appVersion moved on
         # (labels of every object change, so the PostgreSQL pod is replaced).
         nxt = bumped_chart(tmp_path)
-        _helm(env, "upgrade", RELEASE, str(nxt), "-n", ns, "--reuse-values")
+        _helm(env, "upgrade", RELEASE, str(nxt), "-n", ns, "--reset-then-reuse-values")
         sts = get(env, ns, "statefulset", f"{FULLNAME}-postgresql")
         assert sts["metadata"]["labels"]["helm.sh/chart"] != "prewarm-" + str(
             (REPO / "charts/prewarm/Chart.yaml").read_text().split("\nversion: ")[1].split()[0]
