@@ -10,7 +10,7 @@ The PostgreSQL image is the node tier's stand-in for docker.io/library/postgres
 (hack/node-images/postgres.Dockerfile); the volume a hostPath PersistentVolume
 bound in advance to the StatefulSet's claim (there is no storage provisioner).
 The release watches only its own namespace, so it never meets the tier's other
-operator."""
+operator, whose release owns the CRDs."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.chart.support import bumped_chart
+from tests.node.conftest import NodeOperator
 from tests.node.support import (
     get,
     preset,
@@ -67,9 +68,11 @@ def _runbook_block(heading: str) -> str:
 
 @pytest.mark.timeout(1500)
 def test_helm_upgrade_to_the_next_chart_version_keeps_the_ledger(
-    real_node: NodeEnv, node_namespace: str, tmp_path: Path
+    node_operator: NodeOperator, node_namespace: str, tmp_path: Path
 ) -> None:
-    env, ns = real_node, node_namespace
+    # The tier's operator release owns the CRDs (it installs them); this release leaves
+    # them alone (crds.install=false), so it never takes them from it.
+    env, ns = node_operator.env, node_namespace
     claim = f"data-{PG_POD}"
     pv = f"pv-{uuid.uuid4().hex[:8]}"
     volume = env.node.host_path_volume(pv)
@@ -98,10 +101,9 @@ def test_helm_upgrade_to_the_next_chart_version_keeps_the_ledger(
         *("--set", "postgresql.resources.requests.cpu=10m"),
     ]
     try:
-        # Version N: the chart as it is. --take-ownership: the tier's other release
-        # installed the same CRDs.
+        # Version N: the chart as it is.
         _helm(env, "install", RELEASE, str(REPO / "charts" / "prewarm"), "-n", ns,
-              "--take-ownership", *values)  # fmt: skip
+              "--set", "crds.install=false", *values)  # fmt: skip
         env.apply(ns, preset("kept", 1, workspace_container(env.busybox_image)))
         wait_until(
             lambda: preset_status(env, ns, "kept").get("ready") == 1,
@@ -192,9 +194,10 @@ def test_helm_upgrade_to_the_next_chart_version_keeps_the_ledger(
                 ["bash", "-c", lease], capture_output=True, text=True, timeout=60, check=True
             ).stdout.strip()
 
-        # The restarted pod takes the Lease once the old holder's term runs out.
+        # The restarted pod takes the Lease once the old holder's term runs out; the
+        # holder is "<pod name>-<pid>" (prewarm.handlers.registrations).
         wait_until(
-            lambda: holder() == op_pod["metadata"]["name"],
+            lambda: re.fullmatch(re.escape(op_pod["metadata"]["name"]) + r"-\d+", holder()),
             timeout=120,
             what=f"the Lease held by {op_pod['metadata']['name']}",
         )
