@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -100,3 +101,20 @@ def schema_keys(schema: dict[str, Any] | None = None, prefix: str = "") -> set[s
         if sub.get("properties"):
             keys |= schema_keys(sub, key + ".")
     return keys
+
+
+def bumped_chart(dest: Path, version: str = "", app_version: str = "") -> Path:
+    """A copy of the chart whose version (and appVersion) is the next minor version."""
+    chart = dest / "prewarm"
+    shutil.copytree(CHART, chart, symlinks=False)
+    meta_path = chart / "Chart.yaml"
+    meta = yaml.safe_load(meta_path.read_text())
+
+    def next_minor(v: str) -> str:
+        major, minor, _patch = v.split("-")[0].split(".")
+        return f"{major}.{int(minor) + 1}.0"
+
+    meta["version"] = version or next_minor(meta["version"])
+    meta["appVersion"] = app_version or next_minor(str(meta["appVersion"]))
+    meta_path.write_text(yaml.safe_dump(meta, sort_keys=False))
+    return chart

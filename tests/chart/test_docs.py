@@ -130,11 +130,17 @@ def test_files_and_samples_on_the_page_exist_and_fit_together() -> None:
     assert claim["spec"].get("ownerSecretRef", {"name": None})["name"] in [*secrets, None]
     # The production profile reads the Secret the page creates, under the key it uses.
     production = yaml.safe_load((CHART / "values-production.yaml").read_text())
-    database = with_prefix("kubectl", "-n", "prewarm-system", "create", "secret", "generic")
-    (created,) = database
-    assert created[6] == production["database"]["existingSecret"]
+    created_secrets = with_prefix("kubectl", "-n", "prewarm-system", "create", "secret", "generic")
+    by_name = {c[6]: c for c in created_secrets}
+    assert len(by_name) == len(created_secrets) == 2, created_secrets
+    created = by_name[production["database"]["existingSecret"]]
     (literal,) = [w.split("=", 1)[1] for w in created if w.startswith("--from-literal=")]
     assert literal.split("=", 1)[0] == production["database"]["existingSecretKey"]
+    # The kubectl path: the password Secret that deploy/prewarm.yaml reads and lacks.
+    (password,) = [
+        w.split("=", 1)[1] for w in by_name["prewarm-postgresql"] if w.startswith("--from-literal=")
+    ]
+    assert password.split("=", 1)[0] == "password"
     # The kubectl path's manifest exists and installs into the namespace the page uses.
     manifest = [d for d in yaml.safe_load_all((REPO / "deploy/prewarm.yaml").read_text()) if d]
     assert manifest[0] == {

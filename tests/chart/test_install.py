@@ -194,6 +194,8 @@ def test_install_upgrade_uninstall_leave_no_orphans(cluster: LocalCluster) -> No
             "CustomResourceDefinition/workspaceclaims.prewarm.dev",
             # persistentVolumeClaimRetentionPolicy.whenDeleted: Retain (the ledger's history)
             f"PersistentVolumeClaim/{ns}/data-{release}-prewarm-postgresql-0",
+            # ...and the password that opens it (helm.sh/resource-policy: keep)
+            f"Secret/{ns}/{release}-prewarm-postgresql",
         }
         wait_until(
             lambda: everything_labelled(cluster, release) == kept,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import urllib.parse
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.chart.support import one, template
+from tests.chart.support import REPO, one, template
 from tests.e2e.support import wait_until
 
 from prewarm.commands.claim import claim_manifest
@@ -24,6 +25,8 @@ from prewarm.devenv.processes import stop_process
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+# The job of the default release's metrics, as the chart's ServiceMonitor names it.
+JOB = 'job="prewarm-metrics"'
 
 
 def rules_file(path: Path, **values: str) -> Path:
@@ -63,17 +66,17 @@ def test_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
     p = {"namespace": "team", "preset": "py"}
     q = {"namespace": "team", "preset": "go"}
     series = [
-        ('prewarm_preset_hard_limited{namespace="team",preset="py"}', "0x4 1x20"),
-        ('prewarm_preset_hard_limited{namespace="team",preset="go"}', "0x24"),
-        ('prewarm_preset_validation_failed{namespace="team",preset="go"}', "1x24"),
-        ('prewarm_preset_validation_failed{namespace="team",preset="py"}', "0x24"),
+        (f'prewarm_preset_hard_limited{{{JOB},namespace="team",preset="py"}}', "0x4 1x20"),
+        (f'prewarm_preset_hard_limited{{{JOB},namespace="team",preset="go"}}', "0x24"),
+        (f'prewarm_preset_validation_failed{{{JOB},namespace="team",preset="go"}}', "1x24"),
+        (f'prewarm_preset_validation_failed{{{JOB},namespace="team",preset="py"}}', "0x24"),
         # py: claims miss and nothing is eligible; go: claims miss but some are eligible.
-        ('prewarm_claim_misses_total{namespace="team",preset="py"}', "0+1x24"),
-        ('prewarm_preset_eligible{namespace="team",preset="py"}', "0x24"),
-        ('prewarm_claim_misses_total{namespace="team",preset="go"}', "0+1x24"),
-        ('prewarm_preset_eligible{namespace="team",preset="go"}', "3x24"),
-        ('prewarm_ledger_up{namespace="ops",pod="op-1"}', "1x4 0x20"),
-        ('up{job="prewarm",instance="op-1"}', "1x10 0x14"),
+        (f'prewarm_claim_misses_total{{{JOB},namespace="team",preset="py"}}', "0+1x24"),
+        (f'prewarm_preset_eligible{{{JOB},namespace="team",preset="py"}}', "0x24"),
+        (f'prewarm_claim_misses_total{{{JOB},namespace="team",preset="go"}}', "0+1x24"),
+        (f'prewarm_preset_eligible{{{JOB},namespace="team",preset="go"}}', "3x24"),
+        (f'prewarm_ledger_up{{{JOB},namespace="ops",pod="op-1"}}', "1x4 0x20"),
+        (f'up{{{JOB},namespace="prewarm-system",instance="op-1"}}', "1x10 0x14"),
     ]
     warning = {"severity": "warning"}
     test = {
@@ -135,7 +138,11 @@ def test_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
                         "alertname": "PrewarmOperatorDown",
                         "exp_alerts": [
                             {
-                                "exp_labels": {"severity": "critical"},
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "job": "prewarm-metrics",
+                                    "namespace": "prewarm-system",
+                                },
                                 "exp_annotations": annotations(rules, "PrewarmOperatorDown"),
                             }
                         ],
@@ -152,6 +159,137 @@ def test_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def promtool_test(tmp_path: Path, test: dict[str, Any]) -> None:
+    test_file = tmp_path / "rules_test.yaml"
+    test_file.write_text(yaml.safe_dump(test))
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_two_releases_page_for_their_own_shard(tmp_path: Path) -> None:
+    """Two releases (one per shard of namespaces, docs/scaling.md), one with a
+    nameOverride, both rule files loaded: only the release that is down pages, and a
+    preset's alert comes once, from the release whose operator reported it."""
+    a = rules_file(tmp_path / "a.yaml", release="shard-a", namespace="ops-a")
+    b = rules_file(tmp_path / "b.yaml", release="shard-b", namespace="ops-b", nameOverride="warm")
+    job_a, job_b = 'job="shard-a-prewarm-metrics"', 'job="shard-b-warm-metrics"'
+    series = [
+        (f'up{{{job_a},namespace="ops-a",instance="a-1"}}', "1x30"),
+        (f'up{{{job_b},namespace="ops-b",instance="b-1"}}', "1x5 0x25"),
+        (f'prewarm_preset_hard_limited{{{job_a},namespace="team-a",preset="py"}}', "1x30"),
+        (f'prewarm_preset_hard_limited{{{job_b},namespace="team-c",preset="go"}}', "0x30"),
+        (f'prewarm_ledger_up{{{job_a},namespace="ops-a",pod="a-1"}}', "1x30"),
+        (f'prewarm_ledger_up{{{job_b},namespace="ops-b",pod="b-1"}}', "0x30"),
+    ]
+    promtool_test(
+        tmp_path,
+        {
+            "rule_files": [str(a), str(b)],
+            "evaluation_interval": "1m",
+            "tests": [
+                {
+                    "interval": "1m",
+                    "input_series": [{"series": s, "values": v} for s, v in series],
+                    "alert_rule_test": [
+                        {"eval_time": "4m", "alertname": "PrewarmOperatorDown", "exp_alerts": []},
+                        {
+                            "eval_time": "20m",
+                            "alertname": "PrewarmOperatorDown",
+                            "exp_alerts": [
+                                {
+                                    "exp_labels": {
+                                        "severity": "critical",
+                                        "job": "shard-b-warm-metrics",
+                                        "namespace": "ops-b",
+                                    },
+                                    "exp_annotations": annotations(b, "PrewarmOperatorDown"),
+                                }
+                            ],
+                        },
+                        {
+                            "eval_time": "20m",
+                            "alertname": "PrewarmPresetHardLimited",
+                            "exp_alerts": [
+                                {
+                                    "exp_labels": {
+                                        "severity": "warning",
+                                        "namespace": "team-a",
+                                        "preset": "py",
+                                    },
+                                    "exp_annotations": annotations(
+                                        a,
+                                        "PrewarmPresetHardLimited",
+                                        namespace="team-a",
+                                        preset="py",
+                                    ),
+                                }
+                            ],
+                        },
+                        {
+                            "eval_time": "20m",
+                            "alertname": "PrewarmLedgerDown",
+                            "exp_alerts": [
+                                {
+                                    "exp_labels": {
+                                        "severity": "warning",
+                                        "namespace": "ops-b",
+                                        "pod": "b-1",
+                                    },
+                                    "exp_annotations": annotations(b, "PrewarmLedgerDown"),
+                                }
+                            ],
+                        },
+                    ],
+                }
+            ],
+        },
+    )
+    # The job the rules select is the one the ServiceMonitor produces: the metrics
+    # Service's name (no jobLabel).
+    docs = template(
+        release="shard-b",
+        namespace="ops-b",
+        nameOverride="warm",
+        **{"serviceMonitor.enabled": "true"},
+    )
+    assert "jobLabel" not in one(docs, "ServiceMonitor")["spec"]
+    assert one(docs, "Service", "shard-b-warm-metrics")
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_alert_links_to_a_runbook_section_that_exists(tmp_path: Path) -> None:
+    runbook = REPO / "docs" / "runbook.md"
+    anchors = {
+        github_anchor(line.lstrip("#"))
+        for line in runbook.read_text().splitlines()
+        if line.startswith("## ")
+    }
+    rules = yaml.safe_load(rules_file(tmp_path / "rules.yaml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    assert len(alerts) == 5
+    base = "https://github.com/prewarm/prewarm/blob/main/docs/runbook.md"
+    for alert in alerts:
+        url = alert["annotations"]["runbook_url"]
+        page, anchor = url.split("#")
+        assert page == base, url
+        assert anchor in anchors, f"{alert['alert']}: no section #{anchor} in docs/runbook.md"
+    moved = yaml.safe_load(
+        rules_file(
+            tmp_path / "moved.yaml", **{"prometheusRule.runbookBaseUrl": "https://wiki/rb"}
+        ).read_text()
+    )
+    for group in moved["groups"]:
+        for rule in group["rules"]:
+            assert rule["annotations"]["runbook_url"].startswith("https://wiki/rb#")
+
+
 # --- a real Prometheus ---------------------------------------------------------------------
 
 
@@ -162,7 +300,17 @@ class Prometheus:
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(rules)],
-            "scrape_configs": [{"job_name": "prewarm", "static_configs": [{"targets": [target]}]}],
+            # What the chart's ServiceMonitor gives: the job is the metrics Service's
+            # name, the namespace the release's.
+            "scrape_configs": [
+                {
+                    "job_name": "prewarm-metrics",
+                    "honor_labels": True,
+                    "static_configs": [
+                        {"targets": [target], "labels": {"namespace": "prewarm-system"}}
+                    ],
+                }
+            ],
         }
         self.config = workdir / "prometheus.yml"
         self.config.write_text(yaml.safe_dump(config))
@@ -276,7 +424,7 @@ def test_prometheus_scrapes_the_operator_and_evaluates_the_alerts(
     def apply(manifest: dict[str, Any]) -> None:
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
 
-    wait_until(lambda: prom.value('up{job="prewarm"}') == 1, timeout=30, what="target up")
+    wait_until(lambda: prom.value('up{job="prewarm-metrics"}') == 1, timeout=30, what="target up")
 
     apply(preset("pool", 2))
     sel = f'namespace="{namespace}",preset="pool"'

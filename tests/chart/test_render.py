@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,6 @@ def test_defaults_render_the_operator_with_bundled_postgresql_and_cluster_rbac()
         "Role",
         "RoleBinding",
         "Service",
-        "Secret",
         "StatefulSet",
         "NetworkPolicy",
         "ValidatingAdmissionPolicy",
@@ -134,6 +134,8 @@ def test_defaults_render_the_operator_with_bundled_postgresql_and_cluster_rbac()
         NAME,
         f"{NAME}-discovery",
         f"{NAME}-claim-for-others",
+        f"{NAME}-edit",
+        f"{NAME}-view",
     }
     # Every namespaced object lands in the release namespace.
     cluster_scoped = {
@@ -168,15 +170,29 @@ def test_leader_election_toggle() -> None:
     assert by_verb[("get", "update")]["resourceNames"] == [NAME]
 
 
-def test_generated_password_is_random_and_a_given_one_is_used() -> None:
+def test_an_offline_render_carries_no_password_and_never_changes() -> None:
+    """`helm template` (Argo CD, deploy/generate.sh) cannot look up the existing Secret:
+    it renders none, rather than a fresh password that would replace the real one."""
+    first, second = template(), template()
+    assert not find(first, "Secret")
+    assert first == second
+    pg = one(first, "StatefulSet", "prewarm-postgresql")
+    pg_env = {e["name"]: e for e in pg["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert pg_env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "prewarm-postgresql",
+        "key": "password",
+    }
+    assert env(first)["PGPASSWORD"]["secretKeyRef"]["name"] == "prewarm-postgresql"
+
+
+def test_a_given_password_is_rendered_and_kept_on_uninstall() -> None:
     def password(docs: list[Manifest]) -> str:
         return base64.b64decode(one(docs, "Secret")["data"]["password"]).decode()
 
-    first, second = password(template()), password(template())
-    assert len(first) == 32
-    assert first.isalnum()
-    assert first != second
-    assert password(template(**{"postgresql.auth.password": "s3cret"})) == "s3cret"
+    docs = template(**{"postgresql.auth.password": "s3cret"})
+    assert password(docs) == "s3cret"
+    secret = one(docs, "Secret", "prewarm-postgresql")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
 # --- CRDs ---------------------------------------------------------------------------------
@@ -192,8 +208,17 @@ def repository_crds() -> dict[str, Manifest]:
 
 
 def test_chart_crds_are_the_repository_crds() -> None:
-    """One source: files/crds is the repository's crds/, and the rendered CRDs equal it."""
-    assert (CHART / "files" / "crds").resolve() == (REPO / "crds").resolve()
+    """One source: files/crds holds copies of the repository's crds/ (not a symlink), and
+    the rendered CRDs equal them."""
+    copies = CHART / "files" / "crds"
+    assert not copies.is_symlink()
+    assert sorted(p.name for p in copies.glob("*.yaml")) == sorted(
+        p.name for p in (REPO / "crds").glob("*.yaml")
+    )
+    for path in copies.glob("*.yaml"):
+        assert path.read_bytes() == (REPO / "crds" / path.name).read_bytes(), (
+            f"{path} differs from crds/{path.name}: run `make deploy-manifests`"
+        )
     rendered = {d["metadata"]["name"]: d for d in find(template(), "CustomResourceDefinition")}
     source = repository_crds()
     assert set(rendered) == set(source)
@@ -207,6 +232,27 @@ def test_chart_crds_are_the_repository_crds() -> None:
         original["metadata"].pop("annotations", None)
         original["metadata"].pop("labels", None)
         assert crd == original, f"chart CRD {name} differs from crds/"
+
+
+def test_crds_render_from_a_copy_of_the_chart_without_symlinks(tmp_path: Path) -> None:
+    """Tools that copy a chart and drop symlinks (Flux) still get the CRDs; a chart whose
+    CRD files are gone fails to render, loudly, instead of installing no CRDs."""
+    copy = tmp_path / "prewarm"
+    shutil.copytree(CHART, copy, symlinks=True)
+    for link in [p for p in copy.rglob("*") if p.is_symlink()]:
+        link.unlink()  # what such a tool does
+    rendered = helm("template", "prewarm", str(copy)).stdout
+    crds = [
+        d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "CustomResourceDefinition"
+    ]
+    assert len(crds) == 3
+    for path in (copy / "files" / "crds").glob("*.yaml"):
+        path.unlink()
+    result = helm("template", "prewarm", str(copy), check=False)
+    assert result.returncode != 0
+    assert "the chart has no CRDs in files/crds/*.yaml" in result.stderr
+    # Unless the CRDs are someone else's.
+    helm("template", "prewarm", str(copy), "--set", "crds.install=false")
 
 
 def test_crds_toggles() -> None:
@@ -271,6 +317,9 @@ def test_service_monitor_toggle() -> None:
     service = one(docs, "Service", "prewarm-metrics")
     assert sm["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert sm["spec"]["namespaceSelector"]["matchNames"] == ["prewarm-system"]
+    # No jobLabel: the Prometheus Operator names the job after the Service, the job
+    # that the alerts select.
+    assert "jobLabel" not in sm["spec"]
 
 
 def rule_groups(docs: list[Manifest]) -> list[dict[str, Any]]:
@@ -293,9 +342,12 @@ def test_prometheus_rule_toggle_and_alerts() -> None:
     assert "prewarm_preset_hard_limited" in rules["PrewarmPresetHardLimited"]["expr"]
     assert "== 1" in rules["PrewarmPresetValidationFailed"]["expr"]
     exhausted = " ".join(rules["PrewarmPoolExhausted"]["expr"].split())
-    assert "rate(prewarm_claim_misses_total[10m])) > 0" in exhausted
-    assert "(prewarm_preset_eligible) == 0" in exhausted
-    assert rules["PrewarmOperatorDown"]["expr"].startswith("absent(up{job=~")
+    assert 'rate(prewarm_claim_misses_total{job="prewarm-metrics"}[10m])) > 0' in exhausted
+    assert '(prewarm_preset_eligible{job="prewarm-metrics"}) == 0' in exhausted
+    up = 'up{job="prewarm-metrics",namespace="prewarm-system"}'
+    assert " ".join(rules["PrewarmOperatorDown"]["expr"].split()) == (
+        f"max by (job, namespace) ({up}) == 0 or absent({up})"
+    )
     for rule in rules.values():
         assert rule["labels"]["team"] == "platform"
         # Helm must hand Prometheus its own template syntax untouched.
@@ -365,11 +417,14 @@ def test_watch_namespaces_give_roles_instead_of_a_cluster_role() -> None:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": NAME, "namespace": "prewarm-system"}
         ]
-    # The only cluster-scoped grant to the operator left is read-only discovery
-    # (the claim-for-others ClusterRole is for users, and bound to nobody).
+    # The only cluster-scoped grant left to the operator is read-only discovery (the
+    # claim-for-others, -edit and -view roles are for users, bound to nobody or
+    # aggregated by Kubernetes into the built-in user roles).
     assert not find(docs, "ClusterRoleBinding", f"{NAME}-claim-for-others")
     (cluster_role,) = [
-        r for r in find(docs, "ClusterRole") if r["metadata"]["name"] != f"{NAME}-claim-for-others"
+        r
+        for r in find(docs, "ClusterRole")
+        if not r["metadata"]["name"].endswith(("-edit", "-view", "-claim-for-others"))
     ]
     assert cluster_role["metadata"]["name"] == f"{NAME}-discovery"
     for rule in cluster_role["rules"]:
@@ -571,6 +626,14 @@ BAD_VALUES = [
     ),
     (["--set", "resources.limits.memory=a-lot"], "/resources/limits/memory", "pattern"),
     (["--set", "postgresql.persistence.whenDeleted=Keep"], "/whenDeleted", "must be one of"),
+    (["--set", "extraContainers=sidecar"], "/extraContainers", "want array"),
+    (["--set", "extraVolumes[0]=ca"], "/extraVolumes/0", "want object"),
+    (
+        ["--set", "podDisruptionBudget.maxUnavailable=lots"],
+        "/podDisruptionBudget/maxUnavailable",
+        "pattern",
+    ),
+    (["--set", "userRoles.enabled=yes"], "/userRoles/enabled", "want boolean"),
 ]
 
 
@@ -650,11 +713,7 @@ def test_notes_give_next_steps() -> None:
 
 
 def _normalised(text: str) -> list[Manifest]:
-    docs = [d for d in yaml.safe_load_all(text) if d]
-    for doc in docs:
-        if doc["kind"] == "Secret" and doc["metadata"]["name"] == "prewarm-postgresql":
-            doc["data"]["password"] = "<generated>"
-    return docs
+    return [d for d in yaml.safe_load_all(text) if d]
 
 
 def test_deploy_manifest_is_the_current_helm_template_output(tmp_path: Path) -> None:
@@ -670,6 +729,10 @@ def test_deploy_manifest_is_the_current_helm_template_output(tmp_path: Path) -> 
     assert _normalised(committed.read_text()) == _normalised(fresh.read_text()), (
         "deploy/prewarm.yaml is stale: run `make deploy-manifests`"
     )
+    # No password in the file: every render is the same, and nobody's password is public.
+    assert committed.read_text() == fresh.read_text()
+    assert "kind: Secret" not in committed.read_text()
+    assert "create secret generic prewarm-postgresql" in committed.read_text()
 
 
 def test_two_releases_shard_namespaces_without_sharing_anything() -> None:

@@ -86,6 +86,21 @@ def test_kubectl_apply_of_deploy_manifest_converges(node_operator: NodeOperator)
     # taking them over needs --force-conflicts, as on any cluster that had the
     # chart installed (docs/install.md says so).
     env.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(MANIFEST))
+    # The manifest carries no password: its header's command creates the Secret once.
+    header = MANIFEST.read_text().split("\n---", 1)[0].replace("\\\n#", " ")
+    (create,) = [
+        " ".join(line.removeprefix("#").split())
+        for line in header.splitlines()
+        if "create secret" in line
+    ]
+    env.cluster.kubectl(
+        "-n", "prewarm-system", "create", "secret", "generic", "prewarm-postgresql",
+        "--from-literal=password=" + uuid.uuid4().hex,
+    )  # fmt: skip
+    assert create.startswith(
+        "kubectl -n prewarm-system create secret generic prewarm-postgresql "
+        "--from-literal=password="
+    ), create
     for workload in ("statefulset/prewarm-postgresql", "deployment/prewarm"):
         rolled = env.cluster.kubectl(
             "rollout", "status", "-n", "prewarm-system", workload, "--timeout=600s",

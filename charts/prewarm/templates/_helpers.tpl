@@ -57,6 +57,12 @@ app.kubernetes.io/component: postgresql
 {{- end }}
 {{- end }}
 
+{{/* The Prometheus job of the operator's metrics: the metrics Service's name, which is
+     what the chart's ServiceMonitor gives (no jobLabel), unless prometheusRule.job says. */}}
+{{- define "prewarm.metricsJob" -}}
+{{- default (printf "%s-metrics" (include "prewarm.fullname" .)) .Values.prometheusRule.job }}
+{{- end }}
+
 {{- define "prewarm.postgresql.fullname" -}}
 {{- printf "%s-postgresql" (include "prewarm.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -65,17 +71,52 @@ app.kubernetes.io/component: postgresql
 {{- default (include "prewarm.postgresql.fullname" .) .Values.postgresql.auth.existingSecret }}
 {{- end }}
 
-{{/* The password of the bundled PostgreSQL: given, kept from the existing Secret, or new. */}}
-{{- define "prewarm.postgresql.password" -}}
-{{- if .Values.postgresql.auth.password }}
-{{- .Values.postgresql.auth.password }}
+{{/* Whether the templates see a cluster: `lookup` answers nothing under `helm template`,
+     `helm install --dry-run=client`, Argo CD and deploy/generate.sh, and kube-system
+     exists in every cluster. Empty when offline. */}}
+{{- define "prewarm.clusterReachable" -}}
+{{- if lookup "v1" "Namespace" "" "kube-system" }}true{{ end }}
+{{- end }}
+
+{{/* What the chart does about the bundled PostgreSQL's password Secret (when
+     postgresql.auth.existingSecret is empty), one of:
+       given    - postgresql.auth.password is set: the chart's Secret holds it;
+       kept     - this release's Secret exists: the chart renders it again with its password;
+       external - a Secret of that name exists that this release does not own (created by
+                  hand, e.g. for deploy/prewarm.yaml): the chart leaves it alone and uses it;
+       offline  - no cluster to look at (helm template, Argo CD): the chart renders no Secret,
+                  so no render ever carries a fresh password; it must exist (docs/install.md);
+       new      - helm install on a cluster where there is none: a random password, in a
+                  Secret kept on uninstall (the PVC is kept too, and needs it).
+     docs/decisions.md, "A password that never rotates by itself", says why. */}}
+{{- define "prewarm.postgresql.passwordSource" -}}
+{{- if .Values.postgresql.auth.password }}given
 {{- else }}
 {{- $existing := lookup "v1" "Secret" .Release.Namespace (include "prewarm.postgresql.fullname" .) }}
-{{- if and $existing $existing.data (hasKey $existing.data "password") }}
-{{- index $existing.data "password" | b64dec }}
-{{- else }}
-{{- randAlphaNum 32 }}
+{{- if $existing }}
+{{- $owner := dig "metadata" "annotations" "meta.helm.sh/release-name" "" $existing }}
+{{- $ownerNs := dig "metadata" "annotations" "meta.helm.sh/release-namespace" "" $existing }}
+{{- if and (eq $owner .Release.Name) (eq $ownerNs .Release.Namespace) (hasKey ($existing.data | default dict) "password") }}kept
+{{- else }}external
 {{- end }}
+{{- else if include "prewarm.clusterReachable" . }}new
+{{- else }}offline
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The password the chart's Secret carries (sources given, kept and new only). */}}
+{{- define "prewarm.postgresql.password" -}}
+{{- $source := include "prewarm.postgresql.passwordSource" . }}
+{{- if eq $source "given" }}
+{{- .Values.postgresql.auth.password }}
+{{- else if eq $source "kept" }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "prewarm.postgresql.fullname" .) }}
+{{- index $existing.data "password" | b64dec }}
+{{- else if eq $source "new" }}
+{{- randAlphaNum 32 }}
+{{- else }}
+{{- fail (printf "prewarm.postgresql.password: no password to render (source %s)" $source) }}
 {{- end }}
 {{- end }}
 
