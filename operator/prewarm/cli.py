@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from prewarm import __version__
+from prewarm.commands.claim_flags import add_claim_flags
 from prewarm.commands.output import OUTPUTS
 from prewarm.settings import CliSettings
 
@@ -74,7 +75,9 @@ def _namespace(args: argparse.Namespace) -> str:
 
 def _cmd_claim(args: argparse.Namespace) -> int:
     from prewarm.commands.claim import claim
+    from prewarm.commands.claim_flags import claim_options
 
+    options = claim_options(args.claim_parser, args)
     result = _run(
         claim(
             _target(args),
@@ -84,6 +87,7 @@ def _cmd_claim(args: argparse.Namespace) -> int:
             args.secret,
             args.wait,
             args.timeout,
+            options,
         )
     )
     if not args.wait:
@@ -188,7 +192,8 @@ def _add_user_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     claim.add_argument("--secret", default=None, help="Secret with the owner's credentials")
     claim.add_argument("--wait", action="store_true", help="wait until Bound or Failed")
     claim.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
-    claim.set_defaults(func=_cmd_claim)
+    add_claim_flags(claim)
+    claim.set_defaults(func=_cmd_claim, claim_parser=claim)
 
     status = sub.add_parser(
         "status", parents=[cluster, output], help="presets, pools, hard-limit state, recent claims"

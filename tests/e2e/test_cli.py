@@ -222,3 +222,77 @@ def test_issue18_read_commands_answer_json_yaml_and_wide(
     assert {b["state"] for b in json.loads(history.stdout)["builds"]} == {"succeeded"}
     for result in (as_json, as_yaml, wide, history):
         assert "\x1b" not in result.stdout  # not a terminal: no colours
+
+
+def _claim_name(stdout: str) -> str:
+    return stdout.split()[0].removeprefix("workspaceclaim/")
+
+
+def test_issue16_claim_parameters_reach_the_agent_inputs_warm_and_cold(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """`prewarm claim --param` binds; the parameters (defaults filled in) are on
+    the workspace and, with owner and generation, on the pod the agent reads;
+    a cold start gets them too; parameters that do not fit fail the claim,
+    naming the parameter, without taking the warm workspace."""
+    manifest = preset_manifest("params", 1)
+    manifest["spec"]["claimParameters"] = [
+        {"name": "branch", "pattern": "[a-z][a-z0-9/-]*", "default": "main"},
+        {"name": "cpus", "type": "int", "enum": ["1", "2", "4"]},
+    ]
+    apply(cluster, namespace, manifest)
+    wait_until(
+        lambda: (get(cluster, namespace, "preset", "params").get("status") or {}).get("ready") == 1,
+        what="1 warm",
+    )
+
+    def inputs(claim: str) -> tuple[dict[str, Any], dict[str, str], list[dict[str, str]]]:
+        status = get(cluster, namespace, "workspaceclaim", claim)["status"]
+        ws = get(cluster, namespace, "prebuiltworkspace", status["workspaceName"])
+        pod = get(cluster, namespace, "pod", status["workspaceName"])
+        return status, pod["metadata"]["annotations"], ws["spec"].get("claimParameters", [])
+
+    # Bad parameters first: the warm workspace stays in the pool.
+    bad = _cli(operator, "claim", "--preset", "params", "--owner", "ann", "-n", namespace,
+               "--param", "cpus=3", "--param", "colour=red",
+               "--wait", "--timeout", "60")  # fmt: skip
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "Failed" in bad.stdout
+    failed = get(cluster, namespace, "workspaceclaim", _claim_name(bad.stdout))["status"]
+    bound = next(c for c in failed["conditions"] if c["type"] == "Bound")
+    assert bound["reason"] == "InvalidParameters"
+    assert "spec.parameters[cpus]" in bound["message"]
+    assert "spec.parameters[colour]" in bound["message"]
+    assert "workspaceName" not in failed
+    assert events(cluster, namespace, _claim_name(bad.stdout), "ClaimFailed")
+
+    warm = _cli(operator, "claim", "--preset", "params", "--owner", "ann", "-n", namespace,
+                "--param", "branch=feature/x", "--param", "cpus=2", "--lifetime", "8h",
+                "--wait", "--timeout", "60")  # fmt: skip
+    assert warm.returncode == 0, warm.stdout + warm.stderr
+    assert "(prebuilt)" in warm.stdout  # the bad claim did not take it
+    status, annotations, recorded = inputs(_claim_name(warm.stdout))
+    assert json.loads(annotations["prewarm.dev/claim-parameters"]) == {
+        "branch": "feature/x",
+        "cpus": "2",
+    }
+    assert annotations["prewarm.dev/owner"] == "ann"
+    assert annotations["prewarm.dev/reinit-generation"] == str(status["reinitGeneration"])
+    assert recorded == [{"name": "branch", "value": "feature/x"}, {"name": "cpus", "value": "2"}]
+    assert status["expiresAt"]  # --lifetime reached the claim
+
+    cold = _cli(operator, "claim", "--preset", "params", "--owner", "bob", "-n", namespace,
+                "--param", "cpus=4", "--fresh", "--on-workspace-lost", "Fail",
+                "--cold-start-grace", "0s", "--wait", "--timeout", "60")  # fmt: skip
+    assert cold.returncode == 0, cold.stdout + cold.stderr
+    assert "(cold)" in cold.stdout
+    _, annotations, recorded = inputs(_claim_name(cold.stdout))
+    # The preset's default fills in what the claim left out.
+    assert json.loads(annotations["prewarm.dev/claim-parameters"]) == {
+        "branch": "main",
+        "cpus": "4",
+    }
+    assert annotations["prewarm.dev/reinit-generation"] == "1"
+    assert recorded == [{"name": "branch", "value": "main"}, {"name": "cpus", "value": "4"}]
+    spec = get(cluster, namespace, "workspaceclaim", _claim_name(cold.stdout))["spec"]
+    assert (spec["fresh"], spec["onWorkspaceLost"], spec["coldStartGrace"]) == (True, "Fail", "0s")

@@ -175,6 +175,47 @@ BAD_CASES = [
         ("spec.agent.onClaim", "array"),
     ),
     BadCase("unknown-field", preset(prebuild={"instances": 1}), ("spec.prebuild", "unknown field")),
+    # --- Preset spec.claimParameters (issue 16)
+    BadCase(
+        "claim-parameter-pattern-on-int",
+        preset(claimParameters=[{"name": "n", "type": "int", "pattern": "[0-9]+"}]),
+        ("spec.claimParameters[0].pattern", "needs type string"),
+    ),
+    BadCase(
+        "claim-parameter-enum-and-pattern",
+        preset(claimParameters=[{"name": "n", "enum": ["a"], "pattern": "a"}]),
+        ("spec.claimParameters[0].enum", "exclude each other"),
+    ),
+    BadCase(
+        "claim-parameter-required-with-default",
+        preset(claimParameters=[{"name": "n", "required": True, "default": "a"}]),
+        ("spec.claimParameters[0].default", "required"),
+    ),
+    BadCase(
+        "claim-parameter-default-not-in-enum",
+        preset(claimParameters=[{"name": "n", "enum": ["a", "b"], "default": "c"}]),
+        ("spec.claimParameters[0].default", "one of its enum"),
+    ),
+    BadCase(
+        "claim-parameter-int-enum-not-a-number",
+        preset(claimParameters=[{"name": "n", "type": "int", "enum": ["1", "two"]}]),
+        ("spec.claimParameters[0].type", "decimal integers"),
+    ),
+    BadCase(
+        "claim-parameter-bool-default",
+        preset(claimParameters=[{"name": "n", "type": "bool", "default": "yes"}]),
+        ("spec.claimParameters[0].type", "true or false"),
+    ),
+    BadCase(
+        "claim-parameter-unknown-type",
+        preset(claimParameters=[{"name": "n", "type": "float"}]),
+        ("spec.claimParameters[0].type", "Unsupported value"),
+    ),
+    BadCase(
+        "claim-parameter-duplicate-name",
+        preset(claimParameters=[{"name": "n"}, {"name": "n", "type": "int"}]),
+        ("spec.claimParameters[1]", "Duplicate"),
+    ),
     # --- Preset status, through the status subresource
     BadCase(
         "preset-status-bad-prebuild-status",
@@ -209,6 +250,33 @@ BAD_CASES = [
         claim(ownerSecretRef={"name": "creds"}),
         ("spec.ownerSecretRef", "immutable"),
         (merge("workspaceclaim/c", {"spec": {"ownerSecretRef": {"name": "other-creds"}}}),),
+    ),
+    BadCase(
+        "claim-parameter-name-not-a-name",
+        claim(parameters=[{"name": "my-branch", "value": "x"}]),
+        ("spec.parameters[0].name",),
+    ),
+    BadCase(
+        "claim-parameter-value-too-long",
+        claim(parameters=[{"name": "b", "value": "x" * 4097}]),
+        ("spec.parameters[0].value", "4096"),
+    ),
+    BadCase(
+        "claim-parameter-duplicate",
+        claim(parameters=[{"name": "b", "value": "1"}, {"name": "b", "value": "2"}]),
+        ("spec.parameters[1]", "Duplicate"),
+    ),
+    BadCase(
+        "claim-parameters-changed",
+        claim(parameters=[{"name": "b", "value": "1"}]),
+        ("spec.parameters", "immutable"),
+        (merge("workspaceclaim/c", {"spec": {"parameters": [{"name": "b", "value": "2"}]}}),),
+    ),
+    BadCase(
+        "claim-parameters-added-later",
+        claim(),
+        ("spec.parameters", "cannot be added or removed"),
+        (merge("workspaceclaim/c", {"spec": {"parameters": [{"name": "b", "value": "2"}]}}),),
     ),
     BadCase(
         "claim-status-bad-source",
@@ -260,6 +328,26 @@ BAD_CASES = [
         workspace(owner="alice", claimRef={"name": "c", "uid": "u-1"}),
         ("spec.claimRef",),
         (merge("prebuiltworkspace/w", {"spec": {"claimRef": {"name": "c2", "uid": "u-2"}}}),),
+    ),
+    BadCase(
+        "workspace-claim-parameters-changed",
+        workspace(owner="alice", claimParameters=[{"name": "b", "value": "1"}]),
+        ("spec.claimParameters", "cannot change once set"),
+        (
+            merge(
+                "prebuiltworkspace/w", {"spec": {"claimParameters": [{"name": "b", "value": "2"}]}}
+            ),
+        ),
+    ),
+    BadCase(
+        "workspace-claim-parameters-removed",
+        workspace(owner="alice", claimParameters=[{"name": "b", "value": "1"}]),
+        ("spec.claimParameters", "cannot be removed once set"),
+        (
+            Patch(
+                "prebuiltworkspace/w", "json", [{"op": "remove", "path": "/spec/claimParameters"}]
+            ),
+        ),
     ),
     BadCase(
         "workspace-status-bad-phase",
@@ -314,6 +402,32 @@ def test_valid_baselines_are_accepted(cluster: Cluster, namespace: str) -> None:
     for manifest in (preset(), claim(), workspace(), claim("c2", ownerSecretRef={"name": "s"})):
         create(cluster, namespace, manifest)
     create(cluster, namespace, workspace("w2", owner="alice", claimRef={"name": "c", "uid": "u"}))
+
+
+def test_claim_parameters_are_accepted_and_defaulted(cluster: Cluster, namespace: str) -> None:
+    """Issue 16: a preset declaring every kind of claim parameter, a claim
+    setting them and a workspace recording them are accepted; the server's
+    defaults (type string, required false, value "") parse."""
+    declared = [
+        {"name": "branch", "pattern": "[a-z/]+", "default": "main", "description": "git branch"},
+        {"name": "cpus", "type": "int", "enum": ["1", "2"], "default": "1"},
+        {"name": "debug", "type": "bool", "default": "false"},
+        {"name": "ticket", "required": True},
+    ]
+    create(cluster, namespace, preset("params", claimParameters=declared))
+    create(cluster, namespace, claim("cp", parameters=[{"name": "ticket", "value": "T-1"},
+                                                       {"name": "empty"}]))  # fmt: skip
+    create(cluster, namespace, workspace("wp", claimParameters=[{"name": "b", "value": "x"}]))
+    stored = get_json(cluster, namespace, "preset/params")
+    assert stored["spec"]["claimParameters"][0]["type"] == "string"
+    assert stored["spec"]["claimParameters"][3]["required"] is True
+    Preset.model_validate(stored)
+    stored_claim = get_json(cluster, namespace, "workspaceclaim/cp")
+    assert stored_claim["spec"]["parameters"][1] == {"name": "empty", "value": ""}
+    WorkspaceClaim.model_validate(stored_claim)
+    # Declaring claim parameters rolls nothing: the template hash is the plain preset's.
+    plain = Preset.model_validate(preset("params"))
+    assert template_hash(Preset.model_validate(stored).spec) == template_hash(plain.spec)
 
 
 def test_at_least_fifteen_bad_manifests() -> None:
@@ -449,8 +563,9 @@ def test_printer_columns(cluster: Cluster, namespace: str) -> None:
         "NAME", "PRESET", "PHASE", "OWNER", "POD", "AGE"
     ]  # fmt: skip
     assert _header(cluster, namespace, "workspaceclaims") == [
-        "NAME", "PRESET", "OWNER", "PHASE", "WORKSPACE", "SOURCE", "AGE"
+        "NAME", "PRESET", "OWNER", "PHASE", "WORKSPACE", "SOURCE", "EXPIRES", "AGE"
     ]  # fmt: skip
+    assert "PARAMETERS" in _header(cluster, namespace, "workspaceclaims", "-o", "wide")
     row = cluster.kubectl("get", "pws", "w", "-n", namespace, "--no-headers").stdout.split()
     assert row[:3] == ["w", "p", "alice"]
 

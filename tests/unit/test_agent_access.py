@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from prewarm.agent.hook import Redactor, hook_environment, write_credentials
+from prewarm.agent.hook import (
+    Redactor,
+    hook_environment,
+    remove_older_credentials,
+    write_credentials,
+)
 from prewarm.agent.settings import AgentSettings, SettingsError
 from prewarm.api.agent_protocol import (
     MAX_AGENT_CONTAINER_NAME,
@@ -162,6 +167,29 @@ def test_credentials_are_private_files_in_a_fresh_dir(tmp_path: Path) -> None:
     assert sorted(p.name for p in odd.iterdir()) == ["ok"]
 
 
+def test_claim_parameters_are_a_json_file_next_to_the_credentials(tmp_path: Path) -> None:
+    """Issue 16: the hook reads the claim's parameters from PREWARM_PARAMETERS_FILE."""
+    root = tmp_path / "creds"
+    first = write_credentials(root, 1, {"token": b"t"}, '{"branch": "main"}')
+    assert sorted(p.name for p in first.iterdir()) == ["token"]  # not among the Secret's keys
+    env = hook_environment(
+        {}, owner="a", generation=1, credentials_dir=first, resumed=False, attempt=1
+    )
+    path = Path(env["PREWARM_PARAMETERS_FILE"])
+    assert json.loads(path.read_text()) == {"branch": "main"}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # A claim without parameters still gets a file: an empty object.
+    second = write_credentials(root, 2, {})
+    second_file = root / "parameters-gen-2.json"
+    assert json.loads(second_file.read_text()) == {}
+    # Once generation 2 is done, generation 1's parameters go with its credentials.
+    remove_older_credentials(root, keep=2)
+    assert not path.exists()
+    assert not first.exists()
+    assert second_file.exists()
+    assert second.exists()
+
+
 def test_redactor() -> None:
     redact = Redactor({"token": b"hunter22\n", "pem": b"line-one\nline-two\n", "short": b"ab"})
     assert redact("pw=hunter22 end") == "pw=[REDACTED] end"
@@ -187,6 +215,7 @@ def test_hook_environment_carries_no_credentials() -> None:
         "PREWARM_OWNER": "alice",
         "PREWARM_REINIT_GENERATION": "3",
         "PREWARM_CREDENTIALS_DIR": "/tmp/c/gen-3",
+        "PREWARM_PARAMETERS_FILE": "/tmp/c/parameters-gen-3.json",
         "PREWARM_REINIT_ATTEMPT": "1",
     }
     resumed = hook_environment({}, owner="a", generation=1, credentials_dir=Path("/x"),

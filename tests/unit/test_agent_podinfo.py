@@ -100,3 +100,11 @@ def test_claimed_from() -> None:
     assert claimed_from(
         {"prewarm.dev/reinit-generation": "4", "prewarm.dev/owner": "carol"}
     ) == Claimed(4, "carol")
+    # Issue 16: the claim's parameters come with the generation they belong to.
+    assert claimed_from(
+        {
+            "prewarm.dev/reinit-generation": "5",
+            "prewarm.dev/owner": "dave",
+            "prewarm.dev/claim-parameters": '{"branch": "main"}',
+        }
+    ) == Claimed(5, "dave", '{"branch": "main"}')

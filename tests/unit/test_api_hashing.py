@@ -55,6 +55,8 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("failurePolicy.hardLimit", 0),
         ("failurePolicy.backoffMax", "1h"),
         ("failurePolicy.readinessTimeout", "30m"),
+        # Claim parameters never reach the pod template: declaring one rolls nothing.
+        ("claimParameters", [{"name": "branch", "default": "main"}]),
     ],
 )
 def test_pool_sizing_and_failure_policy_do_not_change_the_hash(path: str, value: Any) -> None:

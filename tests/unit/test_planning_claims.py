@@ -382,3 +382,43 @@ def test_grace_counts_from_creation_unless_told_otherwise() -> None:
         OK, starting, waited=timedelta(minutes=3), grace=GRACE, pending_for=timedelta(0)
     )
     assert rebinding.action is Action.WAIT
+
+
+# Issue 16, per-claim parameters: the CRD cannot check them (they depend on
+# the preset), so the decision does; a claim they do not fit fails at once.
+
+BAD_PARAMETERS = "spec.parameters[cpus]: '3' is not one of '1', '2'"
+
+
+@pytest.mark.parametrize(
+    ("preset", "instances", "kw", "expected"),
+    [
+        # With a warm one ready, a claim whose parameters do not fit takes nothing.
+        (OK, [inst("warm")], {}, (Action.FAIL, "InvalidParameters")),
+        # Nor does it build one.
+        (OK, [], {}, (Action.FAIL, "InvalidParameters")),
+        (OK, [], {"fresh": True}, (Action.FAIL, "InvalidParameters")),
+        # A missing Secret is not worth waiting for when the parameters already fail.
+        (OK, [inst("warm")], {"secret_missing": "s"}, (Action.FAIL, "InvalidParameters")),
+        # Without its preset there is nothing to check them against: it waits for it.
+        (PresetView(False), [], {}, (Action.WAIT, "PresetNotFound")),
+        # A cold build already started (with parameters that fitted then) is resumed.
+        (OK, [], {"cold_build": "p-c1"}, (Action.COLD_START, "ColdStart")),
+    ],
+)
+def test_parameters_that_do_not_fit_fail_the_claim_before_it_takes_anything(
+    preset: PresetView,
+    instances: list[Instance],
+    kw: dict[str, object],
+    expected: tuple[Action, str],
+) -> None:
+    decision = decide_claim(preset, instances, parameters_problem=BAD_PARAMETERS, **kw)  # type: ignore[arg-type]
+    assert (decision.action, decision.reason) == expected
+    assert decision.candidates == ()
+    if decision.action is Action.FAIL:
+        assert decision.message == BAD_PARAMETERS  # names the parameter
+
+
+def test_parameters_that_fit_change_nothing() -> None:
+    decision = decide_claim(OK, [inst("warm")], parameters_problem=None)
+    assert (decision.action, decision.candidates) == (Action.TAKE_PREBUILT, ("warm",))

@@ -92,3 +92,39 @@ def test_a_rebind_cold_build_has_its_own_name() -> None:
     assert first == "python-c0a1b2c3d4e5f"
     again = cold_workspace_name("python", "0a1b2c3d-4e5f-6789-abcd-ef0123456789", rebinds=2)
     assert again == "python-c0a1b2c3d4e5f-2"
+
+
+def test_claim_parameters_reach_the_cold_pod_and_workspace_never_the_template() -> None:
+    """Issue 16: a cold start's pod is born with the claim's parameters where
+    the agent reads them (with owner and generation 1), and its workspace
+    records them; neither env nor the template hash changes."""
+    from prewarm.planning.render import ClaimRef, claim_annotations
+
+    preset = _sample()
+    h = template_hash(preset.spec)
+    params = (("branch", "main"), ("cpus", "2"))
+    ref = ClaimRef("c", "cuid", "alice", parameters=params)
+    ws = render_workspace("ns", "basic", "uid-1", h, claim=ref)
+    assert ws["spec"]["claimParameters"] == [
+        {"name": "branch", "value": "main"},
+        {"name": "cpus", "value": "2"},
+    ]
+    cold = render_pod(preset.spec, "ns", "basic", h, "basic-c1", "ws-uid", claim=ref)
+    pool = render_pod(preset.spec, "ns", "basic", h, "basic-x1", "ws-uid")
+    annotations = cold["metadata"]["annotations"]
+    assert json.loads(annotations["prewarm.dev/claim-parameters"]) == {
+        "branch": "main",
+        "cpus": "2",
+    }
+    assert annotations["prewarm.dev/reinit-generation"] == "1"
+    assert "prewarm.dev/claim-parameters" not in pool["metadata"]["annotations"]
+    assert cold["spec"] == pool["spec"]  # the pod template is the pool's
+    assert claim_annotations("alice", 3, params) == {
+        "prewarm.dev/owner": "alice",
+        "prewarm.dev/reinit-generation": "3",
+        "prewarm.dev/claim-parameters": '{"branch": "main", "cpus": "2"}',
+    }
+    # No parameters: no annotation, no field (a pool workspace's take adds nothing).
+    assert "prewarm.dev/claim-parameters" not in claim_annotations("alice", 3)
+    plain = render_workspace("ns", "basic", "uid-1", h, claim=ClaimRef("c", "cuid", "alice"))
+    assert "claimParameters" not in plain["spec"]

@@ -75,3 +75,28 @@ def test_a_preset_that_goes_wakes_those_waiting_for_global_room() -> None:
     assert rt.global_starting(("ns", "small")) == 0
     assert not rt.memory.preset(("ns", "small")).waiting_for_global_room
     assert len(rt.queue) == 1  # woken: queued for a pass
+
+
+def test_entries_read_claim_parameters() -> None:
+    """Issue 16: the claim's spec.parameters and a workspace's spec.claimParameters."""
+    from prewarm.api.preset import Parameter
+    from prewarm.handlers.watched import WorkspaceEntry
+
+    claim = ClaimEntry.from_body(
+        {
+            "metadata": {"namespace": "ns", "name": "c0", "uid": "cuid0"},
+            "spec": {"parameters": [{"name": "a", "value": "1"}, {"name": "b"}, {"bad": 1}]},
+        }
+    )
+    assert claim.parameters == (Parameter(name="a", value="1"), Parameter(name="b", value=""))
+    ws = WorkspaceEntry.from_body(
+        {
+            "metadata": {"namespace": "ns", "name": "w", "uid": "wuid"},
+            "spec": {
+                "presetRef": {"name": "p"},
+                "templateHash": "0123456789",
+                "claimParameters": [{"name": "a", "value": "1"}],
+            },
+        }
+    )
+    assert ws.claim_parameters == (("a", "1"),)

@@ -49,8 +49,18 @@ class Redactor:
         return text
 
 
-def write_credentials(root: Path, generation: int, secrets: Mapping[str, bytes]) -> Path:
-    """A fresh directory (0700) for `generation` holding one 0600 file per key."""
+def parameters_file(credentials_dir: Path) -> Path:
+    """Where the claim's parameters of a generation are: next to its credentials
+    directory (not in it: a Secret key could have any name)."""
+    return credentials_dir.with_name(f"parameters-{credentials_dir.name}.json")
+
+
+def write_credentials(
+    root: Path, generation: int, secrets: Mapping[str, bytes], parameters: str = ""
+) -> Path:
+    """A fresh directory (0700) for `generation` holding one 0600 file per key;
+    and the claim's parameters (`{}` if none: they are not secret) as a 0600
+    JSON file at `parameters_file(directory)`."""
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     target = root / f"gen-{generation}"
@@ -63,16 +73,23 @@ def write_credentials(root: Path, generation: int, secrets: Mapping[str, bytes])
         fd = os.open(target / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(value)
+    fd = os.open(parameters_file(target), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(parameters or "{}")
     return target
 
 
 def remove_older_credentials(root: Path, keep: int) -> None:
-    """Delete the credentials directories of generations other than `keep`."""
+    """Delete the credentials directories (and parameter files) of generations other than `keep`."""
     if not root.is_dir():
         return
     for entry in root.iterdir():
         if entry.name.startswith("gen-") and entry.name != f"gen-{keep}":
             shutil.rmtree(entry, ignore_errors=True)
+        elif (
+            entry.name.startswith("parameters-gen-") and entry.name != f"parameters-gen-{keep}.json"
+        ):
+            entry.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,7 @@ def hook_environment(
         PREWARM_OWNER=owner,
         PREWARM_REINIT_GENERATION=str(generation),
         PREWARM_CREDENTIALS_DIR=str(credentials_dir),
+        PREWARM_PARAMETERS_FILE=str(parameters_file(credentials_dir)),
         PREWARM_REINIT_ATTEMPT=str(attempt),
     )
     if resumed:

@@ -12,7 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from prewarm.api.constants import ANNOTATION_OWNER, ANNOTATION_REINIT_GENERATION
+from prewarm.api.constants import (
+    ANNOTATION_CLAIM_PARAMETERS,
+    ANNOTATION_OWNER,
+    ANNOTATION_REINIT_GENERATION,
+)
 
 _SIMPLE_ESCAPES = {
     "a": 0x07,
@@ -107,6 +111,7 @@ class Claimed:
 
     generation: int
     owner: str
+    parameters: str = ""  # the claim's parameters as the operator wrote them (JSON), or ""
 
 
 def parse_generation(value: str | None) -> int | None:
@@ -126,4 +131,8 @@ def claimed_from(annotations: Mapping[str, str] | None) -> Claimed | None:
     generation = parse_generation(annotations.get(ANNOTATION_REINIT_GENERATION))
     if generation is None:
         return None
-    return Claimed(generation, annotations.get(ANNOTATION_OWNER, ""))
+    return Claimed(
+        generation,
+        annotations.get(ANNOTATION_OWNER, ""),
+        annotations.get(ANNOTATION_CLAIM_PARAMETERS, ""),
+    )

@@ -67,6 +67,7 @@ class Observation:
     def __init__(self, log: JsonLog) -> None:
         self.generation: int | None = None
         self.owner = ""
+        self.parameters = ""  # of the highest generation, as the pod says (JSON)
         self.pod_reported: int | None = None
         self.changed = asyncio.Event()
         self._log = log
@@ -81,6 +82,7 @@ class Observation:
         if self.generation is None or claimed.generation > self.generation:
             self.generation = claimed.generation
             self.owner = claimed.owner
+            self.parameters = claimed.parameters
             self.changed.set()
 
     def set_pod_reported(self, value: int) -> None:
@@ -197,9 +199,9 @@ class Agent:
                 if action.generation == self._retry_generation and now < self._retry_at:
                     await self._wait_change(self._retry_at - now)
                     continue
-                await self.reinit(action)
+                await self.reinit(action, obs.parameters)
 
-    async def reinit(self, action: RunHook) -> None:
+    async def reinit(self, action: RunHook, parameters: str = "") -> None:
         g = action.generation
         try:
             secrets = await self.api.read_secret_data(owner_secret_name(self.settings.pod_name))
@@ -209,7 +211,7 @@ class Agent:
             await self._transient_failure("owner_secret_unreadable", error, generation=g)
             return
         self._transient_delay = 1.0
-        credentials = write_credentials(self.credentials_root, g, secrets)
+        credentials = write_credentials(self.credentials_root, g, secrets, parameters)
         self._save(self.state.started(g))
         self.log.info(
             "hook_started",

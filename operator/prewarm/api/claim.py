@@ -7,9 +7,11 @@ from enum import StrEnum
 from pydantic import Field
 
 from prewarm.api.base import ApiModel, LocalObjectReference, ObjectMeta, Timestamp
+from prewarm.api.claim_parameters import MAX_CLAIM_PARAMETERS
 from prewarm.api.conditions import Condition
 from prewarm.api.constants import API_VERSION, KIND_WORKSPACE_CLAIM
 from prewarm.api.durations import Duration, PositiveDuration
+from prewarm.api.preset import Parameter
 
 
 class ClaimPhase(StrEnum):
@@ -42,6 +44,8 @@ class WorkspaceClaimSpec(ApiModel):
     shutdown_at: Timestamp | None = None
     fresh: bool = False
     cold_start_grace: Duration | None = None
+    # Values for the preset's spec.claimParameters; checked against them by the operator.
+    parameters: list[Parameter] = Field(default_factory=list, max_length=MAX_CLAIM_PARAMETERS)
 
 
 class WorkspaceClaimStatus(ApiModel):

@@ -51,6 +51,11 @@ ANNOTATION_OWNER: Final = f"{PREFIX}owner"
 """On a Pod: the owner the agent must re-initialise for. Never a credential."""
 ANNOTATION_REINIT_GENERATION: Final = f"{PREFIX}reinit-generation"
 """On a Pod: monotonic counter; the agent runs the onClaim hook once per value."""
+ANNOTATION_CLAIM_PARAMETERS: Final = f"{PREFIX}claim-parameters"
+"""On a Pod, written with owner and generation: the claim's parameters (a JSON
+object of name to string value, the preset's defaults filled in; absent when
+there are none). The agent hands them to the hook as PREWARM_PARAMETERS_FILE.
+Not secret: parameters are plain configuration."""
 ANNOTATION_RETRY: Final = f"{PREFIX}retry"
 """On a Preset: a new value lifts a hard limit (an explicit, audited retry)."""
 ANNOTATION_PAUSED: Final = f"{PREFIX}paused"

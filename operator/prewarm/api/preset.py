@@ -8,6 +8,7 @@ from typing import Annotated, Any, Self
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from prewarm.api.base import ApiModel, ObjectMeta, Timestamp
+from prewarm.api.claim_parameters import MAX_CLAIM_PARAMETERS, ClaimParameter
 from prewarm.api.conditions import Condition
 from prewarm.api.constants import API_VERSION, KIND_PRESET, LABEL_PRESET
 from prewarm.api.durations import Duration, PositiveDuration
@@ -141,11 +142,15 @@ class PresetSpec(ApiModel):
     rollout: Rollout = Field(default_factory=Rollout)
     agent: Agent = Field(default_factory=Agent)
     claims: ClaimDefaults = Field(default_factory=ClaimDefaults)
+    # What a claim may set (its spec.parameters); never part of the pod or the hash.
+    claim_parameters: list[ClaimParameter] = Field(
+        default_factory=list, max_length=MAX_CLAIM_PARAMETERS
+    )
     pod_security: PodSecurity = PodSecurity.RESTRICTED
 
-    @field_validator("parameters")
+    @field_validator("parameters", "claim_parameters")
     @classmethod
-    def _unique_parameter_names(cls, parameters: list[Parameter]) -> list[Parameter]:
+    def _unique_parameter_names(cls, parameters: list[Any]) -> list[Any]:
         seen: set[str] = set()
         for parameter in parameters:
             if parameter.name in seen:

@@ -116,4 +116,5 @@ REASON_POD_DELETED: Final = "PodDeleted"  # WorkspaceLost: its pod went
 REASON_WORKSPACE_LOST: Final = "WorkspaceLost"  # the Event, and the reason a claim fails or rebinds
 REASON_REBOUND: Final = "Rebound"  # WorkspaceLost back to False: a new workspace is bound
 REASON_EXPIRED: Final = "Expired"  # its lifetime or shutdownAt came: the workspace was deleted
+REASON_INVALID_PARAMETERS: Final = "InvalidParameters"  # spec.parameters do not fit the preset
 REASON_WAITING_FOR_WARM: Final = "WaitingForWarm"  # within coldStartGrace, a warm one is starting

@@ -11,6 +11,7 @@ from prewarm.api.base import ApiModel, LocalObjectReference, ObjectMeta, Timesta
 from prewarm.api.conditions import Condition
 from prewarm.api.constants import API_VERSION, KIND_PREBUILT_WORKSPACE
 from prewarm.api.patterns import TEMPLATE_HASH_PATTERN
+from prewarm.api.preset import Parameter
 
 
 class WorkspacePhase(StrEnum):
@@ -34,6 +35,9 @@ class PrebuiltWorkspaceSpec(ApiModel):
     template_hash: str = Field(pattern=TEMPLATE_HASH_PATTERN)
     owner: str = Field(default="", max_length=256)
     claim_ref: ClaimReference | None = None
+    # The claim's parameters, the preset's defaults filled in: set once with
+    # owner and claimRef, what the pod's agent hands the hook.
+    claim_parameters: list[Parameter] = Field(default_factory=list, max_length=64)
 
     @property
     def is_claimed(self) -> bool:

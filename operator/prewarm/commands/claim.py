@@ -1,4 +1,5 @@
-"""`prewarm claim --preset P --owner O [--wait]`: ask for a workspace, say how long it took."""
+"""`prewarm claim --preset P --owner O [--param K=V ...] [--wait]`: ask for a
+workspace, say how long it took. The spec flags are in commands/claim_flags.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from prewarm.api.constants import API_VERSION, KIND_WORKSPACE_CLAIM, PLURAL_WORKSPACE_CLAIMS
+from prewarm.commands.claim_flags import ClaimOptions
 from prewarm.commands.connect import Target, connect_kube
 from prewarm.k8s.client import JsonObject, Kube
 
@@ -37,10 +39,17 @@ def claim_name(preset: str, owner: str, suffix: str) -> str:
     return "-".join(p for p in (_name_part(preset, 30), _name_part(owner, 24), suffix) if p)
 
 
-def claim_manifest(name: str, preset: str, owner: str, secret: str | None = None) -> JsonObject:
+def claim_manifest(
+    name: str,
+    preset: str,
+    owner: str,
+    secret: str | None = None,
+    options: ClaimOptions | None = None,
+) -> JsonObject:
     spec: JsonObject = {"presetRef": {"name": preset}, "owner": owner}
     if secret:
         spec["ownerSecretRef"] = {"name": secret}
+    spec.update((options or ClaimOptions()).spec())
     return {
         "apiVersion": API_VERSION,
         "kind": KIND_WORKSPACE_CLAIM,
@@ -57,12 +66,14 @@ async def claim(
     secret: str | None,
     wait: bool,
     wait_seconds: float,
+    options: ClaimOptions | None = None,
 ) -> ClaimResult:
     kube = await connect_kube(target)
     try:
         name = claim_name(preset, owner, uuid.uuid4().hex[:6])
         started = time.perf_counter()
-        created = await kube.create_claim(namespace, claim_manifest(name, preset, owner, secret))
+        manifest = claim_manifest(name, preset, owner, secret, options)
+        created = await kube.create_claim(namespace, manifest)
         if not wait:
             return ClaimResult(name, "Pending", None, None, time.perf_counter() - started)
         try:

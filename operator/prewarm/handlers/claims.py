@@ -45,6 +45,7 @@ from prewarm.handlers.watched import ClaimEntry, PresetEntry, WorkspaceEntry
 from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
+from prewarm.planning.claim_parameters import ResolvedParameters, resolve_parameters
 from prewarm.planning.claims import (
     Action,
     BoundStep,
@@ -67,6 +68,7 @@ from prewarm.planning.render import (
     ClaimRef,
     claim_annotations,
     owner_reference,
+    parameter_list,
     render_workspace,
 )
 
@@ -189,7 +191,9 @@ async def _claim_new(
             if not error.not_found:
                 raise
             secret_missing = claim.owner_secret
-    decision = _decide_claim(rt, claim, status, spec, view, secret_missing)
+    parameters = resolve_parameters(spec.claim_parameters, claim.parameters) if spec else None
+    parameters = parameters or ResolvedParameters()
+    decision = _decide_claim(rt, claim, status, spec, view, secret_missing, parameters.problem)
 
     if decision.action is Action.WAIT:
         await _patch_claim(rt, claim, status, ClaimPhase.PENDING, decision.reason, decision.message)
@@ -208,7 +212,8 @@ async def _claim_new(
                 continue
             rt.reserved.add(name)
             try:
-                if await _take(rt, claim, status, by_name[name], seen, bool(spec.agent.on_claim)):
+                ws = by_name[name]
+                if await _take(rt, claim, status, ws, seen, spec, parameters.values):
                     return
             finally:
                 rt.reserved.discard(name)
@@ -217,7 +222,13 @@ async def _claim_new(
     else:
         decision_message = decision.message
     await _cold_start(
-        rt, claim, status, spec, view.template_hash, preset_entry.uid, decision_message
+        rt,
+        claim,
+        status,
+        spec,
+        (view.template_hash, preset_entry.uid),
+        decision_message,
+        parameters.values,
     )
 
 
@@ -228,6 +239,7 @@ def _decide_claim(
     spec: PresetSpec | None,
     view: PresetView,
     secret_missing: str | None,
+    parameters_problem: str | None = None,
 ) -> ClaimDecision:
     instances = [w.as_instance() for w in rt.workspaces_of((claim.namespace, claim.preset))]
     cold_build = status.workspace_name if status.source is ClaimSource.COLD else None
@@ -246,6 +258,7 @@ def _decide_claim(
         fresh=claim.fresh,
         grace=grace or timedelta(0),
         pending_for=now - _pending_since(claim, status, now),
+        parameters_problem=parameters_problem,
     )
     # While it waits for a warm one, that preset's workspace events wake it.
     waiting = decision.reason == reasons.REASON_WAITING_FOR_WARM
@@ -269,29 +282,17 @@ async def _take(
     status: WorkspaceClaimStatus,
     ws: WorkspaceEntry,
     seen: float,
-    agent: bool,
+    spec: PresetSpec,
+    parameters: tuple[tuple[str, str], ...],
 ) -> bool:
     generation = ws.reinit_generation + 1
     try:
-        await rt.kube.patch_workspace(
-            claim.namespace,
-            ws.name,
-            {
-                "metadata": {
-                    "resourceVersion": ws.resource_version,
-                    "labels": {LABEL_CLAIM: claim.name},
-                    "ownerReferences": [
-                        owner_reference(KIND_WORKSPACE_CLAIM, claim.name, claim.uid)
-                    ],
-                },
-                "spec": {"owner": claim.owner, "claimRef": {"name": claim.name, "uid": claim.uid}},
-            },
-        )
+        await rt.kube.patch_workspace(claim.namespace, ws.name, _take_patch(claim, ws, parameters))
     except ApiError as error:
         if error.conflict or error.not_found or error.status == 422:
             return False  # another claim (or the pool) changed it first
         raise
-    if claim.owner_secret and agent:
+    if claim.owner_secret and spec.agent.on_claim:
         await copy_owner_secret(rt, claim.namespace, claim.owner_secret, ws.name)
     now = _now()
     # The take made the workspace ours. What the user waits for goes first and
@@ -299,7 +300,7 @@ async def _take(
     # may land a moment before the annotations; a bound claim's later passes
     # compare the pod with the claim and repeat the idempotent patch if needed.
     await asyncio.gather(
-        _annotate_pod(rt, claim.namespace, ws.name, claim.name, claim.owner, generation),
+        _annotate_pod(rt, claim, ws.name, generation, parameters),
         _bind(rt, claim, status, ws.name, ClaimSource.PREBUILT, generation, seen),
     )
     # Then the workspace's own status, which nobody waits for.
@@ -319,16 +320,40 @@ async def _take(
     return True
 
 
+def _take_patch(
+    claim: ClaimEntry, ws: WorkspaceEntry, parameters: tuple[tuple[str, str], ...]
+) -> dict[str, Any]:
+    """The one conditional write that makes a warm workspace the claim's."""
+    spec: dict[str, Any] = {
+        "owner": claim.owner,
+        "claimRef": {"name": claim.name, "uid": claim.uid},
+    }
+    if parameters:
+        spec["claimParameters"] = parameter_list(parameters)
+    return {
+        "metadata": {
+            "resourceVersion": ws.resource_version,
+            "labels": {LABEL_CLAIM: claim.name},
+            "ownerReferences": [owner_reference(KIND_WORKSPACE_CLAIM, claim.name, claim.uid)],
+        },
+        "spec": spec,
+    }
+
+
 async def _annotate_pod(
-    rt: Runtime, namespace: str, pod: str, claim: str, owner: str, generation: int
+    rt: Runtime,
+    claim: ClaimEntry,
+    pod: str,
+    generation: int,
+    parameters: tuple[tuple[str, str], ...],
 ) -> None:
     await rt.kube.patch_pod(
-        namespace,
+        claim.namespace,
         pod,
         {
             "metadata": {
-                "labels": {LABEL_CLAIM: claim},
-                "annotations": claim_annotations(owner, generation),
+                "labels": {LABEL_CLAIM: claim.name},
+                "annotations": claim_annotations(claim.owner, generation, parameters),
             }
         },
     )
@@ -339,11 +364,12 @@ async def _cold_start(
     claim: ClaimEntry,
     status: WorkspaceClaimStatus,
     spec: PresetSpec,
-    thash: str,
-    preset_uid: str,
+    preset: tuple[str, str],
     why: str,
+    parameters: tuple[tuple[str, str], ...],
 ) -> None:
-    ref = ClaimRef(name=claim.name, uid=claim.uid, owner=claim.owner, rebinds=status.rebinds)
+    thash, preset_uid = preset
+    ref = ClaimRef(claim.name, claim.uid, claim.owner, status.rebinds, parameters)
     body = render_workspace(claim.namespace, claim.preset, preset_uid, thash, claim=ref)
     try:
         created = await rt.kube.create_workspace(claim.namespace, body)
@@ -373,7 +399,7 @@ async def _cold_start(
         ),
         failed=False,
     )
-    if not await _ensure_cold_pod(rt, claim, status, spec, thash, name, uid):
+    if not await _ensure_cold_pod(rt, claim, status, spec, thash, (name, uid), parameters):
         return
     metrics.claim_misses.labels(claim.namespace, claim.preset).inc()
     await _patch_claim(
@@ -394,12 +420,13 @@ async def _ensure_cold_pod(
     status: WorkspaceClaimStatus,
     spec: PresetSpec,
     thash: str,
-    workspace: str,
-    workspace_uid: str,
+    ws: tuple[str, str],
+    parameters: tuple[tuple[str, str], ...],
 ) -> bool:
     """Create the cold workspace's pod; False if the API server refused it (the
     claim then failed, or waits for a full quota and tries again)."""
-    ref = ClaimRef(name=claim.name, uid=claim.uid, owner=claim.owner)
+    workspace, workspace_uid = ws
+    ref = ClaimRef(claim.name, claim.uid, claim.owner, parameters=parameters)
     refusal = await ensure_pod(
         rt,
         claim.namespace,
@@ -456,12 +483,14 @@ async def _follow_own_workspace(
         rt.requeue_claim_after(key, step.requeue_after)
     if step.action is Follow.FINISH_TAKE:
         # Idempotent writes: the pod's annotations, then Bound.
-        await _annotate_pod(rt, claim.namespace, ws.name, claim.name, claim.owner, step.generation)
+        await _annotate_pod(rt, claim, ws.name, step.generation, ws.claim_parameters)
         source = status.source or ClaimSource.PREBUILT
         await _bind(rt, claim, status, ws.name, source, step.generation, seen)
         return
     if step.action is Follow.CREATE_POD and spec is not None:
-        await _ensure_cold_pod(rt, claim, status, spec, ws.template_hash, ws.name, ws.uid)
+        await _ensure_cold_pod(
+            rt, claim, status, spec, ws.template_hash, (ws.name, ws.uid), ws.claim_parameters
+        )
         return
     if step.action is Follow.FAIL and step.outcome is not None:
         await _cold_build_failed(rt, claim, status, ws, step.outcome)
@@ -760,11 +789,13 @@ async def _ensure_pod_knows_owner(
     pod = rt.pod(claim.namespace, status.workspace_name)
     if pod is None or pod.deleting:
         return
-    wanted = claim_annotations(claim.owner, status.reinit_generation)
+    ws = next(
+        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.name == pod.name), None
+    )
+    parameters = ws.claim_parameters if ws else ()
+    wanted = claim_annotations(claim.owner, status.reinit_generation, parameters)
     if any(pod.annotations.get(k) != v for k, v in wanted.items()):
-        await _annotate_pod(
-            rt, claim.namespace, pod.name, claim.name, claim.owner, status.reinit_generation
-        )
+        await _annotate_pod(rt, claim, pod.name, status.reinit_generation, parameters)
 
 
 async def _check_reinitialized(

@@ -6,14 +6,18 @@ few MiB, and the planner needs only these fields.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from prewarm.api.claim import OnWorkspaceLost
 from prewarm.api.constants import LABEL_PRESET, PREFIX
 from prewarm.api.durations import parse_duration
+from prewarm.api.preset import Parameter
 from prewarm.api.timestamps import parse_time
 from prewarm.api.workspace import PrebuiltWorkspace, WorkspacePhase
 from prewarm.planning.failures import PodView, pod_view
@@ -46,6 +50,8 @@ class WorkspaceEntry:
     controller: Controller | None = None
     claim_uid: str = ""
     waiting_reason: str = ""  # what a Building workspace waits for, as last written
+    # The claim's resolved parameters it was taken or built with (spec.claimParameters).
+    claim_parameters: tuple[tuple[str, str], ...] = ()
 
     @property
     def claimed(self) -> bool:
@@ -90,6 +96,7 @@ class WorkspaceEntry:
             controller=controller_of((body.get("metadata") or {}).get("ownerReferences")),
             claim_uid=spec.claim_ref.uid if spec.claim_ref else "",
             waiting_reason=status.waiting.reason if status.waiting else "",
+            claim_parameters=tuple((p.name, p.value) for p in spec.claim_parameters),
         )
 
 
@@ -169,6 +176,8 @@ class ClaimEntry:
     shutdown_at: datetime | None = None
     fresh: bool = False
     cold_start_grace: timedelta | None = None
+    # spec.parameters as written (checked against the preset in each pass).
+    parameters: tuple[Parameter, ...] = ()
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ClaimEntry:
@@ -193,7 +202,19 @@ class ClaimEntry:
             shutdown_at=parse_time(spec.get("shutdownAt")),
             fresh=spec.get("fresh") is True,
             cold_start_grace=_duration(spec.get("coldStartGrace")),
+            parameters=_parameters(spec.get("parameters")),
         )
+
+
+def _parameters(items: Any) -> tuple[Parameter, ...]:
+    """spec.parameters; an item the CRD should have refused is skipped, not fatal."""
+    if not isinstance(items, list):
+        return ()
+    result = []
+    for item in items:
+        with contextlib.suppress(ValidationError):
+            result.append(Parameter.model_validate(item))
+    return tuple(result)
 
 
 def _duration(text: Any) -> timedelta | None:

@@ -146,6 +146,7 @@ def decide_claim(
     fresh: bool = False,
     grace: timedelta = timedelta(0),
     pending_for: timedelta | None = None,
+    parameters_problem: str | None = None,
 ) -> ClaimDecision:
     """What to do with a pending claim that has existed for `waited`.
 
@@ -157,7 +158,12 @@ def decide_claim(
     `fresh`: the claim opts out of the pool (spec.fresh): always a cold start.
     `grace`: with no Ready candidate but warm ones starting, wait this long
     (counted by `pending_for`, default `waited`) for one before a cold start.
+    `parameters_problem`: the claim's spec.parameters do not fit the preset's
+    spec.claimParameters (planning.claim_parameters): it fails at once, since
+    its parameters are immutable and nothing it could take would fit them.
     """
+    if preset.exists and parameters_problem and not cold_build:
+        return ClaimDecision(Action.FAIL, reasons.REASON_INVALID_PARAMETERS, parameters_problem)
     decision = _decide(preset, instances, reserved, secret_missing, cold_build, fresh)
     if decision.action is Action.COLD_START and not cold_build and not fresh:
         since = waited if pending_for is None else pending_for

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from prewarm.api.agent_protocol import AGENT_CONTAINER_NAME, ANNOTATION_AGENTS, agent_account_name
 from prewarm.api.constants import (
+    ANNOTATION_CLAIM_PARAMETERS,
     ANNOTATION_OWNER,
     ANNOTATION_REINIT_GENERATION,
     API_VERSION,
@@ -53,6 +54,8 @@ class ClaimRef:
     uid: str
     owner: str
     rebinds: int = 0  # how often the claim lost its workspace (names its cold build)
+    # The claim's resolved parameters (planning.claim_parameters): name, value.
+    parameters: tuple[tuple[str, str], ...] = ()
 
 
 def cold_workspace_name(preset_name: str, claim_uid: str, rebinds: int = 0) -> str:
@@ -85,6 +88,8 @@ def render_workspace(
         labels[LABEL_CLAIM] = claim.name
         spec["owner"] = claim.owner
         spec["claimRef"] = {"name": claim.name, "uid": claim.uid}
+        if claim.parameters:
+            spec["claimParameters"] = parameter_list(claim.parameters)
         owner = owner_reference(KIND_WORKSPACE_CLAIM, claim.name, claim.uid)
     return {
         "apiVersion": API_VERSION,
@@ -99,9 +104,22 @@ def render_workspace(
     }
 
 
-def claim_annotations(owner: str, generation: int) -> dict[str, str]:
-    """What the in-pod agent watches: who owns the workspace now, and which re-init."""
-    return {ANNOTATION_OWNER: owner, ANNOTATION_REINIT_GENERATION: str(generation)}
+def parameter_list(parameters: Iterable[tuple[str, str]]) -> list[JsonObject]:
+    """Name/value pairs in the wire form of a `parameters` list."""
+    return [{"name": k, "value": v} for k, v in parameters]
+
+
+def claim_annotations(
+    owner: str, generation: int, parameters: Iterable[tuple[str, str]] = ()
+) -> dict[str, str]:
+    """What the in-pod agent watches: who owns the workspace now, which re-init,
+    and the claim's parameters (written in the same patch, so the agent never
+    sees a generation without them)."""
+    annotations = {ANNOTATION_OWNER: owner, ANNOTATION_REINIT_GENERATION: str(generation)}
+    values = dict(parameters)
+    if values:
+        annotations[ANNOTATION_CLAIM_PARAMETERS] = json.dumps(values, sort_keys=True)
+    return annotations
 
 
 def _with_parameters(container: Mapping[str, Any], parameters: Mapping[str, str]) -> JsonObject:
@@ -219,7 +237,7 @@ def render_pod(
         annotations[ANNOTATION_AGENTS] = ",".join(agents)
     if claim is not None:
         labels[LABEL_CLAIM] = claim.name
-        annotations.update(claim_annotations(claim.owner, 1))
+        annotations.update(claim_annotations(claim.owner, 1, claim.parameters))
     metadata: JsonObject = {
         "name": workspace_name,
         "namespace": namespace,
