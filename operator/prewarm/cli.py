@@ -93,12 +93,13 @@ def _cmd_claim(args: argparse.Namespace) -> int:
     if not args.wait:
         print(f"workspaceclaim/{result.name} created in {result.seconds * 1000:.1f} ms")
         return 0
+    reinit = " reinitialized" if result.reinit == "ReinitSucceeded" else ""
     print(
-        f"workspaceclaim/{result.name} {result.phase}: workspace {result.workspace or '-'} "
-        f"({result.source or '-'}) in {result.seconds * 1000:.1f} ms"
-        + (f"; {result.message}" if result.phase != "Bound" else "")
+        f"workspaceclaim/{result.name} {result.phase}{reinit}: workspace "
+        f"{result.workspace or '-'} ({result.source or '-'}) in {result.seconds * 1000:.1f} ms"
+        + (f"; {result.message}" if not result.ok else "")
     )
-    return 0 if result.phase == "Bound" else 1
+    return 0 if result.ok else 1
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -190,7 +191,11 @@ def _add_user_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     claim.add_argument("--preset", required=True)
     claim.add_argument("--owner", required=True)
     claim.add_argument("--secret", default=None, help="Secret with the owner's credentials")
-    claim.add_argument("--wait", action="store_true", help="wait until Bound or Failed")
+    claim.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until Bound (and re-initialised, if the workspace has agents) or Failed",
+    )
     claim.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
     add_claim_flags(claim)
     claim.set_defaults(func=_cmd_claim, claim_parser=claim)

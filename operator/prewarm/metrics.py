@@ -118,6 +118,19 @@ claim_duration = Histogram(
     ("source",),
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+claim_reinit_seconds = Histogram(
+    "prewarm_claim_reinit_seconds",
+    "From a claim being Bound to every agent of its workspace having re-initialised it.",
+    PRESET,
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600),
+)
+REINIT_FAILURE_REASONS = ("ReinitRetrying", "ReinitFailed", "ReinitTimedOut")
+claim_reinit_failures = Counter(
+    "prewarm_claim_reinit_failures",
+    "Failed hook runs of a claimed workspace's agents, by the claim's Reinitialized reason "
+    "(ReinitRetrying: the agent tries again; ReinitFailed, ReinitTimedOut: it gave up).",
+    (*PRESET, "reason"),
+)
 
 ledger_up = Gauge(
     "prewarm_ledger_up", "1 while the PostgreSQL ledger answers; 0 while creates are paused."
@@ -192,6 +205,9 @@ def start_preset(namespace: str, preset: str) -> None:
 
 def forget_preset(namespace: str, preset: str) -> None:
     """A deleted preset must not linger in the gauges and counters."""
-    for metric in (*_POOL_GAUGES, *_PRESET_COUNTERS):
+    for metric in (*_POOL_GAUGES, *_PRESET_COUNTERS, claim_reinit_seconds):
         with contextlib.suppress(KeyError):
             metric.remove(namespace, preset)
+    for reason in REINIT_FAILURE_REASONS:
+        with contextlib.suppress(KeyError):
+            claim_reinit_failures.remove(namespace, preset, reason)

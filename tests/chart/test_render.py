@@ -371,6 +371,8 @@ def test_dashboard_toggle() -> None:
         "prewarm_preset_eligible",
         "prewarm_claims_total",
         "prewarm_claim_duration_seconds_bucket",
+        "prewarm_claim_reinit_seconds_bucket",
+        "prewarm_claim_reinit_failures_total",
         "prewarm_prebuilds_failed_total",
     ):
         assert metric in exprs

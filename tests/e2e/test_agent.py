@@ -25,10 +25,12 @@ from tests.e2e.support import get, wait_until
 from prewarm.api.agent_protocol import (
     AGENT_CONTAINER_NAME,
     ANNOTATION_AGENTS,
+    HookFailure,
     agent_account_name,
     owner_secret_name,
     reinit_done_annotation,
     reinit_failed_annotation,
+    reinit_output_annotation,
 )
 from prewarm.api.constants import ANNOTATION_OWNER, ANNOTATION_REINIT_GENERATION
 from prewarm.devenv.cluster import LocalCluster
@@ -43,6 +45,7 @@ from prewarm.planning.agent_access import (
 REPO = Path(__file__).resolve().parents[2]
 DONE = reinit_done_annotation(AGENT_CONTAINER_NAME)
 FAILED = reinit_failed_annotation(AGENT_CONTAINER_NAME)
+OUTPUT = reinit_output_annotation(AGENT_CONTAINER_NAME)
 
 HOOK = r"""#!/bin/sh
 # Test hook: one line per run; fails while the fail counter is positive.
@@ -414,6 +417,11 @@ def test_a_failing_hook_is_reported_retried_and_bounded(
     annotations = ws.annotations()
     assert annotations[FAILED] == "1: exit status 3 (gave up after 3 attempts)"
     assert DONE not in annotations
+    # The last run's details, with the tail of its output redacted (the hook printed
+    # the credential): what the operator shows on the claim.
+    details = HookFailure.parse(annotations[OUTPUT])
+    assert details == HookFailure(1, 3, 3, False, "configuring for frank with [REDACTED]")
+    assert "failing-secret-1" not in json.dumps(annotations)
     assert [r[0] for r in agent.runs_list()] == ["1", "1", "1"]
     # A restart does not try an exhausted generation again.
     agent.kill()
@@ -425,6 +433,7 @@ def test_a_failing_hook_is_reported_retried_and_bounded(
     wait_until(lambda: ws.annotations().get(FAILED) == "2: exit status 3", what="failure of gen 2")
     annotations = wait_done(ws, 2)
     assert FAILED not in annotations
+    assert OUTPUT not in annotations  # a completed generation clears the failure's details
     assert [r[0] for r in agent.runs_list()] == ["1", "1", "1", "2", "2", "2"]
 
 

@@ -17,7 +17,6 @@ from prewarm.planning.claims import (
     Kept,
     PresetView,
     Route,
-    agents_reinitialized,
     check_bound,
     claim_deadline,
     claim_route,
@@ -181,19 +180,6 @@ def test_claim_follows_its_own_workspace(
     assert (step.outcome is not None) == (action is Follow.FAIL)
     if action is Follow.FINISH_TAKE:
         assert step.generation == max(generation, 1)
-
-
-def test_a_claim_is_reinitialized_once_every_agent_reported_its_generation() -> None:
-    agents = {"prewarm.dev/agents": "a,b"}
-    assert agents_reinitialized({}, 1) is None  # no agent: nothing to wait for
-    assert agents_reinitialized(agents, 1) is None
-    one = {**agents, "prewarm.dev/reinit-done.a": "1"}
-    assert agents_reinitialized(one, 1) is None
-    both = {**one, "prewarm.dev/reinit-done.b": "2"}
-    assert agents_reinitialized(both, 1) == 2
-    assert agents_reinitialized(both, 2) is None
-    garbage = {**agents, "prewarm.dev/reinit-done.a": "x", "prewarm.dev/reinit-done.b": "3"}
-    assert agents_reinitialized(garbage, 1) is None
 
 
 def test_a_waiting_claim_looks_again_soon_and_just_after_its_limit() -> None:

@@ -9,6 +9,7 @@ logged line by line after every credential value has been replaced.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import shutil
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prewarm.agent.logs import JsonLog
+from prewarm.api.agent_protocol import MAX_OUTPUT_TAIL
 
 REDACTED = "[REDACTED]"
 MIN_REDACTED_LENGTH = 4
@@ -96,6 +98,27 @@ def remove_older_credentials(root: Path, keep: int) -> None:
 class HookResult:
     ok: bool
     reason: str = ""
+    timed_out: bool = False
+    output: str = ""
+    """The redacted tail of the hook's output (at most MAX_OUTPUT_TAIL characters)."""
+
+
+class OutputTail:
+    """The last lines of the hook's output, already redacted, within MAX_OUTPUT_TAIL."""
+
+    def __init__(self) -> None:
+        self._lines: collections.deque[str] = collections.deque()
+        self._size = 0
+
+    def add(self, line: str) -> None:
+        line = line[-MAX_OUTPUT_TAIL:]
+        self._lines.append(line)
+        self._size += len(line) + 1
+        while self._size > MAX_OUTPUT_TAIL + 1 and len(self._lines) > 1:
+            self._size -= len(self._lines.popleft()) + 1
+
+    def text(self) -> str:
+        return "\n".join(self._lines)[-MAX_OUTPUT_TAIL:]
 
 
 def hook_environment(
@@ -146,11 +169,15 @@ async def run_hook(
     except OSError as error:
         return HookResult(False, f"cannot start hook: {error.strerror or type(error).__name__}")
 
+    tail = OutputTail()
+
     async def pump() -> None:
         assert process.stdout is not None
         async for raw in process.stdout:
+            # Redacted before anything keeps it: the log, the tail reported on the pod.
             line = redact(raw.decode("utf-8", errors="replace").rstrip("\n"))
             log.info("hook_output", line=line[:MAX_LOGGED_LINE])
+            tail.add(line[:MAX_LOGGED_LINE])
 
     try:
         async with asyncio.timeout(time_limit or None):
@@ -159,7 +186,7 @@ async def run_hook(
     except TimeoutError:
         _kill_group(process, signal.SIGKILL)
         await process.wait()
-        return HookResult(False, f"timed out after {time_limit:g}s")
+        return HookResult(False, f"timed out after {time_limit:g}s", True, tail.text())
     except asyncio.CancelledError:
         _kill_group(process, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
@@ -170,5 +197,5 @@ async def run_hook(
     if code == 0:
         return HookResult(True)
     if code < 0:
-        return HookResult(False, f"killed by signal {-code}")
-    return HookResult(False, f"exit status {code}")
+        return HookResult(False, f"killed by signal {-code}", output=tail.text())
+    return HookResult(False, f"exit status {code}", output=tail.text())

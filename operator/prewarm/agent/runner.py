@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from prewarm.agent.hook import (
+    HookResult,
     Redactor,
     default_credentials_root,
     hook_environment,
@@ -44,9 +45,12 @@ from prewarm.agent.state import (
     decide,
 )
 from prewarm.api.agent_protocol import (
+    HookFailure,
+    failed_value,
     owner_secret_name,
     reinit_done_annotation,
     reinit_failed_annotation,
+    reinit_output_annotation,
 )
 from prewarm.k8s.agent_api import AgentApi, ApiError
 
@@ -107,6 +111,7 @@ class Agent:
         self._retry_generation = 0
         self._transient_delay = 1.0
         self._announced_exhausted = 0
+        self._final_reported = 0
 
     # --- sources ----------------------------------------------------------------------------
 
@@ -245,6 +250,10 @@ class Agent:
             self.log.info("hook_succeeded", generation=g, seconds=seconds)
             await self._checkpoint("after-record")
             return
+        await self._hook_failed(action, result, seconds)
+
+    async def _hook_failed(self, action: RunHook, result: HookResult, seconds: float) -> None:
+        g = action.generation
         reason = result.reason[:MAX_FAILED_REASON]
         self._save(self.state.failed(g, reason))
         self.log.error(
@@ -255,22 +264,40 @@ class Agent:
             reason=reason,
             seconds=seconds,
         )
-        await self._report_failed(g, reason)
-        if self.state.attempts < self.settings.max_attempts:
+        final = self.state.attempts >= self.settings.max_attempts
+        failure = HookFailure(
+            g, action.attempt, self.settings.max_attempts, result.timed_out, result.output
+        )
+        if await self._report_failed(g, reason, failure, final) and final:
+            self._final_reported = g
+        if not final:
             delay = self.settings.backoff_seconds * 2 ** (self.state.attempts - 1)
             self._retry_generation = g
             self._retry_at = time.monotonic() + delay
             self.log.info("hook_retry_scheduled", generation=g, retry_in=delay)
 
-    async def _report_failed(self, g: int, reason: str) -> None:
-        key = reinit_failed_annotation(self.settings.container)
+    async def _report_failed(
+        self, g: int, reason: str, failure: HookFailure | None, final: bool
+    ) -> bool:
+        """One patch: the short reason (with "gave up" when final) and, when known,
+        the run's details with the redacted tail of its output. True once patched."""
+        container = self.settings.container
+        patch = {
+            reinit_failed_annotation(container): failed_value(
+                g, reason, self.state.attempts if final else 0
+            )
+        }
+        if failure is not None:
+            patch[reinit_output_annotation(container)] = failure.to_annotation()
         try:
-            await self.api.patch_pod_annotations({key: f"{g}: {reason}"})
+            await self.api.patch_pod_annotations(patch)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             # Best effort: the failure is in the log and the state; retried on the next failure.
             self.log.warning("report_failed_error", generation=g, error=_describe(error))
+            return False
+        return True
 
     async def exhausted(self, action: Exhausted) -> None:
         if self._announced_exhausted != action.generation:
@@ -281,15 +308,17 @@ class Agent:
                 attempts=self.state.attempts,
                 reason=action.reason,
             )
-            await self._report_failed(
-                action.generation, f"{action.reason} (gave up after {self.state.attempts} attempts)"
-            )
+            if self._final_reported != action.generation:
+                # After a restart (or a failed patch): the details of the last run
+                # are gone with the process; the reason says it gave up.
+                await self._report_failed(action.generation, action.reason, None, True)
         await self._wait_change(None)
 
     async def report(self, g: int) -> None:
         patch: dict[str, str | None] = {reinit_done_annotation(self.settings.container): str(g)}
         if self.state.attempt_generation <= g:
             patch[reinit_failed_annotation(self.settings.container)] = None
+            patch[reinit_output_annotation(self.settings.container)] = None
         try:
             await self.api.patch_pod_annotations(patch)
         except asyncio.CancelledError:

@@ -10,6 +10,8 @@ may touch. Both sides import this module, so the agent imports no planning.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Final
 
 from prewarm.api.constants import PREFIX
@@ -19,7 +21,14 @@ ANNOTATION_AGENTS: Final = f"{PREFIX}agents"
 REINIT_DONE_PREFIX: Final = f"{PREFIX}reinit-done."
 """On a Pod, + container name: the last generation that container's agent completed."""
 REINIT_FAILED_PREFIX: Final = f"{PREFIX}reinit-failed."
-"""On a Pod, + container name: `<generation>: <short reason>` of the last failed hook run."""
+"""On a Pod, + container name: `<generation>: <short reason>` of the last failed hook run;
+`<generation>: <short reason> (gave up after N attempts)` once the agent stopped trying."""
+REINIT_OUTPUT_PREFIX: Final = f"{PREFIX}reinit-output."
+"""On a Pod, + container name: JSON (`HookFailure`) of the last failed hook run: its
+generation, attempt, limit, whether it timed out, and the redacted tail of its output."""
+GAVE_UP_MARK: Final = " (gave up after "
+MAX_OUTPUT_TAIL: Final = 1000
+"""Characters of the hook's (redacted) output the agent reports on a failure."""
 
 AGENT_CONTAINER_NAME: Final = "prewarm-agent"
 PODINFO_DIR: Final = "/etc/prewarm/podinfo"
@@ -57,3 +66,72 @@ def reinit_done_annotation(container: str) -> str:
 
 def reinit_failed_annotation(container: str) -> str:
     return f"{REINIT_FAILED_PREFIX}{container}"
+
+
+def reinit_output_annotation(container: str) -> str:
+    return f"{REINIT_OUTPUT_PREFIX}{container}"
+
+
+def failed_value(generation: int, reason: str, gave_up_after: int = 0) -> str:
+    """The `reinit-failed.<container>` value; `gave_up_after` > 0 once the agent stopped."""
+    suffix = f"{GAVE_UP_MARK}{gave_up_after} attempts)" if gave_up_after else ""
+    return f"{generation}: {reason}{suffix}"
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """A parsed `reinit-failed.<container>` value."""
+
+    generation: int
+    reason: str
+    gave_up: bool
+
+
+def parse_failed(value: str | None) -> FailedRun | None:
+    """None for an absent or malformed value."""
+    head, sep, rest = (value or "").partition(": ")
+    if not sep or not head.isdigit():
+        return None
+    reason, mark, _ = rest.partition(GAVE_UP_MARK)
+    return FailedRun(int(head), reason, bool(mark))
+
+
+@dataclass(frozen=True)
+class HookFailure:
+    """The `reinit-output.<container>` value: the details of the last failed run.
+
+    `output` is the tail of the hook's output with every credential value
+    replaced by the agent; it never holds a credential."""
+
+    generation: int
+    attempt: int
+    max_attempts: int
+    timed_out: bool
+    output: str
+
+    def to_annotation(self) -> str:
+        return json.dumps(
+            {
+                "generation": self.generation,
+                "attempt": self.attempt,
+                "maxAttempts": self.max_attempts,
+                "timedOut": self.timed_out,
+                "output": self.output[-MAX_OUTPUT_TAIL:],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def parse(cls, value: str | None) -> HookFailure | None:
+        """None for an absent or malformed value (an agent of another version)."""
+        try:
+            data = json.loads(value or "")
+            return cls(
+                int(data["generation"]),
+                int(data["attempt"]),
+                int(data["maxAttempts"]),
+                bool(data["timedOut"]),
+                str(data["output"])[-MAX_OUTPUT_TAIL:],
+            )
+        except (ValueError, TypeError, KeyError):
+            return None

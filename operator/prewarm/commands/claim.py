@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from prewarm.api.constants import API_VERSION, KIND_WORKSPACE_CLAIM, PLURAL_WORKSPACE_CLAIMS
+from prewarm.api.reasons import REASON_REINIT_RETRYING, REASON_REINIT_SUCCEEDED, REINITIALIZED
 from prewarm.commands.claim_flags import ClaimOptions
 from prewarm.commands.connect import Target, connect_kube
 from prewarm.k8s.client import JsonObject, Kube
@@ -23,6 +24,50 @@ class ClaimResult:
     source: str | None
     seconds: float
     message: str = ""
+    reinit: str = ""
+    """The Reinitialized condition's reason once final (ReinitSucceeded, ReinitFailed,
+    ReinitTimedOut); empty when the workspace has no agent or it was not waited for."""
+
+    @property
+    def ok(self) -> bool:
+        return self.phase == "Bound" and self.reinit in ("", REASON_REINIT_SUCCEEDED)
+
+
+def _condition(status: JsonObject, type_: str) -> JsonObject:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == type_), {})
+
+
+def settled(status: JsonObject) -> bool:
+    """Failed, or Bound with nothing left to wait for: no agent (no Reinitialized
+    condition), or the agents done or given up (not Unknown, not ReinitRetrying)."""
+    if status.get("phase") == "Failed":
+        return True
+    if status.get("phase") != "Bound":
+        return False
+    reinit = _condition(status, REINITIALIZED)
+    return not reinit or (
+        reinit.get("status") != "Unknown" and reinit.get("reason") != REASON_REINIT_RETRYING
+    )
+
+
+def result_of(name: str, status: JsonObject, seconds: float, timeout: float | None) -> ClaimResult:
+    """What `prewarm claim --wait` says of the claim's last status (`timeout`: it was cut short)."""
+    phase = str(status.get("phase") or "Pending")
+    reinit = _condition(status, REINITIALIZED)
+    workspace, source = status.get("workspaceName"), status.get("source")
+    if phase == "Bound" and reinit:
+        if timeout is not None:
+            message = f"not Reinitialized within --timeout {timeout:g} s: {reinit.get('message')}"
+            return ClaimResult(name, phase, workspace, source, seconds, message, "ReinitPending")
+        reason = str(reinit.get("reason", ""))
+        message = "" if reinit.get("status") == "True" else f"{reason}: {reinit.get('message')}"
+        return ClaimResult(name, phase, workspace, source, seconds, message, reason)
+    if timeout is not None and phase != "Bound":
+        return ClaimResult(
+            name, phase, workspace, source, seconds, f"not Bound within --timeout {timeout:g} s"
+        )
+    message = str(_condition(status, "Bound").get("message", ""))
+    return ClaimResult(name, phase, workspace, source, seconds, message)
 
 
 _NOT_IN_A_NAME = re.compile(r"[^a-z0-9]+")
@@ -76,41 +121,29 @@ async def claim(
         created = await kube.create_claim(namespace, manifest)
         if not wait:
             return ClaimResult(name, "Pending", None, None, time.perf_counter() - started)
+        last: JsonObject = {}
         try:
-            status = await asyncio.wait_for(
-                _until_settled(kube, namespace, name, created["metadata"]["resourceVersion"]),
+            await asyncio.wait_for(
+                _until_settled(kube, namespace, name, created["metadata"]["resourceVersion"], last),
                 wait_seconds,
             )
         except TimeoutError:
-            return ClaimResult(
-                name,
-                "Pending",
-                None,
-                None,
-                time.perf_counter() - started,
-                f"not Bound within --timeout {wait_seconds:g} s",
-            )
-        bound: JsonObject = next(
-            (c for c in status.get("conditions", []) if c.get("type") == "Bound"), {}
-        )
-        return ClaimResult(
-            name,
-            str(status.get("phase")),
-            status.get("workspaceName"),
-            status.get("source"),
-            time.perf_counter() - started,
-            str(bound.get("message", "")),
-        )
+            return result_of(name, last, time.perf_counter() - started, wait_seconds)
+        return result_of(name, last, time.perf_counter() - started, None)
     finally:
         await kube.close()
 
 
-async def _until_settled(kube: Kube, namespace: str, name: str, since: str) -> JsonObject:
+async def _until_settled(
+    kube: Kube, namespace: str, name: str, since: str, last: JsonObject
+) -> None:
+    """Until the claim is `settled`; `last` holds its latest status all along."""
     while True:  # a watch may end (server timeout): start another from where we were
         async for kind, obj in kube.watch_objects(PLURAL_WORKSPACE_CLAIMS, namespace, since):
             since = obj.get("metadata", {}).get("resourceVersion", since)
             if kind == "DELETED" or obj.get("metadata", {}).get("name") != name:
                 continue
-            status = dict(obj.get("status") or {})
-            if status.get("phase") in ("Bound", "Failed"):
-                return status
+            last.clear()
+            last.update(obj.get("status") or {})
+            if settled(last):
+                return

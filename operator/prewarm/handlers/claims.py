@@ -54,7 +54,6 @@ from prewarm.planning.claims import (
     Kept,
     PresetView,
     Route,
-    agents_reinitialized,
     check_bound,
     claim_deadline,
     claim_route,
@@ -64,6 +63,12 @@ from prewarm.planning.claims import (
 from prewarm.planning.failures import Outcome, Verdict
 from prewarm.planning.preset_pass import outcome_status
 from prewarm.planning.quota import QUOTA_RETRY_FIRST, quota_message
+from prewarm.planning.reinit import (
+    pod_agents,
+    reinit_condition,
+    reinit_pending,
+    reinit_progress,
+)
 from prewarm.planning.render import (
     ClaimRef,
     claim_annotations,
@@ -584,7 +589,7 @@ async def _bind(
     await _patch_claim(
         rt,
         claim,
-        _rebound(status, now),
+        _reinit_pending(rt, claim, _rebound(status, now), workspace, generation, now),
         ClaimPhase.BOUND,
         reasons.REASON_CLAIMED_PREBUILT if source is ClaimSource.PREBUILT else reasons.BOUND,
         f"workspace {workspace} ({source.value}) belongs to {claim.owner}",
@@ -632,6 +637,28 @@ def _record_bound(
             claim.uid, ws_uid, workspace, claim.owner, source, now
         ),
     )
+
+
+def _reinit_pending(
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    workspace: str,
+    generation: int,
+    now: datetime,
+) -> WorkspaceClaimStatus:
+    """Bound and `Reinitialized: Unknown` in one write when the pod has agents, so
+    whoever waits for the claim (`prewarm claim --wait`) knows to wait for them too."""
+    pod = rt.pod(claim.namespace, workspace)
+    agents = pod_agents(pod.annotations) if pod is not None else ()
+    if not agents:
+        return status  # no agent, or the pod not in the index yet: the next pass says
+    wanted = reinit_pending(agents, generation)
+    conditions = set_condition(
+        status.conditions, reasons.REINITIALIZED, wanted.status, wanted.reason, wanted.message,
+        None, now,
+    )  # fmt: skip
+    return status.model_copy(update={"conditions": conditions})
 
 
 def _rebound(status: WorkspaceClaimStatus, now: datetime) -> WorkspaceClaimStatus:
@@ -801,36 +828,57 @@ async def _ensure_pod_knows_owner(
 async def _check_reinitialized(
     rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus
 ) -> None:
-    """Bound claims become Reinitialized once every agent reported the generation."""
+    """A Bound claim's Reinitialized condition follows its pod's agents
+    (planning/reinit.py): pending, retrying, failed or done for its generation."""
     if status.reinitialized_at is not None or not status.workspace_name:
         return
     pod = rt.pod(claim.namespace, status.workspace_name)
     if pod is None:
         return
     generation = status.reinit_generation
-    agents = agents_reinitialized(pod.annotations, generation)
-    if agents is None:
-        return  # an agent has not reported yet (or there is none to wait for)
+    progress = reinit_progress(pod.annotations, generation)
+    if progress is None:
+        return  # no agent to wait for
+    wanted = reinit_condition(progress, generation)
+    current = get_condition(status.conditions, reasons.REINITIALIZED)
+    if (
+        current is not None
+        and current.status.value == wanted.status
+        and (current.reason, current.message) == (wanted.reason, wanted.message)
+    ):
+        return  # nothing new to say
     now = _now()
     conditions = set_condition(
         status.conditions,
         reasons.REINITIALIZED,
-        "True",
-        reasons.REASON_REINIT_SUCCEEDED,
-        f"{agents} agent(s) re-initialised for generation {generation}",
+        wanted.status,
+        wanted.reason,
+        wanted.message,
         None,
         now,
     )
-    await rt.kube.patch_claim_status(
-        claim.namespace,
-        claim.name,
-        {
-            "status": {
-                "reinitializedAt": rfc3339(now, milliseconds=True),
-                "conditions": [c.model_dump(by_alias=True, mode="json") for c in conditions],
-            }
-        },
-    )
+    patch: dict[str, Any] = {
+        "conditions": [c.model_dump(by_alias=True, mode="json") for c in conditions]
+    }
+    if wanted.status == "True":
+        patch["reinitializedAt"] = rfc3339(now, milliseconds=True)
+    await rt.kube.patch_claim_status(claim.namespace, claim.name, {"status": patch})
+    if wanted.failed:
+        metrics.claim_reinit_failures.labels(claim.namespace, claim.preset, wanted.reason).inc()
+        await _event(rt, claim, "Warning", wanted.reason, wanted.event)
+    if wanted.status == "True":
+        _reinitialized(rt, claim, status, now)
+
+
+def _reinitialized(
+    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, now: datetime
+) -> None:
+    """Every agent is done: the latency since this binding, and the ledger."""
+    bound = get_condition(status.conditions, reasons.BOUND)
+    starts = [t for t in (status.bound_at, bound and bound.last_transition_time) if t]
+    if starts:
+        seconds = max(0.0, (now - max(starts)).total_seconds())
+        metrics.claim_reinit_seconds.labels(claim.namespace, claim.preset).observe(seconds)
     rt.writes.submit(
         f"claim {claim.name} reinitialized",
         lambda: rt.ledger.record_claim_reinitialized(claim.uid, now),

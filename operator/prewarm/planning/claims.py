@@ -8,12 +8,11 @@ order with a conditional write, so exactly one claim wins each workspace.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from prewarm.api import reasons
-from prewarm.api.agent_protocol import ANNOTATION_AGENTS, REINIT_DONE_PREFIX
 from prewarm.api.claim import ClaimPhase, OnWorkspaceLost
 from prewarm.api.durations import format_duration
 from prewarm.api.preset import PrebuildStatus
@@ -383,21 +382,3 @@ def check_bound(
     return BoundStep(
         Kept.REBIND, reason, f"{what}; binding another one (spec.onWorkspaceLost: Rebind)"
     )
-
-
-def agents_reinitialized(annotations: Mapping[str, str], generation: int) -> int | None:
-    """How many agents re-initialised for `generation` once all of the pod's
-    agents did; None while one has not (or the pod has no agent to wait for)."""
-    agents = [a for a in annotations.get(ANNOTATION_AGENTS, "").split(",") if a]
-    if not agents:
-        return None
-    if all(_as_int(annotations.get(REINIT_DONE_PREFIX + a)) >= generation for a in agents):
-        return len(agents)
-    return None
-
-
-def _as_int(value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError:
-        return 0
