@@ -366,9 +366,9 @@ def test_claim_runs_the_hook_exactly_once_per_generation_across_kills(
         ["3", "carol", "1", secret3, "600"],
     ]
 
-    # Only the newest generation's credentials stay on disk.
+    # Only the newest generation's credentials (and its claim parameters) stay on disk.
     creds = sorted(p.name for p in (agent.workdir / "credentials").iterdir())
-    assert creds == ["gen-3"]
+    assert creds == ["gen-3", "parameters-gen-3.json"]
 
     # No credential leaks: not in annotations, not in events, not in the agent's logs
     # (the hook printed them; the agent redacted its output).
