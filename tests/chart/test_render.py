@@ -129,7 +129,10 @@ def test_defaults_render_the_operator_with_bundled_postgresql_and_cluster_rbac()
     pg = one(docs, "StatefulSet", "prewarm-postgresql")
     assert not pg["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
 
-    assert [r["metadata"]["name"] for r in find(docs, "Role")] == [f"{NAME}-leader-election"]
+    assert [r["metadata"]["name"] for r in find(docs, "Role")] == [
+        f"{NAME}-leader-election",
+        f"{NAME}-self",
+    ]
     assert {d["metadata"]["name"] for d in find(docs, "ClusterRole")} == {
         NAME,
         f"{NAME}-discovery",
@@ -160,7 +163,7 @@ def test_every_object_carries_the_release_labels() -> None:
 def test_leader_election_toggle() -> None:
     docs = template(**{"leaderElection.enabled": "false"})
     assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
-    assert not find(docs, "Role")
+    assert not find(docs, "Role", f"{NAME}-leader-election")
     e = env(docs)
     assert e["PREWARM_LEADER_ELECTION"] == "false"
     assert "PREWARM_LEASE_NAME" not in e
@@ -448,6 +451,32 @@ def test_rbac_can_be_left_to_someone_else() -> None:
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
 
 
+def test_agent_image_follows_the_operator_with_get_on_pods_in_its_namespace_only() -> None:
+    # Unset (the default): no PREWARM_AGENT_IMAGE, which `kubectl set image` would leave
+    # behind; the operator reads its own pod instead, with the least RBAC for that.
+    docs = template("--set", "watchNamespaces={team-a}")
+    assert "PREWARM_AGENT_IMAGE" not in env(docs)
+    assert env(docs)["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    role = one(docs, "Role", f"{NAME}-self")
+    assert role["metadata"]["namespace"] == "prewarm-system"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
+    binding = one(docs, "RoleBinding", f"{NAME}-self")
+    assert binding["metadata"]["namespace"] == "prewarm-system"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": f"{NAME}-self",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": NAME, "namespace": "prewarm-system"}
+    ]
+    # Set explicitly: it wins, and the Role is not rendered.
+    docs = template(**{"operator.agentImage": "mirror.local/prewarm:1"})
+    assert env(docs)["PREWARM_AGENT_IMAGE"] == "mirror.local/prewarm:1"
+    assert not find(docs, "Role", f"{NAME}-self")
+    assert not find(docs, "RoleBinding", f"{NAME}-self")
+
+
 def test_image_digest_and_verbose() -> None:
     digest = "sha256:" + "a" * 64
     c = container(template(**{"image.digest": digest, "operator.verbose": "true"}))
@@ -501,7 +530,9 @@ def test_readme_lists_exactly_the_granted_rules() -> None:
     lease = one(docs, "Role", f"{NAME}-leader-election")
     assert lease["metadata"]["namespace"] == "prewarm-system"
     assert rule_rows(lease["rules"]) == readme_table("lease-table")
-    for rule in [*operator_rules, *discovery["rules"], *lease["rules"]]:
+    own = one(docs, "Role", f"{NAME}-self")
+    assert rule_rows(own["rules"]) == readme_table("self-table")
+    for rule in [*operator_rules, *discovery["rules"], *lease["rules"], *own["rules"]]:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
 
