@@ -43,11 +43,12 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from prewarm.ledger.migrate import migrate
+    from prewarm.ledger.repository import apply_migrations
     from prewarm.settings import Settings
 
     dsn = args.database_url or Settings().database_url
-    applied = migrate(dsn)
+    # PostgreSQL down is one line and exit 7 (commands.errors), within 3 s, not a traceback.
+    applied = _run(apply_migrations(dsn))
     print(
         f"prewarm migrate: {len(applied)} migration(s) applied"
         if applied

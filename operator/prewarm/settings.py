@@ -11,7 +11,11 @@ from datetime import timedelta
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from prewarm import __version__
 from prewarm.api.durations import Duration, PositiveDuration
+
+# The agent image when neither PREWARM_AGENT_IMAGE nor the operator's own pod tells.
+DEFAULT_AGENT_IMAGE = f"ghcr.io/prewarm/prewarm:{__version__}"
 
 
 class ClusterAccess(BaseSettings):
@@ -124,8 +128,12 @@ class Settings(ClusterAccess):
         default=8080, ge=0, le=65535, description="kopf liveness endpoint port (/healthz)."
     )
     agent_image: str = Field(
-        default="ghcr.io/prewarm/prewarm:0.1.0",
-        description="Image of the prewarm agent sidecar, unless a preset names spec.agent.image.",
+        default="",
+        description=(
+            "Image of the prewarm agent sidecar, unless a preset names spec.agent.image. "
+            "Empty: the image of the operator's own container (read from its pod), "
+            "else DEFAULT_AGENT_IMAGE."
+        ),
     )
     leader_election: bool = Field(
         default=True,

@@ -129,7 +129,10 @@ def test_defaults_render_the_operator_with_bundled_postgresql_and_cluster_rbac()
     pg = one(docs, "StatefulSet", "prewarm-postgresql")
     assert not pg["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
 
-    assert [r["metadata"]["name"] for r in find(docs, "Role")] == [f"{NAME}-leader-election"]
+    assert [r["metadata"]["name"] for r in find(docs, "Role")] == [
+        f"{NAME}-leader-election",
+        f"{NAME}-self",
+    ]
     assert {d["metadata"]["name"] for d in find(docs, "ClusterRole")} == {
         NAME,
         f"{NAME}-discovery",
@@ -160,7 +163,7 @@ def test_every_object_carries_the_release_labels() -> None:
 def test_leader_election_toggle() -> None:
     docs = template(**{"leaderElection.enabled": "false"})
     assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
-    assert not find(docs, "Role")
+    assert not find(docs, "Role", f"{NAME}-leader-election")
     e = env(docs)
     assert e["PREWARM_LEADER_ELECTION"] == "false"
     assert "PREWARM_LEASE_NAME" not in e
@@ -374,14 +377,28 @@ def test_dashboard_toggle() -> None:
         "prewarm_claim_reinit_seconds_bucket",
         "prewarm_claim_reinit_failures_total",
         "prewarm_prebuilds_failed_total",
+        # Issue 18: the version, the work queues, disruptions and refused creates.
+        "prewarm_build_info",
+        "prewarm_workqueue_depth",
+        "prewarm_workqueue_wait_seconds_bucket",
+        "prewarm_workqueue_retries_total",
+        "prewarm_prebuilds_disrupted_total",
+        "prewarm_workspace_creates_refused_total",
     ):
         assert metric in exprs
+    disrupted = [p for p in dashboard["panels"] if "prewarm_prebuilds_disrupted" in str(p)]
+    assert all("reason" in t["expr"] for p in disrupted for t in p["targets"])
 
 
 def exported_metric_names() -> set[str]:
     """Every series name the operator can export (from prewarm.metrics' registry)."""
     names: set[str] = {"up"}
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_count", "_sum"),
+        "gauge": ("",),
+        "info": ("_info",),
+    }
     for family in REGISTRY.collect():
         if family.name.startswith("prewarm_"):
             names |= {family.name + s for s in suffixes.get(family.type, ("",))}
@@ -402,6 +419,56 @@ def test_alerts_and_dashboard_query_metrics_that_exist() -> None:
     used = set().union(*(metric_names_in(e) for e in exprs))
     assert used, "no prewarm_ metric found in the queries"
     assert used <= exported, f"queries use metrics the operator does not export: {used - exported}"
+
+
+# Grafana's own variables a query may use besides the dashboard's.
+GRAFANA_VARIABLES = {"__rate_interval", "__interval", "__range"}
+PANEL_TYPES = {"timeseries", "stat", "heatmap", "gauge", "table", "bargauge", "text"}
+
+
+def dashboard_json() -> dict[str, Any]:
+    return dict(json.loads((CHART / "files" / "dashboards" / "prewarm.json").read_text()))
+
+
+def test_dashboard_is_a_well_formed_grafana_dashboard() -> None:
+    # No Grafana dashboard JSON schema is installable here (npm's @grafana/schema and
+    # @grafana/grafana-foundation-sdk ship TypeScript types, PyPI's
+    # grafana-foundation-sdk Python models): the structure Grafana needs, checked here.
+    d = dashboard_json()
+    assert d["uid"]
+    assert d["title"]
+    assert isinstance(d["schemaVersion"], int)
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    ids = [p["id"] for p in d["panels"]]
+    assert len(ids) == len(set(ids)), f"duplicate panel ids: {sorted(ids)}"
+    assert all(isinstance(i, int) and i > 0 for i in ids)
+    taken: dict[tuple[int, int], str] = {}
+    for p in d["panels"]:
+        title, grid = p["title"], p["gridPos"]
+        assert title
+        assert p["type"] in PANEL_TYPES, title
+        assert all(isinstance(grid[k], int) for k in "xywh"), title
+        assert min(grid["x"], grid["y"]) >= 0, title
+        assert min(grid["w"], grid["h"]) >= 1, title
+        assert grid["x"] + grid["w"] <= 24, f"{title}: wider than Grafana's 24 columns"
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in taken, f"{title} overlaps {taken[(x, y)]} at {(x, y)}"
+                taken[(x, y)] = title
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, title
+        assert p["targets"], f"{title}: no query"
+        ref_ids = [t["refId"] for t in p["targets"]]
+        assert len(ref_ids) == len(set(ref_ids)), title
+        for t in p["targets"]:
+            expr = t["expr"]
+            assert t["datasource"] == p["datasource"], title
+            assert metric_names_in(expr), f"{title}: {expr} names no prewarm_ metric"
+            for opening, closing in ("()", "{}", "[]"):
+                assert expr.count(opening) == expr.count(closing), f"{title}: {expr}"
+            used = set(re.findall(r"\$(\w+)", expr))
+            assert used <= set(variables) | GRAFANA_VARIABLES, f"{title}: {used}"
 
 
 def test_watch_namespaces_give_roles_instead_of_a_cluster_role() -> None:
@@ -446,6 +513,32 @@ def test_rbac_can_be_left_to_someone_else() -> None:
     assert not find(docs, "ServiceAccount")
     deployment = one(docs, "Deployment", NAME)
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+
+
+def test_agent_image_follows_the_operator_with_get_on_pods_in_its_namespace_only() -> None:
+    # Unset (the default): no PREWARM_AGENT_IMAGE, which `kubectl set image` would leave
+    # behind; the operator reads its own pod instead, with the least RBAC for that.
+    docs = template("--set", "watchNamespaces={team-a}")
+    assert "PREWARM_AGENT_IMAGE" not in env(docs)
+    assert env(docs)["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    role = one(docs, "Role", f"{NAME}-self")
+    assert role["metadata"]["namespace"] == "prewarm-system"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
+    binding = one(docs, "RoleBinding", f"{NAME}-self")
+    assert binding["metadata"]["namespace"] == "prewarm-system"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": f"{NAME}-self",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": NAME, "namespace": "prewarm-system"}
+    ]
+    # Set explicitly: it wins, and the Role is not rendered.
+    docs = template(**{"operator.agentImage": "mirror.local/prewarm:1"})
+    assert env(docs)["PREWARM_AGENT_IMAGE"] == "mirror.local/prewarm:1"
+    assert not find(docs, "Role", f"{NAME}-self")
+    assert not find(docs, "RoleBinding", f"{NAME}-self")
 
 
 def test_image_digest_and_verbose() -> None:
@@ -501,7 +594,9 @@ def test_readme_lists_exactly_the_granted_rules() -> None:
     lease = one(docs, "Role", f"{NAME}-leader-election")
     assert lease["metadata"]["namespace"] == "prewarm-system"
     assert rule_rows(lease["rules"]) == readme_table("lease-table")
-    for rule in [*operator_rules, *discovery["rules"], *lease["rules"]]:
+    own = one(docs, "Role", f"{NAME}-self")
+    assert rule_rows(own["rules"]) == readme_table("self-table")
+    for rule in [*operator_rules, *discovery["rules"], *lease["rules"], *own["rules"]]:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
 

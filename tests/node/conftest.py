@@ -1,18 +1,28 @@
 """The operator of the node tier: installed once with `helm install` of the chart,
 from the image built by buildah, into a namespace enforcing the restricted Pod
-Security Standard; it watches that namespace, where the tests put their presets."""
+Security Standard; it watches that namespace, where the tests put their presets.
+
+The chart takes the path users take from a published registry: `helm package`,
+`helm push` to the node's local OCI registry, `helm install oci://...`.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+import yaml
 
+from prewarm.devenv.node import REGISTRY
 from tests.plugins.node import REPO, NodeEnv
 
 RELEASE = "pw"
+CHART = REPO / "charts" / "prewarm"
+# Where `helm push` puts the chart: oci://<registry>/charts/prewarm:<version>.
+CHART_REPOSITORY = f"oci://{REGISTRY}/charts"
 
 
 @dataclass
@@ -21,6 +31,9 @@ class NodeOperator:
     namespace: str
     release: str = RELEASE
     installed: bool = True
+    chart_ref: str = ""
+    chart_version: str = ""
+    helm_env: dict[str, str] = field(default_factory=dict)
 
     def uninstall(self) -> None:
         """helm uninstall and delete the namespace (its presets with it); once."""
@@ -76,9 +89,32 @@ class NodeOperator:
         ]
 
 
+def publish_chart(env: NodeEnv, workdir: Path) -> tuple[str, str, dict[str, str]]:
+    """`helm package` and `helm push` to the node's registry (plain HTTP); the chart's
+    oci:// reference, its version and the helm environment (its caches in `workdir`)."""
+    helm_env = {
+        "HELM_CACHE_HOME": str(workdir / "cache"),
+        "HELM_CONFIG_HOME": str(workdir / "config"),
+        "HELM_DATA_HOME": str(workdir / "data"),
+    }
+    version = str(yaml.safe_load((CHART / "Chart.yaml").read_text())["version"])
+    env.cluster.helm("package", str(CHART), "-d", str(workdir), env=helm_env)
+    package = workdir / f"prewarm-{version}.tgz"
+    assert package.is_file(), f"helm package made no {package.name}"
+    pushed = env.cluster.helm(
+        "push", str(package), CHART_REPOSITORY, "--plain-http", env=helm_env, check=False
+    )
+    if pushed.returncode != 0:
+        pytest.fail(f"helm push to {CHART_REPOSITORY} failed: {pushed.stderr}", pytrace=False)
+    return f"{CHART_REPOSITORY}/prewarm", version, helm_env
+
+
 @pytest.fixture(scope="session")
-def node_operator(real_node: NodeEnv) -> Iterator[NodeOperator]:
+def node_operator(
+    real_node: NodeEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeOperator]:
     ns = f"op-{uuid.uuid4().hex[:8]}"
+    chart_ref, version, helm_env = publish_chart(real_node, tmp_path_factory.mktemp("chart"))
     real_node.cluster.create_namespace(ns)
     real_node.kubectl(
         "label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted", "--overwrite"
@@ -87,11 +123,14 @@ def node_operator(real_node: NodeEnv) -> Iterator[NodeOperator]:
     real_node.kubectl(
         "create", "secret", "generic", "ledger", "-n", ns, f"--from-literal=url={url}"
     )
-    op = NodeOperator(real_node, ns)
+    op = NodeOperator(real_node, ns, chart_ref=chart_ref, chart_version=version, helm_env=helm_env)
     installed = real_node.cluster.helm(
         "install",
         RELEASE,
-        str(REPO / "charts" / "prewarm"),
+        chart_ref,
+        "--version",
+        version,
+        "--plain-http",
         "-n",
         ns,
         *op.helm_values(),
@@ -99,6 +138,7 @@ def node_operator(real_node: NodeEnv) -> Iterator[NodeOperator]:
         "--timeout",
         "6m",
         check=False,
+        env=helm_env,
     )
     if installed.returncode != 0:
         described = real_node.kubectl("describe", "pods", "-n", ns, check=False)

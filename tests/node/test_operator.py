@@ -210,12 +210,13 @@ def test_deleting_the_operator_pod_creates_nothing_twice(node_operator: NodeOper
 
 def test_two_replicas_one_leads(node_operator: NodeOperator) -> None:
     op = node_operator
-    from tests.plugins.node import REPO
-
     upgraded = op.env.cluster.helm(
         "upgrade",
         op.release,
-        str(REPO / "charts" / "prewarm"),
+        op.chart_ref,
+        "--version",
+        op.chart_version,
+        "--plain-http",
         "-n",
         op.namespace,
         *op.helm_values(replicas=2),
@@ -223,6 +224,7 @@ def test_two_replicas_one_leads(node_operator: NodeOperator) -> None:
         "--timeout",
         "6m",
         check=False,
+        env=op.helm_env,
     )
     assert upgraded.returncode == 0, upgraded.stderr
     pods = wait_until(

@@ -160,6 +160,29 @@ def test_issue18_a_ledger_that_is_down_answers_at_once_with_exit_7(
     assert "PREWARM_DATABASE_URL" in capsys.readouterr().err
 
 
+def test_issue18_migrate_against_a_ledger_that_is_down_is_one_line_and_exit_7(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Before: psycopg.OperationalError escaped `prewarm migrate` as a traceback (exit 1).
+    url = f"postgresql://prewarm@127.0.0.1:{_closed_port()}/prewarm"
+    assert cli.main(["migrate", "--database-url", url]) == Exit.LEDGER_UNREACHABLE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("prewarm migrate: the ledger (PostgreSQL) is unreachable: ")
+    assert "Traceback" not in err
+
+
+def test_issue18_migrations_that_disagree_are_one_line_and_exit_1() -> None:
+    from prewarm.commands.errors import classify
+    from prewarm.ledger.migrate import MigrationError
+
+    known = classify(MigrationError("migration 0001_x.sql was changed\nafter it was applied"))
+    assert known is not None
+    assert known.code == Exit.FAILED
+    assert str(known).startswith("the ledger's migrations disagree: migration 0001_x.sql")
+    assert "\n" not in str(known)
+
+
 ROWS = [
     {"namespace": "a", "name": "p", "ready": 3, "paused": True, "message": "x" * 100},
     {"namespace": "a", "name": "q", "ready": 0, "paused": False, "message": None},

@@ -55,6 +55,7 @@ def classify(error: BaseException) -> CliError | None:
     """The one line and exit code of a failure; None if it is not one we know."""
     # Imported here: `prewarm run` and `prewarm agent` need only Exit.
     from prewarm.k8s.client import UNREACHABLE, ApiError, ClusterConfigError
+    from prewarm.ledger.migrate import MigrationError
     from prewarm.ledger.repository import LedgerUnavailable
 
     if isinstance(error, CliError):
@@ -72,6 +73,8 @@ def classify(error: BaseException) -> CliError | None:
             "inside the cluster: kubectl exec deploy/prewarm -n NAMESPACE -- prewarm ...",
             Exit.LEDGER_UNREACHABLE,
         )
+    if isinstance(error, MigrationError):
+        return CliError(f"the ledger's migrations disagree: {error}", Exit.FAILED)
     if isinstance(error, UNREACHABLE):
         return CliError(f"cannot reach the API server: {_first_line(error)}", Exit.UNREACHABLE)
     return None

@@ -15,6 +15,7 @@ import signal
 import socket
 from typing import Any
 
+import aiohttp
 import kopf
 from aiohttp import web
 
@@ -32,10 +33,12 @@ from prewarm.handlers.watched import (
     WorkspaceEntry,
 )
 from prewarm.k8s.client import Kube
+from prewarm.k8s.core import ApiError, JsonObject
 from prewarm.k8s.lease import LeaderElector, stop_and_release
 from prewarm.ledger.repository import Ledger, LedgerUnavailable
 from prewarm.logs import log_context
-from prewarm.settings import Settings
+from prewarm.planning.agent_image import choose_agent_image
+from prewarm.settings import DEFAULT_AGENT_IMAGE, Settings
 
 log = logging.getLogger("prewarm.operator")
 
@@ -93,6 +96,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     # (claims served, no creates, Degraded), as a running one rides out an outage.
     ledger = Ledger.deferred(config.database_url)
     kube = await Kube.connect(config.kubeconfig, config.in_cluster, instance=config.pod_name)
+    config = await _with_agent_image(kube, config)
     rt = Runtime(settings=config, kube=kube, ledger=ledger)
     rt.presets = kwargs["preset_index"]
     rt.workspaces = kwargs["workspace_index"]
@@ -104,6 +108,22 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         _state_http["runner"] = await start_http(config.metrics_port, lambda: _readiness(rt))
     _workers["ledger"] = asyncio.create_task(_open_ledger(rt))
     _workers["lead"] = asyncio.create_task(_lead_then_work(rt, kube, config))
+
+
+async def _with_agent_image(kube: Kube, config: Settings) -> Settings:
+    """The settings with the agent image chosen (planning.agent_image): the explicit
+    setting, else the image of this pod's operator container, else the default.
+    Reading its own pod needs `get` on pods in its namespace (the chart's
+    `-self` Role); without it the operator starts anyway with the default."""
+    pod: JsonObject | None = None
+    if not config.agent_image and config.pod_name and config.pod_namespace:
+        try:
+            pod = await kube.get_pod(config.pod_namespace, config.pod_name)
+        except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("cannot read the operator's own pod for the agent image: %s", exc)
+    image, source = choose_agent_image(config.agent_image, pod, DEFAULT_AGENT_IMAGE)
+    log.info("agent image %s (from the %s)", image, source)
+    return config.model_copy(update={"agent_image": image})
 
 
 @kopf.on.cleanup()

@@ -161,6 +161,9 @@ class Kube:
         query = [("dryRun", "All")] if dry_run else None
         return await self._request("POST", _core(namespace, "pods"), body, query)
 
+    async def get_pod(self, namespace: str, name: str) -> JsonObject:
+        return await self._request("GET", _core(namespace, "pods", name))
+
     async def patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> JsonObject:
         return await self._merge(_core(namespace, "pods", name), patch)
 

@@ -45,6 +45,16 @@ class LedgerUnavailable(RuntimeError):
     """PostgreSQL cannot be reached (down, restarting, or the pool is exhausted)."""
 
 
+async def apply_migrations(dsn: str, connect_timeout_s: float = CONNECTION_TIMEOUT_S) -> list[str]:
+    """The pending migrations applied (file names); PostgreSQL that cannot be
+    reached raises LedgerUnavailable (refused at once, silent after the timeout),
+    a disagreement with the database's migrations MigrationError."""
+    try:
+        return await migrate_async(dsn, connect_timeout_s=connect_timeout_s)
+    except psycopg.OperationalError as error:
+        raise LedgerUnavailable(_first_line(error)) from error
+
+
 @contextlib.asynccontextmanager
 async def _unavailable_as_error() -> AsyncIterator[None]:
     try:
@@ -125,10 +135,7 @@ class Ledger:
         """
         if self._open_pool is not None:
             return []
-        try:
-            applied = await migrate_async(self._dsn, connect_timeout_s=CONNECTION_TIMEOUT_S)
-        except psycopg.OperationalError as error:
-            raise LedgerUnavailable(_first_line(error)) from error
+        applied = await apply_migrations(self._dsn)
         pool = _new_pool(self._dsn, 1, max_size)
         try:
             await pool.open(wait=True, timeout=CONNECTION_TIMEOUT_S)
