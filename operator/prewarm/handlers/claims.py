@@ -42,7 +42,7 @@ from prewarm.api.workspace import (
 from prewarm.handlers.memory import ClaimKey
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import ClaimEntry, PresetEntry, WorkspaceEntry
-from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod
+from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod, record_disruption
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
 from prewarm.planning.claim_parameters import ResolvedParameters, resolve_parameters
@@ -123,8 +123,9 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         return
     if route.route is Route.BOUND:
         memory.bound_to = None
-        if await _check_bound(rt, claim, status, deadline):
-            await _ensure_pod_knows_owner(rt, claim, status)
+        ws = _workspace_named(rt, claim, status.workspace_name)
+        if await _check_bound(rt, claim, status, ws, deadline):
+            await _ensure_pod_knows_owner(rt, claim, status, ws)
             await _check_reinitialized(rt, claim, status)
         return
     if route.route is Route.WATCH_LAGS:
@@ -137,6 +138,15 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         await _follow_own_workspace(rt, claim, status, mine, memory.seen_at)
         return
     await _claim_new(rt, claim, status, memory.seen_at)
+
+
+def _workspace_named(rt: Runtime, claim: ClaimEntry, name: str | None) -> WorkspaceEntry | None:
+    """The trusted workspace `name` of the claim's preset, if there is one."""
+    if not name:
+        return None
+    return next(
+        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.name == name), None
+    )
 
 
 def _record_requested(rt: Runtime, claim: ClaimEntry) -> None:
@@ -198,7 +208,10 @@ async def _claim_new(
             secret_missing = claim.owner_secret
     parameters = resolve_parameters(spec.claim_parameters, claim.parameters) if spec else None
     parameters = parameters or ResolvedParameters()
-    decision = _decide_claim(rt, claim, status, spec, view, secret_missing, parameters.problem)
+    workspaces = rt.workspaces_of((claim.namespace, claim.preset))
+    decision = _decide_claim(
+        rt, claim, status, spec, view, workspaces, secret_missing, parameters.problem
+    )
 
     if decision.action is Action.WAIT:
         await _patch_claim(rt, claim, status, ClaimPhase.PENDING, decision.reason, decision.message)
@@ -210,7 +223,7 @@ async def _claim_new(
         return
     assert preset_entry is not None
     assert spec is not None
-    by_name = {w.name: w for w in rt.workspaces_of((claim.namespace, claim.preset))}
+    by_name = {w.name: w for w in workspaces}
     if decision.action is Action.TAKE_PREBUILT:
         for name in decision.candidates:
             if name in rt.reserved:
@@ -243,10 +256,11 @@ def _decide_claim(
     status: WorkspaceClaimStatus,
     spec: PresetSpec | None,
     view: PresetView,
+    workspaces: list[WorkspaceEntry],
     secret_missing: str | None,
     parameters_problem: str | None = None,
 ) -> ClaimDecision:
-    instances = [w.as_instance() for w in rt.workspaces_of((claim.namespace, claim.preset))]
+    instances = [w.as_instance() for w in workspaces]
     cold_build = status.workspace_name if status.source is ClaimSource.COLD else None
     now = _now()
     grace = claim.cold_start_grace
@@ -519,13 +533,7 @@ async def _cold_build_failed(
     reason, message = str(outcome.reason), outcome.message
     key = (claim.namespace, claim.preset)
     if outcome.verdict is Verdict.DISRUPTED:
-        rt.record_build(
-            key,
-            f"cold build {ws.name} disrupted",
-            lambda: rt.ledger.record_build_disrupted(ws.uid, reason, message, now),
-            failed=True,
-        )
-        metrics.prebuilds_disrupted.labels(*key, reason).inc()
+        record_disruption(rt, key, f"cold build {ws.name}", ws.uid, outcome, now)
         await _fail(rt, claim, status, reason, f"cold start disrupted: {message}")
         return
     rt.record_build(
@@ -621,9 +629,7 @@ def _record_bound(
     now: datetime,
     rebind: bool,
 ) -> None:
-    ws = next(
-        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.name == workspace), None
-    )
+    ws = _workspace_named(rt, claim, workspace)
     ws_uid = ws.uid if ws else ""
     if rebind:
         rt.writes.submit(
@@ -679,16 +685,17 @@ def _rebound(status: WorkspaceClaimStatus, now: datetime) -> WorkspaceClaimStatu
 
 
 async def _check_bound(
-    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, deadline: datetime | None
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    ws: WorkspaceEntry | None,
+    deadline: datetime | None,
 ) -> bool:
-    """A Bound claim still has its workspace and pod (True), or lost them and
+    """A Bound claim still has its workspace `ws` and pod (True), or lost them and
     its spec.onWorkspaceLost is applied (False). Comes back when its lifetime ends."""
     name = status.workspace_name
     if not name:
         return True
-    ws = next(
-        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.name == name), None
-    )
     pod = rt.pod(claim.namespace, name)
     step = check_bound(
         name,
@@ -809,16 +816,13 @@ async def _expire(
 
 
 async def _ensure_pod_knows_owner(
-    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus
+    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, ws: WorkspaceEntry | None
 ) -> None:
     if not status.workspace_name or not status.reinit_generation:
         return
     pod = rt.pod(claim.namespace, status.workspace_name)
     if pod is None or pod.deleting:
         return
-    ws = next(
-        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.name == pod.name), None
-    )
     parameters = ws.claim_parameters if ws else ()
     wanted = claim_annotations(claim.owner, status.reinit_generation, parameters)
     if any(pod.annotations.get(k) != v for k, v in wanted.items()):

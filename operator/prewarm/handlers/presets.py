@@ -39,7 +39,7 @@ from prewarm.api.workspace import (
 from prewarm.handlers.memory import Expectations
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import PresetEntry, PresetKey, WorkspaceEntry
-from prewarm.handlers.workspaces import ensure_pod
+from prewarm.handlers.workspaces import ensure_pod, record_disruption
 from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
 from prewarm.ledger.models import ReplayedBuild
@@ -767,17 +767,14 @@ def _record_disruption(
     rt: Runtime, preset: PresetEntry, name: str, uid: str, outcome: Outcome, now: datetime
 ) -> None:
     """Lost to its infrastructure: recorded and replaced, never a step toward the limit."""
-    key = (preset.namespace, preset.name)
-    reason, message = str(outcome.reason), outcome.message
-    rt.record_build(
-        key,
-        f"build {name} disrupted",
-        lambda: rt.ledger.record_build_disrupted(uid, reason, message, now),
-        # A disrupted build leaves the failure window: the policy may change.
-        failed=True,
+    record_disruption(rt, (preset.namespace, preset.name), f"build {name}", uid, outcome, now)
+    log.info(
+        "prebuild %s/%s disrupted (replaced): %s: %s",
+        preset.namespace,
+        name,
+        outcome.reason,
+        outcome.message,
     )
-    metrics.prebuilds_disrupted.labels(*key, reason).inc()
-    log.info("prebuild %s/%s disrupted (replaced): %s: %s", preset.namespace, name, reason, message)
 
 
 async def _hard_limit_notice(

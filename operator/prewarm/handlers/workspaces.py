@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
+from prewarm import metrics
 from prewarm.api.agent_protocol import owner_secret_name
 from prewarm.api.preset import PresetSpec
 from prewarm.handlers.runtime import Runtime
+from prewarm.handlers.watched import PresetKey
 from prewarm.k8s.client import ApiError
 from prewarm.planning.agent_access import render_agent_access
+from prewarm.planning.failures import Outcome
 from prewarm.planning.render import ClaimRef, render_pod
 
 
@@ -62,3 +66,19 @@ async def copy_owner_secret(rt: Runtime, namespace: str, source: str, workspace:
     await rt.kube.patch_secret(
         namespace, owner_secret_name(workspace), {"data": dict(secret.get("data") or {})}
     )
+
+
+def record_disruption(
+    rt: Runtime, key: PresetKey, what: str, workspace_uid: str, outcome: Outcome, at: datetime
+) -> None:
+    """A build of preset `key` lost to its infrastructure (a pool or a cold
+    one): in the ledger and the metric, never a step toward the hard limit."""
+    reason, message = str(outcome.reason), outcome.message
+    rt.record_build(
+        key,
+        f"{what} disrupted",
+        lambda: rt.ledger.record_build_disrupted(workspace_uid, reason, message, at),
+        # A disrupted build leaves the failure window: the policy may change.
+        failed=True,
+    )
+    metrics.prebuilds_disrupted.labels(*key, reason).inc()

@@ -239,7 +239,9 @@ def _rolling(
     return [Deletion(i.name, r) for i, r in zip(doomed, reasons, strict=True)], room
 
 
-def _cleanup(present: list[Instance], inp: PoolInput) -> tuple[list[Deletion], list[Instance]]:
+def _cleanup(
+    present: list[Instance], stale: set[str], inp: PoolInput
+) -> tuple[list[Deletion], list[Instance]]:
     """Deletions that never wait for a replacement (disrupted ones, failed ones
     beyond those kept, stale ones that serve nobody), and the failed kept."""
     # Nothing to inspect in a disrupted one (the ledger and the Event say why).
@@ -259,12 +261,13 @@ def _cleanup(present: list[Instance], inp: PoolInput) -> tuple[list[Deletion], l
     )
     deletions += [Deletion(i.name, DeleteReason.FAILED_CLEANUP) for i in failed[inp.keep_failed :]]
     # Stale and not warm (starting, or failed under an older template): at once.
+    kept_failed = {i.name for i in failed}
     deletions += [
         Deletion(i.name, DeleteReason.OUTDATED)
         for i in present
         if i.phase not in (WorkspacePhase.READY, WorkspacePhase.DISRUPTED)
-        and i not in failed
-        and _stale(i, inp)
+        and i.name not in kept_failed
+        and i.name in stale
     ]
     return deletions, failed
 
@@ -273,12 +276,13 @@ def plan_pool(inp: PoolInput) -> PoolPlan:
     pool = [i for i in inp.instances if not i.claimed and i.phase is not WorkspacePhase.CLAIMED]
     claimed = len(inp.instances) - len(pool)
     present = [i for i in pool if not i.deleting]
-    deletions, failed = _cleanup(present, inp)
-    stale_ready = [i for i in present if i.phase is WorkspacePhase.READY and _stale(i, inp)]
+    stale = {i.name for i in present if _stale(i, inp)}
+    deletions, failed = _cleanup(present, stale, inp)
+    stale_ready = [i for i in present if i.phase is WorkspacePhase.READY and i.name in stale]
     fresh = [
         i
         for i in present
-        if i.phase in STARTING_PHASES | {WorkspacePhase.READY} and not _stale(i, inp)
+        if i.phase in STARTING_PHASES | {WorkspacePhase.READY} and i.name not in stale
     ]
     desired = max(inp.desired, 0)
     extraneous = _extraneous(fresh, desired)
@@ -304,6 +308,6 @@ def plan_pool(inp: PoolInput) -> PoolPlan:
         starting=sum(1 for i in serving if i.phase in STARTING_PHASES),
         claimed=claimed,
         failed=len(failed),
-        outdated=sum(1 for i in serving if i in stale_ready),
+        outdated=sum(1 for i in serving if i.name in stale),
     )
     return PoolPlan(create=create, deletions=tuple(deletions), counts=counts, blocked_by=blocker)
