@@ -898,7 +898,11 @@ async def _fail(
         f"claim {claim.name} failed",
         lambda: rt.ledger.record_claim_failed(claim.uid, reason, failed_at),
     )
-    await _event(rt, claim, "Warning", reasons.REASON_CLAIM_FAILED, f"{reason}: {message}")
+    # A claim fails once: a pass that ran before the watch showed Failed must
+    # not post it again (post_event's once_key, as for the preset's episodes).
+    await _event(
+        rt, claim, "Warning", reasons.REASON_CLAIM_FAILED, f"{reason}: {message}", "failed"
+    )
     rt.memory.claim((claim.namespace, claim.name)).seen_at = None
 
 
@@ -940,7 +944,14 @@ async def _patch_claim(
             raise
 
 
-async def _event(rt: Runtime, claim: ClaimEntry, type_: str, reason: str, message: str) -> None:
+async def _event(
+    rt: Runtime,
+    claim: ClaimEntry,
+    type_: str,
+    reason: str,
+    message: str,
+    once_key: str | None = None,
+) -> None:
     await post_event(
         rt.kube,
         api_version=API_VERSION,
@@ -951,4 +962,5 @@ async def _event(rt: Runtime, claim: ClaimEntry, type_: str, reason: str, messag
         type_="Warning" if type_ == "Warning" else "Normal",
         reason=reason,
         message=message,
+        once_key=once_key,
     )
