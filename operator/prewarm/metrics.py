@@ -12,6 +12,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+from prewarm.api.claim import ClaimSource
+from prewarm.api.reasons import DisruptionReason, FailureReason
+
 PRESET = ("namespace", "preset")
 
 
@@ -203,11 +206,28 @@ def start_preset(namespace: str, preset: str) -> None:
         counter.labels(namespace, preset)
 
 
+# Per-preset series with a third label, and every value that label can take.
+_PRESET_SERIES_BY = (
+    (claim_reinit_failures, REINIT_FAILURE_REASONS),
+    (prebuilds_failed, tuple(FailureReason)),
+    (prebuilds_disrupted, tuple(DisruptionReason)),
+    (claims, tuple(ClaimSource)),
+)
+
+
 def forget_preset(namespace: str, preset: str) -> None:
     """A deleted preset must not linger in the gauges and counters."""
-    for metric in (*_POOL_GAUGES, *_PRESET_COUNTERS, claim_reinit_seconds):
+    per_preset = (
+        *_POOL_GAUGES,
+        *_PRESET_COUNTERS,
+        claim_reinit_seconds,
+        workspace_creates_refused,
+        reconcile_errors,
+    )
+    for metric in per_preset:
         with contextlib.suppress(KeyError):
             metric.remove(namespace, preset)
-    for reason in REINIT_FAILURE_REASONS:
-        with contextlib.suppress(KeyError):
-            claim_reinit_failures.remove(namespace, preset, reason)
+    for labelled, values in _PRESET_SERIES_BY:
+        for value in values:
+            with contextlib.suppress(KeyError):
+                labelled.remove(namespace, preset, str(value))

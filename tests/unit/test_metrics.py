@@ -24,6 +24,19 @@ def test_a_presets_counters_exist_at_zero_from_its_first_pass_and_go_with_it() -
     assert series not in _exposed()
 
 
+def test_a_deleted_presets_reason_and_source_series_go_with_it() -> None:
+    # Every per-preset series, whatever its third label, must leave with the
+    # preset: a failure counter that lingered kept alerting on a deleted preset.
+    metrics.prebuilds_failed.labels("team", "gone", "ImagePullFailed").inc()
+    metrics.prebuilds_disrupted.labels("team", "gone", "Evicted").inc()
+    metrics.claims.labels("team", "gone", "cold").inc()
+    metrics.workspace_creates_refused.labels("team", "gone").inc()
+    metrics.reconcile_errors.labels("team", "gone").inc()
+    assert 'preset="gone"' in _exposed()
+    metrics.forget_preset("team", "gone")
+    assert 'preset="gone"' not in _exposed()
+
+
 def test_issue18_no_exposed_sample_name_is_doubled() -> None:
     # prometheus-client adds <name>_created to every counter and histogram: a
     # counter named ..._created exposed ..._created_created (and ..._total).
