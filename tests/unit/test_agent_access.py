@@ -20,7 +20,12 @@ from prewarm.api.agent_protocol import (
     reinit_done_annotation,
     reinit_failed_annotation,
 )
-from prewarm.planning.agent_access import agent_container, agent_volumes, render_agent_access
+from prewarm.planning.agent_access import (
+    agent_container,
+    agent_volumes,
+    hook_mount,
+    render_agent_access,
+)
 
 OWNER_REF = {
     "apiVersion": "prewarm.dev/v1alpha1",
@@ -54,6 +59,12 @@ def test_role_allows_exactly_its_own_pod_and_owner_secret() -> None:
             "resources": ["pods"],
             "resourceNames": ["ws-1"],
             "verbs": ["get", "watch", "list", "patch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["pods/exec"],
+            "resourceNames": ["ws-1"],
+            "verbs": ["create"],
         },
         {
             "apiGroups": [""],
@@ -109,7 +120,8 @@ def test_agent_container() -> None:
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     mounts = {m["name"]: m for m in c["volumeMounts"]}
-    volumes = {v["name"] for v in agent_volumes()}
+    # All but the hook's volume, which only the containers the hook runs in mount.
+    volumes = {v["name"] for v in agent_volumes()} - {hook_mount()["name"]}
     assert set(mounts) == volumes
     assert mounts["prewarm-podinfo"]["mountPath"] == "/etc/prewarm/podinfo"
     assert mounts["prewarm-podinfo"]["readOnly"] is True

@@ -147,6 +147,11 @@ app.kubernetes.io/component: postgresql
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, create, patch]
+# Never used by the operator: RBAC lets it grant a workspace's agent `create` on
+# pods/exec of that one pod (the hook runs in the workspace) only if it holds it.
+- apiGroups: [""]
+  resources: [pods/exec]
+  verbs: [create]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, patch]

@@ -34,6 +34,7 @@ from prewarm.agent.hook import (
 )
 from prewarm.agent.logs import JsonLog
 from prewarm.agent.podinfo import Claimed, claimed_from, parse_generation, read_annotations
+from prewarm.agent.remote import INTERRUPTED, run_remote_hook, run_script
 from prewarm.agent.settings import AgentSettings, SettingsError
 from prewarm.agent.state import (
     AgentState,
@@ -216,7 +217,9 @@ class Agent:
             await self._transient_failure("owner_secret_unreadable", error, generation=g)
             return
         self._transient_delay = 1.0
-        credentials = write_credentials(self.credentials_root, g, secrets, parameters)
+        target = self.settings.exec_container
+        if not target:
+            credentials = write_credentials(self.credentials_root, g, secrets, parameters)
         self._save(self.state.started(g))
         self.log.info(
             "hook_started",
@@ -225,37 +228,69 @@ class Agent:
             attempt=action.attempt,
             resumed=action.resumed,
             credential_files=len(secrets),
-        )
-        env = hook_environment(
-            self.environ,
-            owner=action.owner,
-            generation=g,
-            credentials_dir=credentials,
-            resumed=action.resumed,
-            attempt=action.attempt,
+            **({"in_container": target} if target else {}),
         )
         started = time.monotonic()
-        result = await run_hook(
-            self.settings.on_claim,
-            env,
-            Redactor(secrets),
-            self.log,
-            self.settings.hook_timeout_seconds,
-        )
+        if target:
+            result = await self._run_in_container(target, action, secrets, parameters)
+        else:
+            env = hook_environment(
+                self.environ,
+                owner=action.owner,
+                generation=g,
+                credentials_dir=credentials,
+                resumed=action.resumed,
+                attempt=action.attempt,
+            )
+            result = await run_hook(
+                self.settings.on_claim,
+                env,
+                Redactor(secrets),
+                self.log,
+                self.settings.hook_timeout_seconds,
+            )
         seconds = round(time.monotonic() - started, 3)
         await self._checkpoint("after-hook")
         if result.ok:
             self._save(self.state.completed(g, action.owner))
-            remove_older_credentials(self.credentials_root, keep=g)
+            if not target:  # in a target container, the next generation's script does it
+                remove_older_credentials(self.credentials_root, keep=g)
             self.log.info("hook_succeeded", generation=g, seconds=seconds)
             await self._checkpoint("after-record")
             return
         await self._hook_failed(action, result, seconds)
 
+    async def _run_in_container(
+        self, target: str, action: RunHook, secrets: Mapping[str, bytes], parameters: str
+    ) -> HookResult:
+        """The hook in the workspace's container `target`, through exec (agent/remote.py)."""
+        root = f"{self.settings.reinit_dir.rstrip('/')}/{target}"
+        script = run_script(
+            root=root,
+            generation=action.generation,
+            owner=action.owner,
+            secrets=secrets,
+            parameters=parameters,
+            attempt=action.attempt,
+            resumed=action.resumed,
+        )
+        return await run_remote_hook(
+            self.api,
+            target,
+            self.settings.on_claim,
+            script,
+            root,
+            Redactor(secrets),
+            self.log,
+            self.settings.hook_timeout_seconds,
+        )
+
     async def _hook_failed(self, action: RunHook, result: HookResult, seconds: float) -> None:
         g = action.generation
         reason = result.reason[:MAX_FAILED_REASON]
-        self._save(self.state.failed(g, reason))
+        # A run cut off mid-way (the exec stream ended without a status: the target
+        # container restarted, the connection broke) is retried as resumed.
+        self._save(self.state.failed(g, reason, interrupted=reason == INTERRUPTED))
         self.log.error(
             "hook_failed",
             generation=g,
@@ -334,7 +369,7 @@ class Agent:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    async def run(self) -> int:
+    async def run(self, stop: asyncio.Event | None = None) -> int:
         self.state = self.store.load()
         self.log.info(
             "agent_started",
@@ -343,10 +378,11 @@ class Agent:
             interrupted=self.state.running,
             use_api=self.settings.use_api,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
         tasks = [asyncio.create_task(self.poll_podinfo(), name="podinfo")]
         if self.settings.use_api:
             tasks.append(asyncio.create_task(self.watch_pod(), name="watch"))
@@ -368,16 +404,42 @@ class Agent:
         return 0
 
 
+def _log_for(settings: AgentSettings) -> JsonLog:
+    # The pod is named after its workspace (planning.render.render_pod).
+    return JsonLog(
+        namespace=settings.namespace,
+        workspace=settings.pod_name,
+        pod=settings.pod_name,
+        container=settings.container,
+    )
+
+
 async def _main(settings: AgentSettings, log: JsonLog, environ: Mapping[str, str]) -> int:
+    targets = settings.for_targets()
     try:
         api = await AgentApi.connect(
-            settings.namespace, settings.pod_name, settings.kubeconfig, settings.in_cluster
+            settings.namespace,
+            settings.pod_name,
+            settings.kubeconfig,
+            settings.in_cluster,
+            pool_size=2 + 2 * len(targets),
         )
     except Exception as error:
         log.error("api_config_error", error=_describe(error))
         return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        return await Agent(settings, api, log, environ).run()
+        # One agent per target container: its own state, watch and reports. When
+        # one of them fails, stop the others (the container restarts as a whole).
+        agents = [Agent(t, api, _log_for(t), environ) for t in targets]
+        runs = [asyncio.create_task(a.run(stop)) for a in agents]
+        for finished in asyncio.as_completed(runs):
+            if await finished:
+                stop.set()
+        return max(run.result() for run in runs)
     finally:
         await api.close()
 
@@ -390,13 +452,7 @@ def run_agent(environ: Mapping[str, str] | None = None) -> int:
     except SettingsError as error:
         JsonLog()("error", "settings_error", error=str(error))
         return 2
-    # The pod is named after its workspace (planning.render.render_pod).
-    log = JsonLog(
-        namespace=settings.namespace,
-        workspace=settings.pod_name,
-        pod=settings.pod_name,
-        container=settings.container,
-    )
+    log = _log_for(settings)
     try:
         return asyncio.run(_main(settings, log, env))
     except (OSError, ValueError) as error:
