@@ -522,3 +522,29 @@ def test_rendered_agent_pod_passes_restricted_pod_security(
     )
     assert result.returncode != 0
     assert "restricted" in result.stderr
+
+
+def test_an_agent_that_cannot_exec_into_its_workspace_says_so_on_the_pod(
+    cluster: LocalCluster, namespace: str, make_agent: Any
+) -> None:
+    """The rendered agent runs the hook in the workspace container through the exec
+    subresource. kwok pods have no kubelet to exec into: the agent must report that
+    as a failed run with a clear reason (and give up after its attempts), never hang
+    or run the hook anywhere else. The real exec is tested on the real node."""
+    ws = Workspace(cluster, namespace, "ws-e")
+    agent = make_agent(
+        ws,
+        PREWARM_AGENT_EXEC_CONTAINERS="workspace",
+        PREWARM_AGENT_MAX_ATTEMPTS="2",
+        PREWARM_AGENT_BACKOFF_SECONDS="0.2",
+    )
+    agent.start()
+    ws.claim("ivan", 1, "exec-secret-value-1")
+    agent.wait_event("hook_gave_up", generation=1, timeout=60)
+    annotations = ws.annotations()
+    failed = annotations[reinit_failed_annotation("workspace")]
+    assert failed.startswith("1: cannot exec in container workspace: "), failed
+    assert failed.endswith(" (gave up after 2 attempts)"), failed
+    assert reinit_done_annotation("workspace") not in annotations
+    assert agent.runs_list() == []  # nothing ran in the agent's own container instead
+    assert "exec-secret-value-1" not in agent.all_log_text() + json.dumps(annotations)

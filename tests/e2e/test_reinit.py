@@ -1,8 +1,11 @@
 """Issue 17: a failing re-init hook is visible where the user looks, with the operator
 and the agent together (the agent as a local process, as in test_agent.py: kwok pods
-run no containers). The claim's Reinitialized condition, a Warning Event, a metric
-and `prewarm claim --wait` say it; a hook that succeeds makes the claim Reinitialized
-and counts in the latency histogram. No credential reaches any of them."""
+run no containers, so nothing can be exec'd into: the agent runs the hook itself,
+reporting under the name of the workspace container it would exec into; the
+exec path is tested on the real node, tests/node/test_reinit.py). The claim's
+Reinitialized condition, a Warning Event, a metric and `prewarm claim --wait` say
+it; a hook that succeeds makes the claim Reinitialized and counts in the latency
+histogram. No credential reaches any of them."""
 
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ def agents(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     def make(ws: Workspace, **env: str) -> AgentProcess:
         workdir = tmp_path / f"agent-{ws.name}"
         workdir.mkdir()
+        # The operator's pod lists the hook's container (the first one) as its agent.
+        env = {"PREWARM_CONTAINER": "workspace", **env}
         started.append(AgentProcess(ws, workdir, **env))
         return started[-1]
 
@@ -120,7 +125,7 @@ def test_a_hook_that_gives_up_fails_the_claim_visibly_and_one_that_succeeds_does
 
     condition = wait_until(failed, timeout=30, what="Reinitialized False, ReinitFailed")
     assert condition["status"] == "False"
-    assert "agent prewarm-agent: exit status 3 (attempt 2 of 2); gave up" in condition["message"]
+    assert "agent workspace: exit status 3 (attempt 2 of 2); gave up" in condition["message"]
     assert "delete the claim to release it" in condition["message"]
     # The redacted tail of the hook's output.
     assert condition["message"].endswith("configuring for frank with [REDACTED]")
@@ -128,7 +133,7 @@ def test_a_hook_that_gives_up_fails_the_claim_visibly_and_one_that_succeeds_does
     out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 1, (out, err)
     assert f"workspaceclaim/{name} Bound: workspace {ws_name} (prebuilt)" in out
-    assert "; ReinitFailed: agent prewarm-agent: exit status 3 (attempt 2 of 2); gave up" in out
+    assert "; ReinitFailed: agent workspace: exit status 3 (attempt 2 of 2); gave up" in out
 
     warnings = {e["reason"]: e for e in items_of(cluster, namespace, name)}
     assert warnings["ReinitRetrying"]["type"] == "Warning"

@@ -60,8 +60,8 @@ def valid_key(key: str) -> bool:
     return bool(key) and "/" not in key and key not in (".", "..") and "\0" not in key
 
 
-# Shell functions of every script: a process's start time (field 22 of
-# /proc/PID/stat, after the command name in parentheses) and "stop the run
+# Shell functions of every script: a live process's start time (field 22 of
+# /proc/PID/stat, after the command name in parentheses; a zombie has none) and "stop the run
 # recorded in $root/running if that very process is still alive".
 _PRELUDE = r"""set -e
 umask 077
@@ -69,6 +69,7 @@ starttime() {
   read -r s < "/proc/$1/stat" || return 1
   s=${s##*) }
   set -- $s
+  [ "$1" != Z ] || return 1
   printf '%s' "${20}"
 }
 stop_recorded_run() {

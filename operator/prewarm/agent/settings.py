@@ -36,12 +36,12 @@ class AgentSettings(BaseSettings):
         validation_alias="PREWARM_CONTAINER", min_length=1, max_length=MAX_AGENT_CONTAINER_NAME
     )
     on_claim: Json[list[str]] = Field(validation_alias="PREWARM_ON_CLAIM", min_length=1)
-    exec_containers: list[str] = Field(
-        default_factory=list, validation_alias="PREWARM_AGENT_EXEC_CONTAINERS"
-    )
+    exec_containers: str = Field(default="", validation_alias="PREWARM_AGENT_EXEC_CONTAINERS")
     """Comma-separated: the containers of the pod the hook runs in, through the exec
     subresource, each re-initialised once per generation and reporting under its
-    own name. Empty: the hook runs in the agent's own container (PREWARM_CONTAINER)."""
+    own name. Empty: the hook runs in the agent's own container (PREWARM_CONTAINER).
+    (A string, not a list: pydantic-settings would read a list from the process
+    environment as JSON.)"""
     exec_container: str = ""
     """Set per target by `for_targets()`: the container this agent instance execs into."""
     reinit_dir: str = Field(default=REINIT_DIR, validation_alias="PREWARM_REINIT_DIR")
@@ -79,31 +79,26 @@ class AgentSettings(BaseSettings):
     def _host_set(cls, value: Any) -> Any:
         return bool(value) if isinstance(value, str) else value
 
-    @field_validator("exec_containers", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [name.strip() for name in value.split(",") if name.strip()]
-        return value
-
     @field_validator("exec_containers")
     @classmethod
-    def _names_fit_annotation_keys(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if len(name) > MAX_AGENT_CONTAINER_NAME:
+    def _names_fit_annotation_keys(cls, value: str) -> str:
+        for name in value.split(","):
+            if len(name.strip()) > MAX_AGENT_CONTAINER_NAME:
                 raise ValueError(
-                    f"container name {name!r} is longer than {MAX_AGENT_CONTAINER_NAME} characters"
+                    f"container name {name.strip()!r} is longer than "
+                    f"{MAX_AGENT_CONTAINER_NAME} characters"
                 )
         return value
 
     def for_targets(self) -> list[AgentSettings]:
         """One agent per container the hook runs in: each with its own state file
         and annotations (under the target's name); or just this one (local hook)."""
-        if not self.exec_containers:
+        names = [n.strip() for n in self.exec_containers.split(",") if n.strip()]
+        if not names:
             return [self]
         return [
             self.model_copy(update={"container": name, "exec_container": name})
-            for name in dict.fromkeys(self.exec_containers)
+            for name in dict.fromkeys(names)
         ]
 
     @field_validator("max_attempts", mode="before")
