@@ -9,6 +9,7 @@ histogram. No credential reaches any of them."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -183,3 +184,65 @@ def items_of(cluster: LocalCluster, namespace: str, claim: str) -> list[dict[str
     for reason in ("ReinitRetrying", "ReinitFailed"):
         found += events(cluster, namespace, claim, reason)
     return found
+
+
+def test_a_take_cut_off_before_the_credentials_copy_still_hands_them_to_the_agent(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """The operator killed right after its take of a warm workspace (the one write
+    that makes it the claim's), before it copied the owner's credentials: the next
+    operator finishes the take, and the agent must find the credentials in
+    `<ws>-owner` before the pod shows the generation. Found while checking issue
+    17's "exactly once when the operator is killed at any step": the finishing pass
+    annotated the pod without copying them, so the hook ran once, without them."""
+    preset = preset_manifest("cut", 1)
+    preset["spec"]["agent"] = {"onClaim": ["/hooks/on-claim"]}
+    apply(cluster, namespace, preset)
+    wait_until(
+        lambda: (get(cluster, namespace, "preset", "cut").get("status") or {}).get("ready") == 1,
+        what="1 warm",
+    )
+    (ws,) = json.loads(
+        cluster.kubectl("get", "prebuiltworkspaces", "-n", namespace, "-o", "json").stdout
+    )["items"]
+    name = ws["metadata"]["name"]
+    operator.stop()
+    cluster.kubectl(
+        "create", "secret", "generic", "creds", "-n", namespace, f"--from-literal=token={SECRET}"
+    )
+    claim = {
+        "apiVersion": "prewarm.dev/v1alpha1",
+        "kind": "WorkspaceClaim",
+        "metadata": {"name": "judy"},
+        "spec": {
+            "presetRef": {"name": "cut"},
+            "owner": "judy",
+            "ownerSecretRef": {"name": "creds"},
+        },
+    }
+    apply(cluster, namespace, claim)
+    uid = get(cluster, namespace, "workspaceclaim", "judy")["metadata"]["uid"]
+    # Exactly what the take writes (handlers/claims.py _take_patch), and nothing after it.
+    take = {
+        "metadata": {
+            "labels": {"prewarm.dev/claim": "judy"},
+            "ownerReferences": [
+                {"apiVersion": "prewarm.dev/v1alpha1", "kind": "WorkspaceClaim", "name": "judy",
+                 "uid": uid, "controller": True, "blockOwnerDeletion": True}
+            ],
+        },
+        "spec": {"owner": "judy", "claimRef": {"name": "judy", "uid": uid}},
+    }  # fmt: skip
+    cluster.kubectl(
+        "patch", "prebuiltworkspace", name, "-n", namespace, "--type=merge", "-p", json.dumps(take)
+    )
+    operator.start()
+    claimed = _bound(cluster, namespace, "judy")
+    assert claimed["status"]["workspaceName"] == name
+    annotations = get(cluster, namespace, "pod", name)["metadata"]["annotations"]
+    assert (annotations["prewarm.dev/owner"], annotations["prewarm.dev/reinit-generation"]) == (
+        "judy",
+        "1",
+    )
+    secret = get(cluster, namespace, "secret", f"{name}-owner")
+    assert base64.b64decode(secret["data"]["token"]).decode() == SECRET

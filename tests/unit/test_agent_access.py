@@ -64,7 +64,7 @@ def test_role_allows_exactly_its_own_pod_and_owner_secret() -> None:
             "apiGroups": [""],
             "resources": ["pods/exec"],
             "resourceNames": ["ws-1"],
-            "verbs": ["create"],
+            "verbs": ["get", "create"],
         },
         {
             "apiGroups": [""],

@@ -73,7 +73,8 @@ def agent_role_rules(workspace_name: str) -> list[JsonObject]:
             "apiGroups": [""],
             "resources": ["pods/exec"],
             "resourceNames": [workspace_name],
-            "verbs": ["create"],
+            # A websocket exec is a GET that the API server also checks as create.
+            "verbs": ["get", "create"],
         },
         {
             "apiGroups": [""],
