@@ -33,7 +33,9 @@ HOOK = [
     "-c",
     'set -e; printf "%s|%s|%s|%s|%s\\n" "$PREWARM_REINIT_GENERATION" "$PREWARM_OWNER" "$PROJECT" '
     '"$(cat "$PREWARM_PARAMETERS_FILE")" "$(stat -c %a:%u "$PREWARM_CREDENTIALS_DIR/token")" '
-    ">> /tmp/reinit.log",
+    ">> /tmp/reinit.log; "
+    # What the hook's own process shows (environment, command line): for the leak check.
+    'cat /proc/$$/environ /proc/$$/cmdline > "/tmp/hook-process-$PREWARM_REINIT_ATTEMPT"',
 ]
 
 
@@ -166,6 +168,11 @@ def test_the_hook_runs_once_in_each_workspace_container_as_its_user(
         code, env_out = _exec(op, ws, container, "env")
         assert code == 0, env_out
         assert credentials not in env_out
+    for container in ("workspace", "tools"):
+        code, process = _exec(op, ws, container, "cat", "/tmp/hook-process-1")
+        assert code == 0, process
+        assert "PREWARM_OWNER=alice" in process
+        assert credentials not in process  # not in the hook's environment or command line
     code, cred = _exec(op, ws, "workspace", "cat", "/run/prewarm/workspace/gen-1/token")
     assert (code, cred) == (0, credentials)
     code, denied = _exec(op, ws, "tools", "cat", "/run/prewarm/workspace/gen-1/token")
@@ -329,14 +336,16 @@ def test_spike_shared_volume_fifo_handoff(node_operator: NodeOperator) -> None:
     op = node_operator
     image = op.env.busybox_image
     wrapper = (
-        "mkfifo /shared/request; touch /tmp/ready; "
+        # Group-writable: the sidecar (another user) writes it through the fsGroup.
+        "mkfifo -m 660 /shared/request; touch /tmp/ready; "
         "while true; do read -r g < /shared/request; "
         'echo "$g $(id -u)" > /shared/hook.out; read -r up _ < /proc/uptime; '
         'echo "$up" > /shared/done; done'
     )
     probe = (
         "i=0; while [ $i -lt 10 ]; do rm -f /shared/done; read -r t0 _ < /proc/uptime; "
-        'echo "$i" > /shared/request; while [ ! -s /shared/done ]; do :; done; '
+        'echo "$i" > /shared/request || exit 1; n=0; '
+        "while [ ! -s /shared/done ] && [ $n -lt 100000 ]; do n=$((n+1)); done; "
         'read -r t1 < /shared/done; echo "$t0 $t1"; i=$((i+1)); done'
     )
     pod: dict[str, Any] = {
