@@ -417,3 +417,73 @@ def test_spike_shared_volume_fifo_handoff(node_operator: NodeOperator) -> None:
     finally:
         op.env.kubectl("delete", "pod", "-n", op.namespace, "fifo-spike", "--wait=false")
     assert items(op.env, op.namespace, "pods")
+
+
+MIDWAY_HOOK = [
+    "/bin/sh",
+    "-c",
+    'echo "start $PREWARM_REINIT_ATTEMPT ${PREWARM_REINIT_RESUMED:-0}" >> /tmp/reinit.log; '
+    'if [ "$PREWARM_REINIT_ATTEMPT" -lt 3 ]; then sleep 3600; fi; '
+    'echo "done $PREWARM_REINIT_ATTEMPT" >> /tmp/reinit.log',
+]
+
+
+def test_killed_mid_hook_the_run_is_resumed_and_never_doubled(
+    node_operator: NodeOperator, credentials: str
+) -> None:
+    """Exec changes what "killed mid-hook" means (docs/agent.md): the agent dying
+    does not stop the hook in the workspace, so the agent's next run must stop it
+    first; the workspace container dying ends the stream without a status. Both,
+    one after the other, end in exactly one completed run, told it resumes."""
+    op = node_operator
+    image, agent = op.env.busybox_image, op.env.operator_image.ref
+    preset = _preset("midk", 1, image, agent, MIDWAY_HOOK)
+    pod = preset["spec"]["template"]["spec"]
+    pod["containers"] = pod["containers"][:1]
+    pod["containers"][0]["command"] = [
+        "/bin/sh",
+        "-c",
+        "rm -f /tmp/stop; touch /tmp/ready; while [ ! -f /tmp/stop ]; do sleep 1; done",
+    ]
+    preset["spec"]["agent"]["containers"] = ["workspace"]
+    op.env.apply(op.namespace, preset)
+    wait_until(
+        lambda: preset_status(op.env, op.namespace, "midk").get("ready") == 1,
+        timeout=300,
+        what="1 warm workspace",
+    )
+    op.env.apply(op.namespace, _claim("midk-erin", "midk", "erin", "main"))
+
+    def bound() -> str:
+        status = get(op.env, op.namespace, "workspaceclaim", "midk-erin").get("status") or {}
+        return str(status.get("workspaceName") or "") if status.get("phase") == "Bound" else ""
+
+    ws = wait_until(bound, timeout=180, what="the claim Bound")
+
+    def lines() -> list[str]:
+        code, out = _exec(op, ws, "workspace", "cat", "/tmp/reinit.log")
+        return out.splitlines() if code == 0 else []
+
+    wait_until(lambda: lines() == ["start 1 0"], timeout=120, what="attempt 1 running")
+    # 1. The agent dies (its container restarts) while the hook sleeps in the workspace.
+    _exec(op, ws, "prewarm-agent", "python3", "-c", "import os, signal; os.kill(1, signal.SIGTERM)")
+    wait_until(
+        lambda: lines() == ["start 1 0", "start 2 1"], timeout=180, what="attempt 2, resumed"
+    )
+    _, processes = _exec(op, ws, "workspace", "ps", "-o", "pid,args")
+    assert processes.count("sleep 3600") == 1, processes  # attempt 1's hook was stopped
+    # 2. The workspace container dies while attempt 2 runs: the stream ends without a status.
+    _exec(op, ws, "workspace", "touch", "/tmp/stop")
+    status = _reinitialized(op, "midk-erin", timeout=240)
+    assert lines() == ["start 1 0", "start 2 1", "start 3 1", "done 3"]
+    assert _restarts(op, ws, "workspace") == 1
+    retrying = [
+        e
+        for e in items(op.env, op.namespace, "events")
+        if e["involvedObject"]["name"] == "midk-erin" and e["reason"] == "ReinitRetrying"
+    ]
+    assert retrying, "no ReinitRetrying Event"
+    assert "interrupted" in retrying[-1]["message"], retrying
+    time.sleep(5)
+    assert lines()[-1] == "done 3"
+    assert status["reinitializedAt"]

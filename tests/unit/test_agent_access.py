@@ -285,3 +285,35 @@ def test_agent_package_imports_kubernetes_only_through_k8s() -> None:
         text = path.read_text()
         for forbidden in ("import kubernetes", "from kubernetes", "psycopg"):
             assert forbidden not in text, f"{path.name}: {forbidden}"
+
+
+def _kubelet_expand(value: str, env: dict[str, str]) -> str:
+    """What the kubelet does to an env value (the documented `$(VAR)` expansion:
+    `$$` is a literal `$`, a known `$(NAME)` its value, anything else as is)."""
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "$" and i + 1 < len(value):
+            nxt = value[i + 1]
+            if nxt == "$":
+                out.append("$")
+                i += 2
+                continue
+            if nxt == "(":
+                end = value.find(")", i + 2)
+                if end != -1:
+                    name = value[i + 2 : end]
+                    out.append(env.get(name, f"$({name})"))
+                    i = end + 1
+                    continue
+        out.append(value[i])
+        i += 1
+    return "".join(out)
+
+
+def test_the_hook_reaches_the_agent_as_written_through_env_expansion() -> None:
+    # Found on the real node: a hook's `$$` arrived as `$` (the kubelet expands env values).
+    hook = ["/bin/sh", "-c", 'cat /proc/$$/environ; echo $(date) "$(PREWARM_POD_NAME)" $HOME $']
+    c = agent_container("prewarm:1", on_claim=hook)
+    env = {e["name"]: e for e in c["env"]}
+    defined = {"PREWARM_POD_NAME": "ws-1", "PREWARM_CONTAINER": "prewarm-agent"}
+    assert json.loads(_kubelet_expand(env["PREWARM_ON_CLAIM"]["value"], defined)) == hook

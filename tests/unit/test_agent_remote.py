@@ -88,7 +88,8 @@ def test_a_run_still_alive_from_an_earlier_attempt_is_stopped_first(
         root=str(root), generation=1, owner="a", secrets={}, parameters="", attempt=1,
         resumed=False,
     )  # fmt: skip
-    earlier = subprocess.Popen([*shell, "-s", "--", "sleep", "300"], stdin=subprocess.PIPE)
+    hook = ["/bin/sh", "-c", "sleep 313; echo not stopped"]  # a hook with a child
+    earlier = subprocess.Popen([*shell, "-s", "--", *hook], stdin=subprocess.PIPE)
     assert earlier.stdin is not None
     earlier.stdin.write(script)
     earlier.stdin.close()
@@ -101,7 +102,22 @@ def test_a_run_still_alive_from_an_earlier_attempt_is_stopped_first(
     out = _run(shell, root, 1, ["/bin/sh", "-c", SHOW], attempt=2, resumed=True)
     assert earlier.wait(timeout=15) == -signal.SIGTERM
     assert "stopping an earlier run of the hook still running" in out
+    assert not _running("sleep\x00313\x00"), "the earlier hook's child outlived it"
     assert out.splitlines()[-1].startswith("o'brien $HOME|1|2|1|")
+
+
+def _running(cmdline: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                text = (proc / "cmdline").read_bytes().decode(errors="replace")
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if text == cmdline and state != "Z":
+                found.append(int(proc.name))
+    return found
 
 
 @pytest.mark.parametrize("shell", SHELLS)

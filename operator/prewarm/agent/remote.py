@@ -72,19 +72,36 @@ starttime() {
   [ "$1" != Z ] || return 1
   printf '%s' "${20}"
 }
+tree() {
+  all=" $1 "
+  changed=1
+  while [ "$changed" = 1 ]; do
+    changed=0
+    for st in /proc/[0-9]*/stat; do
+      read -r s 2>/dev/null < "$st" || continue
+      pid=${s%% *}
+      s=${s##*) }
+      set -- $s
+      case "$all" in *" $pid "*) continue ;; esac
+      case "$all" in *" $2 "*) all="$all$pid "; changed=1 ;; esac
+    done
+  done
+  echo $all
+}
 stop_recorded_run() {
   if [ -f "$root/running" ]; then
     prev= prevstart=
     read -r prev prevstart < "$root/running" || true
     if [ -n "$prev" ] && [ "$(starttime "$prev" 2>/dev/null || true)" = "$prevstart" ]; then
       echo "prewarm: stopping an earlier run of the hook still running (pid $prev)"
-      kill -s TERM -- "-$prev" 2>/dev/null || kill -s TERM "$prev" 2>/dev/null || true
+      pids=$(tree "$prev")
+      kill -s TERM $pids 2>/dev/null || true
       n=0
       while [ "$n" -lt 10 ] && [ "$(starttime "$prev" 2>/dev/null || true)" = "$prevstart" ]; do
         sleep 1 || break
         n=$((n + 1))
       done
-      kill -s KILL -- "-$prev" 2>/dev/null || kill -s KILL "$prev" 2>/dev/null || true
+      kill -s KILL $pids 2>/dev/null || true
     fi
     rm -f "$root/running"
   fi

@@ -229,7 +229,9 @@ def agent_container(
             {"name": "PREWARM_CONTAINER", "value": container_name},
             {"name": "PREWARM_PODINFO", "value": PODINFO_FILE},
             {"name": "PREWARM_STATE_DIR", "value": STATE_DIR},
-            {"name": "PREWARM_ON_CLAIM", "value": json.dumps(on_claim)},
+            # `$$` because the kubelet expands `$(VAR)` in env values and turns `$$`
+            # into `$`: a hook's `$$` or `$(...)` must reach the agent as written.
+            {"name": "PREWARM_ON_CLAIM", "value": json.dumps(on_claim).replace("$", "$$")},
             {"name": "TMPDIR", "value": TMP_DIR},
             *(
                 [{"name": "PREWARM_AGENT_EXEC_CONTAINERS", "value": ",".join(exec_containers)}]
