@@ -306,10 +306,23 @@ def test_reinit_latency_on_the_real_node(node_operator: NodeOperator, credential
         latencies.append((done - bound).total_seconds())
         log = op.env.kubectl("logs", "-n", op.namespace, str(status["workspaceName"]), "-c",
                              "prewarm-agent")  # fmt: skip
+        started_at = observed_at = None
         for line in log.splitlines():
             record = json.loads(line) if line.startswith("{") else {}
             if record.get("event") == "hook_succeeded":
                 exec_seconds.append(float(record["seconds"]))
+            if record.get("event") == "agent_started" and started_at is None:
+                started_at = _timestamp(record["ts"])
+            if record.get("event") == "generation_observed" and observed_at is None:
+                observed_at = _timestamp(record["ts"])
+        # Where the time went: the agent's start and first sight of the claim, from Bound.
+        assert started_at is not None
+        assert observed_at is not None
+        print(
+            f"REINIT_SAMPLE {latencies[-1]:.3f} agent_started_after_bound="
+            f"{(started_at - bound).total_seconds():.3f} observed_after_bound="
+            f"{(observed_at - bound).total_seconds():.3f}"
+        )
         op.env.kubectl("delete", "workspaceclaim", "-n", op.namespace, f"lat-{i}", "--wait=false")
     latencies.sort()
     exec_seconds.sort()
@@ -477,7 +490,10 @@ def test_killed_mid_hook_the_run_is_resumed_and_never_doubled(
         lambda: lines() == ["start 1 0", "start 2 1"], timeout=180, what="attempt 2, resumed"
     )
     _, processes = _exec(op, ws, "workspace", "ps", "-o", "pid,args")
-    assert processes.count("sleep 3600") == 1, processes  # attempt 1's hook was stopped
+    # Attempt 1's hook (and its child) was stopped: one hook shell, one sleep.
+    commands = [line.split(None, 1)[-1] for line in processes.splitlines()[1:]]
+    assert commands.count("sleep 3600") == 1, processes
+    assert sum(c.startswith("/bin/sh -c echo") for c in commands) == 1, processes
     # 2. The workspace container dies while attempt 2 runs: the stream ends without a status.
     _exec(op, ws, "workspace", "touch", "/tmp/stop")
     status = _reinitialized(op, "midk-erin", timeout=240)
