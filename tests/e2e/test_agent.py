@@ -187,6 +187,7 @@ class AgentProcess:
         self.podinfo = workdir / "podinfo" / "annotations"
         self.runs = workdir / "runs.log"
         self.fails = workdir / "fails"
+        self.ready = workdir / "ready"
         hook = workdir / "on-claim.sh"
         hook.write_text(HOOK)
         hook.chmod(0o755)
@@ -209,6 +210,7 @@ class AgentProcess:
             "PREWARM_ON_CLAIM": json.dumps([str(hook)]),
             "PREWARM_AGENT_POLL_SECONDS": "0.2",
             "PREWARM_AGENT_BACKOFF_SECONDS": "1",
+            "PREWARM_AGENT_READY_FILE": str(self.ready),
             "HOOK_RUNS": str(self.runs),
             "HOOK_FAILS": str(self.fails),
             **env,
@@ -316,10 +318,14 @@ def test_claim_runs_the_hook_exactly_once_per_generation_across_kills(
     agent = make_agent(ws)
     agent.sync_podinfo()
     agent.start()
+    # Ready (the container's startup probe reads the file) once it watches its pod.
+    agent.wait_event("agent_ready")
+    assert agent.ready.exists()
     # In the pool (no generation): nothing to do, whatever happens.
     time.sleep(0.5)
     agent.kill()  # killed before any claim
     agent.start()
+    agent.wait_event("agent_ready")  # removed at start, written again once watching
     assert agent.runs_list() == []
 
     secret1 = f"s3cr3t-{uuid.uuid4().hex}"

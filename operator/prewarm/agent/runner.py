@@ -21,6 +21,7 @@ import os
 import signal
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from prewarm.agent.hook import (
@@ -113,6 +114,8 @@ class Agent:
         self._transient_delay = 1.0
         self._announced_exhausted = 0
         self._final_reported = 0
+        self.watching = asyncio.Event()
+        """Set once a source is up: the pod listed (or, without the API, the file read)."""
 
     # --- sources ----------------------------------------------------------------------------
 
@@ -127,6 +130,8 @@ class Agent:
             else:
                 missing_logged = False
                 self.observation.offer(claimed_from(annotations), "file")
+            if not self.settings.use_api:
+                self.watching.set()
             await asyncio.sleep(self.settings.poll_seconds)
 
     def _see_pod(self, pod: Mapping[str, Any] | None) -> None:
@@ -147,6 +152,7 @@ class Agent:
                 if pod is None:
                     self.log.warning("pod_not_found")
                 self._see_pod(pod)
+                self.watching.set()
                 async for kind, obj in self.api.watch_pod(resource_version):
                     delay = 1.0
                     if kind in ("ADDED", "MODIFIED"):
@@ -435,13 +441,27 @@ async def _main(settings: AgentSettings, log: JsonLog, environ: Mapping[str, str
         # One agent per target container: its own state, watch and reports. When
         # one of them fails, stop the others (the container restarts as a whole).
         agents = [Agent(t, api, _log_for(t), environ) for t in targets]
+        ready = Path(settings.ready_file) if settings.ready_file else None
+        if ready is not None:
+            # A restarted container starts unready (the file is on its emptyDir).
+            await asyncio.to_thread(ready.unlink, missing_ok=True)
         runs = [asyncio.create_task(a.run(stop)) for a in agents]
+        marker = asyncio.create_task(_mark_ready(agents, ready, log))
         for finished in asyncio.as_completed(runs):
             if await finished:
                 stop.set()
+        marker.cancel()
         return max(run.result() for run in runs)
     finally:
         await api.close()
+
+
+async def _mark_ready(agents: list[Agent], ready: Path | None, log: JsonLog) -> None:
+    """The startup probe's file, once every agent has its source up."""
+    await asyncio.gather(*(a.watching.wait() for a in agents))
+    if ready is not None:
+        await asyncio.to_thread(ready.touch)
+    log.info("agent_ready", agents=len(agents))
 
 
 def run_agent(environ: Mapping[str, str] | None = None) -> int:

@@ -46,6 +46,8 @@ class AgentSettings(BaseSettings):
     """Set per target by `for_targets()`: the container this agent instance execs into."""
     reinit_dir: str = Field(default=REINIT_DIR, validation_alias="PREWARM_REINIT_DIR")
     """In a target container: where the hook's credentials go (`<dir>/<container>/`)."""
+    ready_file: str = Field(default="", validation_alias="PREWARM_AGENT_READY_FILE")
+    """Touched once every agent watches its pod (the container's startup probe)."""
     podinfo: Path = Field(default=Path(PODINFO_FILE), validation_alias="PREWARM_PODINFO")
     state_dir: Path = Field(default=Path(STATE_DIR), validation_alias="PREWARM_STATE_DIR")
     credentials_root: Path | None = Field(default=None, validation_alias="PREWARM_CREDENTIALS_ROOT")

@@ -19,6 +19,7 @@ from prewarm.api.agent_protocol import (
     MAX_AGENT_CONTAINER_NAME,
     PODINFO_DIR,
     PODINFO_FILE,
+    READY_FILE,
     REINIT_DIR,
     STATE_DIR,
     TMP_DIR,
@@ -233,6 +234,7 @@ def agent_container(
             # into `$`: a hook's `$$` or `$(...)` must reach the agent as written.
             {"name": "PREWARM_ON_CLAIM", "value": json.dumps(on_claim).replace("$", "$$")},
             {"name": "TMPDIR", "value": TMP_DIR},
+            {"name": "PREWARM_AGENT_READY_FILE", "value": READY_FILE},
             *(
                 [{"name": "PREWARM_AGENT_EXEC_CONTAINERS", "value": ",".join(exec_containers)}]
                 if exec_containers
@@ -245,6 +247,13 @@ def agent_container(
             {"name": VOLUME_TMP, "mountPath": TMP_DIR},
             {"name": VOLUME_TOKEN, "mountPath": TOKEN_DIR, "readOnly": True},
         ],
+        # Not started (so the pod not Ready, the workspace not warm) until the agent
+        # watches its pod: a claim then reaches it at once (docs/agent.md).
+        "startupProbe": {
+            "exec": {"command": ["cat", READY_FILE]},
+            "periodSeconds": 1,
+            "failureThreshold": 300,
+        },
         "securityContext": agent_security_context(),
         # No limits: without exec_containers the hook runs in this container.
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
