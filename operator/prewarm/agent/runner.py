@@ -294,8 +294,9 @@ class Agent:
     async def _hook_failed(self, action: RunHook, result: HookResult, seconds: float) -> None:
         g = action.generation
         reason = result.reason[:MAX_FAILED_REASON]
-        # A run cut off mid-way (the exec stream ended without a status: the target
-        # container restarted, the connection broke) is retried as resumed.
+        # A run cut off mid-way (the exec stream ended without any status: the
+        # connection or the kubelet went away) is retried as resumed. (A target
+        # container that restarts is reported by the kubelet: exit status 137.)
         self._save(self.state.failed(g, reason, interrupted=reason == INTERRUPTED))
         self.log.error(
             "hook_failed",
