@@ -482,7 +482,11 @@ def test_operator_as_the_chart_service_account_converges_a_preset(
     )
     op.start()
     try:
-        cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(preset("pool", 2)))
+        pool = preset("pool", 2)
+        # With a hook: the operator creates each workspace's agent Role and RoleBinding
+        # (and grants pods/exec) as the chart's account.
+        pool["spec"]["agent"] = {"onClaim": ["/bin/true"]}
+        cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(pool))
         wait_until(
             lambda: preset_ready(cluster, ns, "pool", 2),
             timeout=60,
@@ -519,6 +523,11 @@ def test_operator_as_the_chart_service_account_converges_a_preset(
     log = op.log_text()
     denied = [line for line in log.splitlines() if DENIED.search(line)]
     assert not denied, "the operator was denied something:\n" + "\n".join(denied[:20])
+    # A RoleBinding created before its Role is refused (404) for an account that
+    # is not cluster-admin: the operator must create the Role first (seen on the
+    # real node, where builds then waited for a retry).
+    failed = [line for line in log.splitlines() if "rolebindings.rbac" in line]
+    assert not failed, "creating an agent RoleBinding failed:\n" + "\n".join(failed[:20])
 
 
 # --- the kubectl path ---------------------------------------------------------------------

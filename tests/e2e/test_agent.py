@@ -187,6 +187,7 @@ class AgentProcess:
         self.podinfo = workdir / "podinfo" / "annotations"
         self.runs = workdir / "runs.log"
         self.fails = workdir / "fails"
+        self.ready = workdir / "ready"
         hook = workdir / "on-claim.sh"
         hook.write_text(HOOK)
         hook.chmod(0o755)
@@ -209,6 +210,7 @@ class AgentProcess:
             "PREWARM_ON_CLAIM": json.dumps([str(hook)]),
             "PREWARM_AGENT_POLL_SECONDS": "0.2",
             "PREWARM_AGENT_BACKOFF_SECONDS": "1",
+            "PREWARM_AGENT_READY_FILE": str(self.ready),
             "HOOK_RUNS": str(self.runs),
             "HOOK_FAILS": str(self.fails),
             **env,
@@ -316,10 +318,14 @@ def test_claim_runs_the_hook_exactly_once_per_generation_across_kills(
     agent = make_agent(ws)
     agent.sync_podinfo()
     agent.start()
+    # Ready (the container's startup probe reads the file) once it watches its pod.
+    agent.wait_event("agent_ready")
+    assert agent.ready.exists()
     # In the pool (no generation): nothing to do, whatever happens.
     time.sleep(0.5)
     agent.kill()  # killed before any claim
     agent.start()
+    agent.wait_event("agent_ready")  # removed at start, written again once watching
     assert agent.runs_list() == []
 
     secret1 = f"s3cr3t-{uuid.uuid4().hex}"
@@ -470,6 +476,12 @@ def test_agent_credentials_reach_only_their_own_workspace(
         ("get", "secret/ws-a-agent-token"): False,
         ("get", "prebuiltworkspaces.prewarm.dev/ws-a"): False,
         ("create", "serviceaccounts/token"): False,
+        # The hook runs in the workspace's containers: exec into its own pod only.
+        ("create", "pod/ws-a", "--subresource=exec"): True,
+        ("get", "pod/ws-a", "--subresource=exec"): True,
+        ("create", "pod/ws-b", "--subresource=exec"): False,
+        ("create", "pods", "--subresource=exec"): False,
+        ("create", "pod/ws-a", "--subresource=attach"): False,
     }
     observed = {k: _can_i(cluster, namespace, account, *k) for k in matrix}
     assert observed == matrix
@@ -522,3 +534,31 @@ def test_rendered_agent_pod_passes_restricted_pod_security(
     )
     assert result.returncode != 0
     assert "restricted" in result.stderr
+
+
+def test_an_agent_that_cannot_exec_into_its_workspace_says_so_on_the_pod(
+    cluster: LocalCluster, namespace: str, make_agent: Any
+) -> None:
+    """The rendered agent runs the hook in the workspace container through the exec
+    subresource. kwok pods have no kubelet to exec into: the agent must report that
+    as a failed run with a clear reason (and give up after its attempts), never hang
+    or run the hook anywhere else. The real exec is tested on the real node."""
+    ws = Workspace(cluster, namespace, "ws-e")
+    agent = make_agent(
+        ws,
+        PREWARM_AGENT_EXEC_CONTAINERS="workspace",
+        PREWARM_AGENT_MAX_ATTEMPTS="2",
+        PREWARM_AGENT_BACKOFF_SECONDS="0.2",
+    )
+    agent.start()
+    ws.claim("ivan", 1, "exec-secret-value-1")
+    agent.wait_event("hook_gave_up", generation=1, timeout=60)
+    annotations = ws.annotations()
+    failed = annotations[reinit_failed_annotation("workspace")]
+    # kwok's stand-in for the kubelet answers the exec with an error: the reason says so.
+    assert failed.startswith("1: exec failed: "), failed
+    assert 'no exec found for container "workspace"' in failed, failed
+    assert failed.endswith(" (gave up after 2 attempts)"), failed
+    assert reinit_done_annotation("workspace") not in annotations
+    assert agent.runs_list() == []  # nothing ran in the agent's own container instead
+    assert "exec-secret-value-1" not in agent.all_log_text() + json.dumps(annotations)

@@ -1,11 +1,15 @@
 """Issue 17: a failing re-init hook is visible where the user looks, with the operator
 and the agent together (the agent as a local process, as in test_agent.py: kwok pods
-run no containers). The claim's Reinitialized condition, a Warning Event, a metric
-and `prewarm claim --wait` say it; a hook that succeeds makes the claim Reinitialized
-and counts in the latency histogram. No credential reaches any of them."""
+run no containers, so nothing can be exec'd into: the agent runs the hook itself,
+reporting under the name of the workspace container it would exec into; the
+exec path is tested on the real node, tests/node/test_reinit.py). The claim's
+Reinitialized condition, a Warning Event, a metric and `prewarm claim --wait` say
+it; a hook that succeeds makes the claim Reinitialized and counts in the latency
+histogram. No credential reaches any of them."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -42,6 +46,8 @@ def agents(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     def make(ws: Workspace, **env: str) -> AgentProcess:
         workdir = tmp_path / f"agent-{ws.name}"
         workdir.mkdir()
+        # The operator's pod lists the hook's container (the first one) as its agent.
+        env = {"PREWARM_CONTAINER": "workspace", **env}
         started.append(AgentProcess(ws, workdir, **env))
         return started[-1]
 
@@ -120,7 +126,7 @@ def test_a_hook_that_gives_up_fails_the_claim_visibly_and_one_that_succeeds_does
 
     condition = wait_until(failed, timeout=30, what="Reinitialized False, ReinitFailed")
     assert condition["status"] == "False"
-    assert "agent prewarm-agent: exit status 3 (attempt 2 of 2); gave up" in condition["message"]
+    assert "agent workspace: exit status 3 (attempt 2 of 2); gave up" in condition["message"]
     assert "delete the claim to release it" in condition["message"]
     # The redacted tail of the hook's output.
     assert condition["message"].endswith("configuring for frank with [REDACTED]")
@@ -128,7 +134,7 @@ def test_a_hook_that_gives_up_fails_the_claim_visibly_and_one_that_succeeds_does
     out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 1, (out, err)
     assert f"workspaceclaim/{name} Bound: workspace {ws_name} (prebuilt)" in out
-    assert "; ReinitFailed: agent prewarm-agent: exit status 3 (attempt 2 of 2); gave up" in out
+    assert "; ReinitFailed: agent workspace: exit status 3 (attempt 2 of 2); gave up" in out
 
     warnings = {e["reason"]: e for e in items_of(cluster, namespace, name)}
     assert warnings["ReinitRetrying"]["type"] == "Warning"
@@ -178,3 +184,65 @@ def items_of(cluster: LocalCluster, namespace: str, claim: str) -> list[dict[str
     for reason in ("ReinitRetrying", "ReinitFailed"):
         found += events(cluster, namespace, claim, reason)
     return found
+
+
+def test_a_take_cut_off_before_the_credentials_copy_still_hands_them_to_the_agent(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """The operator killed right after its take of a warm workspace (the one write
+    that makes it the claim's), before it copied the owner's credentials: the next
+    operator finishes the take, and the agent must find the credentials in
+    `<ws>-owner` before the pod shows the generation. Found while checking issue
+    17's "exactly once when the operator is killed at any step": the finishing pass
+    annotated the pod without copying them, so the hook ran once, without them."""
+    preset = preset_manifest("cut", 1)
+    preset["spec"]["agent"] = {"onClaim": ["/hooks/on-claim"]}
+    apply(cluster, namespace, preset)
+    wait_until(
+        lambda: (get(cluster, namespace, "preset", "cut").get("status") or {}).get("ready") == 1,
+        what="1 warm",
+    )
+    (ws,) = json.loads(
+        cluster.kubectl("get", "prebuiltworkspaces", "-n", namespace, "-o", "json").stdout
+    )["items"]
+    name = ws["metadata"]["name"]
+    operator.stop()
+    cluster.kubectl(
+        "create", "secret", "generic", "creds", "-n", namespace, f"--from-literal=token={SECRET}"
+    )
+    claim = {
+        "apiVersion": "prewarm.dev/v1alpha1",
+        "kind": "WorkspaceClaim",
+        "metadata": {"name": "judy"},
+        "spec": {
+            "presetRef": {"name": "cut"},
+            "owner": "judy",
+            "ownerSecretRef": {"name": "creds"},
+        },
+    }
+    apply(cluster, namespace, claim)
+    uid = get(cluster, namespace, "workspaceclaim", "judy")["metadata"]["uid"]
+    # Exactly what the take writes (handlers/claims.py _take_patch), and nothing after it.
+    take = {
+        "metadata": {
+            "labels": {"prewarm.dev/claim": "judy"},
+            "ownerReferences": [
+                {"apiVersion": "prewarm.dev/v1alpha1", "kind": "WorkspaceClaim", "name": "judy",
+                 "uid": uid, "controller": True, "blockOwnerDeletion": True}
+            ],
+        },
+        "spec": {"owner": "judy", "claimRef": {"name": "judy", "uid": uid}},
+    }  # fmt: skip
+    cluster.kubectl(
+        "patch", "prebuiltworkspace", name, "-n", namespace, "--type=merge", "-p", json.dumps(take)
+    )
+    operator.start()
+    claimed = _bound(cluster, namespace, "judy")
+    assert claimed["status"]["workspaceName"] == name
+    annotations = get(cluster, namespace, "pod", name)["metadata"]["annotations"]
+    assert (annotations["prewarm.dev/owner"], annotations["prewarm.dev/reinit-generation"]) == (
+        "judy",
+        "1",
+    )
+    secret = get(cluster, namespace, "secret", f"{name}-owner")
+    assert base64.b64decode(secret["data"]["token"]).decode() == SECRET

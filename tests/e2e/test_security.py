@@ -32,7 +32,8 @@ def test_claim_credentials_reach_only_the_workspace_agent(
     (ws,) = items(cluster, namespace, "prebuiltworkspaces")
     name = ws["metadata"]["name"]
     pod = get(cluster, namespace, "pod", name)
-    assert pod["metadata"]["annotations"]["prewarm.dev/agents"] == "prewarm-agent"
+    # The hook runs in the workspace container (exec), which reports under its name.
+    assert pod["metadata"]["annotations"]["prewarm.dev/agents"] == "workspace"
     assert pod["spec"]["serviceAccountName"] == f"{name}-agent"
     assert pod["spec"]["automountServiceAccountToken"] is False
     assert [c["name"] for c in pod["spec"]["containers"]][-1] == "prewarm-agent"
@@ -67,7 +68,7 @@ def test_claim_credentials_reach_only_the_workspace_agent(
         "-n",
         namespace,
         f"pod/{name}",
-        f"prewarm.dev/reinit-done.prewarm-agent={generation}",
+        f"prewarm.dev/reinit-done.workspace={generation}",
     )
     wait_until(
         lambda: _status(cluster, namespace, "workspaceclaim", "rita").get("reinitializedAt"),

@@ -12,8 +12,9 @@ from tests.plugins.node import NodeEnv
 
 T = TypeVar("T")
 
-# The agent's hook appends one line per run into the agent container's /tmp
-# (an emptyDir of the pod): the test reads it back with `kubectl exec`.
+# The agent runs the hook in the workspace container (through exec): it appends
+# one line per run into that container's /tmp (an emptyDir of the pod), which
+# the test reads back with `kubectl exec`.
 REINIT_HOOK = [
     "/bin/sh",
     "-c",

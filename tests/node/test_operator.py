@@ -133,7 +133,7 @@ def test_a_claim_reinitialises_the_real_container_exactly_once(
     def reinit_done() -> str:
         pod = get(op.env, op.namespace, "pod", ws)
         annotations = pod["metadata"].get("annotations", {})
-        return str(annotations.get("prewarm.dev/reinit-done.prewarm-agent", ""))
+        return str(annotations.get("prewarm.dev/reinit-done.workspace", ""))
 
     assert wait_until(reinit_done, timeout=180, what="the agent's report") == "1"
 
@@ -155,16 +155,17 @@ def test_a_claim_reinitialises_the_real_container_exactly_once(
     assert code == 0, metrics_text
     series = f'prewarm_claim_reinit_seconds_count{{namespace="{op.namespace}",preset="{POOL}"}}'
     assert f"{series} 1.0" in metrics_text
-    # Proof from inside the real container: the hook's file, written once.
-    code, out = _exec(op, ws, "cat", "/tmp/reinit.log", container="prewarm-agent")
+    # Proof from inside the real workspace container (the hook runs there): its file, once.
+    code, out = _exec(op, ws, "cat", "/tmp/reinit.log", container="workspace")
     assert code == 0, out
     assert out.splitlines() == ["1 alice"]
     # The credentials reached the hook as a file, never as an environment variable.
-    code, env_out = _exec(op, ws, "env", container="prewarm-agent")
-    assert "not-a-real-token" not in env_out
+    for container in ("workspace", "prewarm-agent"):
+        code, env_out = _exec(op, ws, "env", container=container)
+        assert "not-a-real-token" not in env_out
     # Later resyncs and watch relists do not run it again.
     time.sleep(12)
-    code, out = _exec(op, ws, "cat", "/tmp/reinit.log", container="prewarm-agent")
+    code, out = _exec(op, ws, "cat", "/tmp/reinit.log", container="workspace")
     assert out.splitlines() == ["1 alice"]
     # The pool refills beside the claimed workspace.
     wait_until(

@@ -20,7 +20,12 @@ from prewarm.api.agent_protocol import (
     reinit_done_annotation,
     reinit_failed_annotation,
 )
-from prewarm.planning.agent_access import agent_container, agent_volumes, render_agent_access
+from prewarm.planning.agent_access import (
+    agent_container,
+    agent_volumes,
+    hook_mount,
+    render_agent_access,
+)
 
 OWNER_REF = {
     "apiVersion": "prewarm.dev/v1alpha1",
@@ -54,6 +59,12 @@ def test_role_allows_exactly_its_own_pod_and_owner_secret() -> None:
             "resources": ["pods"],
             "resourceNames": ["ws-1"],
             "verbs": ["get", "watch", "list", "patch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["pods/exec"],
+            "resourceNames": ["ws-1"],
+            "verbs": ["get", "create"],
         },
         {
             "apiGroups": [""],
@@ -109,7 +120,8 @@ def test_agent_container() -> None:
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     mounts = {m["name"]: m for m in c["volumeMounts"]}
-    volumes = {v["name"] for v in agent_volumes()}
+    # All but the hook's volume, which only the containers the hook runs in mount.
+    volumes = {v["name"] for v in agent_volumes()} - {hook_mount()["name"]}
     assert set(mounts) == volumes
     assert mounts["prewarm-podinfo"]["mountPath"] == "/etc/prewarm/podinfo"
     assert mounts["prewarm-podinfo"]["readOnly"] is True
@@ -273,3 +285,35 @@ def test_agent_package_imports_kubernetes_only_through_k8s() -> None:
         text = path.read_text()
         for forbidden in ("import kubernetes", "from kubernetes", "psycopg"):
             assert forbidden not in text, f"{path.name}: {forbidden}"
+
+
+def _kubelet_expand(value: str, env: dict[str, str]) -> str:
+    """What the kubelet does to an env value (the documented `$(VAR)` expansion:
+    `$$` is a literal `$`, a known `$(NAME)` its value, anything else as is)."""
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "$" and i + 1 < len(value):
+            nxt = value[i + 1]
+            if nxt == "$":
+                out.append("$")
+                i += 2
+                continue
+            if nxt == "(":
+                end = value.find(")", i + 2)
+                if end != -1:
+                    name = value[i + 2 : end]
+                    out.append(env.get(name, f"$({name})"))
+                    i = end + 1
+                    continue
+        out.append(value[i])
+        i += 1
+    return "".join(out)
+
+
+def test_the_hook_reaches_the_agent_as_written_through_env_expansion() -> None:
+    # Found on the real node: a hook's `$$` arrived as `$` (the kubelet expands env values).
+    hook = ["/bin/sh", "-c", 'cat /proc/$$/environ; echo $(date) "$(PREWARM_POD_NAME)" $HOME $']
+    c = agent_container("prewarm:1", on_claim=hook)
+    env = {e["name"]: e for e in c["env"]}
+    defined = {"PREWARM_POD_NAME": "ws-1", "PREWARM_CONTAINER": "prewarm-agent"}
+    assert json.loads(_kubelet_expand(env["PREWARM_ON_CLAIM"]["value"], defined)) == hook

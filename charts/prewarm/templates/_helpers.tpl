@@ -147,6 +147,11 @@ app.kubernetes.io/component: postgresql
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, create, patch]
+# Never used by the operator: RBAC lets it grant a workspace's agent get and create
+# on pods/exec of that one pod (the hook runs in the workspace) only if it holds them.
+- apiGroups: [""]
+  resources: [pods/exec]
+  verbs: [get, create]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, patch]

@@ -21,6 +21,7 @@ import os
 import signal
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from prewarm.agent.hook import (
@@ -34,6 +35,7 @@ from prewarm.agent.hook import (
 )
 from prewarm.agent.logs import JsonLog
 from prewarm.agent.podinfo import Claimed, claimed_from, parse_generation, read_annotations
+from prewarm.agent.remote import INTERRUPTED, run_remote_hook, run_script
 from prewarm.agent.settings import AgentSettings, SettingsError
 from prewarm.agent.state import (
     AgentState,
@@ -112,6 +114,8 @@ class Agent:
         self._transient_delay = 1.0
         self._announced_exhausted = 0
         self._final_reported = 0
+        self.watching = asyncio.Event()
+        """Set once a source is up: the pod listed (or, without the API, the file read)."""
 
     # --- sources ----------------------------------------------------------------------------
 
@@ -126,6 +130,8 @@ class Agent:
             else:
                 missing_logged = False
                 self.observation.offer(claimed_from(annotations), "file")
+            if not self.settings.use_api:
+                self.watching.set()
             await asyncio.sleep(self.settings.poll_seconds)
 
     def _see_pod(self, pod: Mapping[str, Any] | None) -> None:
@@ -146,6 +152,7 @@ class Agent:
                 if pod is None:
                     self.log.warning("pod_not_found")
                 self._see_pod(pod)
+                self.watching.set()
                 async for kind, obj in self.api.watch_pod(resource_version):
                     delay = 1.0
                     if kind in ("ADDED", "MODIFIED"):
@@ -216,7 +223,9 @@ class Agent:
             await self._transient_failure("owner_secret_unreadable", error, generation=g)
             return
         self._transient_delay = 1.0
-        credentials = write_credentials(self.credentials_root, g, secrets, parameters)
+        target = self.settings.exec_container
+        if not target:
+            credentials = write_credentials(self.credentials_root, g, secrets, parameters)
         self._save(self.state.started(g))
         self.log.info(
             "hook_started",
@@ -225,37 +234,70 @@ class Agent:
             attempt=action.attempt,
             resumed=action.resumed,
             credential_files=len(secrets),
-        )
-        env = hook_environment(
-            self.environ,
-            owner=action.owner,
-            generation=g,
-            credentials_dir=credentials,
-            resumed=action.resumed,
-            attempt=action.attempt,
+            **({"in_container": target} if target else {}),
         )
         started = time.monotonic()
-        result = await run_hook(
-            self.settings.on_claim,
-            env,
-            Redactor(secrets),
-            self.log,
-            self.settings.hook_timeout_seconds,
-        )
+        if target:
+            result = await self._run_in_container(target, action, secrets, parameters)
+        else:
+            env = hook_environment(
+                self.environ,
+                owner=action.owner,
+                generation=g,
+                credentials_dir=credentials,
+                resumed=action.resumed,
+                attempt=action.attempt,
+            )
+            result = await run_hook(
+                self.settings.on_claim,
+                env,
+                Redactor(secrets),
+                self.log,
+                self.settings.hook_timeout_seconds,
+            )
         seconds = round(time.monotonic() - started, 3)
         await self._checkpoint("after-hook")
         if result.ok:
             self._save(self.state.completed(g, action.owner))
-            remove_older_credentials(self.credentials_root, keep=g)
+            if not target:  # in a target container, the next generation's script does it
+                remove_older_credentials(self.credentials_root, keep=g)
             self.log.info("hook_succeeded", generation=g, seconds=seconds)
             await self._checkpoint("after-record")
             return
         await self._hook_failed(action, result, seconds)
 
+    async def _run_in_container(
+        self, target: str, action: RunHook, secrets: Mapping[str, bytes], parameters: str
+    ) -> HookResult:
+        """The hook in the workspace's container `target`, through exec (agent/remote.py)."""
+        root = f"{self.settings.reinit_dir.rstrip('/')}/{target}"
+        script = run_script(
+            root=root,
+            generation=action.generation,
+            owner=action.owner,
+            secrets=secrets,
+            parameters=parameters,
+            attempt=action.attempt,
+            resumed=action.resumed,
+        )
+        return await run_remote_hook(
+            self.api,
+            target,
+            self.settings.on_claim,
+            script,
+            root,
+            Redactor(secrets),
+            self.log,
+            self.settings.hook_timeout_seconds,
+        )
+
     async def _hook_failed(self, action: RunHook, result: HookResult, seconds: float) -> None:
         g = action.generation
         reason = result.reason[:MAX_FAILED_REASON]
-        self._save(self.state.failed(g, reason))
+        # A run cut off mid-way (the exec stream ended without any status: the
+        # connection or the kubelet went away) is retried as resumed. (A target
+        # container that restarts is reported by the kubelet: exit status 137.)
+        self._save(self.state.failed(g, reason, interrupted=reason == INTERRUPTED))
         self.log.error(
             "hook_failed",
             generation=g,
@@ -334,7 +376,7 @@ class Agent:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    async def run(self) -> int:
+    async def run(self, stop: asyncio.Event | None = None) -> int:
         self.state = self.store.load()
         self.log.info(
             "agent_started",
@@ -343,10 +385,11 @@ class Agent:
             interrupted=self.state.running,
             use_api=self.settings.use_api,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
         tasks = [asyncio.create_task(self.poll_podinfo(), name="podinfo")]
         if self.settings.use_api:
             tasks.append(asyncio.create_task(self.watch_pod(), name="watch"))
@@ -368,18 +411,58 @@ class Agent:
         return 0
 
 
+def _log_for(settings: AgentSettings) -> JsonLog:
+    # The pod is named after its workspace (planning.render.render_pod).
+    return JsonLog(
+        namespace=settings.namespace,
+        workspace=settings.pod_name,
+        pod=settings.pod_name,
+        container=settings.container,
+    )
+
+
 async def _main(settings: AgentSettings, log: JsonLog, environ: Mapping[str, str]) -> int:
+    targets = settings.for_targets()
     try:
         api = await AgentApi.connect(
-            settings.namespace, settings.pod_name, settings.kubeconfig, settings.in_cluster
+            settings.namespace,
+            settings.pod_name,
+            settings.kubeconfig,
+            settings.in_cluster,
+            pool_size=2 + 2 * len(targets),
         )
     except Exception as error:
         log.error("api_config_error", error=_describe(error))
         return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        return await Agent(settings, api, log, environ).run()
+        # One agent per target container: its own state, watch and reports. When
+        # one of them fails, stop the others (the container restarts as a whole).
+        agents = [Agent(t, api, _log_for(t), environ) for t in targets]
+        ready = Path(settings.ready_file) if settings.ready_file else None
+        if ready is not None:
+            # A restarted container starts unready (the file is on its emptyDir).
+            await asyncio.to_thread(ready.unlink, missing_ok=True)
+        runs = [asyncio.create_task(a.run(stop)) for a in agents]
+        marker = asyncio.create_task(_mark_ready(agents, ready, log))
+        for finished in asyncio.as_completed(runs):
+            if await finished:
+                stop.set()
+        marker.cancel()
+        return max(run.result() for run in runs)
     finally:
         await api.close()
+
+
+async def _mark_ready(agents: list[Agent], ready: Path | None, log: JsonLog) -> None:
+    """The startup probe's file, once every agent has its source up."""
+    await asyncio.gather(*(a.watching.wait() for a in agents))
+    if ready is not None:
+        await asyncio.to_thread(ready.touch)
+    log.info("agent_ready", agents=len(agents))
 
 
 def run_agent(environ: Mapping[str, str] | None = None) -> int:
@@ -390,13 +473,7 @@ def run_agent(environ: Mapping[str, str] | None = None) -> int:
     except SettingsError as error:
         JsonLog()("error", "settings_error", error=str(error))
         return 2
-    # The pod is named after its workspace (planning.render.render_pod).
-    log = JsonLog(
-        namespace=settings.namespace,
-        workspace=settings.pod_name,
-        pod=settings.pod_name,
-        container=settings.container,
-    )
+    log = _log_for(settings)
     try:
         return asyncio.run(_main(settings, log, env))
     except (OSError, ValueError) as error:

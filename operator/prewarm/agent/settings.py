@@ -9,7 +9,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, Json, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from prewarm.api.agent_protocol import MAX_AGENT_CONTAINER_NAME, PODINFO_FILE, STATE_DIR
+from prewarm.api.agent_protocol import (
+    MAX_AGENT_CONTAINER_NAME,
+    PODINFO_FILE,
+    REINIT_DIR,
+    STATE_DIR,
+)
 
 
 class SettingsError(ValueError):
@@ -31,6 +36,18 @@ class AgentSettings(BaseSettings):
         validation_alias="PREWARM_CONTAINER", min_length=1, max_length=MAX_AGENT_CONTAINER_NAME
     )
     on_claim: Json[list[str]] = Field(validation_alias="PREWARM_ON_CLAIM", min_length=1)
+    exec_containers: str = Field(default="", validation_alias="PREWARM_AGENT_EXEC_CONTAINERS")
+    """Comma-separated: the containers of the pod the hook runs in, through the exec
+    subresource, each re-initialised once per generation and reporting under its
+    own name. Empty: the hook runs in the agent's own container (PREWARM_CONTAINER).
+    (A string, not a list: pydantic-settings would read a list from the process
+    environment as JSON.)"""
+    exec_container: str = ""
+    """Set per target by `for_targets()`: the container this agent instance execs into."""
+    reinit_dir: str = Field(default=REINIT_DIR, validation_alias="PREWARM_REINIT_DIR")
+    """In a target container: where the hook's credentials go (`<dir>/<container>/`)."""
+    ready_file: str = Field(default="", validation_alias="PREWARM_AGENT_READY_FILE")
+    """Touched once every agent watches its pod (the container's startup probe)."""
     podinfo: Path = Field(default=Path(PODINFO_FILE), validation_alias="PREWARM_PODINFO")
     state_dir: Path = Field(default=Path(STATE_DIR), validation_alias="PREWARM_STATE_DIR")
     credentials_root: Path | None = Field(default=None, validation_alias="PREWARM_CREDENTIALS_ROOT")
@@ -63,6 +80,28 @@ class AgentSettings(BaseSettings):
     @classmethod
     def _host_set(cls, value: Any) -> Any:
         return bool(value) if isinstance(value, str) else value
+
+    @field_validator("exec_containers")
+    @classmethod
+    def _names_fit_annotation_keys(cls, value: str) -> str:
+        for name in value.split(","):
+            if len(name.strip()) > MAX_AGENT_CONTAINER_NAME:
+                raise ValueError(
+                    f"container name {name.strip()!r} is longer than "
+                    f"{MAX_AGENT_CONTAINER_NAME} characters"
+                )
+        return value
+
+    def for_targets(self) -> list[AgentSettings]:
+        """One agent per container the hook runs in: each with its own state file
+        and annotations (under the target's name); or just this one (local hook)."""
+        names = [n.strip() for n in self.exec_containers.split(",") if n.strip()]
+        if not names:
+            return [self]
+        return [
+            self.model_copy(update={"container": name, "exec_container": name})
+            for name in dict.fromkeys(names)
+        ]
 
     @field_validator("max_attempts", mode="before")
     @classmethod

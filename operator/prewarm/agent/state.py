@@ -50,9 +50,11 @@ class AgentState:
             self, attempt_generation=generation, attempts=attempts, running=True, last_error=""
         )
 
-    def failed(self, generation: int, reason: str) -> AgentState:
+    def failed(self, generation: int, reason: str, *, interrupted: bool = False) -> AgentState:
+        """`interrupted`: the run was cut off, not failed (its outcome is unknown),
+        so the marker stays and the next run is told it resumes one."""
         assert generation == self.attempt_generation
-        return replace(self, running=False, last_error=reason)
+        return replace(self, running=interrupted, last_error=reason)
 
     def completed(self, generation: int, owner: str) -> AgentState:
         assert generation > self.done

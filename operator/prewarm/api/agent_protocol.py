@@ -39,11 +39,20 @@ TOKEN_DIR: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
 TMP_DIR: Final = "/tmp"
 """A memory-backed emptyDir: the root filesystem is read-only."""
 TOKEN_EXPIRATION_SECONDS: Final = 3600
+READY_FILE: Final = f"{TMP_DIR}/prewarm-agent-ready"
+"""Written by the agent once every one of its agents watches the pod (or, without
+the API, has read the podinfo file): the agent container's startup probe, so a
+workspace is Ready, and claimable, only when a claim reaches its agent at once."""
+REINIT_DIR: Final = "/run/prewarm"
+"""In each container the hook runs in (exec): a memory-backed emptyDir where the
+hook's credentials and parameters are written, as the container's own user,
+under `<REINIT_DIR>/<container>/`."""
 
 VOLUME_PODINFO: Final = "prewarm-podinfo"
 VOLUME_STATE: Final = "prewarm-agent-state"
 VOLUME_TOKEN: Final = "prewarm-agent-token"
 VOLUME_TMP: Final = "prewarm-agent-tmp"
+VOLUME_REINIT: Final = "prewarm-reinit"
 
 # An annotation key's name part is at most 63 characters; the longest one the
 # agent writes is "reinit-failed.<container>".

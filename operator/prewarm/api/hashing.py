@@ -34,7 +34,13 @@ def _hashed_part(spec: PresetSpec) -> dict[str, Any]:
     part: dict[str, Any] = {
         "template": spec.template.model_dump(mode="json", by_alias=True, exclude_none=True),
         "parameters": [p.model_dump(mode="json", by_alias=True) for p in parameters],
-        "agent": spec.agent.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "agent": spec.agent.model_dump(
+            mode="json",
+            by_alias=True,
+            exclude_none=True,
+            # Left out when empty (the default), like podSecurity below.
+            exclude={"containers"} if not spec.agent.containers else None,
+        ),
     }
     # It changes the pod, so it is hashed; the default is left out so that
     # presets written before the field existed keep their hash.

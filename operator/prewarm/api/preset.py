@@ -7,6 +7,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from prewarm.api.agent_protocol import MAX_AGENT_CONTAINER_NAME
 from prewarm.api.base import ApiModel, ObjectMeta, Timestamp
 from prewarm.api.claim_parameters import MAX_CLAIM_PARAMETERS, ClaimParameter
 from prewarm.api.conditions import Condition
@@ -126,6 +127,21 @@ class Agent(ApiModel):
 
     on_claim: list[str] = Field(default_factory=list, max_length=64)
     image: str | None = Field(default=None, max_length=1024)
+    # The containers the hook runs in (exec); empty: the template's first container.
+    containers: list[str] = Field(default_factory=list, max_length=8)
+
+    @field_validator("containers")
+    @classmethod
+    def _unique_short_names(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError("agent.containers names a container twice")
+        for name in names:
+            if not 0 < len(name) <= MAX_AGENT_CONTAINER_NAME:
+                raise ValueError(
+                    f"agent.containers: {name!r} must have 1 to {MAX_AGENT_CONTAINER_NAME} "
+                    "characters (it is part of an annotation key)"
+                )
+        return names
 
 
 class ClaimDefaults(ApiModel):
@@ -147,6 +163,25 @@ class PresetSpec(ApiModel):
         default_factory=list, max_length=MAX_CLAIM_PARAMETERS
     )
     pod_security: PodSecurity = PodSecurity.RESTRICTED
+
+    @model_validator(mode="after")
+    def _agent_containers_exist(self) -> Self:
+        names = {str(c.get("name", "")) for c in self.template.spec.containers}
+        missing = [n for n in self.agent.containers if n not in names]
+        if missing:
+            raise ValueError(f"agent.containers: no container named {', '.join(missing)}")
+        if any(len(n) > MAX_AGENT_CONTAINER_NAME for n in self.hook_containers()):
+            raise ValueError(
+                f"the onClaim hook runs in the first container, whose name is longer than "
+                f"{MAX_AGENT_CONTAINER_NAME} characters: name a shorter one in agent.containers"
+            )
+        return self
+
+    def hook_containers(self) -> list[str]:
+        """The containers the onClaim hook runs in: agent.containers, else the first one."""
+        if not self.agent.on_claim:
+            return []
+        return list(self.agent.containers) or [str(self.template.spec.containers[0]["name"])]
 
     @field_validator("parameters", "claim_parameters")
     @classmethod

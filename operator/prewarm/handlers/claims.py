@@ -25,6 +25,7 @@ from prewarm.api.claim import ClaimPhase, ClaimSource, WorkspaceClaimStatus
 from prewarm.api.conditions import get_condition, set_condition
 from prewarm.api.constants import (
     ANNOTATION_PAUSED,
+    ANNOTATION_REINIT_GENERATION,
     API_VERSION,
     KIND_WORKSPACE_CLAIM,
     LABEL_CLAIM,
@@ -501,7 +502,10 @@ async def _follow_own_workspace(
     if step.requeue_after is not None:
         rt.requeue_claim_after(key, step.requeue_after)
     if step.action is Follow.FINISH_TAKE:
-        # Idempotent writes: the pod's annotations, then Bound.
+        # Idempotent writes: the owner's credentials and the pod's annotations (if
+        # the pod does not know its generation yet: a take cut off), then Bound.
+        if pod is None or pod.annotations.get(ANNOTATION_REINIT_GENERATION) != str(step.generation):
+            await _copy_owner_secret_again(rt, claim, ws.name, spec)
         await _annotate_pod(rt, claim, ws.name, step.generation, ws.claim_parameters)
         source = status.source or ClaimSource.PREBUILT
         await _bind(rt, claim, status, ws.name, source, step.generation, seen)
@@ -826,7 +830,26 @@ async def _ensure_pod_knows_owner(
     parameters = ws.claim_parameters if ws else ()
     wanted = claim_annotations(claim.owner, status.reinit_generation, parameters)
     if any(pod.annotations.get(k) != v for k, v in wanted.items()):
+        if pod.annotations.get(ANNOTATION_REINIT_GENERATION) != str(status.reinit_generation):
+            await _copy_owner_secret_again(rt, claim, pod.name, None)
         await _annotate_pod(rt, claim, pod.name, status.reinit_generation, parameters)
+
+
+async def _copy_owner_secret_again(
+    rt: Runtime, claim: ClaimEntry, workspace: str, spec: PresetSpec | None
+) -> None:
+    """Before a pod learns a generation it has not seen: the claim's credentials into
+    `<ws>-owner` (idempotent), in case the take that should have copied them was
+    cut off (an operator killed right after it), so the agent never runs the hook
+    for the claim without them."""
+    if not claim.owner_secret:
+        return
+    if spec is None:
+        preset = rt.preset((claim.namespace, claim.preset))
+        with contextlib.suppress(ValidationError):
+            spec = PresetSpec.model_validate(preset.spec) if preset is not None else None
+    if spec is not None and spec.agent.on_claim:
+        await copy_owner_secret(rt, claim.namespace, claim.owner_secret, workspace)
 
 
 async def _check_reinitialized(

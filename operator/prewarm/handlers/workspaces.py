@@ -35,7 +35,14 @@ async def ensure_pod(
     """
     if spec.agent.on_claim:
         access = render_agent_access(namespace, workspace, workspace_uid)
-        await asyncio.gather(*(rt.kube.create_namespaced(m) for m in access))
+        # The RoleBinding after its Role: the API server resolves the Role to check
+        # the binding grants nothing its creator lacks, and answered 404 while the
+        # Role was still being created (seen on the real node, builds then waited
+        # for the preset's retry).
+        bindings = [m for m in access if m["kind"] == "RoleBinding"]
+        others = [m for m in access if m["kind"] != "RoleBinding"]
+        await asyncio.gather(*(rt.kube.create_namespaced(m) for m in others))
+        await asyncio.gather(*(rt.kube.create_namespaced(m) for m in bindings))
         if owner_secret:
             await copy_owner_secret(rt, namespace, owner_secret, workspace)
     pod = render_pod(

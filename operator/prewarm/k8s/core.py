@@ -184,6 +184,28 @@ class Rest:
         """One request, answered as parsed JSON (ApiError for any error status)."""
         return await response_json(await self._send(method, path, body, query, content_type))
 
+    async def websocket(
+        self, path: str, query: list[tuple[str, str]], protocols: tuple[str, ...]
+    ) -> aiohttp.ClientWebSocketResponse:
+        """A websocket to `path` (exec, attach) on the client's own session: its
+        TLS and bearer token. A refused upgrade raises ApiError with the status."""
+        _, url, headers, _, _ = await self._api_client.param_serialize(
+            "GET", path, query_params=query, header_params={}, auth_settings=["BearerToken"]
+        )
+        if url.startswith("https://"):
+            url = "wss://" + url.removeprefix("https://")
+        elif url.startswith("http://"):
+            url = "ws://" + url.removeprefix("http://")
+        rest = self._api_client.rest_client
+        if rest.pool_manager is None:
+            rest.pool_manager = rest._create_pool_manager()
+        try:
+            return await rest.pool_manager.ws_connect(
+                url, headers=headers, protocols=protocols, heartbeat=30.0, max_msg_size=0
+            )
+        except aiohttp.WSServerHandshakeError as error:
+            raise ApiError(error.status, "", error.message or "websocket upgrade refused") from None
+
     async def watch(
         self, path: str, query: list[tuple[str, str]], timeout_s: int
     ) -> AsyncIterator[tuple[str, JsonObject]]:

@@ -19,11 +19,14 @@ from prewarm.api.agent_protocol import (
     MAX_AGENT_CONTAINER_NAME,
     PODINFO_DIR,
     PODINFO_FILE,
+    READY_FILE,
+    REINIT_DIR,
     STATE_DIR,
     TMP_DIR,
     TOKEN_DIR,
     TOKEN_EXPIRATION_SECONDS,
     VOLUME_PODINFO,
+    VOLUME_REINIT,
     VOLUME_STATE,
     VOLUME_TMP,
     VOLUME_TOKEN,
@@ -58,13 +61,21 @@ def _metadata(namespace: str, name: str, workspace_name: str, workspace_uid: str
 
 
 def agent_role_rules(workspace_name: str) -> list[JsonObject]:
-    """Exactly: its own pod (read, watch, annotate) and its own owner secret (read)."""
+    """Exactly: its own pod (read, watch, annotate, exec into: the hook runs in the
+    workspace's containers) and its own owner secret (read)."""
     return [
         {
             "apiGroups": [""],
             "resources": ["pods"],
             "resourceNames": [workspace_name],
             "verbs": ["get", "watch", "list", "patch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["pods/exec"],
+            "resourceNames": [workspace_name],
+            # A websocket exec is a GET that the API server also checks as create.
+            "verbs": ["get", "create"],
         },
         {
             "apiGroups": [""],
@@ -135,6 +146,9 @@ def agent_volumes() -> list[JsonObject]:
         },
         {"name": VOLUME_STATE, "emptyDir": {}},
         {"name": VOLUME_TMP, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        # Mounted only in the containers the hook runs in (hook_mount()): the
+        # hook's credentials, written there by the container's own user.
+        {"name": VOLUME_REINIT, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         {
             "name": VOLUME_TOKEN,
             "projected": {
@@ -179,12 +193,23 @@ def agent_security_context() -> JsonObject:
     }
 
 
+def hook_mount() -> JsonObject:
+    """The volume mount every container the hook runs in gets."""
+    return {"name": VOLUME_REINIT, "mountPath": REINIT_DIR}
+
+
 def agent_container(
-    image: str, container_name: str = AGENT_CONTAINER_NAME, *, on_claim: list[str]
+    image: str,
+    container_name: str = AGENT_CONTAINER_NAME,
+    *,
+    on_claim: list[str],
+    exec_containers: list[str] | None = None,
 ) -> JsonObject:
     """The agent sidecar. The pod's serviceAccountName must be agent_account_name(ws),
     its volumes must include agent_volumes(), and its `prewarm.dev/agents`
-    annotation must list `container_name`."""
+    annotation must list `container_name`, or, with `exec_containers` (the hook
+    runs in those containers, through exec), those names, each of which mounts
+    hook_mount()."""
     if not on_claim:
         raise ValueError("on_claim must name a command")
     if not 0 < len(container_name) <= MAX_AGENT_CONTAINER_NAME:
@@ -205,8 +230,16 @@ def agent_container(
             {"name": "PREWARM_CONTAINER", "value": container_name},
             {"name": "PREWARM_PODINFO", "value": PODINFO_FILE},
             {"name": "PREWARM_STATE_DIR", "value": STATE_DIR},
-            {"name": "PREWARM_ON_CLAIM", "value": json.dumps(on_claim)},
+            # `$$` because the kubelet expands `$(VAR)` in env values and turns `$$`
+            # into `$`: a hook's `$$` or `$(...)` must reach the agent as written.
+            {"name": "PREWARM_ON_CLAIM", "value": json.dumps(on_claim).replace("$", "$$")},
             {"name": "TMPDIR", "value": TMP_DIR},
+            {"name": "PREWARM_AGENT_READY_FILE", "value": READY_FILE},
+            *(
+                [{"name": "PREWARM_AGENT_EXEC_CONTAINERS", "value": ",".join(exec_containers)}]
+                if exec_containers
+                else []
+            ),
         ],
         "volumeMounts": [
             {"name": VOLUME_PODINFO, "mountPath": PODINFO_DIR, "readOnly": True},
@@ -214,7 +247,14 @@ def agent_container(
             {"name": VOLUME_TMP, "mountPath": TMP_DIR},
             {"name": VOLUME_TOKEN, "mountPath": TOKEN_DIR, "readOnly": True},
         ],
+        # Not started (so the pod not Ready, the workspace not warm) until the agent
+        # watches its pod: a claim then reaches it at once (docs/agent.md).
+        "startupProbe": {
+            "exec": {"command": ["cat", READY_FILE]},
+            "periodSeconds": 1,
+            "failureThreshold": 300,
+        },
         "securityContext": agent_security_context(),
-        # No limits: the hook runs in this container and its needs are the preset's.
+        # No limits: without exec_containers the hook runs in this container.
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
     }

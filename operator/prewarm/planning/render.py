@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prewarm.api.agent_protocol import AGENT_CONTAINER_NAME, ANNOTATION_AGENTS, agent_account_name
+from prewarm.api.agent_protocol import ANNOTATION_AGENTS, agent_account_name
 from prewarm.api.constants import (
     ANNOTATION_CLAIM_PARAMETERS,
     ANNOTATION_OWNER,
@@ -30,7 +30,7 @@ from prewarm.api.constants import (
     PREFIX,
 )
 from prewarm.api.preset import PodSecurity, PresetSpec
-from prewarm.planning.agent_access import agent_container, agent_volumes
+from prewarm.planning.agent_access import agent_container, agent_volumes, hook_mount
 
 ANNOTATION_PARAMETERS = f"{PREFIX}parameters"
 
@@ -192,16 +192,29 @@ def _pod_spec(
         )
     ]
     if spec.agent.on_claim:
-        # The sidecar runs the preset's hook with the workspace's own, narrow
-        # ServiceAccount (planning/agent_access.py); no other container gets a token.
+        # The sidecar runs the preset's hook, through the exec subresource, in each
+        # of the hook's containers, with the workspace's own, narrow ServiceAccount
+        # (planning/agent_access.py); no other container gets a token. Each target
+        # reports under its own name.
+        targets = spec.hook_containers()
+        pod_spec["containers"] = [
+            {**c, "volumeMounts": [*(c.get("volumeMounts") or []), hook_mount()]}
+            if c["name"] in targets
+            else c
+            for c in pod_spec["containers"]
+        ]
         pod_spec["containers"].append(
-            agent_container(spec.agent.image or agent_image, on_claim=spec.agent.on_claim)
+            agent_container(
+                spec.agent.image or agent_image,
+                on_claim=spec.agent.on_claim,
+                exec_containers=targets,
+            )
         )
         pod_spec["volumes"] = [*(pod_spec.get("volumes") or []), *agent_volumes()]
         pod_spec["automountServiceAccountToken"] = False
         if workspace_uid:  # a dry-run has no ServiceAccount of its own yet
             pod_spec["serviceAccountName"] = agent_account_name(workspace_name)
-        agents.append(AGENT_CONTAINER_NAME)
+        agents += [t for t in targets if t not in agents]
     if spec.pod_security is PodSecurity.RESTRICTED:
         pod_spec = restricted(pod_spec)
     return pod_spec, agents
