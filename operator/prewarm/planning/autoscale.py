@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from prewarm.api.preset import Autoscale, AutoscaleStatus, Prebuilds, PresetStatus
+from prewarm.planning.schedule import DesiredCount, Schedule, desired_instances
+
 # The short window is this fraction of the whole one (a burst shows within it).
 SHORT_WINDOW_FRACTION = 0.25
 
@@ -152,42 +155,22 @@ def decide_autoscale(
     floor, ceiling = bounds(config)
     rate = arrival_rate(demand, config.window) if demand is not None else None
     per_minute = None if rate is None else round(rate * 60, 3)
-    if demand is None:
+    rec = None if demand is None else recommend(demand, config)
+    if demand is None or rec is None:
+        # Nothing to size the pool by: the last count (or the floor) holds.
         held = _clamp(previous if previous is not None else floor, floor, ceiling)
+        if demand is None:
+            reason = AutoscaleReason.NO_DEMAND_DATA
+            why = "no claim data (the ledger is not available)"
+        else:
+            reason, why = AutoscaleReason.NO_BUILD_DATA, "no Ready build of this template yet"
         return AutoscaleDecision(
-            held,
-            AutoscaleReason.NO_DEMAND_DATA,
-            held,
-            None,
-            None,
-            Hold(),
-            f"no claim data (the ledger is not available): holding {held}",
-        )
-    rec = recommend(demand, config)
-    if rec is None:
-        held = _clamp(previous if previous is not None else floor, floor, ceiling)
-        return AutoscaleDecision(
-            held,
-            AutoscaleReason.NO_BUILD_DATA,
-            held,
-            per_minute,
-            None,
-            Hold(),
-            f"no Ready build of this template measured yet: holding {held}",
+            held, reason, held, per_minute, None, Hold(), f"{why}: holding {held}"
         )
     recommended, load = rec
-    current = previous if previous is not None else recommended
-    current = _clamp(current, floor, ceiling)
-    if recommended >= current:
-        desired, new_hold, holding = recommended, Hold(), False
-    elif hold.lower_since is None:
-        desired, new_hold, holding = current, Hold(now, recommended), True
-    else:
-        peak = max(hold.lower_peak, recommended)
-        if now - hold.lower_since >= config.scale_down_delay:
-            desired, new_hold, holding = peak, Hold(), False
-        else:
-            desired, new_hold, holding = current, Hold(hold.lower_since, peak), True
+    current = _clamp(previous if previous is not None else recommended, floor, ceiling)
+    desired, new_hold = hysteresis(recommended, current, hold, now, config.scale_down_delay)
+    holding = new_hold.lower_since is not None
     miss = round(erlang_b(desired, load), 4)
     reason = _reason(config, desired, load, holding, ceiling)
     message = (
@@ -198,6 +181,21 @@ def decide_autoscale(
     if holding:
         message += f"; {recommended} would do, held for scaleDownDelay"
     return AutoscaleDecision(desired, reason, recommended, per_minute, miss, new_hold, message)
+
+
+def hysteresis(
+    recommended: int, current: int, hold: Hold, now: datetime, delay: timedelta
+) -> tuple[int, Hold]:
+    """Up at once; down only once a lower count has been recommended for
+    `delay`, then to the highest one recommended meanwhile."""
+    if recommended >= current:
+        return recommended, Hold()
+    if hold.lower_since is None:
+        return current, Hold(now, recommended)
+    peak = max(hold.lower_peak, recommended)
+    if now - hold.lower_since >= delay:
+        return peak, Hold()
+    return current, Hold(hold.lower_since, peak)
 
 
 def _reason(
@@ -224,3 +222,63 @@ def next_read_in(read_at: float | None, now: float, interval: float) -> float:
     if read_at is None:
         return 0.0
     return max(0.0, read_at + interval - now)
+
+
+@dataclass(frozen=True)
+class AutoscaledCount:
+    """What a pass of a preset in demand mode wants, and what its status says."""
+
+    wanted: DesiredCount
+    decision: AutoscaleDecision
+    status: AutoscaleStatus
+
+
+def autoscaled_count(
+    prebuilds: Prebuilds,
+    autoscale: Autoscale,
+    demand: Demand | None,
+    previous: PresetStatus,
+    hold: Hold,
+    now: datetime,
+) -> AutoscaledCount:
+    """Demand mode's count for one pass: schedules give the floor while they
+    match (their problems are reported as without autoscale), the decision
+    the rest. `previous` is the status as last written: its desired is the
+    count demand mode chose last, if it decided it."""
+    schedules = [Schedule(s.cron, s.instances) for s in prebuilds.schedules]
+    by_schedule = desired_instances(prebuilds.instances, schedules, prebuilds.timezone, now)
+    floor = by_schedule.instances if by_schedule.schedule_index is not None else None
+    config = AutoscaleConfig(
+        min=autoscale.min,
+        max=autoscale.max,
+        target_miss_ratio=autoscale.target_miss_ratio,
+        window=autoscale.window,
+        scale_down_delay=autoscale.scale_down_delay,
+        schedule_floor=floor,
+    )
+    last = previous.desired if previous.autoscale is not None else None
+    decision = decide_autoscale(config, demand, last, hold, now)
+    wanted = DesiredCount(
+        decision.desired,
+        by_schedule.schedule_index,
+        by_schedule.problem,
+        by_schedule.problem_reason,
+    )
+    status = AutoscaleStatus(
+        decided_by="Schedule" if decision.reason is AutoscaleReason.SCHEDULE_FLOOR else "Autoscale",
+        reason=str(decision.reason),
+        message=decision.message,
+        recommended=decision.recommended,
+        arrivals_per_minute=decision.arrivals_per_minute,
+        build_seconds_p50=_rounded(demand.build_p50_s if demand else None),
+        build_seconds_p90=_rounded(demand.build_p90_s if demand else None),
+        predicted_miss_ratio=decision.predicted_miss_ratio,
+        window_misses=demand.misses if demand else None,
+        window_claims=demand.arrivals if demand else None,
+        observed_at=demand.read_at if demand else None,
+    )
+    return AutoscaledCount(wanted, decision, status)
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 2)
