@@ -43,14 +43,17 @@ def test_demand_counts_the_window_and_takes_quantiles_of_the_current_template(
         for i, took in enumerate((10, 20, 30, 40, 50)):
             await _build(ledger, f"b{i}", 100 + i, took)
         await _build(ledger, "still-building", 120, None)
+        # Ready in the second it started: its Ready (whole seconds) precedes its start.
+        await ledger.record_build_started(PRESET, "same-second", "pw-ss", HASH, at(90.4))
+        await ledger.record_build_succeeded("same-second", at(90))
         await _build(ledger, "old-template", 130, 500, thash=OLD_HASH)
         return await ledger.demand(PRESET, HASH, window=WINDOW, now=at(600))
 
     demand = run_with_ledger(migrated_dsn, scenario)
     assert (demand.claims, demand.recent, demand.cold) == (4, 2, 2)
-    assert demand.builds == 5
-    assert demand.build_p50_s == 30.0
-    assert demand.build_p90_s == 46.0  # percentile_cont: 40 + 0.6 x 10
+    assert demand.builds == 6  # 0, 10, 20, 30, 40, 50
+    assert demand.build_p50_s == 25.0
+    assert demand.build_p90_s == 45.0  # percentile_cont: 40 + 0.5 x 10
 
 
 def test_demand_uses_only_the_latest_builds(migrated_dsn: str) -> None:

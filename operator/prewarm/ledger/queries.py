@@ -455,6 +455,9 @@ LIMIT %(limit)s
 # (all, the window's last quarter, the cold ones) over claims_preset_requested,
 # and the create-to-Ready seconds of its latest Ready builds of the current
 # template over builds_preset_hash_started (newest first, at most %(builds)s).
+# A build's start is recorded to the microsecond but its Ready at the pass's
+# whole second, so a build Ready within a second can show a negative time:
+# it counts as 0 (the resolution of build times is one second).
 DEMAND = """
 WITH arrivals AS (
     SELECT count(*) AS claims,
@@ -466,13 +469,12 @@ WITH arrivals AS (
       AND requested_at <= %(now)s
 ),
 latest AS (
-    SELECT EXTRACT(EPOCH FROM ready_at - started_at)::float8 AS seconds
+    SELECT GREATEST(EXTRACT(EPOCH FROM ready_at - started_at)::float8, 0) AS seconds
     FROM builds
     WHERE preset_uid = %(preset_uid)s
       AND template_hash = %(template_hash)s
       AND ready_at IS NOT NULL
       AND started_at IS NOT NULL
-      AND ready_at >= started_at
     ORDER BY started_at DESC
     LIMIT %(builds)s
 )
