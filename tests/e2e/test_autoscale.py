@@ -12,7 +12,6 @@ from tests.e2e.support import apply, create_all, get, preset_manifest, wait_unti
 from prewarm.commands.claim import claim_manifest
 from prewarm.devenv.cluster import LocalCluster
 
-
 SLOW = "sim.prewarm.dev/ready-delay-ms"
 
 
