@@ -5,15 +5,18 @@ from __future__ import annotations
 import itertools
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prewarm.api.preset import AutoscaleStatus, Prebuilds, PresetStatus
 from prewarm.planning.autoscale import (
     AutoscaleConfig,
     AutoscaleReason,
     Demand,
     Hold,
+    autoscaled_count,
     decide_autoscale,
     erlang_b,
     smallest_pool,
@@ -219,3 +222,49 @@ def test_steady_demand_settles(lo: int, a: int, t: float) -> None:
         chosen, hold = result.desired, result.hold
         seen.append(chosen)
     assert len(set(seen[3:])) == 1
+
+
+# -- with the preset's spec and status ----------------------------------------------------
+
+
+def _prebuilds(**autoscale: Any) -> Prebuilds:
+    return Prebuilds.model_validate(
+        {
+            "instances": 9,
+            "schedules": [{"cron": "* 8-9 * * *", "instances": 5}],
+            "autoscale": {"min": 1, "max": 4, "window": "15m", **autoscale},
+        }
+    )
+
+
+def test_the_spec_count_is_ignored_and_a_matching_schedule_is_the_floor() -> None:
+    prebuilds = _prebuilds()
+    assert prebuilds.autoscale is not None
+    evening = NOW.replace(hour=20)
+    quiet = autoscaled_count(
+        prebuilds, prebuilds.autoscale, demand(0), PresetStatus(), Hold(), evening
+    )
+    assert quiet.wanted.instances == 1  # min, not instances (9)
+    assert (quiet.status.decided_by, quiet.status.reason) == ("Autoscale", "AtMin")
+    morning = autoscaled_count(
+        prebuilds, prebuilds.autoscale, demand(0), PresetStatus(), Hold(), NOW
+    )
+    assert morning.wanted.instances == 5  # the schedule, above max (4)
+    assert morning.wanted.schedule_index == 0
+    assert (morning.status.decided_by, morning.status.reason) == ("Schedule", "ScheduleFloor")
+
+
+def test_the_last_count_is_the_status_desired_only_if_demand_mode_set_it() -> None:
+    prebuilds = _prebuilds(max=10)
+    assert prebuilds.autoscale is not None
+    by_instances = PresetStatus(desired=9)
+    by_autoscale = PresetStatus(
+        desired=7, autoscale=AutoscaleStatus(decided_by="Autoscale", reason="Demand")
+    )
+    evening = NOW.replace(hour=20)
+    first = autoscaled_count(prebuilds, prebuilds.autoscale, None, by_instances, Hold(), evening)
+    assert first.wanted.instances == 1  # nothing chosen before: min
+    again = autoscaled_count(prebuilds, prebuilds.autoscale, None, by_autoscale, Hold(), evening)
+    assert again.wanted.instances == 7
+    assert again.status.reason == "NoDemandData"
+    assert again.status.arrivals_per_minute is None
