@@ -43,15 +43,24 @@ from prewarm.k8s.client import Kube
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PLOT = DOCS / "benchmarks-autoscale.png"
 BUILD = "3s"
-FIXED = [int(n) for n in os.environ.get("BENCH_AUTOSCALE_FIXED", "4,6,8,10").split(",")]
+FIXED = [int(n) for n in os.environ.get("BENCH_AUTOSCALE_FIXED", "6,8,10").split(",")]
 TARGET = 0.05
 AUTOSCALE = {
     "min": 1,
-    "max": 12,
+    "max": 16,
     "targetMissRatio": TARGET,
+    # Half an hour each at 60x. The defaults (15m, 5m), i.e. 15 s and 5 s here,
+    # missed more in an earlier run (0.133 vs 0.094): bursts within the burst.
     "window": "30s",
     "scaleDownDelay": "30s",
 }
+# Demand-mode pools: the fixed pools' target, and a stricter one (the knob a
+# platform team turns when the default misses more than a fixed pool would).
+AUTOS = {
+    "auto": AUTOSCALE,
+    "auto-strict": {**AUTOSCALE, "targetMissRatio": 0.01},
+}
+RAW = Path(os.environ.get("BENCH_AUTOSCALE_RAW", "/tmp/prewarm-bench-autoscale.json"))
 READ_INTERVAL = "1s"
 SEED = int(os.environ.get("BENCH_AUTOSCALE_SEED", "20"))
 # (seconds from, seconds to, claims per second at the start, at the end): linear in between.
@@ -63,6 +72,16 @@ PHASES = [
     (270, 420, 0.05, 0.05),  # quiet again
 ]
 SAMPLE_S = 0.5
+COMPRESSION = (
+    "How time is compressed: one second stands for one minute. A build of 3 s stands "
+    "for 3 minutes; the window (30 s) and scaleDownDelay (30 s) for half an hour each; "
+    "the ledger read every second for once a minute (the default); the quiet spells for "
+    "2 and 2.5 hours and the burst (48 claims per minute, i.e. 48 an hour real) for "
+    "1.5 hours with half-hour ramps. The API server, kwok, PostgreSQL and the operator "
+    "are not compressed: their latencies (binding a claim, creating a replacement, "
+    "noticing it Ready) weigh 60 times more against a build than they would in real "
+    "time, which makes every pool here miss more than it would at real speed."
+)
 DEMAND_PRESETS = 100
 
 
@@ -104,7 +123,8 @@ def _preset(name: str, prebuilds: dict[str, Any]) -> dict[str, Any]:
 
 def pools() -> dict[str, dict[str, Any]]:
     out = {f"fixed-{n}": {"instances": n} for n in FIXED}
-    out["auto"] = {"instances": 0, "autoscale": AUTOSCALE}
+    for name, autoscale in AUTOS.items():
+        out[name] = {"instances": 0, "autoscale": autoscale}
     return out
 
 
@@ -115,6 +135,7 @@ class Series:
     ready: dict[str, list[int]] = field(default_factory=dict)
     desired: dict[str, list[int]] = field(default_factory=dict)
     arrivals_per_minute: list[float | None] = field(default_factory=list)
+    build_p90: list[float | None] = field(default_factory=list)
 
 
 def _ws_keep(obj: dict[str, Any]) -> tuple[str, bool, bool]:
@@ -147,6 +168,7 @@ async def _sample(
             series.desired.setdefault(name, []).append(int(status.get("desired") or 0))
         auto = (presets.objects.get("auto") or {}).get("autoscale") or {}
         series.arrivals_per_minute.append(auto.get("arrivalsPerMinute"))
+        series.build_p90.append(auto.get("buildSecondsP90"))
         await asyncio.sleep(SAMPLE_S)
 
 
@@ -178,8 +200,8 @@ async def _replay(env: BenchEnv, ns: str) -> dict[str, Any]:
 
         def warmed() -> bool:
             full = all((presets.objects.get(f"fixed-{n}") or {}).get("ready") == n for n in FIXED)
-            auto = (presets.objects.get("auto") or {}).get("autoscale") or {}
-            return full and auto.get("reason") == "AtMin"
+            autos = [(presets.objects.get(n) or {}).get("autoscale") or {} for n in AUTOS]
+            return full and all(a.get("reason") == "AtMin" for a in autos)
 
         await _until(warmed, 180)
         times = arrivals(SEED)
@@ -217,6 +239,13 @@ async def _replay(env: BenchEnv, ns: str) -> dict[str, Any]:
     return {"series": series, "pools": per_pool, "arrivals": times, "bound": bound_at}
 
 
+NO_PLOT = (
+    "(matplotlib was not installed: `uv sync` the dev group, then "
+    "`PYTHONPATH=operator:. .venv/bin/python -m bench.autoscale` draws the plot from "
+    "the run's raw data)"
+)
+
+
 def _plot(result: dict[str, Any], best: str) -> str:
     try:
         import matplotlib
@@ -224,14 +253,15 @@ def _plot(result: dict[str, Any], best: str) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return "(matplotlib is not installed: `uv sync` the dev group to draw the plot)"
+        return NO_PLOT
     series: Series = result["series"]
     fig, (top, bottom, misses) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
     t = series.t
     top.step(t, series.warm[best], where="post", label=f"{best}: warm (unclaimed)", color="grey")
-    top.step(t, series.warm["auto"], where="post", label="demand mode: warm (unclaimed)")
-    top.step(t, series.desired["auto"], where="post", label="demand mode: desired", ls="--")
-    top.step(t, series.ready["auto"], where="post", label="demand mode: Ready", alpha=0.6)
+    for name in AUTOS:
+        target = AUTOS[name]["targetMissRatio"]
+        top.step(t, series.warm[name], where="post", label=f"{name} ({target:g}): warm (unclaimed)")
+    top.step(t, series.ready["auto"], where="post", label="auto: Ready", alpha=0.5)
     top.set_ylabel("workspaces")
     top.legend(loc="upper left", fontsize=8)
     top.set_title(f"Warm pool over time: smallest fixed pool under {TARGET:.0%} misses vs demand")
@@ -244,7 +274,7 @@ def _plot(result: dict[str, Any], best: str) -> str:
     for at in result["arrivals"]:
         bottom.axvline(at, ymin=0, ymax=0.03, color="grey", lw=0.5)
     bottom.legend(loc="upper left", fontsize=8)
-    for name, label in ((best, best), ("auto", "demand mode")):
+    for name, label in ((best, best), *((n, n) for n in AUTOS)):
         when = sorted(at for at, preset, source in result["bound"].values() if preset == name)
         cold = sorted(
             at
@@ -341,6 +371,16 @@ def _demand_at_100(env: BenchEnv) -> dict[str, Any]:
     }
 
 
+def _cold_at(bound: dict[str, tuple[float, str, str]], pool: str) -> str:
+    at = sorted(round(t) for t, name, source in bound.values() if name == pool and source == "cold")
+    return ", ".join(map(str, at)) or "none"
+
+
+def _span(values: list[float | None]) -> str:
+    seen = [v for v in values if v is not None]
+    return f"{min(seen):g} to {max(seen):g}" if seen else "-"
+
+
 def run(env: BenchEnv) -> tuple[str, str]:
     ns = env.namespace("bench-autoscale")
     op = start_operator(env, ns, PREWARM_AUTOSCALE_READ_INTERVAL=READ_INTERVAL)
@@ -352,12 +392,11 @@ def run(env: BenchEnv) -> tuple[str, str]:
     raw = {k: v for k, v in result.items() if k != "series"}
     raw["bound"] = {k: list(v) for k, v in result["bound"].items()}
     raw["series"] = result["series"].__dict__
-    (env.workdir / "autoscale.json").write_text(json.dumps(raw))
     pools_ = result["pools"]
     under = [f"fixed-{n}" for n in FIXED if pools_[f"fixed-{n}"]["miss_ratio"] <= TARGET]
     best = under[0] if under else f"fixed-{FIXED[-1]}"
-    auto = pools_["auto"]
-    saved = 1 - auto["warm_s"] / pools_[best]["warm_s"] if pools_[best]["warm_s"] else 0.0
+    raw["best"] = best
+    RAW.write_text(json.dumps(raw))
     q = _demand_at_100(env)
     took_ms = [s * 1000 for s in q["took"]]
     rows = [
@@ -366,31 +405,50 @@ def run(env: BenchEnv) -> tuple[str, str]:
     ]
     for name, p in pools_.items():
         mark = " (smallest fixed under target)" if name == best else ""
-        label = "demand mode" if name == "auto" else f"fixed {name.removeprefix('fixed-')}{mark}"
+        label = (
+            f"demand mode `{name}`, targetMissRatio {AUTOS[name]['targetMissRatio']:g}"
+            if name in AUTOS
+            else f"fixed {name.removeprefix('fixed-')}{mark}"
+        )
         rows.append(
             f"| {label} | {p['claims']} | {p['misses']} | {p['miss_ratio']:.3f} | "
             f"{p['warm_s']:.0f} |"
         )
-    verdict = (
-        "meets" if auto["miss_ratio"] <= pools_[best]["miss_ratio"] and saved >= 0.30 else "misses"
-    )
+    verdicts = []
+    for name in AUTOS:
+        auto = pools_[name]
+        saved = 1 - auto["warm_s"] / pools_[best]["warm_s"] if pools_[best]["warm_s"] else 0.0
+        ok = auto["miss_ratio"] <= pools_[best]["miss_ratio"] and saved >= 0.30
+        verdicts.append(
+            f"- `{name}` against {best}: **{saved:.0%} fewer warm workspace-seconds**, miss "
+            f"ratio {auto['miss_ratio']:.3f} vs {pools_[best]['miss_ratio']:.3f}: "
+            f"{'meets' if ok else 'misses'} the goal (same or lower miss ratio with at least "
+            "30 % fewer warm workspace-seconds)."
+        )
     plan_lines = [line for line in q["plan"].splitlines() if "Index" in line or "Execution" in line]
     body = [
         f"One workload of {len(result['arrivals'])} Poisson arrivals over "
         f"{PHASES[-1][1]} s (compressed 60x: quiet at {PHASES[0][2] * 60:g}/min, a "
         f"morning burst at {PHASES[2][2] * 60:g}/min, quiet), seed {SEED}, replayed on "
         f"each pool at once (one claim per pool per arrival); builds take {BUILD} "
-        f"(kwok). Demand mode: {json.dumps(AUTOSCALE)}, "
+        f"(kwok). Demand mode: {json.dumps(AUTOSCALE)} (and `auto-strict` the same with "
+        f"targetMissRatio 0.01), "
         f"PREWARM_AUTOSCALE_READ_INTERVAL={READ_INTERVAL}. Fixed sizes tried: "
         f"{', '.join(map(str, FIXED))} (a few sizes rather than a search; the smallest "
         f"whose miss ratio is at most {TARGET} is the reference).",
         "",
+        COMPRESSION,
+        "",
         *rows,
         "",
-        f"Demand mode against the smallest fixed pool under target ({best}): "
-        f"**{saved:.0%} fewer warm workspace-seconds**, miss ratio "
-        f"{auto['miss_ratio']:.3f} vs {pools_[best]['miss_ratio']:.3f}: {verdict} the goal "
-        "(same or lower miss ratio with at least 30 % fewer warm workspace-seconds).",
+        *verdicts,
+        "",
+        "When the misses fell (seconds into the run): "
+        + "; ".join(f"{name} {_cold_at(result['bound'], name)}" for name in (best, *AUTOS))
+        + ".",
+        "",
+        f"Build time p90 as demand mode saw it (create to Ready, latest 50 builds): "
+        f"{_span(result['series'].build_p90)} s over the run.",
         "",
         _plot(result, best),
         "",
@@ -406,3 +464,20 @@ def run(env: BenchEnv) -> tuple[str, str]:
         "```",
     ]
     return "Demand mode (autoscale) vs fixed pools", "\n".join(body)
+
+
+def replot() -> None:
+    """Draw the plot of the last run from its raw data (RAW) and put it in place
+    of the note in docs/benchmarks.md (a run without matplotlib)."""
+    raw = json.loads(RAW.read_text())
+    raw["series"] = Series(**raw["series"])
+    raw["bound"] = {k: tuple(v) for k, v in raw["bound"].items()}
+    best = raw["best"]
+    image = _plot(raw, best)
+    doc = DOCS / "benchmarks.md"
+    doc.write_text(doc.read_text().replace(NO_PLOT, image))
+    print(image)
+
+
+if __name__ == "__main__":
+    replot()
