@@ -18,6 +18,7 @@ from prewarm.planning.autoscale import (
     Hold,
     autoscaled_count,
     decide_autoscale,
+    demand_wakeup,
     erlang_b,
     smallest_pool,
 )
@@ -268,3 +269,11 @@ def test_the_last_count_is_the_status_desired_only_if_demand_mode_set_it() -> No
     assert again.wanted.instances == 7
     assert again.status.reason == "NoDemandData"
     assert again.status.arrivals_per_minute is None
+
+
+def test_the_pass_comes_back_for_the_next_read_but_never_spins_without_the_ledger() -> None:
+    assert demand_wakeup(100.0, 130.0, 60.0, answered=True) == 30.5
+    assert demand_wakeup(100.0, 200.0, 60.0, answered=True) == 0.5  # overdue: at once
+    # No answer (ledger down) and the last read long ago: one interval, not 0.5 s.
+    assert demand_wakeup(100.0, 200.0, 60.0, answered=False) == 60.5
+    assert demand_wakeup(None, 200.0, 60.0, answered=False) == 60.5

@@ -44,7 +44,13 @@ from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
 from prewarm.ledger.models import ReplayedBuild
 from prewarm.ledger.repository import LedgerUnavailable
-from prewarm.planning.autoscale import AutoscaleReason, Demand, autoscaled_count, next_read_in
+from prewarm.planning.autoscale import (
+    AutoscaleReason,
+    Demand,
+    autoscaled_count,
+    demand_wakeup,
+    next_read_in,
+)
 from prewarm.planning.failures import Outcome, Verdict
 from prewarm.planning.pool import (
     Instance,
@@ -229,7 +235,9 @@ def _snapshot(
         memory.autoscale_hold = counted.decision.hold
         wanted, autoscale = counted.wanted, counted.status
         interval = rt.settings.autoscale_read_interval.total_seconds()
-        autoscale_wakeup = next_read_in(memory.demand_read_at, time.monotonic(), interval) + 0.5
+        autoscale_wakeup = demand_wakeup(
+            memory.demand_read_at, time.monotonic(), interval, demand is not None
+        )
     return PresetSnapshot(
         name=p.preset.name,
         generation=p.preset.generation,

@@ -224,6 +224,14 @@ def next_read_in(read_at: float | None, now: float, interval: float) -> float:
     return max(0.0, read_at + interval - now)
 
 
+def demand_wakeup(read_at: float | None, now: float, interval: float, answered: bool) -> float:
+    """Seconds until a pass in demand mode comes back for its next read (half a
+    second late). Without an answer this pass (no ledger) one interval on, not
+    at once: a pass without the ledger comes back anyway (LEDGER_DOWN_RETRY_S)."""
+    due = next_read_in(read_at, now, interval) if answered else interval
+    return due + 0.5
+
+
 @dataclass(frozen=True)
 class AutoscaledCount:
     """What a pass of a preset in demand mode wants, and what its status says."""
