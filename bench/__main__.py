@@ -16,7 +16,17 @@ from pathlib import Path
 
 from bench.env import bench_env, machine_line
 
-BENCHMARKS = ["claims", "convergence", "steady", "scale", "storm", "profile", "peer", "handover"]
+BENCHMARKS = [
+    "claims",
+    "convergence",
+    "steady",
+    "scale",
+    "storm",
+    "profile",
+    "peer",
+    "handover",
+    "autoscale",
+]
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 

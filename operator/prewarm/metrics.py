@@ -91,6 +91,80 @@ preset_schedule_invalid = Gauge(
     "1 while a schedule of the preset is ignored (unknown timezone, bad or impossible cron).",
     PRESET,
 )
+# Demand mode (spec.prebuilds.autoscale): what the operator sees and chooses.
+# Present only for presets in demand mode; the count itself is prewarm_preset_desired.
+autoscale_arrivals = Gauge(
+    "prewarm_preset_autoscale_arrivals_per_minute",
+    "Claim arrivals per minute demand mode uses (the window's rate or its last quarter's).",
+    PRESET,
+)
+autoscale_build_seconds = Gauge(
+    "prewarm_preset_autoscale_build_seconds",
+    "Create-to-Ready time of the latest Ready builds of the current template, by "
+    "quantile (0.5, 0.9: demand mode's build time).",
+    (*PRESET, "quantile"),
+)
+autoscale_predicted_miss_ratio = Gauge(
+    "prewarm_preset_autoscale_predicted_miss_ratio",
+    "The model's chance that a claim finds no Ready instance at the desired count.",
+    PRESET,
+)
+autoscale_recommended = Gauge(
+    "prewarm_preset_autoscale_recommended",
+    "The model's count before the scale-down delay (desired is what the pool keeps).",
+    PRESET,
+)
+autoscale_reason = Gauge(
+    "prewarm_preset_autoscale_reason",
+    "1 for the reason of demand mode's current count (status.autoscale.reason), else 0.",
+    (*PRESET, "reason"),
+)
+_AUTOSCALE_GAUGES = (autoscale_arrivals, autoscale_predicted_miss_ratio, autoscale_recommended)
+_QUANTILES = ("0.5", "0.9")
+
+
+def set_autoscale(
+    namespace: str,
+    preset: str,
+    values: tuple[float | None, float | None, float | None, float | None, int] | None,
+    reason: str,
+    reasons: tuple[str, ...],
+) -> None:
+    """Demand mode's gauges: (arrivals/min, build p50, build p90, predicted miss
+    ratio, recommended); None (not in demand mode) removes them. An unknown
+    value is NaN."""
+    _AUTOSCALE_REASONS.update(reasons)
+    if values is None:
+        forget_autoscale(namespace, preset)
+        return
+    arrivals, p50, p90, miss, recommended = values
+    for gauge, value in zip(_AUTOSCALE_GAUGES, (arrivals, miss, recommended), strict=True):
+        gauge.labels(namespace, preset).set(_value(value))
+    for quantile, value in zip(_QUANTILES, (p50, p90), strict=True):
+        autoscale_build_seconds.labels(namespace, preset, quantile).set(_value(value))
+    for known in reasons:
+        autoscale_reason.labels(namespace, preset, known).set(1 if known == reason else 0)
+
+
+def _value(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+_AUTOSCALE_REASONS: set[str] = set()
+
+
+def forget_autoscale(namespace: str, preset: str) -> None:
+    for gauge in _AUTOSCALE_GAUGES:
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, preset)
+    for quantile in _QUANTILES:
+        with contextlib.suppress(KeyError):
+            autoscale_build_seconds.remove(namespace, preset, quantile)
+    for known in _AUTOSCALE_REASONS:
+        with contextlib.suppress(KeyError):
+            autoscale_reason.remove(namespace, preset, known)
+
+
 reconcile_duration = Histogram(
     "prewarm_reconcile_duration_seconds",
     "Time of one reconcile pass of a preset.",
@@ -227,6 +301,7 @@ def forget_preset(namespace: str, preset: str) -> None:
     for metric in per_preset:
         with contextlib.suppress(KeyError):
             metric.remove(namespace, preset)
+    forget_autoscale(namespace, preset)
     for labelled, values in _PRESET_SERIES_BY:
         for value in values:
             with contextlib.suppress(KeyError):

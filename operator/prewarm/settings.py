@@ -101,6 +101,13 @@ class Settings(ClusterAccess):
     crashloop_restarts: int = Field(
         default=3, ge=1, description="Container restarts after which a crash loop is a failure."
     )
+    autoscale_read_interval: PositiveDuration = Field(
+        default=timedelta(minutes=1),
+        description=(
+            "Demand mode (spec.prebuilds.autoscale) reads a preset's claims and build "
+            "times from the ledger at most this often (one query per preset)."
+        ),
+    )
     resync_seconds: float = Field(
         default=30.0, gt=0, description="Period of the level-triggered resync of every preset."
     )

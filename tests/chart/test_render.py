@@ -384,8 +384,15 @@ def test_dashboard_toggle() -> None:
         "prewarm_workqueue_retries_total",
         "prewarm_prebuilds_disrupted_total",
         "prewarm_workspace_creates_refused_total",
+        # Issue 20: demand mode's view, next to the misses it is meant to prevent.
+        "prewarm_preset_autoscale_arrivals_per_minute",
+        "prewarm_preset_autoscale_build_seconds",
+        "prewarm_preset_autoscale_predicted_miss_ratio",
+        "prewarm_claim_misses_total",
     ):
         assert metric in exprs
+    (miss_panel,) = [p for p in dashboard["panels"] if "predicted_miss_ratio" in str(p)]
+    assert "prewarm_claim_misses_total" in str(miss_panel)  # predicted against actual
     disrupted = [p for p in dashboard["panels"] if "prewarm_prebuilds_disrupted" in str(p)]
     assert all("reason" in t["expr"] for p in disrupted for t in p["targets"])
 

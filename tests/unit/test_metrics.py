@@ -92,3 +92,32 @@ def test_issue18_every_metric_the_chart_queries_is_exported() -> None:
             if n not in exported and re.sub(r"_(total|bucket|sum|count)$", "", n) not in exported
         }
         assert missing == set(), path
+
+
+def test_issue20_demand_mode_gauges_appear_with_it_and_go_with_the_preset() -> None:
+    reasons = ("Demand", "AtMin")
+    metrics.set_autoscale("team", "auto", (12.0, 3.5, None, 0.02, 4), "Demand", reasons)
+    text = _exposed()
+    assert (
+        'prewarm_preset_autoscale_arrivals_per_minute{namespace="team",preset="auto"} 12.0' in text
+    )
+    assert (
+        'prewarm_preset_autoscale_build_seconds{namespace="team",preset="auto",quantile="0.5"} 3.5'
+        in text
+    )
+    assert (
+        'prewarm_preset_autoscale_build_seconds{namespace="team",preset="auto",quantile="0.9"} NaN'
+        in text
+    )
+    assert (
+        'prewarm_preset_autoscale_reason{namespace="team",preset="auto",reason="Demand"} 1.0'
+        in text
+    )
+    assert (
+        'prewarm_preset_autoscale_reason{namespace="team",preset="auto",reason="AtMin"} 0.0' in text
+    )
+    metrics.set_autoscale("team", "auto", None, "", reasons)  # demand mode turned off
+    assert 'preset="auto"' not in _exposed()
+    metrics.set_autoscale("team", "auto", (1.0, 1.0, 1.0, 0.1, 1), "AtMin", reasons)
+    metrics.forget_preset("team", "auto")
+    assert 'preset="auto"' not in _exposed()

@@ -12,7 +12,7 @@ import pytest
 from tests.unit.test_planning_preset_pass import CLEAN, KNOBS, NOW, inst, pod, snap, ws
 
 from prewarm.api import reasons
-from prewarm.api.preset import PrebuildStatus, PresetStatus
+from prewarm.api.preset import AutoscaleStatus, PrebuildStatus, PresetStatus
 from prewarm.api.workspace import WorkspacePhase as P
 from prewarm.planning.preset_decision import (
     STATUS_INTERVAL_S,
@@ -194,3 +194,32 @@ def test_the_preset_says_what_its_starting_workspaces_wait_for() -> None:
     assert ready.status == "False"
     assert ready.reason == "Unschedulable"  # what most of them wait for
     assert "waiting: 1 ContainerCreating, 2 Unschedulable" in ready.message
+
+
+def test_demand_mode_shows_in_the_status_and_brings_the_pass_back_for_its_next_read() -> None:
+    auto = AutoscaleStatus(decided_by="Autoscale", reason="Demand", recommended=2)
+    pool = [inst("a"), inst("b")]
+    status = settled(2, pool)
+
+    def with_auto(previous: PresetStatus, autoscale: AutoscaleStatus | None) -> PresetPlan:
+        return decide_preset(
+            PresetSnapshot(
+                name="p",
+                generation=1,
+                previous=previous,
+                stored_status=status_patch(previous),
+                pool=snap(2, pool),
+                autoscale=autoscale,
+                autoscale_wakeup=None if autoscale is None else 60.5,
+            ),
+            KNOBS,
+        )
+
+    on = with_auto(status, auto)
+    assert on.status.autoscale == auto
+    assert on.write_status
+    assert on.requeue_after == 60.5
+    off = with_auto(on.status, None)  # autoscale removed from the spec
+    assert off.status.autoscale is None
+    assert off.write_status
+    assert status_patch(off.status)["autoscale"] is None  # the merge patch removes it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -78,6 +79,26 @@ class Schedule(ApiModel):
     instances: int = Field(ge=0)
 
 
+class Autoscale(ApiModel):
+    """Demand mode: the warm count from claim arrivals and build times
+    (docs/concepts.md, "Demand mode"), within [min, max]."""
+
+    min: int = Field(default=0, ge=0)
+    max: int = Field(ge=0)
+    # The chance a claim finds no Ready workspace that the count aims below.
+    target_miss_ratio: float = Field(default=0.05, gt=0, lt=1)
+    # How far back claim arrivals are counted.
+    window: PositiveDuration = timedelta(minutes=15)
+    # A lower count must have been wanted this long before the pool shrinks.
+    scale_down_delay: Duration = timedelta(minutes=5)
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Self:
+        if self.min > self.max:
+            raise ValueError("autoscale.min must be less than or equal to autoscale.max")
+        return self
+
+
 class Prebuilds(ApiModel):
     """How many warm instances to keep, when, and for how long."""
 
@@ -85,6 +106,8 @@ class Prebuilds(ApiModel):
     schedules: list[Schedule] = Field(default_factory=list, max_length=32)
     timezone: str = Field(default="UTC", max_length=TIMEZONE_MAX_LENGTH, pattern=TIMEZONE_PATTERN)
     ttl: PositiveDuration | None = None
+    # Set: demand mode decides the count (instances, and so kubectl scale, is ignored).
+    autoscale: Autoscale | None = None
 
 
 # maxSurge / maxUnavailable: a count or a percentage of the desired count.
@@ -202,6 +225,23 @@ class LastFailure(ApiModel):
     time: Timestamp | None = None
 
 
+class AutoscaleStatus(ApiModel):
+    """What demand mode saw and chose (present while spec.prebuilds.autoscale is set)."""
+
+    decided_by: str  # Autoscale | Schedule: who set status.desired
+    reason: str  # planning/autoscale.AutoscaleReason
+    message: str = ""
+    recommended: int = 0  # the model's count before the scale-down delay
+    arrivals_per_minute: float | None = None
+    build_seconds_p50: float | None = None
+    build_seconds_p90: float | None = None
+    predicted_miss_ratio: float | None = None
+    # Claims in the window that found no warm workspace, and all of them.
+    window_misses: int | None = None
+    window_claims: int | None = None
+    observed_at: Timestamp | None = None  # when the ledger was read
+
+
 class PresetStatus(ApiModel):
     observed_generation: int | None = None
     template_hash: str | None = None
@@ -222,6 +262,7 @@ class PresetStatus(ApiModel):
     backoff_until: Timestamp | None = None
     last_failure: LastFailure | None = None
     selector: str | None = None
+    autoscale: AutoscaleStatus | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.watched import PresetKey
+from prewarm.planning.autoscale import Demand, Hold
 from prewarm.planning.pool import Instance
 from prewarm.planning.quota import QuotaHold
 
@@ -79,6 +80,12 @@ class PresetMemory:
     create_refusal: QuotaHold | None = None
     # When its last PrebuildFailed Event went out (time.monotonic()), for their rate limit.
     failure_event_at: float | None = None
+    # Demand mode: the ledger's last answer, when it was read (time.monotonic(),
+    # at most one read per PREWARM_AUTOSCALE_READ_INTERVAL), and the scale-down hold.
+    demand: Demand | None = None
+    demand_read_at: float | None = None
+    demand_question: tuple[str, str, float] | None = None  # (preset uid, hash, window s)
+    autoscale_hold: Hold = field(default_factory=Hold)
 
 
 @dataclass

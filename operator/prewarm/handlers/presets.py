@@ -29,7 +29,13 @@ from prewarm.api.constants import (
     KIND_PRESET,
 )
 from prewarm.api.hashing import template_hash
-from prewarm.api.preset import LastFailure, PrebuildStatus, PresetSpec, PresetStatus
+from prewarm.api.preset import (
+    AutoscaleStatus,
+    LastFailure,
+    PrebuildStatus,
+    PresetSpec,
+    PresetStatus,
+)
 from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import rfc3339
 from prewarm.api.workspace import (
@@ -44,6 +50,13 @@ from prewarm.k8s.client import ApiError
 from prewarm.k8s.events import post_event
 from prewarm.ledger.models import ReplayedBuild
 from prewarm.ledger.repository import LedgerUnavailable
+from prewarm.planning.autoscale import (
+    AutoscaleReason,
+    Demand,
+    autoscaled_count,
+    demand_wakeup,
+    next_read_in,
+)
 from prewarm.planning.failures import Outcome, Verdict
 from prewarm.planning.pool import (
     Instance,
@@ -76,7 +89,7 @@ from prewarm.planning.preset_status import (
 )
 from prewarm.planning.quota import refused
 from prewarm.planning.render import render_pod, render_workspace
-from prewarm.planning.schedule import Schedule, desired_instances, schedule_wakeup
+from prewarm.planning.schedule import DesiredCount, Schedule, desired_instances, schedule_wakeup
 
 log = logging.getLogger("prewarm.presets")
 
@@ -187,12 +200,29 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     first = decide_workspaces(tracked, now, p.readiness_timeout, rt.settings.crashloop_restarts)
     instances = await _apply_workspace_actions(rt, p, tracked, first.actions)
     failure, episode_start, ledger_ok = await _gather_failure(rt, p, ledger_ok, dry_run_message)
-    snapshot = _snapshot(rt, p, instances, failure, ledger_ok, first.deadlines)
+    demand = await _gather_demand(rt, p, ledger_ok)
+    snapshot = _snapshot(rt, p, instances, failure, ledger_ok, first.deadlines, demand)
     plan = decide_preset(snapshot, _knobs(rt, p.hard_limit, policy.failed_to_keep))
     await _apply_pool(rt, p, plan.pool, by_name)
     await _apply_status(rt, p, plan, failure, episode_start)
     if plan.requeue_after is not None:
         rt.requeue_after(key, plan.requeue_after)
+
+
+def _autoscaled(
+    rt: Runtime, p: _Pass, demand: Demand | None
+) -> tuple[DesiredCount, AutoscaleStatus, float | None]:
+    """Demand mode's count, its status and when the next ledger read is due."""
+    spec, memory = p.spec.prebuilds, rt.memory.preset(p.key)
+    assert spec.autoscale is not None
+    counted = autoscaled_count(
+        spec, spec.autoscale, demand, p.previous, memory.autoscale_hold, p.now
+    )
+    # The hold is this pass's to keep: the decision is applied as it is made.
+    memory.autoscale_hold = counted.decision.hold
+    interval = rt.settings.autoscale_read_interval.total_seconds()
+    wakeup = demand_wakeup(memory.demand_read_at, time.monotonic(), interval, demand is not None)
+    return counted.wanted, counted.status, wakeup
 
 
 def _snapshot(
@@ -202,10 +232,20 @@ def _snapshot(
     failure: FailureSummary,
     ledger_ok: bool,
     deadlines: list[datetime],
+    demand: Demand | None = None,
 ) -> PresetSnapshot:
     spec = p.spec
     memory = rt.memory.preset(p.key)
     written_at = memory.status_written_at
+    wanted = desired_instances(
+        spec.prebuilds.instances,
+        [Schedule(x.cron, x.instances) for x in spec.prebuilds.schedules],
+        spec.prebuilds.timezone,
+        p.now,
+    )
+    autoscale, autoscale_wakeup = None, None
+    if spec.prebuilds.autoscale is not None:
+        wanted, autoscale, autoscale_wakeup = _autoscaled(rt, p, demand)
     return PresetSnapshot(
         name=p.preset.name,
         generation=p.preset.generation,
@@ -214,12 +254,7 @@ def _snapshot(
         pool=PoolSnapshot(
             template_hash=p.template_hash,
             instances=instances,
-            wanted=desired_instances(
-                spec.prebuilds.instances,
-                [Schedule(x.cron, x.instances) for x in spec.prebuilds.schedules],
-                spec.prebuilds.timezone,
-                p.now,
-            ),
+            wanted=wanted,
             failure=failure,
             now=p.now,
             ttl=spec.prebuilds.ttl,
@@ -234,7 +269,44 @@ def _snapshot(
         workspace_deadlines=deadlines,
         schedule_wakeup=schedule_wakeup(spec.prebuilds, p.now),
         status_written_ago=time.monotonic() - written_at if written_at else None,
+        autoscale=autoscale,
+        autoscale_wakeup=autoscale_wakeup,
     )
+
+
+async def _gather_demand(rt: Runtime, p: _Pass, ledger_ok: bool) -> Demand | None:
+    """Demand mode's view of the ledger: one query per preset, at most once per
+    PREWARM_AUTOSCALE_READ_INTERVAL (or when the template or window changes);
+    passes in between reuse the answer. None without the ledger."""
+    autoscale = p.spec.prebuilds.autoscale
+    if autoscale is None or not ledger_ok:
+        return None
+    memory = rt.memory.preset(p.key)
+    interval = rt.settings.autoscale_read_interval.total_seconds()
+    question = (p.preset.uid, p.template_hash, autoscale.window.total_seconds())
+    fresh = next_read_in(memory.demand_read_at, time.monotonic(), interval) > 0
+    if memory.demand is not None and memory.demand_question == question and fresh:
+        return memory.demand
+    read_at = datetime.now(UTC)
+    try:
+        record = await rt.ledger.demand(
+            p.preset.uid, p.template_hash, window=autoscale.window, now=read_at
+        )
+    except (LedgerUnavailable, TimeoutError) as error:
+        log.warning("ledger unavailable for preset %s/%s: %s", *p.key, error)
+        return None
+    memory.demand = Demand(
+        arrivals=record.claims,
+        arrivals_recent=record.recent,
+        misses=record.cold,
+        build_samples=record.builds,
+        build_p50_s=record.build_p50_s,
+        build_p90_s=record.build_p90_s,
+        read_at=read_at.replace(microsecond=0),
+    )
+    memory.demand_read_at = time.monotonic()
+    memory.demand_question = question
+    return memory.demand
 
 
 def _knobs(rt: Runtime, hard_limit: int, failed_to_keep: int | None) -> PoolKnobs:
@@ -827,4 +899,19 @@ def _record_gauges(key: PresetKey, status: PresetStatus) -> None:
     metrics.preset_paused.labels(*key).set(1 if status.paused else 0)
     metrics.preset_schedule_invalid.labels(*key).set(
         1 if is_true(status.conditions, reasons.SCHEDULE_INVALID) else 0
+    )
+    auto = status.autoscale
+    metrics.set_autoscale(
+        *key,
+        None
+        if auto is None
+        else (
+            auto.arrivals_per_minute,
+            auto.build_seconds_p50,
+            auto.build_seconds_p90,
+            auto.predicted_miss_ratio,
+            auto.recommended,
+        ),
+        auto.reason if auto else "",
+        tuple(AutoscaleReason),
     )

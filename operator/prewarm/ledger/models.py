@@ -154,3 +154,15 @@ class CreateRefusal:
     refused_at: datetime
     http_status: int
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class DemandRecord:
+    """One preset's claims in a window and its recent build times (queries.DEMAND)."""
+
+    claims: int  # requested in the window
+    recent: int  # of those, in the window's last quarter
+    cold: int  # of those, bound to a cold build (found no warm workspace)
+    builds: int  # Ready builds of the template the quantiles are from
+    build_p50_s: float | None
+    build_p90_s: float | None

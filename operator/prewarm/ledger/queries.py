@@ -448,3 +448,39 @@ WHERE p.namespace = %(namespace)s AND p.name = %(name)s
 ORDER BY b.started_at DESC NULLS LAST, b.workspace_uid DESC
 LIMIT %(limit)s
 """
+
+# -- demand (spec.prebuilds.autoscale) ----------------------------------------------------
+
+# One preset's demand in one round trip: its claims requested in the window
+# (all, the window's last quarter, the cold ones) over claims_preset_requested,
+# and the create-to-Ready seconds of its latest Ready builds of the current
+# template over builds_preset_hash_started (newest first, at most %(builds)s).
+# A build's start is recorded to the microsecond but its Ready at the pass's
+# whole second, so a build Ready within a second can show a negative time:
+# it counts as 0 (the resolution of build times is one second).
+DEMAND = """
+WITH arrivals AS (
+    SELECT count(*) AS claims,
+           count(*) FILTER (WHERE requested_at >= %(recent_since)s) AS recent,
+           count(*) FILTER (WHERE source = 'cold') AS cold
+    FROM claims
+    WHERE preset_uid = %(preset_uid)s
+      AND requested_at >= %(since)s
+      AND requested_at <= %(now)s
+),
+latest AS (
+    SELECT GREATEST(EXTRACT(EPOCH FROM ready_at - started_at)::float8, 0) AS seconds
+    FROM builds
+    WHERE preset_uid = %(preset_uid)s
+      AND template_hash = %(template_hash)s
+      AND ready_at IS NOT NULL
+      AND started_at IS NOT NULL
+    ORDER BY started_at DESC
+    LIMIT %(builds)s
+)
+SELECT a.claims, a.recent, a.cold,
+       (SELECT count(*) FROM latest) AS builds,
+       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM latest) AS p50,
+       (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FROM latest) AS p90
+FROM arrivals a
+"""

@@ -27,6 +27,7 @@ from prewarm.ledger.models import (
     ClaimLossRecord,
     ClaimRecord,
     CreateRefusal,
+    DemandRecord,
     FailureState,
     LastFailure,
     PresetRecord,
@@ -39,6 +40,8 @@ Params = Mapping[str, Any]
 # Waiting longer for a connection than this means PostgreSQL is not answering:
 # say so, so the operator can degrade (pause creates) instead of hanging.
 CONNECTION_TIMEOUT_S = 3.0
+# Demand mode's build-time quantiles come from this many latest Ready builds.
+DEMAND_BUILDS = 50
 
 
 class LedgerUnavailable(RuntimeError):
@@ -339,6 +342,39 @@ class Ledger:
         if row is None:
             return FailureState.clean(preset_uid, template_hash, hard_limit)
         return _failure_state(row)
+
+    async def demand(
+        self,
+        preset_uid: str,
+        template_hash: str,
+        *,
+        window: timedelta,
+        now: datetime,
+        builds: int = DEMAND_BUILDS,
+    ) -> DemandRecord:
+        """Claims of one preset requested in (now - window, now] (and in the
+        window's last quarter), and its latest Ready builds' create-to-Ready
+        quantiles for `template_hash`: one query (queries.DEMAND)."""
+        at = _aware(now)
+        params = {
+            "preset_uid": preset_uid,
+            "template_hash": template_hash,
+            "since": at - window,
+            "recent_since": at - window / 4,
+            "now": at,
+            "builds": builds,
+        }
+        row = await self._one(queries.DEMAND, params, dict_row)
+        if row is None:  # the aggregate always returns a row; for the type checker
+            return DemandRecord(0, 0, 0, 0, None, None)
+        return DemandRecord(
+            claims=int(row["claims"]),
+            recent=int(row["recent"]),
+            cold=int(row["cold"]),
+            builds=int(row["builds"]),
+            build_p50_s=row["p50"],
+            build_p90_s=row["p90"],
+        )
 
     async def mark_hard_limit_notified(
         self,

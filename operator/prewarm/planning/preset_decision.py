@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from prewarm.api.preset import PresetStatus
+from prewarm.api.preset import AutoscaleStatus, PresetStatus
 from prewarm.api.workspace import WorkspacePhase
 from prewarm.planning.pool import Instance, waiting_reasons
 from prewarm.planning.preset_pass import (
@@ -77,6 +77,10 @@ class PresetSnapshot:
     schedule_wakeup: float | None = None
     # Seconds since this process last wrote the status (None: never).
     status_written_ago: float | None = None
+    # Demand mode (spec.prebuilds.autoscale): what it saw and chose (pool.wanted
+    # holds its count), and seconds until its next look at the ledger.
+    autoscale: AutoscaleStatus | None = None
+    autoscale_wakeup: float | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,13 @@ def decide_preset(snapshot: PresetSnapshot, knobs: PoolKnobs) -> PresetPlan:
     write_status, status_wait = _status_write(snapshot, status)
     failure = pool.failure
     wake = next_wakeup(pool.instances, failure, pool.ttl, snapshot.workspace_deadlines, pool.now)
-    reasons = (decision.requeue_after, wake, status_wait, snapshot.schedule_wakeup)
+    reasons = (
+        decision.requeue_after,
+        wake,
+        status_wait,
+        snapshot.schedule_wakeup,
+        snapshot.autoscale_wakeup,
+    )
     delays = [d for d in reasons if d is not None]
     return PresetPlan(
         pool=decision,
@@ -176,6 +186,7 @@ def _status_input(
         schedule_problem=pool.wanted.schedule_problem,
         waiting=waiting_reasons(pool.instances),
         create_refusal=pool.create_refusal.message if pool.create_refusal else None,
+        autoscale=snapshot.autoscale,
     )
 
 

@@ -16,7 +16,13 @@ from typing import Any
 
 from prewarm.api import reasons
 from prewarm.api.conditions import Condition, ConditionStatus, get_condition, set_condition
-from prewarm.api.preset import LastFailure, PrebuildStatus, PresetStatus, pool_selector
+from prewarm.api.preset import (
+    AutoscaleStatus,
+    LastFailure,
+    PrebuildStatus,
+    PresetStatus,
+    pool_selector,
+)
 from prewarm.planning.pool import Blocker, PoolPlan
 from prewarm.planning.schedule import ScheduleProblem
 
@@ -59,6 +65,8 @@ class StatusInput:
     waiting: Mapping[str, int] = field(default_factory=dict)
     # Why the API server refuses to create PrebuiltWorkspaces, if it does.
     create_refusal: str | None = None
+    # What demand mode saw and chose (None: spec.prebuilds.autoscale is off).
+    autoscale: AutoscaleStatus | None = None
 
 
 def _summary(state: PrebuildStatus, inp: StatusInput) -> str:
@@ -260,6 +268,7 @@ def compute_status(previous: PresetStatus, inp: StatusInput) -> PresetStatus:
         backoff_until=backoff,
         last_failure=f.last_failure,
         selector=pool_selector(inp.name),
+        autoscale=inp.autoscale,
         conditions=conditions,
     )
 
