@@ -336,7 +336,8 @@ def run(env: BenchEnv) -> tuple[str, str]:
         "operator watches); for 'create + one write', Bound written by the client right "
         "after its create. Each round starts with the previous round's claims, "
         "workspaces and pods gone and the pool back to 100 Ready. The operator runs "
-        "with the shipped defaults (resync 30 s, 64 claim workers). p99 only with "
+        "with the shipped defaults (resync 30 s; claim workers and API connections as "
+        "shipped). p99 only with "
         f"n >= {MIN_P99}.",
         "",
         "Refill of the pool after each burst of 100 claims (last Bound -> 100 pool pods "

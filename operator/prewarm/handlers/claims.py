@@ -3,9 +3,10 @@
 Taking is a conditional merge patch of the workspace (resourceVersion
 precondition): owner, claimRef, claim label and the ownerReference moving
 from the preset to the claim, in one write. Exactly one claim wins each
-workspace; a loser moves on to the next candidate. Then, together, the
-workspace status and the pod annotations the agent watches; the claim says
-Bound last, so Bound always means the pod already knows its owner.
+workspace; a loser moves on to the next candidate. Then, together, the pod
+annotations the agent watches and the claim's Bound: a warm claim is four
+writes with the client's create. The workspace's status is not written on a
+take (it stays Ready; its claimRef says whose it is).
 """
 
 from __future__ import annotations
@@ -90,11 +91,13 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
     status = WorkspaceClaimStatus.model_validate(claim.status if claim else {})
     mine = None
     deadline = None
+    workspaces: list[WorkspaceEntry] = []
     if claim is not None:
+        workspaces = rt.workspaces_of((claim.namespace, claim.preset))
         mine = next(
             (
                 w
-                for w in rt.workspaces_of((claim.namespace, claim.preset))
+                for w in workspaces
                 if w.claim == claim.name and not w.deleting and w.name not in memory.lost
             ),
             None,
@@ -137,7 +140,7 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         memory.cold_started_at = None
         await _follow_own_workspace(rt, claim, status, mine, memory.seen_at)
         return
-    await _claim_new(rt, claim, status, memory.seen_at)
+    await _claim_new(rt, claim, status, memory.seen_at, workspaces)
 
 
 def _workspace_named(rt: Runtime, claim: ClaimEntry, name: str | None) -> WorkspaceEntry | None:
@@ -176,17 +179,14 @@ def _preset_view(
     entry = rt.preset((claim.namespace, claim.preset))
     if entry is None or entry.deleting:
         return entry, None, PresetView(exists=False)
-    try:
-        spec: PresetSpec | None = PresetSpec.model_validate(entry.spec)
-    except ValidationError:
-        spec = None
+    spec, thash = _parsed_spec(rt, entry)
     status = PresetStatus.model_validate(entry.status)
     return (
         entry,
         spec,
         PresetView(
             exists=spec is not None,
-            template_hash=template_hash(spec) if spec else "",
+            template_hash=thash,
             previous_template_hash=status.previous_template_hash,
             prebuild_status=status.prebuild_status or PrebuildStatus.NORMAL,
             paused=rt.settings.paused or entry.annotations.get(ANNOTATION_PAUSED) == "true",
@@ -194,8 +194,27 @@ def _preset_view(
     )
 
 
+def _parsed_spec(rt: Runtime, entry: PresetEntry) -> tuple[PresetSpec | None, str]:
+    """The preset's spec parsed (None if it does not) and its template hash,
+    remembered by metadata.generation (it changes whenever the spec does)."""
+    memory = rt.memory.preset_object(entry.uid)
+    if memory.parsed is not None and memory.parsed[0] == entry.generation and entry.generation:
+        return memory.parsed[1], memory.parsed[2]
+    try:
+        spec: PresetSpec | None = PresetSpec.model_validate(entry.spec)
+    except ValidationError:
+        spec = None
+    thash = template_hash(spec) if spec else ""
+    memory.parsed = (entry.generation, spec, thash)
+    return spec, thash
+
+
 async def _claim_new(
-    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, seen: float
+    rt: Runtime,
+    claim: ClaimEntry,
+    status: WorkspaceClaimStatus,
+    seen: float,
+    workspaces: list[WorkspaceEntry],
 ) -> None:
     preset_entry, spec, view = _preset_view(rt, claim)
     secret_missing = None
@@ -206,9 +225,10 @@ async def _claim_new(
             if not error.not_found:
                 raise
             secret_missing = claim.owner_secret
+        # The index may have moved during that round trip.
+        workspaces = rt.workspaces_of((claim.namespace, claim.preset))
     parameters = resolve_parameters(spec.claim_parameters, claim.parameters) if spec else None
     parameters = parameters or ResolvedParameters()
-    workspaces = rt.workspaces_of((claim.namespace, claim.preset))
     decision = _decide_claim(
         rt, claim, status, spec, view, workspaces, secret_missing, parameters.problem
     )
@@ -313,27 +333,15 @@ async def _take(
         raise
     if claim.owner_secret and spec.agent.on_claim:
         await copy_owner_secret(rt, claim.namespace, claim.owner_secret, ws.name)
-    now = _now()
     # The take made the workspace ours. What the user waits for goes first and
     # together: the pod's annotations (the agent) and Bound (the user). Bound
     # may land a moment before the annotations; a bound claim's later passes
     # compare the pod with the claim and repeat the idempotent patch if needed.
+    # The workspace's status is not written: it stays Ready, and its spec
+    # (claimRef, owner) says it is taken (docs/decisions.md, "A warm claim's writes").
     await asyncio.gather(
         _annotate_pod(rt, claim, ws.name, generation, parameters),
         _bind(rt, claim, status, ws.name, ClaimSource.PREBUILT, generation, seen),
-    )
-    # Then the workspace's own status, which nobody waits for.
-    await rt.kube.patch_workspace_status(
-        claim.namespace,
-        ws.name,
-        workspace_status_patch(
-            PrebuiltWorkspaceStatus(
-                phase=WorkspacePhase.CLAIMED,
-                claimed_at=now,
-                owner=claim.owner,
-                reinit_generation=generation,
-            )
-        ),
     )
     metrics.prebuilds_claimed.labels(claim.namespace, claim.preset).inc()
     return True
@@ -376,6 +384,7 @@ async def _annotate_pod(
             }
         },
     )
+    rt.memory.claim((claim.namespace, claim.name)).annotated = (pod, generation)
 
 
 async def _cold_start(
@@ -554,11 +563,10 @@ async def _cold_build_ready(
         ws.name,
         workspace_status_patch(
             PrebuiltWorkspaceStatus(
-                phase=WorkspacePhase.CLAIMED,
+                # Ready, as a warm one: its claimRef says whose it is.
+                phase=WorkspacePhase.READY,
                 pod_name=ws.name,
                 ready_at=now,
-                claimed_at=now,
-                owner=claim.owner,
                 reinit_generation=1,
             )
         ),
@@ -823,6 +831,11 @@ async def _ensure_pod_knows_owner(
     pod = rt.pod(claim.namespace, status.workspace_name)
     if pod is None or pod.deleting:
         return
+    if rt.memory.claim((claim.namespace, claim.name)).annotated == (
+        pod.name,
+        status.reinit_generation,
+    ):
+        return  # written by this process: the pod watch may not show it yet
     parameters = ws.claim_parameters if ws else ()
     wanted = claim_annotations(claim.owner, status.reinit_generation, parameters)
     if any(pod.annotations.get(k) != v for k, v in wanted.items()):
