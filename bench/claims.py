@@ -294,6 +294,8 @@ _CLAIM_WRITES = {
 
 
 def _writes(writes: Counter[tuple[str, str]]) -> list[str]:
+    if not WRITES_ROUNDS:
+        return ["(no 1-claim rounds: not counted)"]
     lines = ["| verb | resource | per claim | the claim's own |", "|---|---|---|---|"]
     for (verb, resource), count in sorted(writes.items()):
         if verb in ("GET", "LIST", "WATCH") or resource == "leases":
