@@ -173,9 +173,9 @@ def _one(env: BenchEnv, run: str, split: bool, tag: str) -> dict[str, Any]:
     try:
         load = loadavg()
         m0 = requests(scrape(env))
-        c0, own0 = control_plane_cpu(), time.process_time()
+        c0, own0 = control_plane_cpu(env.pg.port), time.process_time()
         result = asyncio.run(_prewarm(env, ns, op)) if op else _bare_run(env, ns)
-        cpu = delta(control_plane_cpu(), c0)
+        cpu = delta(control_plane_cpu(env.pg.port), c0)
         cpu["benchmark process"] = time.process_time() - own0
         if op is not None:
             cpu["prewarm operator"] = result["cpu_s"]
