@@ -132,3 +132,15 @@ def test_membership_verdicts_follow_their_workspace_and_are_forgotten_with_it() 
     rt.workspaces = {}
     rt.sweep()
     assert rt.memory_sizes()["verdicts"] == 0
+
+
+def test_a_claim_looking_for_one_workspace_judges_only_that_one() -> None:
+    preset = PresetEntry.from_body({"metadata": {"namespace": "ns", "name": "p0", "uid": "puid0"}})
+    index: dict[Any, list[Any]] = {
+        ("ns", "p0"): [_owned(0, "puid0"), _owned(1, "puid0"), _owned(2, "someone-else")]
+    }
+    rt = _runtime({("ns", "p0"): [preset]}, index, {})
+    rt.pods = {}
+    assert [w.name for w in rt.workspaces_of(("ns", "p0"), lambda w: w.name == "w1")] == ["w1"]
+    assert rt.workspaces_of(("ns", "p0"), lambda w: w.name == "w2") == []  # still foreign
+    assert rt.memory_sizes()["verdicts"] == 2

@@ -91,14 +91,14 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
     status = WorkspaceClaimStatus.model_validate(claim.status if claim else {})
     mine = None
     deadline = None
-    workspaces: list[WorkspaceEntry] = []
     if claim is not None:
-        workspaces = rt.workspaces_of((claim.namespace, claim.preset))
         mine = next(
             (
                 w
-                for w in workspaces
-                if w.claim == claim.name and not w.deleting and w.name not in memory.lost
+                for w in rt.workspaces_of(
+                    (claim.namespace, claim.preset), lambda w: w.claim == claim.name
+                )
+                if not w.deleting and w.name not in memory.lost
             ),
             None,
         )
@@ -140,7 +140,7 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         memory.cold_started_at = None
         await _follow_own_workspace(rt, claim, status, mine, memory.seen_at)
         return
-    await _claim_new(rt, claim, status, memory.seen_at, workspaces)
+    await _claim_new(rt, claim, status, memory.seen_at)
 
 
 def _workspace_named(rt: Runtime, claim: ClaimEntry, name: str | None) -> WorkspaceEntry | None:
@@ -148,7 +148,7 @@ def _workspace_named(rt: Runtime, claim: ClaimEntry, name: str | None) -> Worksp
     if not name:
         return None
     return next(
-        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.name == name), None
+        iter(rt.workspaces_of((claim.namespace, claim.preset), lambda w: w.name == name)), None
     )
 
 
@@ -210,11 +210,7 @@ def _parsed_spec(rt: Runtime, entry: PresetEntry) -> tuple[PresetSpec | None, st
 
 
 async def _claim_new(
-    rt: Runtime,
-    claim: ClaimEntry,
-    status: WorkspaceClaimStatus,
-    seen: float,
-    workspaces: list[WorkspaceEntry],
+    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, seen: float
 ) -> None:
     preset_entry, spec, view = _preset_view(rt, claim)
     secret_missing = None
@@ -225,10 +221,9 @@ async def _claim_new(
             if not error.not_found:
                 raise
             secret_missing = claim.owner_secret
-        # The index may have moved during that round trip.
-        workspaces = rt.workspaces_of((claim.namespace, claim.preset))
     parameters = resolve_parameters(spec.claim_parameters, claim.parameters) if spec else None
     parameters = parameters or ResolvedParameters()
+    workspaces = rt.workspaces_of((claim.namespace, claim.preset))
     decision = _decide_claim(
         rt, claim, status, spec, view, workspaces, secret_missing, parameters.problem
     )

@@ -98,11 +98,14 @@ class Runtime:
         assert self.presets is not None
         return list(self.presets)
 
-    def workspaces_of(self, key: PresetKey) -> list[WorkspaceEntry]:
+    def workspaces_of(
+        self, key: PresetKey, keep: Callable[[WorkspaceEntry], bool] | None = None
+    ) -> list[WorkspaceEntry]:
         """The workspaces of preset `key` the operator trusts (planning/membership.py):
         its pool (controlled by the preset, by uid) and the claimed ones (controlled
         by their claim). Foreign ones are left out, so nothing counts, tracks,
-        deletes or hands them to a claim; each is logged once."""
+        deletes or hands them to a claim; each is logged once. With `keep`, only
+        the workspaces it keeps are judged (a claim looking for its own one)."""
         assert self.workspaces is not None
         preset = self.preset(key)
         # Without its preset (deleted: the garbage collector takes its pool next)
@@ -110,6 +113,8 @@ class Runtime:
         preset_uid = preset.uid if preset is not None else None
         trusted: list[WorkspaceEntry] = []
         for entry in self.workspaces.get(key, ()):
+            if keep is not None and not keep(entry):
+                continue
             pod = self.pod(entry.namespace, entry.name)
             known = self._trust.get(entry.uid)
             if (
