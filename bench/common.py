@@ -66,18 +66,47 @@ CONTROL_PLANE = ("kube-apiserver", "etcd", "kwok", "kube-scheduler", "kube-contr
 LEDGER = "postgres"
 
 
-def _control_plane_stats(extra: tuple[str, ...] = ()) -> Iterable[tuple[int, str, str]]:
-    """(pid, program, /proc/PID/stat text) of the local control plane's processes
-    (and of the programs in `extra`)."""
+# This benchmark process's own cluster (bench_env names it after the pid): other
+# sessions on the machine run control planes too, which must be neither
+# counted nor pinned.
+OWN_CLUSTER = f"/clusters/prewarm-bench-{os.getpid()}/"
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+def _control_plane_stats(pg_port: int | None = None) -> Iterable[tuple[int, str, str]]:
+    """(pid, program, /proc/PID/stat text) of this benchmark's control-plane
+    processes and, with `pg_port`, of its PostgreSQL (the postmaster listening
+    on that port and its children)."""
+    stats: list[tuple[int, str, str, int]] = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue  # the process ended meanwhile
         comm = text[text.index("(") + 1 : text.rindex(")")]
-        name = next((n for n in (*CONTROL_PLANE, *extra) if comm.startswith(n)), None)
-        if name:
-            yield int(stat.parent.name), name, text
+        ppid = int(text.rsplit(")", 1)[1].split()[1])
+        stats.append((int(stat.parent.name), comm, text, ppid))
+    postmaster = None
+    if pg_port is not None:
+        postmaster = next(
+            (pid for pid, comm, _, _ in stats
+             if comm.startswith(LEDGER) and f"-p {pg_port}" in _cmdline(str(pid))),
+            None,
+        )  # fmt: skip
+    for pid, comm, text, ppid in stats:
+        name = next((n for n in CONTROL_PLANE if comm.startswith(n)), None)
+        if name and OWN_CLUSTER in _cmdline(str(pid)):
+            yield pid, name, text
+        elif postmaster is not None and postmaster in (pid, ppid):
+            yield pid, LEDGER, text
 
 
 def control_plane_pids() -> list[int]:
@@ -92,12 +121,11 @@ def pin(pids: Iterable[int], cpus: set[int]) -> None:
                 os.sched_setaffinity(int(task.name), cpus)
 
 
-def control_plane_cpu() -> Counter[str]:
-    """CPU seconds so far of the local control plane's processes and PostgreSQL's,
-    by program (every process on this machine whose name starts with one of
-    CONTROL_PLANE or is LEDGER)."""
+def control_plane_cpu(pg_port: int | None = None) -> Counter[str]:
+    """CPU seconds so far of this benchmark's control-plane processes and, with
+    `pg_port`, its PostgreSQL's, by program."""
     out: Counter[str] = Counter()
-    for _, name, text in _control_plane_stats((LEDGER,)):
+    for _, name, text in _control_plane_stats(pg_port):
         after_comm = text.rsplit(")", 1)[1].split()
         ticks = int(after_comm[11]) + int(after_comm[12])
         out[name] += ticks / os.sysconf("SC_CLK_TCK")

@@ -11,8 +11,12 @@ create caps: at most `max_creates_per_preset` pairs of one preset and
 being Ready, over the same client stack (kubernetes.aio, 64 connections). It
 does not patch workspace status, dry-run templates or write a ledger.
 
-Bare runs first, its namespace is deleted and waited for, then prewarm runs
-with its default settings in a fresh namespace.
+Rounds alternate the order, bare first in even rounds and prewarm first in odd
+ones (BENCH_CONVERGENCE_ROUNDS, default 3, shared cores; then
+BENCH_CONVERGENCE_SPLIT_ROUNDS, default 2, split cores), so machine warmth and
+order cancel out; every round is reported. Each run has a fresh namespace,
+deleted and waited for before the next; prewarm runs with its default
+settings (resync 30 s).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import Counter
 from typing import Any
 
 from bench.common import (
@@ -43,7 +48,7 @@ from bench.common import (
     scrape,
     start_operator,
 )
-from bench.env import BenchEnv
+from bench.env import BenchEnv, percentile
 from prewarm.api.constants import PLURAL_PRESETS
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PresetSpec
@@ -152,97 +157,128 @@ async def _prewarm(env: BenchEnv, ns: str, op: Any) -> dict[str, Any]:
     }
 
 
-def _round(env: BenchEnv, split: bool) -> dict[str, Any]:
-    """Bare client, then prewarm; with `split`, the control plane runs on CPU 0
-    and the client (the bare client, then the operator) on CPU 1."""
+def _bare_run(env: BenchEnv, ns: str) -> dict[str, Any]:
     defaults = Settings()
     per_preset, global_cap = defaults.max_creates_per_preset, defaults.max_creates_global
-    suffix = "-split" if split else ""
-    out: dict[str, Any] = {"cpu": {}, "reqs": {}, "load": {}}
+    return asyncio.run(_bare(env, ns, per_preset, global_cap))
+
+
+def _one(env: BenchEnv, run: str, split: bool, tag: str) -> dict[str, Any]:
+    """One run (`bare` or `prewarm`) in a fresh namespace, deleted and waited for
+    after: the result, its load before, control-plane CPU and API requests."""
+    ns = env.namespace(f"bench-conv-{run}-{tag}")
+    op = start_operator(env, ns) if run == "prewarm" else None
+    if split and op is not None:
+        pin([op.proc.pid], {1})
+    try:
+        load = loadavg()
+        m0 = requests(scrape(env))
+        c0, own0 = control_plane_cpu(env.pg.port), time.process_time()
+        result = asyncio.run(_prewarm(env, ns, op)) if op else _bare_run(env, ns)
+        cpu = delta(control_plane_cpu(env.pg.port), c0)
+        cpu["benchmark process"] = time.process_time() - own0
+        if op is not None:
+            cpu["prewarm operator"] = result["cpu_s"]
+        reqs = by_verb_resource(delta(requests(scrape(env)), m0))
+    finally:
+        if op is not None:
+            op.stop()
+    cleanup = delete_namespace(env, ns)
+    return {**result, "load": load, "cpu": cpu, "reqs": reqs, "cleanup_s": cleanup}
+
+
+def _round(env: BenchEnv, split: bool, index: int) -> dict[str, Any]:
+    """A bare run and a prewarm run, bare first in even rounds and prewarm first in
+    odd ones; with `split`, the control plane runs on CPU 0 and the client (the
+    bare client or the operator) on CPU 1."""
+    order = ("bare", "prewarm") if index % 2 == 0 else ("prewarm", "bare")
+    tag = f"{'split' if split else 'shared'}{index}"
     if split:
         pin(control_plane_pids(), {0})
         pin([os.getpid()], {1})
     try:
-        ns = env.namespace(f"bench-conv-bare{suffix}")
-        out["load"]["bare"] = loadavg()
-        m0 = requests(scrape(env))
-        c0, own0 = control_plane_cpu(), time.process_time()
-        out["bare"] = asyncio.run(_bare(env, ns, per_preset, global_cap))
-        out["cpu"]["bare"] = delta(control_plane_cpu(), c0)
-        out["cpu"]["bare"]["benchmark process"] = time.process_time() - own0
-        out["reqs"]["bare"] = by_verb_resource(delta(requests(scrape(env)), m0))
-        out["cleanup_s"] = delete_namespace(env, ns)
-
-        ns = env.namespace(f"bench-conv-prewarm{suffix}")
-        op = start_operator(env, ns)
-        if split:
-            pin([op.proc.pid], {1})
-        try:
-            out["load"]["prewarm"] = loadavg()
-            m0 = requests(scrape(env))
-            c0, own0 = control_plane_cpu(), time.process_time()
-            pw = out["prewarm"] = asyncio.run(_prewarm(env, ns, op))
-            out["cpu"]["prewarm"] = delta(control_plane_cpu(), c0)
-            out["cpu"]["prewarm"]["benchmark process"] = time.process_time() - own0
-            out["cpu"]["prewarm"]["prewarm operator"] = pw["cpu_s"]
-            out["reqs"]["prewarm"] = by_verb_resource(delta(requests(scrape(env)), m0))
-        finally:
-            op.stop()
-        delete_namespace(env, ns)
+        out = {run: _one(env, run, split, tag) for run in order}
     finally:
         if split:
             every = set(range(os.cpu_count() or 1))
             pin([*control_plane_pids(), os.getpid()], every)
-    return out
+    return {**out, "order": order}
+
+
+ROUNDS = int(os.environ.get("BENCH_CONVERGENCE_ROUNDS", "3"))
+SPLIT_ROUNDS = int(os.environ.get("BENCH_CONVERGENCE_SPLIT_ROUNDS", "2"))
+
+
+def _rows(label: str, index: int, r: dict[str, Any]) -> list[str]:
+    b, p = r["bare"], r["prewarm"]
+    first = "bare first" if r["order"][0] == "bare" else "prewarm first"
+    return [
+        f"| {label} {index + 1} ({first}) | bare client | {b['load']} | {b['seconds']:.1f} | - "
+        f"| 1.00 | {b['progress']} |",
+        f"| {label} {index + 1} ({first}) | prewarm | {p['load']} | {p['seconds']:.1f} | "
+        f"{p['status_seconds']:.1f} | **{p['seconds'] / b['seconds']:.2f}** "
+        f"(status: {p['status_seconds'] / b['seconds']:.2f}) | {p['progress']} |",
+    ]
+
+
+def _ratios(rounds: list[dict[str, Any]]) -> str:
+    ratios = sorted(r["prewarm"]["seconds"] / r["bare"]["seconds"] for r in rounds)
+    if not ratios:
+        return "-"
+    return (
+        f"median {percentile(ratios, 0.5):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})"
+    )
+
+
+def _mean(rounds: list[dict[str, Any]], run: str, key: str) -> Counter[Any]:
+    total: Counter[Any] = Counter()
+    for r in rounds:
+        total.update(r[run][key])
+    return Counter({k: v / len(rounds) for k, v in total.items()})
 
 
 def run(env: BenchEnv) -> tuple[str, str]:
     defaults = Settings()
-    per_preset, global_cap = defaults.max_creates_per_preset, defaults.max_creates_global
-    shared = _round(env, split=False)
-    split = _round(env, split=True) if (os.cpu_count() or 1) >= 2 else None
+    shared = [_round(env, False, i) for i in range(ROUNDS)]
+    split_ok = (os.cpu_count() or 1) >= 2
+    split = [_round(env, True, i) for i in range(SPLIT_ROUNDS)] if split_ok else []
     total = PRESETS * INSTANCES
-    bare, pw, cpu = shared["bare"], shared["prewarm"], shared["cpu"]
-
-    def rows(label: str, r: dict[str, Any]) -> list[str]:
-        b, p = r["bare"], r["prewarm"]
-        return [
-            f"| {label} | bare client | {r['load']['bare']} | {b['seconds']:.1f} | - | 1.00 | "
-            f"{b['progress']} |",
-            f"| {label} | prewarm | {r['load']['prewarm']} | {p['seconds']:.1f} | "
-            f"{p['status_seconds']:.1f} | **{p['seconds'] / b['seconds']:.2f}** "
-            f"(status: {p['status_seconds'] / b['seconds']:.2f}) | {p['progress']} |",
-        ]
-
+    cpu = {run: _mean(shared, run, "cpu") for run in ("bare", "prewarm")}
+    reqs = {run: _mean(shared, run, "reqs") for run in ("bare", "prewarm")}
+    op_cpu = [r["prewarm"]["cpu_s"] for r in shared]
     lines = [
-        "| cores | run | load avg before (1/5/15 min) | to all pods Ready s | "
+        f"Time to all pods Ready, prewarm / bare client: shared cores {_ratios(shared)}; "
+        f"split {_ratios(split)}.",
+        "",
+        "| round | run | load avg before (1/5/15 min) | to all pods Ready s | "
         "to every preset status.ready s | ratio to bare | 25 / 50 / 75 / 100 % Ready at s |",
         "|---|---|---|---|---|---|---|",
-        *rows("shared", shared),
-        *(rows("split", split) if split else []),
+        *(row for i, r in enumerate(shared) for row in _rows("shared", i, r)),
+        *(row for i, r in enumerate(split) for row in _rows("split", i, r)),
         "",
         f"{PRESETS} presets x {INSTANCES} instances = {total} PrebuiltWorkspace + Pod pairs; "
-        f"goal prewarm <= 1.25x bare. Order: bare first, its namespace deleted "
-        f"({shared['cleanup_s']:.0f} s, waited for), then prewarm in a fresh namespace. "
-        "'shared': every process may run on both cores (the operator competes with the "
-        "API server for CPU, as the bare client does). 'split': the control plane "
+        "goal prewarm <= 1.2x bare. Rounds alternate the order (bare first, then prewarm "
+        "first); every run has a fresh namespace, deleted and waited for before the next "
+        "run. 'shared': every process may run on both cores (the operator competes with "
+        "the API server for CPU, as the bare client does). 'split': the control plane "
         "(kube-apiserver, etcd, kwok, scheduler, controller-manager) pinned to CPU 0 and "
-        "the client - the bare client, then the operator - to CPU 1, as when the operator "
+        "the client - the bare client or the operator - to CPU 1, as when the operator "
         "runs on a node of its own.",
         "",
-        f"Bare client concurrency: at most {per_preset} pairs per preset and {global_cap} "
-        f"in all between workspace create and pod Ready (the operator's defaults "
-        f"max_creates_per_preset / max_creates_global), 64 HTTP connections; peak pairs "
-        f"in flight {bare['peak_in_flight']}. prewarm ran with default settings "
-        f"(resync 30 s, {defaults.preset_workers} preset workers, slow start: at most "
-        f"hardLimit=3 in flight per preset until one of its prebuilds is Ready). "
-        f"Operator CPU during the shared run {pw['cpu_s']:.1f} s "
-        f"({pw['cpu_s'] * 1000 / total:.1f} ms per workspace), RSS at the end "
-        f"{pw['rss_mib']:.0f} MiB.",
+        f"Bare client concurrency: at most {defaults.max_creates_per_preset} pairs per "
+        f"preset and {defaults.max_creates_global} in all between workspace create and pod "
+        "Ready (the operator's defaults max_creates_per_preset / max_creates_global), 64 "
+        f"HTTP connections; peak pairs in flight "
+        f"{max(r['bare']['peak_in_flight'] for r in shared)}. prewarm ran with default "
+        f"settings (resync 30 s, {defaults.preset_workers} preset workers, slow start: at "
+        "most hardLimit=3 in flight per preset until one of its prebuilds is Ready). "
+        "Operator CPU in the shared rounds: "
+        + ", ".join(f"{c:.1f} s ({c * 1000 / total:.1f} ms per workspace)" for c in op_cpu)
+        + f"; RSS at the end {shared[-1]['prewarm']['rss_mib']:.0f} MiB.",
         "",
-        "CPU seconds used during the shared runs, by process (2 cores: the machine's "
-        "limit is 2 CPU s per second; the benchmark process is the bare client in the "
-        "first run and only watches in the second):",
+        "CPU seconds used during the shared runs, by process, mean over the rounds (2 "
+        "cores: the machine's limit is 2 CPU s per second; the benchmark process is the "
+        "bare client in the bare run and only watches in the prewarm run):",
         "",
         "| process | bare | prewarm |",
         "|---|---|---|",
@@ -252,12 +288,13 @@ def run(env: BenchEnv) -> tuple[str, str]:
         ),
         f"| **sum** | {sum(cpu['bare'].values()):.1f} | {sum(cpu['prewarm'].values()):.1f} |",
         "",
-        "API requests during the shared runs (apiserver_request_total deltas; these "
-        "include kwok, the scheduler, the controller-manager and the benchmark's own "
-        "watches):",
+        "API requests during the shared runs, mean over the rounds "
+        "(apiserver_request_total deltas; these include kwok, the scheduler, the "
+        "controller-manager and the benchmark's own watches):",
         "",
         request_table(
-            shared["reqs"], keep=lambda k: k[0] not in ("WATCH",) and k[1] not in ("leases",)
+            {k: Counter({kk: round(v) for kk, v in c.items()}) for k, c in reqs.items()},
+            keep=lambda k: k[0] not in ("WATCH",) and k[1] not in ("leases",),
         ),
     ]
     return "Convergence (empty -> all Ready) versus a bare client", "\n".join(lines)

@@ -32,7 +32,7 @@ def _ready(cluster: LocalCluster, ns: str, preset: str) -> list[str]:
     return sorted(
         w["metadata"]["name"]
         for w in _live(cluster, ns, preset)
-        if (w.get("status") or {}).get("phase") == "Ready"
+        if (w.get("status") or {}).get("phase") == "Ready" and not w["spec"].get("claimRef")
     )
 
 
@@ -159,7 +159,9 @@ def test_ttl_replaces_a_ready_workspace_and_never_expires_a_claimed_one(
         what="the expired Ready workspace replaced by a new one",
     )
     assert replacement != refill
-    # Long past its TTL, the claimed workspace is still there and still Claimed.
+    # Long past its TTL, the claimed workspace is still there and still the claim's
+    # (its phase stays Ready: the claimRef says whose it is).
     claimed = get(cluster, namespace, "prebuiltworkspace", bound)
     assert not claimed["metadata"].get("deletionTimestamp")
-    assert claimed["status"]["phase"] == "Claimed"
+    assert claimed["spec"]["claimRef"]["name"] == "keeps"
+    assert claimed["status"]["phase"] == "Ready"

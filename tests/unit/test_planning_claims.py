@@ -150,6 +150,8 @@ FOLLOW_CASES = {
         (WorkspacePhase.CLAIMED, 2, 60, _pod(), True), Follow.FINISH_TAKE, None),
     "a Ready workspace with a generation was taken: finish it": (
         (WorkspacePhase.READY, 1, 60, _pod(), True), Follow.FINISH_TAKE, None),
+    "a warm take interrupted before Bound (the take writes no status): finish it": (
+        (WorkspacePhase.READY, 0, 60, _pod(), True), Follow.FINISH_TAKE, None),
     "a fresh cold workspace without pod: wait out the grace": (
         (WorkspacePhase.PENDING, 0, 2, None, True), Follow.WAIT, 3.0),
     "a cold workspace without pod past the grace: create it": (

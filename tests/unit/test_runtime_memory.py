@@ -53,7 +53,8 @@ def test_memory_of_objects_still_there_is_kept() -> None:
     _remember_everything(rt, 3)
     rt.sweep()
     assert rt.memory_sizes() == {
-        "presets": 1, "preset_uids": 1, "workspaces": 1, "claims": 1, "timers": 0
+        "presets": 1, "preset_uids": 1, "workspaces": 1, "claims": 1, "timers": 0,
+        "verdicts": 0,
     }  # fmt: skip
 
 
@@ -100,3 +101,46 @@ def test_entries_read_claim_parameters() -> None:
         }
     )
     assert ws.claim_parameters == (("a", "1"),)
+
+
+def _owned(i: int, controller_uid: str) -> WorkspaceEntry:
+    body = {
+        "metadata": {
+            "namespace": "ns", "name": f"w{i}", "uid": f"wuid{i}", "resourceVersion": "1",
+            "ownerReferences": [{"apiVersion": "prewarm.dev/v1alpha1", "kind": "Preset",
+                                 "name": "p0", "uid": controller_uid, "controller": True}],
+        },
+        "spec": {"presetRef": {"name": "p0"}, "templateHash": "a" * 16},
+    }  # fmt: skip
+    return WorkspaceEntry.from_body(body)
+
+
+def test_membership_verdicts_follow_their_workspace_and_are_forgotten_with_it() -> None:
+    preset = PresetEntry.from_body({"metadata": {"namespace": "ns", "name": "p0", "uid": "puid0"}})
+    ours, theirs = _owned(0, "puid0"), _owned(1, "someone-else")
+    index: dict[Any, list[Any]] = {("ns", "p0"): [ours, theirs]}
+    rt = _runtime({("ns", "p0"): [preset]}, index, {})
+    rt.pods = {}
+    assert [w.name for w in rt.workspaces_of(("ns", "p0"))] == ["w0"]
+    assert [w.name for w in rt.workspaces_of(("ns", "p0"))] == ["w0"]  # remembered
+    assert rt.memory_sizes()["verdicts"] == 2
+    # A new version of a workspace (a new index entry) is decided again.
+    index[("ns", "p0")] = [_owned(0, "someone-else"), _owned(1, "puid0")]
+    assert [w.name for w in rt.workspaces_of(("ns", "p0"))] == ["w1"]
+    rt.forget_workspace("wuid0")
+    assert rt.memory_sizes()["verdicts"] == 1
+    rt.workspaces = {}
+    rt.sweep()
+    assert rt.memory_sizes()["verdicts"] == 0
+
+
+def test_a_claim_looking_for_one_workspace_judges_only_that_one() -> None:
+    preset = PresetEntry.from_body({"metadata": {"namespace": "ns", "name": "p0", "uid": "puid0"}})
+    index: dict[Any, list[Any]] = {
+        ("ns", "p0"): [_owned(0, "puid0"), _owned(1, "puid0"), _owned(2, "someone-else")]
+    }
+    rt = _runtime({("ns", "p0"): [preset]}, index, {})
+    rt.pods = {}
+    assert [w.name for w in rt.workspaces_of(("ns", "p0"), lambda w: w.name == "w1")] == ["w1"]
+    assert rt.workspaces_of(("ns", "p0"), lambda w: w.name == "w2") == []  # still foreign
+    assert rt.memory_sizes()["verdicts"] == 2

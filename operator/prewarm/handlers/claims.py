@@ -3,9 +3,10 @@
 Taking is a conditional merge patch of the workspace (resourceVersion
 precondition): owner, claimRef, claim label and the ownerReference moving
 from the preset to the claim, in one write. Exactly one claim wins each
-workspace; a loser moves on to the next candidate. Then, together, the
-workspace status and the pod annotations the agent watches; the claim says
-Bound last, so Bound always means the pod already knows its owner.
+workspace; a loser moves on to the next candidate. Then, together, the pod
+annotations the agent watches and the claim's Bound: a warm claim is four
+writes with the client's create. The workspace's status is not written on a
+take (it stays Ready; its claimRef says whose it is).
 """
 
 from __future__ import annotations
@@ -95,8 +96,10 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         mine = next(
             (
                 w
-                for w in rt.workspaces_of((claim.namespace, claim.preset))
-                if w.claim == claim.name and not w.deleting and w.name not in memory.lost
+                for w in rt.workspaces_of(
+                    (claim.namespace, claim.preset), lambda w: w.claim == claim.name
+                )
+                if not w.deleting and w.name not in memory.lost
             ),
             None,
         )
@@ -146,7 +149,7 @@ def _workspace_named(rt: Runtime, claim: ClaimEntry, name: str | None) -> Worksp
     if not name:
         return None
     return next(
-        (w for w in rt.workspaces_of((claim.namespace, claim.preset)) if w.name == name), None
+        iter(rt.workspaces_of((claim.namespace, claim.preset), lambda w: w.name == name)), None
     )
 
 
@@ -177,22 +180,34 @@ def _preset_view(
     entry = rt.preset((claim.namespace, claim.preset))
     if entry is None or entry.deleting:
         return entry, None, PresetView(exists=False)
-    try:
-        spec: PresetSpec | None = PresetSpec.model_validate(entry.spec)
-    except ValidationError:
-        spec = None
+    spec, thash = _parsed_spec(rt, entry)
     status = PresetStatus.model_validate(entry.status)
     return (
         entry,
         spec,
         PresetView(
             exists=spec is not None,
-            template_hash=template_hash(spec) if spec else "",
+            template_hash=thash,
             previous_template_hash=status.previous_template_hash,
             prebuild_status=status.prebuild_status or PrebuildStatus.NORMAL,
             paused=rt.settings.paused or entry.annotations.get(ANNOTATION_PAUSED) == "true",
         ),
     )
+
+
+def _parsed_spec(rt: Runtime, entry: PresetEntry) -> tuple[PresetSpec | None, str]:
+    """The preset's spec parsed (None if it does not) and its template hash,
+    remembered by metadata.generation (it changes whenever the spec does)."""
+    memory = rt.memory.preset_object(entry.uid)
+    if memory.parsed is not None and memory.parsed[0] == entry.generation and entry.generation:
+        return memory.parsed[1], memory.parsed[2]
+    try:
+        spec: PresetSpec | None = PresetSpec.model_validate(entry.spec)
+    except ValidationError:
+        spec = None
+    thash = template_hash(spec) if spec else ""
+    memory.parsed = (entry.generation, spec, thash)
+    return spec, thash
 
 
 async def _claim_new(
@@ -314,27 +329,15 @@ async def _take(
         raise
     if claim.owner_secret and spec.agent.on_claim:
         await copy_owner_secret(rt, claim.namespace, claim.owner_secret, ws.name)
-    now = _now()
     # The take made the workspace ours. What the user waits for goes first and
     # together: the pod's annotations (the agent) and Bound (the user). Bound
     # may land a moment before the annotations; a bound claim's later passes
     # compare the pod with the claim and repeat the idempotent patch if needed.
+    # The workspace's status is not written: it stays Ready, and its spec
+    # (claimRef, owner) says it is taken (docs/decisions.md, "A warm claim's writes").
     await asyncio.gather(
         _annotate_pod(rt, claim, ws.name, generation, parameters),
         _bind(rt, claim, status, ws.name, ClaimSource.PREBUILT, generation, seen),
-    )
-    # Then the workspace's own status, which nobody waits for.
-    await rt.kube.patch_workspace_status(
-        claim.namespace,
-        ws.name,
-        workspace_status_patch(
-            PrebuiltWorkspaceStatus(
-                phase=WorkspacePhase.CLAIMED,
-                claimed_at=now,
-                owner=claim.owner,
-                reinit_generation=generation,
-            )
-        ),
     )
     metrics.prebuilds_claimed.labels(claim.namespace, claim.preset).inc()
     return True
@@ -377,6 +380,7 @@ async def _annotate_pod(
             }
         },
     )
+    rt.memory.claim((claim.namespace, claim.name)).annotated = (pod, generation)
 
 
 async def _cold_start(
@@ -558,11 +562,10 @@ async def _cold_build_ready(
         ws.name,
         workspace_status_patch(
             PrebuiltWorkspaceStatus(
-                phase=WorkspacePhase.CLAIMED,
+                # Ready, as a warm one: its claimRef says whose it is.
+                phase=WorkspacePhase.READY,
                 pod_name=ws.name,
                 ready_at=now,
-                claimed_at=now,
-                owner=claim.owner,
                 reinit_generation=1,
             )
         ),
@@ -827,6 +830,11 @@ async def _ensure_pod_knows_owner(
     pod = rt.pod(claim.namespace, status.workspace_name)
     if pod is None or pod.deleting:
         return
+    if rt.memory.claim((claim.namespace, claim.name)).annotated == (
+        pod.name,
+        status.reinit_generation,
+    ):
+        return  # written by this process: the pod watch may not show it yet
     parameters = ws.claim_parameters if ws else ()
     wanted = claim_annotations(claim.owner, status.reinit_generation, parameters)
     if any(pod.annotations.get(k) != v for k, v in wanted.items()):

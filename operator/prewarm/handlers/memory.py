@@ -99,6 +99,10 @@ class PresetObjectMemory:
     dry_run: tuple[str, str | None] | None = None
     # Hard-limit episodes (template hash, reset time) already announced.
     notified: set[tuple[str, datetime | None]] = field(default_factory=set)
+    # Its spec as claims read it: (metadata.generation, the parsed spec or None
+    # if it does not parse, its template hash). A spec changes only with the
+    # generation; parsing and hashing it on every claim pass cost more than a write.
+    parsed: tuple[int, Any, str] | None = None
 
 
 @dataclass
@@ -125,6 +129,9 @@ class ClaimMemory:
     recorded_uid: str = ""
     # The workspace this process bound it to, until the watch shows Bound.
     bound_to: str | None = None
+    # The pod and generation this process annotated for it: a Bound pass that
+    # runs before the pod watch shows the annotations does not write them again.
+    annotated: tuple[str, int] | None = None
     # Its cold workspace was created here and is not in the watch yet.
     cold_started_at: float | None = None
     # Workspaces this process saw lost while the claim was Bound (by name):

@@ -42,6 +42,15 @@ from prewarm.settings import DEFAULT_AGENT_IMAGE, Settings
 
 log = logging.getLogger("prewarm.operator")
 
+# Claims handled at once (each a different claim: the queue never runs one key
+# twice at a time), and the API connections they share with the pool's work.
+# 128 workers over 256 connections were measured against these, alternating
+# in one session: latency within the noise, operator CPU per claim 20-30 %
+# higher (perhaps a TLS handshake per extra connection on each burst):
+# docs/decisions.md, "Claims do not wait for each other".
+CLAIM_WORKERS = 64
+API_CONNECTIONS = 64
+
 # Longest wait between two attempts to open the ledger at start.
 LEDGER_RETRY_MAX_S = 10.0
 
@@ -95,7 +104,9 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     # Not connected yet: PostgreSQL may be down, and the operator starts anyway
     # (claims served, no creates, Degraded), as a running one rides out an outage.
     ledger = Ledger.deferred(config.database_url)
-    kube = await Kube.connect(config.kubeconfig, config.in_cluster, instance=config.pod_name)
+    kube = await Kube.connect(
+        config.kubeconfig, config.in_cluster, API_CONNECTIONS, instance=config.pod_name
+    )
     config = await _with_agent_image(kube, config)
     rt = Runtime(settings=config, kube=kube, ledger=ledger)
     rt.presets = kwargs["preset_index"]
@@ -258,7 +269,9 @@ async def _claim_pass(rt: Runtime, key: tuple[str, str]) -> None:
 async def _run_claims(rt: Runtime) -> None:
     await rt.indexed.wait()
     # Claims wait on API round trips, not CPU: many in flight keeps latency flat.
-    await rt.claim_queue.run_workers(64, lambda key: _claim_pass(rt, key), _log_claim_error)
+    await rt.claim_queue.run_workers(
+        CLAIM_WORKERS, lambda key: _claim_pass(rt, key), _log_claim_error
+    )
 
 
 async def _resync(rt: Runtime) -> None:

@@ -311,7 +311,10 @@ def follow_own_workspace(
 ) -> FollowStep:
     """A workspace already carries this claim: a cold start in progress, or a
     take whose later steps a crash interrupted. What drives it to Bound or Failed."""
-    if phase is WorkspacePhase.CLAIMED or (phase is WorkspacePhase.READY and reinit_generation):
+    # Ready with this claim's claimRef: a warm workspace it took (the pool writes
+    # Ready; a cold build goes from Building to Claimed), whose take a crash or a
+    # failed write interrupted before Bound.
+    if phase in (WorkspacePhase.CLAIMED, WorkspacePhase.READY):
         return FollowStep(Follow.FINISH_TAKE, generation=max(reinit_generation, 1))
     if pod is None:
         # Usually the watch has not delivered it yet. But a full quota, or a
