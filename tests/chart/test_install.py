@@ -285,6 +285,11 @@ ALLOWED = [
     ("create", "pods", ()),
     ("patch", "pods", ()),
     ("watch", "pods", ()),
+    # Never used by the operator: RBAC lets it grant a workspace's agent exec
+    # into that one pod (issue 17: the hook runs in the workspace) only if it
+    # holds exec itself (charts/prewarm/README.md, docs/agent.md).
+    ("get", "pods", ("--subresource=exec",)),
+    ("create", "pods", ("--subresource=exec",)),
     ("get", "secrets", ()),
     ("create", "secrets", ()),
     ("create", "serviceaccounts", ()),
@@ -305,7 +310,6 @@ FORBIDDEN = [
     ("claim-for-others", "workspaceclaims.prewarm.dev", ()),
     ("update", "prebuiltworkspaces.prewarm.dev", ()),
     ("delete", "pods", ()),
-    ("create", "pods", ("--subresource=exec",)),
     ("list", "secrets", ()),
     ("watch", "secrets", ()),
     ("delete", "secrets", ()),
