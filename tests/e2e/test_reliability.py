@@ -221,6 +221,25 @@ def test_item4_operator_started_while_postgres_is_down_starts_degraded_and_catch
     assert _bound_claims_in_ledger(dsn) == 1, "the claim bound before PostgreSQL answered"
 
 
+def test_a_preset_deleted_while_postgres_was_down_does_not_keep_the_operator_unready(
+    cluster: LocalCluster,
+    namespace: str,
+    operator_factory: Factory,
+    own_postgres: PostgresServer,
+) -> None:
+    # As in the node tier's deploy-manifest test: presets left by earlier work
+    # are passed before the ledger opens, then deleted; the operator must turn
+    # ready once PostgreSQL answers, with no preset left to pass again.
+    dsn = own_postgres.dsn("ledger")
+    own_postgres.pause()
+    op = operator_factory(dsn=dsn)
+    apply(cluster, namespace, preset_manifest("brief", 1))
+    wait_until(lambda: _degraded(cluster, namespace, "brief"), timeout=30, what="Degraded")
+    cluster.kubectl("delete", "-n", namespace, "preset/brief", "--wait=true")
+    own_postgres.resume()
+    wait_until(lambda: _readyz(op) == 200, timeout=60, what="ready with no preset left")
+
+
 def test_api_server_restart_is_survived_without_restarting_the_operator(
     cluster: LocalCluster, namespace: str, operator: OperatorProcess
 ) -> None:

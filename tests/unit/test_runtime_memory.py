@@ -144,3 +144,17 @@ def test_a_claim_looking_for_one_workspace_judges_only_that_one() -> None:
     assert [w.name for w in rt.workspaces_of(("ns", "p0"), lambda w: w.name == "w1")] == ["w1"]
     assert rt.workspaces_of(("ns", "p0"), lambda w: w.name == "w2") == []  # still foreign
     assert rt.memory_sizes()["verdicts"] == 2
+
+
+def test_a_preset_deleted_while_the_ledger_was_down_leaves_the_operator_ready() -> None:
+    # The deploy-manifest node test's operator stayed 503 for good: a pass had
+    # found PostgreSQL not yet open, and its preset was deleted before another
+    # pass could say the ledger answered.
+    rt = _runtime({}, {}, {})
+    rt.ledger_read(("ns", "gone"), answered=False)
+    rt.ledger_read(("ns", "kept"), answered=False)
+    assert not rt.ledger_ok
+    rt.forget_preset(("ns", "gone"), "uid-gone")
+    assert not rt.ledger_ok, "a live preset's pass could not read the ledger"
+    rt.ledger_read(("ns", "kept"), answered=True)
+    assert rt.ledger_ok

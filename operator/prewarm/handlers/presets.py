@@ -427,7 +427,7 @@ async def _gather_failure(
         except (LedgerUnavailable, TimeoutError) as error:
             log.warning("ledger unavailable for preset %s/%s: %s", *p.key, error)
             ledger_ok = False
-    rt.ledger_ok = ledger_ok
+    rt.ledger_read(p.key, ledger_ok)
     metrics.ledger_up.set(1 if ledger_ok else 0)
     metrics.ledger_backlog.set(rt.writes.backlog)
     if failure is None or not ledger_ok:

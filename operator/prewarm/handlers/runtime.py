@@ -68,7 +68,10 @@ class Runtime:
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     # What this process remembers between passes, by object (handlers/memory.py).
     memory: Memory = field(default_factory=Memory)
-    ledger_ok: bool = True  # the last pass could read the ledger
+    # Presets whose last pass could not read the ledger. A set, not a flag: a
+    # flag set by a pass was cleared only by the next pass, so when the presets
+    # went while PostgreSQL was down, /readyz said 503 for good.
+    ledger_unread: set[PresetKey] = field(default_factory=set)
     failure_memo: FailureMemo = field(default_factory=FailureMemo)
     # Whether this replica may write now (leader with a fresh lease); always
     # true without leader election.
@@ -245,8 +248,20 @@ class Runtime:
                 memory.waiting_for_global_room = False
                 self.queue.add(key)
 
+    @property
+    def ledger_ok(self) -> bool:
+        """The last pass of every preset could read the ledger."""
+        return not self.ledger_unread
+
+    def ledger_read(self, key: PresetKey, answered: bool) -> None:
+        if answered:
+            self.ledger_unread.discard(key)
+        else:
+            self.ledger_unread.add(key)
+
     def forget_preset(self, key: PresetKey, uid: str | None) -> None:
         """A preset is gone: its memory, its failure memo and its timer go too."""
+        self.ledger_unread.discard(key)
         memory = self.memory.presets.pop(key, None)
         self.failure_memo.forget(key)
         self._cancel_timer("preset", key)
