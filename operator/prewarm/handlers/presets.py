@@ -262,7 +262,7 @@ def _snapshot(
             ledger_available=ledger_ok,
             quota=memory.quota_hold,
             others_starting=rt.global_starting(p.key),
-            claims_busy=rt.claim_queue.busy,
+            claims_busy=rt.claims_first(p.key),
             rollout=spec.rollout,
             create_refusal=memory.create_refusal,
         ),
