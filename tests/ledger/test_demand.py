@@ -73,3 +73,29 @@ def test_demand_of_a_preset_without_rows(migrated_dsn: str) -> None:
         migrated_dsn, lambda ledger: ledger.demand(PRESET, HASH, window=WINDOW, now=at(600))
     )
     assert demand == DemandRecord(0, 0, 0, 0, None, None)
+
+
+def test_demand_measures_how_long_a_taken_slot_stays_empty(migrated_dsn: str) -> None:
+    """Claim bound -> the Ready of the first build of the template started at
+    or after it (its replacement): the build plus the operator's reaction."""
+
+    async def scenario(ledger: Ledger) -> DemandRecord:
+        await ledger.upsert_preset(PRESET, "team-a", "python", HASH, hard_limit=3)
+        await _build(ledger, "before", 0, 5)  # started before every claim: no one's replacement
+        await _claim(ledger, "a", PRESET, 10)  # bound at 11
+        await _claim(ledger, "b", PRESET, 11)  # bound at 12: the same pass replaces both
+        await _build(ledger, "for-a", 14, 10)  # Ready at 24: a's slot empty 13 s
+        await _build(ledger, "for-b", 14.5, 10)  # (b pairs with the first after it too: 12 s)
+        await _claim(ledger, "c", PRESET, 100)  # bound at 101
+        await _build(ledger, "for-c-failed", 102, None)  # never Ready: not c's replacement
+        await _build(ledger, "for-c", 103, 4, thash=OLD_HASH)  # another template: not either
+        await _build(ledger, "for-c-ready", 104, 5)  # Ready at 109: 8 s
+        await _claim(ledger, "cold", PRESET, 200, cold=True)  # took no slot: not counted
+        await _claim(ledger, "d", PRESET, 300)  # replacement not Ready yet: left out
+        await _build(ledger, "for-d", 302, None)
+        return await ledger.demand(PRESET, HASH, window=WINDOW, now=at(600))
+
+    demand = run_with_ledger(migrated_dsn, scenario)
+    assert demand.slots == 3  # 13, 12, 8
+    assert demand.slot_p90_s == 12.8  # percentile_cont: 12 + 0.8 x 1
+    assert demand.build_p90_s == 10.0  # the builds alone: 5, 10, 10, 5

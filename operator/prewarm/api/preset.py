@@ -235,6 +235,8 @@ class AutoscaleStatus(ApiModel):
     arrivals_per_minute: float | None = None
     build_seconds_p50: float | None = None
     build_seconds_p90: float | None = None
+    # Claim bound -> replacement Ready of the latest warm claims, p90.
+    slot_seconds_p90: float | None = None
     predicted_miss_ratio: float | None = None
     # Claims in the window that found no warm workspace, and all of them.
     window_misses: int | None = None

@@ -70,6 +70,9 @@ class PresetMemory:
     status_written: tuple[str, Mapping[str, Any]] | None = None
     # Since when its passes wait for claims in flight (time.monotonic()).
     yielding_to_claims_since: float | None = None
+    # It has waited CLAIMS_FIRST_MAX_S for claims: it gives way no more until
+    # the claim queue is seen idle (a stream of claims cannot starve its refills).
+    claims_first_spent: bool = False
     # Its prebuilds in flight, as its last pass counted them (the global cap).
     starting: int = 0
     # The operator-wide create cap held it back: wake it when room frees up.

@@ -262,7 +262,7 @@ def _snapshot(
             ledger_available=ledger_ok,
             quota=memory.quota_hold,
             others_starting=rt.global_starting(p.key),
-            claims_busy=rt.claim_queue.busy,
+            claims_busy=rt.claims_first(p.key),
             rollout=spec.rollout,
             create_refusal=memory.create_refusal,
         ),
@@ -303,6 +303,8 @@ async def _gather_demand(rt: Runtime, p: _Pass, ledger_ok: bool) -> Demand | Non
         build_p50_s=record.build_p50_s,
         build_p90_s=record.build_p90_s,
         read_at=read_at.replace(microsecond=0),
+        slot_samples=record.slots,
+        slot_p90_s=record.slot_p90_s,
     )
     memory.demand_read_at = time.monotonic()
     memory.demand_question = question

@@ -227,20 +227,32 @@ class Runtime:
         While claims are in flight, a user is waiting on this event loop and
         the API server; a pass of pool bookkeeping can run a moment later. At
         most CLAIMS_FIRST_MAX_S in a row, so a stream of claims cannot starve
-        the pools.
+        the pools: once a preset has waited that long, neither its passes nor
+        its creates (claims_first) give way again until the claim queue has
+        been seen idle.
         """
         memory = self.memory.preset(key)
         if not self.claim_queue.busy:
             memory.yielding_to_claims_since = None
+            memory.claims_first_spent = False
+            return False
+        if memory.claims_first_spent:
             return False
         now = time.monotonic()
         if memory.yielding_to_claims_since is None:
             memory.yielding_to_claims_since = now
         if now - memory.yielding_to_claims_since >= CLAIMS_FIRST_MAX_S:
             memory.yielding_to_claims_since = None
+            memory.claims_first_spent = True
             return False
         self.requeue_after(key, 0.05)
         return True
+
+    def claims_first(self, key: PresetKey) -> bool:
+        """Whether preset `key`'s creates should still wait for claims in
+        flight (the pass's PoolSnapshot.claims_busy): not once it has given
+        way for CLAIMS_FIRST_MAX_S (yield_to_claims)."""
+        return self.claim_queue.busy and not self.memory.preset(key).claims_first_spent
 
     def wake_waiting_for_global_room(self) -> None:
         for key, memory in self.memory.presets.items():

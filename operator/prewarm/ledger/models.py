@@ -166,3 +166,7 @@ class DemandRecord:
     builds: int  # Ready builds of the template the quantiles are from
     build_p50_s: float | None
     build_p90_s: float | None
+    # The latest warm claims': claim bound -> its replacement Ready (the time
+    # the slot it took stayed empty), and how many of them that is from.
+    slots: int = 0
+    slot_p90_s: float | None = None

@@ -477,10 +477,42 @@ latest AS (
       AND started_at IS NOT NULL
     ORDER BY started_at DESC
     LIMIT %(builds)s
+),
+-- How long a slot the latest warm claims took stayed empty: from the claim's
+-- bound_at to the Ready of the first build of the template started at or
+-- after it (the replacement: the pass that sees the slot taken creates it,
+-- with any others it creates then). Claims whose replacement is not Ready yet
+-- are left out.
+warm AS (
+    SELECT bound_at
+    FROM claims
+    WHERE preset_uid = %(preset_uid)s
+      AND source = 'prebuilt'
+      AND requested_at IS NOT NULL
+      AND requested_at <= %(now)s
+      AND bound_at IS NOT NULL
+    ORDER BY requested_at DESC
+    LIMIT %(builds)s
+),
+slots AS (
+    SELECT GREATEST(EXTRACT(EPOCH FROM r.ready_at - w.bound_at)::float8, 0) AS seconds
+    FROM warm w
+    CROSS JOIN LATERAL (
+        SELECT b.ready_at
+        FROM builds b
+        WHERE b.preset_uid = %(preset_uid)s
+          AND b.template_hash = %(template_hash)s
+          AND b.started_at >= w.bound_at
+          AND b.ready_at IS NOT NULL
+        ORDER BY b.started_at
+        LIMIT 1
+    ) r
 )
 SELECT a.claims, a.recent, a.cold,
        (SELECT count(*) FROM latest) AS builds,
        (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM latest) AS p50,
-       (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FROM latest) AS p90
+       (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FROM latest) AS p90,
+       (SELECT count(*) FROM slots) AS slots,
+       (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FROM slots) AS slot_p90
 FROM arrivals a
 """

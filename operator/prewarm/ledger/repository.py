@@ -353,8 +353,9 @@ class Ledger:
         builds: int = DEMAND_BUILDS,
     ) -> DemandRecord:
         """Claims of one preset requested in (now - window, now] (and in the
-        window's last quarter), and its latest Ready builds' create-to-Ready
-        quantiles for `template_hash`: one query (queries.DEMAND)."""
+        window's last quarter), its latest Ready builds' create-to-Ready
+        quantiles for `template_hash`, and how long the slots its latest warm
+        claims took stayed empty: one query (queries.DEMAND)."""
         at = _aware(now)
         params = {
             "preset_uid": preset_uid,
@@ -374,6 +375,8 @@ class Ledger:
             builds=int(row["builds"]),
             build_p50_s=row["p50"],
             build_p90_s=row["p90"],
+            slots=int(row["slots"]),
+            slot_p90_s=row["slot_p90"],
         )
 
     async def mark_hard_limit_notified(

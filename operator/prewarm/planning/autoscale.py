@@ -7,11 +7,15 @@ n is then a loss system with n servers: a warm slot is "busy" while its
 replacement builds, and a claim that arrives while all n are busy finds no
 Ready workspace (a miss, a cold build). With Poisson arrivals of rate λ that
 is the Erlang loss system M/G/n/n, whose blocking probability is Erlang B,
-B(n, λ·T), and depends on the build time only through its mean
-(insensitivity). We use a high quantile of the build time (p90) instead of
-the mean, to stay on the safe side of slow builds and of an estimate drawn
-from few samples. The count is the smallest n whose B(n, λ·T) is at most
-the target, clamped to [min, max].
+B(n, λ·T), and depends on the holding time T only through its mean
+(insensitivity). T is how long a taken slot really stays empty: from the
+claim binding the workspace to its replacement's Ready, which is the build
+plus the operator's reaction (seeing the slot taken, creating the
+replacement), measured in the ledger for the latest warm claims; never
+less than the build alone (create -> Ready of the latest builds). We use a
+high quantile (p90) instead of the mean, to stay on the safe side of slow
+builds and of an estimate drawn from few samples. The count is the
+smallest n whose B(n, λ·T) is at most the target, clamped to [min, max].
 
 The rate is the larger of the rate over the whole window and over its last
 quarter, so that a burst raises the count within a quarter window while a
@@ -70,6 +74,10 @@ class Demand:
     build_p50_s: float | None
     build_p90_s: float | None
     read_at: datetime
+    # The latest warm claims: claim bound -> replacement Ready, the time the
+    # slot stayed empty (the build plus the operator's reaction), p90.
+    slot_samples: int = 0
+    slot_p90_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -123,12 +131,22 @@ def arrival_rate(demand: Demand, window: timedelta) -> float:
     return max(whole, recent)
 
 
+def holding_time(demand: Demand) -> float | None:
+    """Seconds a taken slot stays empty (the servers' holding time, p90): the
+    measured claim -> replacement Ready if there is one, never less than the
+    build alone (create -> Ready); None without a measured build time."""
+    if demand.build_p90_s is None:
+        return None
+    return max(demand.build_p90_s, demand.slot_p90_s or 0.0)
+
+
 def recommend(demand: Demand, config: AutoscaleConfig) -> tuple[int, float] | None:
     """(the model's count within [floor, ceiling], its offered load), or None
     without a measured build time."""
-    if demand.build_p90_s is None:
+    held = holding_time(demand)
+    if held is None:
         return None
-    load = arrival_rate(demand, config.window) * demand.build_p90_s
+    load = arrival_rate(demand, config.window) * held
     floor, ceiling = bounds(config)
     return max(floor, smallest_pool(load, config.target_miss_ratio, ceiling)), load
 
@@ -174,7 +192,8 @@ def decide_autoscale(
     miss = round(erlang_b(desired, load), 4)
     reason = _reason(config, desired, load, holding, ceiling)
     message = (
-        f"{per_minute:g} claims/min x build p90 {demand.build_p90_s:.1f}s = "
+        f"{per_minute:g} claims/min x slot empty p90 {holding_time(demand) or 0:.1f}s "
+        f"(build p90 {demand.build_p90_s:.1f}s) = "
         f"{load:.2f} busy; {desired} warm -> predicted miss ratio {miss:g} "
         f"(target {config.target_miss_ratio:g})"
     )
@@ -280,6 +299,7 @@ def autoscaled_count(
         arrivals_per_minute=decision.arrivals_per_minute,
         build_seconds_p50=_rounded(demand.build_p50_s if demand else None),
         build_seconds_p90=_rounded(demand.build_p90_s if demand else None),
+        slot_seconds_p90=_rounded(demand.slot_p90_s if demand else None),
         predicted_miss_ratio=decision.predicted_miss_ratio,
         window_misses=demand.misses if demand else None,
         window_claims=demand.arrivals if demand else None,
