@@ -327,8 +327,7 @@ async def _take(
         if error.conflict or error.not_found or error.status == 422:
             return False  # another claim (or the pool) changed it first
         raise
-    if claim.owner_secret and spec.agent.on_claim:
-        await copy_owner_secret(rt, claim.namespace, claim.owner_secret, ws.name)
+    await _copy_owner_credentials(rt, claim, ws.name, spec)
     # The take made the workspace ours. What the user waits for goes first and
     # together: the pod's annotations (the agent) and Bound (the user). Bound
     # may land a moment before the annotations; a bound claim's later passes
@@ -509,7 +508,7 @@ async def _follow_own_workspace(
         # Idempotent writes: the owner's credentials and the pod's annotations (if
         # the pod does not know its generation yet: a take cut off), then Bound.
         if pod is None or pod.annotations.get(ANNOTATION_REINIT_GENERATION) != str(step.generation):
-            await _copy_owner_secret_again(rt, claim, ws.name, spec)
+            await _copy_owner_credentials(rt, claim, ws.name, spec)
         await _annotate_pod(rt, claim, ws.name, step.generation, ws.claim_parameters)
         source = status.source or ClaimSource.PREBUILT
         await _bind(rt, claim, status, ws.name, source, step.generation, seen)
@@ -839,23 +838,22 @@ async def _ensure_pod_knows_owner(
     wanted = claim_annotations(claim.owner, status.reinit_generation, parameters)
     if any(pod.annotations.get(k) != v for k, v in wanted.items()):
         if pod.annotations.get(ANNOTATION_REINIT_GENERATION) != str(status.reinit_generation):
-            await _copy_owner_secret_again(rt, claim, pod.name, None)
+            await _copy_owner_credentials(rt, claim, pod.name, None)
         await _annotate_pod(rt, claim, pod.name, status.reinit_generation, parameters)
 
 
-async def _copy_owner_secret_again(
+async def _copy_owner_credentials(
     rt: Runtime, claim: ClaimEntry, workspace: str, spec: PresetSpec | None
 ) -> None:
-    """Before a pod learns a generation it has not seen: the claim's credentials into
-    `<ws>-owner` (idempotent), in case the take that should have copied them was
-    cut off (an operator killed right after it), so the agent never runs the hook
-    for the claim without them."""
+    """The claim's credentials into `<ws>-owner` (idempotent) before the pod learns
+    a generation it has not seen: by the take, and again by the pass that finishes
+    a take cut off before it (an operator killed right after it), so the agent
+    never runs the hook for the claim without them."""
     if not claim.owner_secret:
         return
     if spec is None:
         preset = rt.preset((claim.namespace, claim.preset))
-        with contextlib.suppress(ValidationError):
-            spec = PresetSpec.model_validate(preset.spec) if preset is not None else None
+        spec = _parsed_spec(rt, preset)[0] if preset is not None else None
     if spec is not None and spec.agent.on_claim:
         await copy_owner_secret(rt, claim.namespace, claim.owner_secret, workspace)
 

@@ -314,6 +314,7 @@ class Runtime:
         )
         for key in gone:
             self.failure_memo.forget(key)
+        self.ledger_unread &= presets
         for uid in [u for u in self._trust if u not in workspace_uids]:
             del self._trust[uid]
 
