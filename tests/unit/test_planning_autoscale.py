@@ -124,29 +124,63 @@ def test_without_a_measured_build_the_last_count_holds() -> None:
 # -- hysteresis ---------------------------------------------------------------------------
 
 
-def test_up_at_once_down_only_after_the_delay_to_the_peak_meanwhile() -> None:
+def test_up_at_once_down_as_higher_recommendations_age_out_of_the_delay() -> None:
+    """The HPA's stabilisation window: the count is the highest recommended
+    during the last scaleDownDelay."""
     cfg = config()
     high = decide_autoscale(cfg, demand(150), 2, Hold(), NOW)
     assert high.desired > 2
-    assert high.hold == Hold()
-    low = decide_autoscale(cfg, demand(0), high.desired, Hold(), NOW)
-    assert low.desired == high.desired
-    assert low.reason is AutoscaleReason.HOLDING
-    assert low.hold.lower_since == NOW
-    mid = decide_autoscale(cfg, demand(15), high.desired, low.hold, NOW + DELAY / 2)
+    assert high.reason is AutoscaleReason.DEMAND
+    mid = decide_autoscale(cfg, demand(60), high.desired, high.hold, NOW + DELAY / 2)
+    assert 0 < mid.recommended < high.desired
     assert mid.desired == high.desired
-    assert mid.hold.lower_since == NOW
-    done = decide_autoscale(cfg, demand(0), high.desired, mid.hold, NOW + DELAY)
-    assert done.desired == mid.recommended  # the peak of the lower counts, not the last
-    assert done.hold == Hold()
+    assert mid.reason is AutoscaleReason.HOLDING
+    assert f"{mid.recommended} would do, held for scaleDownDelay" in mid.message
+    low = decide_autoscale(cfg, demand(0), mid.desired, mid.hold, NOW + DELAY)
+    # The high recommendation is a whole delay old: the middle one still holds.
+    assert low.desired == mid.recommended
+    assert low.reason is AutoscaleReason.HOLDING
+    done = decide_autoscale(cfg, demand(0), low.desired, low.hold, NOW + DELAY * 3 / 2)
+    assert done.desired == done.recommended == 0
+    assert done.reason is AutoscaleReason.DEMAND
 
 
-def test_a_rise_during_the_delay_cancels_it() -> None:
+def test_a_restart_holds_the_count_it_finds_for_one_delay() -> None:
+    """No memory (a fresh operator): the count in the status counts as
+    recommended now, so the pool does not drop the moment the operator restarts."""
+    cfg = config()
+    first = decide_autoscale(cfg, demand(0), 8, Hold(), NOW)
+    assert (first.desired, first.recommended) == (8, 0)
+    later = decide_autoscale(cfg, demand(0), 8, first.hold, NOW + DELAY)
+    assert later.desired == 0
+
+
+def test_a_rise_during_the_delay_holds_from_the_rise() -> None:
     cfg = config()
     low = decide_autoscale(cfg, demand(0), 8, Hold(), NOW)
-    up = decide_autoscale(cfg, demand(300), 8, low.hold, NOW + timedelta(minutes=1))
-    assert up.desired >= 8
-    assert up.hold == Hold()
+    up = decide_autoscale(cfg, demand(300), 8, low.hold, NOW + DELAY / 2)
+    assert up.desired == up.recommended > 8
+    assert up.reason is AutoscaleReason.DEMAND
+    after = decide_autoscale(cfg, demand(0), up.desired, up.hold, NOW + DELAY)
+    assert after.desired == up.desired  # the rise is half a delay old
+
+
+def test_the_memory_keeps_only_counts_that_may_still_be_the_highest() -> None:
+    cfg = config()
+    hold, chosen = Hold(), 0
+    for i, arrivals in enumerate([300, 30, 150, 60, 90]):
+        result = decide_autoscale(cfg, demand(arrivals), chosen, hold, NOW + i * DELAY / 10)
+        chosen, hold = result.desired, result.hold
+    counts = [n for _, n in hold.recommended]
+    assert counts == sorted(counts, reverse=True)
+    assert len(counts) == len(set(counts)) == 3  # 300's, 150's, 90's
+
+
+def test_a_lowered_max_caps_the_held_count_at_once() -> None:
+    high = decide_autoscale(config(hi=50), demand(300), 0, Hold(), NOW)
+    assert high.desired > 4
+    capped = decide_autoscale(config(hi=4), demand(300), high.desired, high.hold, NOW)
+    assert capped.desired == 4
 
 
 def test_a_slot_stays_empty_longer_than_the_build_the_model_uses_the_slot() -> None:
@@ -228,22 +262,26 @@ def test_the_predicted_miss_ratio_meets_the_target_unless_capped(
     st.integers(5, 120),  # seconds between passes
 )
 def test_no_flapping_under_noise(base: int, noise: list[float], step_s: int) -> None:
-    """Whatever the noise, the count falls at most once per scaleDownDelay and
-    never within scaleDownDelay of a rise: no up-down-up every pass."""
+    """Whatever the noise, the count never falls within scaleDownDelay of a
+    rise (no up-down-up every pass), and never below a count recommended
+    during the last scaleDownDelay."""
     cfg = config()
     chosen, hold = None, Hold()
-    history: list[tuple[datetime, int]] = []
+    history: list[tuple[datetime, int, int]] = []  # (when, chosen, recommended)
     for i, wobble in enumerate(noise):
         now = NOW + timedelta(seconds=i * step_s)
         result = decide_autoscale(cfg, demand(round(base * (1 + wobble))), chosen, hold, now)
         chosen, hold = result.desired, result.hold
-        history.append((now, chosen))
-    last_change: datetime | None = None
-    for (_, before), (at, after) in itertools.pairwise(history):
+        history.append((now, chosen, result.recommended))
+    last_rise: datetime | None = None
+    for (_, before, _), (at, after, _) in itertools.pairwise(history):
         if after < before:
-            assert last_change is None or at - last_change >= DELAY
-        if after != before:
-            last_change = at
+            assert last_rise is None or at - last_rise >= DELAY
+        if after > before:
+            last_rise = at
+    for at, count, _ in history:
+        recent = [rec for when, _, rec in history if at - DELAY < when <= at]
+        assert count == max(recent)
 
 
 @given(st.integers(0, 30), st.integers(1, 600), build_s)

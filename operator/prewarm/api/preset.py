@@ -89,7 +89,7 @@ class Autoscale(ApiModel):
     target_miss_ratio: float = Field(default=0.05, gt=0, lt=1)
     # How far back claim arrivals are counted.
     window: PositiveDuration = timedelta(minutes=15)
-    # A lower count must have been wanted this long before the pool shrinks.
+    # The count is the highest the model wanted during this long before.
     scale_down_delay: Duration = timedelta(minutes=5)
 
     @model_validator(mode="after")

@@ -20,9 +20,9 @@ smallest n whose B(n, λ·T) is at most the target, clamped to [min, max].
 The rate is the larger of the rate over the whole window and over its last
 quarter, so that a burst raises the count within a quarter window while a
 quiet spell has to last the whole window to lower it. On top of that,
-hysteresis: the count rises at once, and falls only after a lower count has
-been recommended for scaleDownDelay, then to the highest count recommended
-during that delay (the HPA's scale-down stabilisation, in spirit).
+hysteresis: the count is the highest count recommended during the last
+scaleDownDelay (the HPA's scale-down stabilisation window): it rises at once
+and falls as the higher recommendations age out of the delay.
 """
 
 from __future__ import annotations
@@ -83,10 +83,15 @@ class Demand:
 @dataclass(frozen=True)
 class Hold:
     """The scale-down hysteresis between passes (operator memory; a restart
-    simply starts the delay again)."""
+    simply starts the delay again).
 
-    lower_since: datetime | None = None
-    lower_peak: int = 0  # the highest lower count recommended since lower_since
+    `recommended` holds the recommendations of the last scaleDownDelay that
+    may still be the highest: (when, count), oldest first, each count higher
+    than every later one. A recommendation lower than a later one can never
+    be the maximum again, so the memory stays as small as the distinct counts.
+    """
+
+    recommended: tuple[tuple[datetime, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,8 +192,9 @@ def decide_autoscale(
         )
     recommended, load = rec
     current = _clamp(previous if previous is not None else recommended, floor, ceiling)
-    desired, new_hold = hysteresis(recommended, current, hold, now, config.scale_down_delay)
-    holding = new_hold.lower_since is not None
+    held_up, new_hold = hysteresis(recommended, current, hold, now, config.scale_down_delay)
+    desired = min(held_up, ceiling)  # a max lowered since: its cap holds at once
+    holding = desired > recommended
     miss = round(erlang_b(desired, load), 4)
     reason = _reason(config, desired, load, holding, ceiling)
     message = (
@@ -205,16 +211,14 @@ def decide_autoscale(
 def hysteresis(
     recommended: int, current: int, hold: Hold, now: datetime, delay: timedelta
 ) -> tuple[int, Hold]:
-    """Up at once; down only once a lower count has been recommended for
-    `delay`, then to the highest one recommended meanwhile."""
-    if recommended >= current:
-        return recommended, Hold()
-    if hold.lower_since is None:
-        return current, Hold(now, recommended)
-    peak = max(hold.lower_peak, recommended)
-    if now - hold.lower_since >= delay:
-        return peak, Hold()
-    return current, Hold(hold.lower_since, peak)
+    """The highest count recommended during the last `delay`: up at once, down
+    as the higher recommendations age out (the HPA's stabilisation window).
+    Without a memory (the first pass, a restart) the count found counts as
+    recommended now, so a restart never drops the pool at once."""
+    seen = hold.recommended or ((now, current),)
+    live = [(at, n) for at, n in seen if now - at < delay and n > recommended]
+    kept = (*live, (now, recommended))
+    return max(n for _, n in kept), Hold(kept)
 
 
 def _reason(
