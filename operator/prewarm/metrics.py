@@ -104,6 +104,13 @@ autoscale_build_seconds = Gauge(
     "quantile (0.5, 0.9: demand mode's build time).",
     (*PRESET, "quantile"),
 )
+autoscale_slot_seconds = Gauge(
+    "prewarm_preset_autoscale_slot_seconds",
+    "How long a taken warm slot stayed empty (claim bound to its replacement Ready) for "
+    "the latest warm claims, by quantile (0.9: demand mode's holding time when it is "
+    "longer than the build's).",
+    (*PRESET, "quantile"),
+)
 autoscale_predicted_miss_ratio = Gauge(
     "prewarm_preset_autoscale_predicted_miss_ratio",
     "The model's chance that a claim finds no Ready instance at the desired count.",
@@ -121,27 +128,30 @@ autoscale_reason = Gauge(
 )
 _AUTOSCALE_GAUGES = (autoscale_arrivals, autoscale_predicted_miss_ratio, autoscale_recommended)
 _QUANTILES = ("0.5", "0.9")
+# (arrivals/min, build p50, build p90, slot p90, predicted miss ratio, recommended)
+AutoscaleValues = tuple[float | None, float | None, float | None, float | None, float | None, int]
 
 
 def set_autoscale(
     namespace: str,
     preset: str,
-    values: tuple[float | None, float | None, float | None, float | None, int] | None,
+    values: AutoscaleValues | None,
     reason: str,
     reasons: tuple[str, ...],
 ) -> None:
-    """Demand mode's gauges: (arrivals/min, build p50, build p90, predicted miss
-    ratio, recommended); None (not in demand mode) removes them. An unknown
-    value is NaN."""
+    """Demand mode's gauges: (arrivals/min, build p50, build p90, slot p90,
+    predicted miss ratio, recommended); None (not in demand mode) removes
+    them. An unknown value is NaN."""
     _AUTOSCALE_REASONS.update(reasons)
     if values is None:
         forget_autoscale(namespace, preset)
         return
-    arrivals, p50, p90, miss, recommended = values
+    arrivals, p50, p90, slot_p90, miss, recommended = values
     for gauge, value in zip(_AUTOSCALE_GAUGES, (arrivals, miss, recommended), strict=True):
         gauge.labels(namespace, preset).set(_value(value))
     for quantile, value in zip(_QUANTILES, (p50, p90), strict=True):
         autoscale_build_seconds.labels(namespace, preset, quantile).set(_value(value))
+    autoscale_slot_seconds.labels(namespace, preset, "0.9").set(_value(slot_p90))
     for known in reasons:
         autoscale_reason.labels(namespace, preset, known).set(1 if known == reason else 0)
 
@@ -160,6 +170,8 @@ def forget_autoscale(namespace: str, preset: str) -> None:
     for quantile in _QUANTILES:
         with contextlib.suppress(KeyError):
             autoscale_build_seconds.remove(namespace, preset, quantile)
+    with contextlib.suppress(KeyError):
+        autoscale_slot_seconds.remove(namespace, preset, "0.9")
     for known in _AUTOSCALE_REASONS:
         with contextlib.suppress(KeyError):
             autoscale_reason.remove(namespace, preset, known)

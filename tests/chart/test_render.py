@@ -387,6 +387,7 @@ def test_dashboard_toggle() -> None:
         # Issue 20: demand mode's view, next to the misses it is meant to prevent.
         "prewarm_preset_autoscale_arrivals_per_minute",
         "prewarm_preset_autoscale_build_seconds",
+        "prewarm_preset_autoscale_slot_seconds",
         "prewarm_preset_autoscale_predicted_miss_ratio",
         "prewarm_claim_misses_total",
     ):

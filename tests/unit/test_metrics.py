@@ -96,7 +96,7 @@ def test_issue18_every_metric_the_chart_queries_is_exported() -> None:
 
 def test_issue20_demand_mode_gauges_appear_with_it_and_go_with_the_preset() -> None:
     reasons = ("Demand", "AtMin")
-    metrics.set_autoscale("team", "auto", (12.0, 3.5, None, 0.02, 4), "Demand", reasons)
+    metrics.set_autoscale("team", "auto", (12.0, 3.5, None, 4.25, 0.02, 4), "Demand", reasons)
     text = _exposed()
     assert (
         'prewarm_preset_autoscale_arrivals_per_minute{namespace="team",preset="auto"} 12.0' in text
@@ -110,6 +110,10 @@ def test_issue20_demand_mode_gauges_appear_with_it_and_go_with_the_preset() -> N
         in text
     )
     assert (
+        'prewarm_preset_autoscale_slot_seconds{namespace="team",preset="auto",quantile="0.9"} 4.25'
+        in text
+    )
+    assert (
         'prewarm_preset_autoscale_reason{namespace="team",preset="auto",reason="Demand"} 1.0'
         in text
     )
@@ -118,6 +122,6 @@ def test_issue20_demand_mode_gauges_appear_with_it_and_go_with_the_preset() -> N
     )
     metrics.set_autoscale("team", "auto", None, "", reasons)  # demand mode turned off
     assert 'preset="auto"' not in _exposed()
-    metrics.set_autoscale("team", "auto", (1.0, 1.0, 1.0, 0.1, 1), "AtMin", reasons)
+    metrics.set_autoscale("team", "auto", (1.0, 1.0, 1.0, None, 0.1, 1), "AtMin", reasons)
     metrics.forget_preset("team", "auto")
     assert 'preset="auto"' not in _exposed()

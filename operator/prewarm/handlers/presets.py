@@ -911,6 +911,7 @@ def _record_gauges(key: PresetKey, status: PresetStatus) -> None:
             auto.arrivals_per_minute,
             auto.build_seconds_p50,
             auto.build_seconds_p90,
+            auto.slot_seconds_p90,
             auto.predicted_miss_ratio,
             auto.recommended,
         ),
