@@ -99,3 +99,23 @@ def test_demand_measures_how_long_a_taken_slot_stays_empty(migrated_dsn: str) ->
     assert demand.slots == 3  # 13, 12, 8
     assert demand.slot_p90_s == 12.8  # percentile_cont: 12 + 0.8 x 1
     assert demand.build_p90_s == 10.0  # the builds alone: 5, 10, 10, 5
+
+
+def test_a_slot_no_build_followed_within_a_build_time_was_not_refilled(migrated_dsn: str) -> None:
+    """A claim taken while demand mode lowered the count gets no replacement:
+    the next build, started for a later claim a minute on, is not its slot's
+    (it made demand mode size a quiet pool of 1 for a 56 s slot: 10 warm)."""
+
+    async def scenario(ledger: Ledger) -> DemandRecord:
+        await ledger.upsert_preset(PRESET, "team-a", "python", HASH, hard_limit=3)
+        await _claim(ledger, "a", PRESET, 10)  # bound at 11
+        await _build(ledger, "for-a", 12, 10)  # Ready at 22: 11 s
+        await _claim(ledger, "not-refilled", PRESET, 100)  # bound at 101: no build follows
+        await _claim(ledger, "b", PRESET, 158)  # bound at 159
+        await _build(ledger, "for-b", 160, 5)  # Ready at 165: 6 s (and 64 s after 101)
+        return await ledger.demand(PRESET, HASH, window=WINDOW, now=at(600))
+
+    demand = run_with_ledger(migrated_dsn, scenario)
+    assert demand.build_p90_s == 9.5  # 5, 10
+    assert demand.slots == 2  # 11 and 6; not 64
+    assert demand.slot_p90_s == 10.5

@@ -482,7 +482,13 @@ latest AS (
 -- bound_at to the Ready of the first build of the template started at or
 -- after it (the replacement: the pass that sees the slot taken creates it,
 -- with any others it creates then). Claims whose replacement is not Ready yet
--- are left out.
+-- are left out, and so are claims no build followed within one build time
+-- (the build p90): their slot was not refilled (demand mode was lowering
+-- the count, or the preset paused), and the next build, started for a later
+-- claim, says nothing about how long a slot waits for its replacement.
+build_p90 AS (
+    SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS seconds FROM latest
+),
 warm AS (
     SELECT bound_at
     FROM claims
@@ -503,6 +509,7 @@ slots AS (
         WHERE b.preset_uid = %(preset_uid)s
           AND b.template_hash = %(template_hash)s
           AND b.started_at >= w.bound_at
+          AND b.started_at <= w.bound_at + make_interval(secs => (SELECT seconds FROM build_p90))
           AND b.ready_at IS NOT NULL
         ORDER BY b.started_at
         LIMIT 1
@@ -511,7 +518,7 @@ slots AS (
 SELECT a.claims, a.recent, a.cold,
        (SELECT count(*) FROM latest) AS builds,
        (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM latest) AS p50,
-       (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FROM latest) AS p90,
+       (SELECT seconds FROM build_p90) AS p90,
        (SELECT count(*) FROM slots) AS slots,
        (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FROM slots) AS slot_p90
 FROM arrivals a
