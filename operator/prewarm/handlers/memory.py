@@ -63,8 +63,9 @@ class PresetMemory:
     """One preset, by namespace and name."""
 
     expectations: Expectations = field(default_factory=Expectations)
-    # When its status was last written (time.monotonic()), for the throttle.
-    status_written_at: float = 0.0
+    # Since when a change of its status waits to be written with the next ones
+    # (time.monotonic(); None: nothing waits), for planning.preset_decision.
+    status_held_since: float | None = None
     # The last status written: (the preset's resourceVersion it was written
     # over, the status as stored after the write), for passes the watch lags.
     status_written: tuple[str, Mapping[str, Any]] | None = None

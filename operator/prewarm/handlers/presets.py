@@ -42,7 +42,7 @@ from prewarm.api.workspace import (
     WorkspacePhase,
     workspace_status_patch,
 )
-from prewarm.handlers.memory import Expectations
+from prewarm.handlers.memory import Expectations, PresetMemory
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import PresetEntry, PresetKey, WorkspaceEntry
 from prewarm.handlers.workspaces import ensure_pod, record_disruption
@@ -236,7 +236,7 @@ def _snapshot(
 ) -> PresetSnapshot:
     spec = p.spec
     memory = rt.memory.preset(p.key)
-    written_at = memory.status_written_at
+    held_since = memory.status_held_since
     wanted = desired_instances(
         spec.prebuilds.instances,
         [Schedule(x.cron, x.instances) for x in spec.prebuilds.schedules],
@@ -268,7 +268,7 @@ def _snapshot(
         ),
         workspace_deadlines=deadlines,
         schedule_wakeup=schedule_wakeup(spec.prebuilds, p.now),
-        status_written_ago=time.monotonic() - written_at if written_at else None,
+        status_held_for=time.monotonic() - held_since if held_since is not None else None,
         autoscale=autoscale,
         autoscale_wakeup=autoscale_wakeup,
     )
@@ -479,14 +479,22 @@ async def _apply_status(
             if not error.not_found:
                 raise
         memory = rt.memory.preset(p.key)
-        memory.status_written_at = time.monotonic()
         stored = {k: v for k, v in patch.items() if v is not None}
         memory.status_written = (p.preset.resource_version, stored)
+    _remember_hold(rt.memory.preset(p.key), plan)
     for intent in plan.events:
         await _event(rt, p.preset, intent)
     if plan.notify_hard_limit:
         await _hard_limit_notice(rt, p.preset, p.template_hash, episode_start, failure)
     _record_gauges(p.key, plan.status)
+
+
+def _remember_hold(memory: PresetMemory, plan: PresetPlan) -> None:
+    """Since when a change of the status waits (the first pass that held one back)."""
+    if not plan.hold_status:
+        memory.status_held_since = None  # written, or nothing left to write
+    elif memory.status_held_since is None:
+        memory.status_held_since = time.monotonic()
 
 
 def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:
