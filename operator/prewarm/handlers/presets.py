@@ -28,7 +28,6 @@ from prewarm.api.constants import (
     API_VERSION,
     KIND_PRESET,
 )
-from prewarm.api.hashing import template_hash
 from prewarm.api.preset import (
     AutoscaleStatus,
     LastFailure,
@@ -167,15 +166,9 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     if known is preset.status:
         memory.status_written = None  # the watch shows that write (or a later change)
     previous = PresetStatus.model_validate(known)
-    try:
-        spec = PresetSpec.model_validate(preset.spec)
-    except ValidationError as error:
-        # The CRD schema should have stopped this; say so rather than loop on it.
-        status = invalid_spec_status(known, previous, str(error), preset.generation, now)
-        if status is not None:
-            await rt.kube.patch_preset_status(
-                preset.namespace, preset.name, {"status": status_patch(status)}
-            )
+    spec, thash = rt.parsed_spec(preset)
+    if spec is None:
+        await _invalid_spec(rt, preset, known, previous, now)
         return
     policy = spec.failure_policy
     p = _Pass(
@@ -184,7 +177,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         spec=spec,
         previous=previous,
         known_status=known,
-        template_hash=template_hash(spec),
+        template_hash=thash,
         hard_limit=rt.settings.hard_limit if policy.hard_limit is None else policy.hard_limit,
         readiness_timeout=policy.readiness_timeout or rt.settings.readiness_timeout,
         now=now,
@@ -207,6 +200,26 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     await _apply_status(rt, p, plan, failure, episode_start)
     if plan.requeue_after is not None:
         rt.requeue_after(key, plan.requeue_after)
+
+
+async def _invalid_spec(
+    rt: Runtime,
+    preset: PresetEntry,
+    known: Mapping[str, Any],
+    previous: PresetStatus,
+    now: datetime,
+) -> None:
+    """The CRD schema should have stopped this; say so rather than loop on it."""
+    try:
+        PresetSpec.model_validate(preset.spec)
+        return  # parses after all (a newer generation than the memory's): the next pass
+    except ValidationError as error:
+        message = str(error)
+    status = invalid_spec_status(known, previous, message, preset.generation, now)
+    if status is not None:
+        await rt.kube.patch_preset_status(
+            preset.namespace, preset.name, {"status": status_patch(status)}
+        )
 
 
 def _autoscaled(
