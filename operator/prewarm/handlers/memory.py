@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from prewarm.api.preset import PresetStatus
 from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.watched import PresetKey
 from prewarm.planning.autoscale import Demand, Hold
@@ -90,6 +91,9 @@ class PresetMemory:
     demand_read_at: float | None = None
     demand_question: tuple[str, str, float] | None = None  # (preset uid, hash, window s)
     autoscale_hold: Hold = field(default_factory=Hold)
+    # The status its gauges were last set from (handlers.presets): a pass that
+    # changes nothing sets none of them again.
+    gauges_of: PresetStatus | None = None
 
 
 @dataclass

@@ -499,7 +499,10 @@ async def _apply_status(
         await _event(rt, p.preset, intent)
     if plan.notify_hard_limit:
         await _hard_limit_notice(rt, p.preset, p.template_hash, episode_start, failure)
-    _record_gauges(p.key, plan.status)
+    memory = rt.memory.preset(p.key)
+    if memory.gauges_of != plan.status:
+        _record_gauges(p.key, plan.status)
+        memory.gauges_of = plan.status
 
 
 def _remember_hold(memory: PresetMemory, plan: PresetPlan) -> None:
