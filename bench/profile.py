@@ -12,31 +12,45 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    WRITE_VERBS,
     Profiler,
     Watch,
     apply,
     apply_presets,
+    by_verb_resource,
     delete_namespace,
+    delta,
     inclusive,
     loadavg,
     preset,
     preset_ready,
     proc_sample,
+    request_table,
+    requests,
+    scrape,
     start_operator,
 )
 from bench.env import BenchEnv
-from prewarm.api.constants import PLURAL_PRESETS, PLURAL_WORKSPACE_CLAIMS
+from prewarm.api.constants import (
+    PLURAL_PREBUILT_WORKSPACES,
+    PLURAL_PRESETS,
+    PLURAL_WORKSPACE_CLAIMS,
+)
 from prewarm.commands.claim import claim_manifest
 from prewarm.k8s.client import Kube
 
 PRESETS = int(os.environ.get("BENCH_PROFILE_PRESETS", "100"))
 INSTANCES = int(os.environ.get("BENCH_PROFILE_INSTANCES", "10"))
 CLAIMS = 100
+# A directory to copy the raw py-spy profiles into (for a closer look afterwards).
+KEEP = os.environ.get("BENCH_PROFILE_KEEP", "")
 
 
 def _phase(obj: dict[str, Any]) -> str:
@@ -47,12 +61,18 @@ async def _run(env: BenchEnv, ns: str, op: Any, workdir: Path) -> dict[str, Any]
     kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     presets = Watch(kube, ns, PLURAL_PRESETS, keep=preset_ready).start()
     claims = Watch(kube, ns, PLURAL_WORKSPACE_CLAIMS, keep=_phase).start()
+    # The same objects the operator watches: their events are what it processes.
+    pods = Watch(kube, ns, "pods", keep=lambda _: None).start()
+    workspaces = Watch(kube, ns, PLURAL_PREBUILT_WORKSPACES, keep=lambda _: None).start()
+    watches = {"pods": pods, "prebuiltworkspaces": workspaces, "presets": presets}
     out: dict[str, Any] = {}
     try:
-        await presets.until(lambda _: True, 30)
-        await claims.until(lambda _: True, 30)
+        for w in (presets, claims, pods, workspaces):
+            await w.until(lambda _: True, 30)
         # 1. convergence, profiled
         out["load_conv"] = loadavg()
+        events0 = {k: w.events for k, w in watches.items()}
+        m0 = requests(scrape(env))
         prof = Profiler(op.proc.pid, workdir / "convergence.txt")
         cpu0 = proc_sample(op.proc.pid)
         started = time.perf_counter()
@@ -63,6 +83,10 @@ async def _run(env: BenchEnv, ns: str, op: Any, workdir: Path) -> dict[str, Any]
         out["conv_s"] = time.perf_counter() - started
         out["conv_cpu"] = proc_sample(op.proc.pid).cpu_s - cpu0.cpu_s
         out["conv_err"] = prof.stop()
+        # Writes still in flight when the last preset showed Ready (its final status).
+        await asyncio.sleep(1)
+        out["conv_writes"] = by_verb_resource(delta(requests(scrape(env)), m0))
+        out["conv_events"] = Counter({k: w.events - events0[k] for k, w in watches.items()})
         # 2. a warm pool of 100, then 100 claims at once, profiled
         await asyncio.to_thread(apply, env, ns, [preset("warm", CLAIMS)])
         await presets.until(lambda o: o.get("warm", 0) >= CLAIMS, 300)
@@ -82,8 +106,8 @@ async def _run(env: BenchEnv, ns: str, op: Any, workdir: Path) -> dict[str, Any]
         out["claims_cpu"] = proc_sample(op.proc.pid).cpu_s - cpu0.cpu_s
         out["claims_err"] = prof.stop()
     finally:
-        await presets.stop()
-        await claims.stop()
+        for w in (presets, claims, pods, workspaces):
+            await w.stop()
         await kube.close()
     return out
 
@@ -114,11 +138,28 @@ def run(env: BenchEnv) -> tuple[str, str]:
     finally:
         op.stop()
     delete_namespace(env, ns)
+    if KEEP:
+        Path(KEEP).mkdir(parents=True, exist_ok=True)
+        for raw in ("convergence.txt", "claims.txt"):
+            if (env.workdir / raw).exists():
+                shutil.copy(env.workdir / raw, Path(KEEP) / raw)
+    writes = Counter({k: v for k, v in r["conv_writes"].items() if k[0] in WRITE_VERBS})
+    events = r["conv_events"]
     body = [
         f"### Convergence {PRESETS} x {INSTANCES} ({r['conv_s']:.0f} s, operator CPU "
         f"{r['conv_cpu']:.1f} s, load {r['load_conv']})",
         "",
         _leaf_table(env.workdir / "convergence.txt"),
+        "",
+        f"API writes during the convergence (apiserver_request_total, all clients, "
+        f"to a second after the last preset showed all {INSTANCES} Ready):",
+        "",
+        request_table({"writes": writes}, keep=lambda k: k[1] != "leases"),
+        "",
+        "Watch events the operator's watches received (counted by the benchmark's own "
+        "watches of the same objects): "
+        + ", ".join(f"{k} {n}" for k, n in events.items())
+        + f"; {sum(events.values())} in all.",
         "",
         f"### {CLAIMS} concurrent claims ({r['claims_s']:.1f} s to all Bound, operator CPU "
         f"{r['claims_cpu']:.1f} s, load {r['load_claims']})",

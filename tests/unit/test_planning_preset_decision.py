@@ -15,7 +15,7 @@ from prewarm.api import reasons
 from prewarm.api.preset import AutoscaleStatus, PrebuildStatus, PresetStatus
 from prewarm.api.workspace import WorkspacePhase as P
 from prewarm.planning.preset_decision import (
-    STATUS_INTERVAL_S,
+    STATUS_DELAY_S,
     PresetPlan,
     PresetSnapshot,
     TrackedWorkspace,
@@ -34,7 +34,7 @@ def decide(
     instances: list[Any] | None = None,
     previous: PresetStatus | None = None,
     stored: dict[str, Any] | None = None,
-    written_ago: float | None = None,
+    held_for: float | None = None,
     **kw: Any,
 ) -> PresetPlan:
     previous = previous or PresetStatus()
@@ -45,7 +45,7 @@ def decide(
             previous=previous,
             stored_status=status_patch(previous) if stored is None else stored,
             pool=snap(want, instances, **kw),
-            status_written_ago=written_ago,
+            status_held_for=held_for,
         ),
         KNOBS,
     )
@@ -73,36 +73,72 @@ def test_a_first_pass_writes_the_status_and_creates() -> None:
     assert plan.pool.creating == 2
 
 
-# (case, seconds since the last write, written now, comes back in)
+# (case, seconds a change has waited, written now, comes back in)
 THROTTLE_CASES = {
-    "never written: at once": (None, True, None),
-    "written long ago: at once": (10.0, True, None),
-    "written a moment ago: held back until the interval is over": (
-        0.25, False, STATUS_INTERVAL_S - 0.25),
+    "the first change of progress waits": (None, False, STATUS_DELAY_S),
+    "held back a moment ago: waits the rest of the delay": (0.5, False, STATUS_DELAY_S - 0.5),
+    "held back for the whole delay: written": (STATUS_DELAY_S, True, None),
 }  # fmt: skip
 
 
-@pytest.mark.parametrize(("ago", "written", "back_in"), THROTTLE_CASES.values(),
+@pytest.mark.parametrize(("held", "written", "back_in"), THROTTLE_CASES.values(),
                          ids=THROTTLE_CASES.keys())  # fmt: skip
-def test_progress_counters_are_throttled(
-    ago: float | None, written: bool, back_in: float | None
+def test_progress_counters_are_coalesced(
+    held: float | None, written: bool, back_in: float | None
 ) -> None:
     # Filling: one of four Ready, three starting; the last write said two starting.
     pool = [inst("r")] + [inst(f"s{i}", P.BUILDING, age_s=2) for i in range(3)]
     before = settled(4, pool[:3])
-    plan = decide(4, pool, previous=before, written_ago=ago)
+    plan = decide(4, pool, previous=before, held_for=held)
     assert plan.write_status is written
+    assert plan.hold_status is (not written)
     if back_in is None:
-        assert plan.requeue_after is None or plan.requeue_after > STATUS_INTERVAL_S
+        assert plan.requeue_after is None or plan.requeue_after > STATUS_DELAY_S
     else:
         assert plan.requeue_after == pytest.approx(back_in)
 
 
 def test_a_settled_end_state_is_never_held_back() -> None:
     filling = settled(2, [inst("a"), inst("b", P.BUILDING, age_s=2)])
-    plan = decide(2, [inst("a"), inst("b")], previous=filling, written_ago=0.1)
+    plan = decide(2, [inst("a"), inst("b")], previous=filling, held_for=0.1)
     assert plan.write_status
+    assert not plan.hold_status
     assert plan.status.ready == 2
+
+
+def test_a_claims_refill_costs_one_status_write_when_it_is_quick() -> None:
+    # A full pool; a claim takes one: Ready turns False and Progressing True,
+    # which waits; the replacement is Ready before the delay is over: only the
+    # end state (one more claimed) is written.
+    full = settled(2, [inst("a"), inst("b")])
+    taken = [inst("a"), inst("b", claimed=True)]
+    after_claim = decide(2, taken, previous=full)
+    assert after_claim.status.ready == 1
+    assert not after_claim.write_status
+    assert after_claim.hold_status
+    assert after_claim.pool.creating == 1
+    refilled = decide(2, [*taken, inst("c")], previous=full, held_for=0.5)
+    assert refilled.write_status
+    assert (refilled.status.ready, refilled.status.claimed) == (2, 1)
+
+
+def test_the_first_status_and_problems_are_never_held_back() -> None:
+    assert decide(4, held_for=None).write_status  # the first status: the preset is seen
+    filling = settled(4, [inst("r"), inst("s", P.BUILDING, age_s=2)])
+    limited = decide(4, [inst("r"), inst("s", P.FAILED)], previous=filling, failure=HARD_LIMITED)
+    assert limited.status.prebuild_status is PrebuildStatus.HARD_LIMITED
+    assert limited.write_status
+
+
+def test_waiting_for_the_global_create_cap_is_progress_not_an_end_state() -> None:
+    # Three Ready of ten, nothing starting: the operator-wide cap is spent by others.
+    filling = settled(10, [inst("r0"), inst("r1"), inst("s", P.BUILDING, age_s=2)])
+    pool = [inst("r0"), inst("r1"), inst("r2")]
+    plan = decide(10, pool, previous=filling, others_starting=KNOBS.max_creates_global)
+    assert plan.pool.creating == 0
+    assert plan.status.ready == 3
+    assert not plan.write_status
+    assert plan.hold_status
 
 
 def test_hard_limited_notices_every_pass_but_not_without_the_ledger() -> None:

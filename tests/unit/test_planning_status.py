@@ -9,8 +9,8 @@ from prewarm.planning.pool import Instance, PoolInput, plan_pool
 from prewarm.planning.preset_status import (
     FailureSummary,
     StatusInput,
+    can_wait,
     compute_status,
-    progress_only,
     status_as_known,
     status_equal,
     status_patch,
@@ -99,15 +99,21 @@ def test_counters_moving_while_the_pool_fills_can_wait_for_the_next_write() -> N
     stored = status_patch(compute_status(PresetStatus(), _filling(ready=1, starting=9)))
     later = compute_status(PresetStatus.model_validate(stored), _filling(ready=4, starting=6))
     assert not status_equal(stored, later)
-    assert progress_only(stored, later)
+    assert can_wait(stored, later)
+
+
+def test_a_new_generation_is_written_at_once_even_while_filling() -> None:
+    stored = status_patch(compute_status(PresetStatus(), _filling(ready=1, starting=9)))
+    newer = replace(_filling(ready=2, starting=8), generation=2)
+    assert not can_wait(stored, compute_status(PresetStatus.model_validate(stored), newer))
 
 
 def test_the_last_prebuild_ready_and_any_condition_change_are_written_at_once() -> None:
     stored = status_patch(compute_status(PresetStatus(), _filling(ready=9, starting=1)))
     previous = PresetStatus.model_validate(stored)
-    assert not progress_only(stored, compute_status(previous, _filling(ready=10, starting=0)))
+    assert not can_wait(stored, compute_status(previous, _filling(ready=10, starting=0)))
     limited = compute_status(previous, _filling(ready=1, starting=9, failure=LIMITED))
-    assert not progress_only(stored, limited)
+    assert not can_wait(stored, limited)
 
 
 # Issue 12, item 10: a schedule problem is a condition, shows in STATUS and gets an Event.

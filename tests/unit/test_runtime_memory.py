@@ -22,7 +22,7 @@ def _runtime(presets: dict[Any, list[Any]], workspaces: dict[Any, list[Any]],
 
 def _remember_everything(rt: Runtime, n: int) -> None:
     for i in range(n):
-        rt.memory.preset(("ns", f"p{i}")).status_written_at = 1.0
+        rt.memory.preset(("ns", f"p{i}")).status_held_since = 1.0
         objects = rt.memory.preset_object(f"puid{i}")
         objects.recorded = ("h", 3)
         objects.notified.add(("h", None))
@@ -162,3 +162,34 @@ def test_a_preset_deleted_while_the_ledger_was_down_leaves_the_operator_ready() 
     rt.ledger_read(("ns", "late"), answered=False)
     rt.sweep()
     assert rt.ledger_ok
+
+
+def _preset_entry(generation: int, image: str) -> PresetEntry:
+    template = {"spec": {"containers": [{"name": "ws", "image": image}]}}
+    return PresetEntry.from_body(
+        {
+            "metadata": {"namespace": "ns", "name": "p0", "uid": "puid0", "generation": generation},
+            "spec": {"template": template, "prebuilds": {"instances": 1}},
+        }
+    )
+
+
+def test_a_presets_spec_is_parsed_once_per_generation() -> None:
+    rt = _runtime({}, {}, {})
+    first, thash = rt.parsed_spec(_preset_entry(1, "a"))
+    assert first is not None
+    assert thash
+    again, same_hash = rt.parsed_spec(_preset_entry(1, "a"))
+    assert again is first
+    assert same_hash == thash
+    newer, new_hash = rt.parsed_spec(_preset_entry(2, "b"))
+    assert newer is not first
+    assert new_hash != thash
+
+
+def test_a_spec_that_does_not_parse_is_remembered_as_none() -> None:
+    rt = _runtime({}, {}, {})
+    broken = PresetEntry.from_body(
+        {"metadata": {"uid": "puid0", "generation": 1}, "spec": {"prebuilds": "many"}}
+    )
+    assert rt.parsed_spec(broken) == (None, "")

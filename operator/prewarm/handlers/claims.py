@@ -32,7 +32,6 @@ from prewarm.api.constants import (
     LABEL_CLAIM,
 )
 from prewarm.api.durations import format_duration
-from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import rfc3339
@@ -196,18 +195,7 @@ def _preset_view(
 
 
 def _parsed_spec(rt: Runtime, entry: PresetEntry) -> tuple[PresetSpec | None, str]:
-    """The preset's spec parsed (None if it does not) and its template hash,
-    remembered by metadata.generation (it changes whenever the spec does)."""
-    memory = rt.memory.preset_object(entry.uid)
-    if memory.parsed is not None and memory.parsed[0] == entry.generation and entry.generation:
-        return memory.parsed[1], memory.parsed[2]
-    try:
-        spec: PresetSpec | None = PresetSpec.model_validate(entry.spec)
-    except ValidationError:
-        spec = None
-    thash = template_hash(spec) if spec else ""
-    memory.parsed = (entry.generation, spec, thash)
-    return spec, thash
+    return rt.parsed_spec(entry)
 
 
 async def _claim_new(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from prewarm.api.preset import PresetStatus
 from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.watched import PresetKey
 from prewarm.planning.autoscale import Demand, Hold
@@ -63,8 +64,9 @@ class PresetMemory:
     """One preset, by namespace and name."""
 
     expectations: Expectations = field(default_factory=Expectations)
-    # When its status was last written (time.monotonic()), for the throttle.
-    status_written_at: float = 0.0
+    # Since when a change of its status waits to be written with the next ones
+    # (time.monotonic(); None: nothing waits), for planning.preset_decision.
+    status_held_since: float | None = None
     # The last status written: (the preset's resourceVersion it was written
     # over, the status as stored after the write), for passes the watch lags.
     status_written: tuple[str, Mapping[str, Any]] | None = None
@@ -89,6 +91,9 @@ class PresetMemory:
     demand_read_at: float | None = None
     demand_question: tuple[str, str, float] | None = None  # (preset uid, hash, window s)
     autoscale_hold: Hold = field(default_factory=Hold)
+    # The status its gauges were last set from (handlers.presets): a pass that
+    # changes nothing sets none of them again.
+    gauges_of: PresetStatus | None = None
 
 
 @dataclass

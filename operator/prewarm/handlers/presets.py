@@ -28,7 +28,6 @@ from prewarm.api.constants import (
     API_VERSION,
     KIND_PRESET,
 )
-from prewarm.api.hashing import template_hash
 from prewarm.api.preset import (
     AutoscaleStatus,
     LastFailure,
@@ -42,7 +41,7 @@ from prewarm.api.workspace import (
     WorkspacePhase,
     workspace_status_patch,
 )
-from prewarm.handlers.memory import Expectations
+from prewarm.handlers.memory import Expectations, PresetMemory
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import PresetEntry, PresetKey, WorkspaceEntry
 from prewarm.handlers.workspaces import ensure_pod, record_disruption
@@ -167,15 +166,9 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     if known is preset.status:
         memory.status_written = None  # the watch shows that write (or a later change)
     previous = PresetStatus.model_validate(known)
-    try:
-        spec = PresetSpec.model_validate(preset.spec)
-    except ValidationError as error:
-        # The CRD schema should have stopped this; say so rather than loop on it.
-        status = invalid_spec_status(known, previous, str(error), preset.generation, now)
-        if status is not None:
-            await rt.kube.patch_preset_status(
-                preset.namespace, preset.name, {"status": status_patch(status)}
-            )
+    spec, thash = rt.parsed_spec(preset)
+    if spec is None:
+        await _invalid_spec(rt, preset, known, previous, now)
         return
     policy = spec.failure_policy
     p = _Pass(
@@ -184,7 +177,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
         spec=spec,
         previous=previous,
         known_status=known,
-        template_hash=template_hash(spec),
+        template_hash=thash,
         hard_limit=rt.settings.hard_limit if policy.hard_limit is None else policy.hard_limit,
         readiness_timeout=policy.readiness_timeout or rt.settings.readiness_timeout,
         now=now,
@@ -207,6 +200,26 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     await _apply_status(rt, p, plan, failure, episode_start)
     if plan.requeue_after is not None:
         rt.requeue_after(key, plan.requeue_after)
+
+
+async def _invalid_spec(
+    rt: Runtime,
+    preset: PresetEntry,
+    known: Mapping[str, Any],
+    previous: PresetStatus,
+    now: datetime,
+) -> None:
+    """The CRD schema should have stopped this; say so rather than loop on it."""
+    try:
+        PresetSpec.model_validate(preset.spec)
+        return  # parses after all (a newer generation than the memory's): the next pass
+    except ValidationError as error:
+        message = str(error)
+    status = invalid_spec_status(known, previous, message, preset.generation, now)
+    if status is not None:
+        await rt.kube.patch_preset_status(
+            preset.namespace, preset.name, {"status": status_patch(status)}
+        )
 
 
 def _autoscaled(
@@ -236,7 +249,7 @@ def _snapshot(
 ) -> PresetSnapshot:
     spec = p.spec
     memory = rt.memory.preset(p.key)
-    written_at = memory.status_written_at
+    held_since = memory.status_held_since
     wanted = desired_instances(
         spec.prebuilds.instances,
         [Schedule(x.cron, x.instances) for x in spec.prebuilds.schedules],
@@ -268,7 +281,7 @@ def _snapshot(
         ),
         workspace_deadlines=deadlines,
         schedule_wakeup=schedule_wakeup(spec.prebuilds, p.now),
-        status_written_ago=time.monotonic() - written_at if written_at else None,
+        status_held_for=time.monotonic() - held_since if held_since is not None else None,
         autoscale=autoscale,
         autoscale_wakeup=autoscale_wakeup,
     )
@@ -479,14 +492,25 @@ async def _apply_status(
             if not error.not_found:
                 raise
         memory = rt.memory.preset(p.key)
-        memory.status_written_at = time.monotonic()
         stored = {k: v for k, v in patch.items() if v is not None}
         memory.status_written = (p.preset.resource_version, stored)
+    _remember_hold(rt.memory.preset(p.key), plan)
     for intent in plan.events:
         await _event(rt, p.preset, intent)
     if plan.notify_hard_limit:
         await _hard_limit_notice(rt, p.preset, p.template_hash, episode_start, failure)
-    _record_gauges(p.key, plan.status)
+    memory = rt.memory.preset(p.key)
+    if memory.gauges_of != plan.status:
+        _record_gauges(p.key, plan.status)
+        memory.gauges_of = plan.status
+
+
+def _remember_hold(memory: PresetMemory, plan: PresetPlan) -> None:
+    """Since when a change of the status waits (the first pass that held one back)."""
+    if not plan.hold_status:
+        memory.status_held_since = None  # written, or nothing left to write
+    elif memory.status_held_since is None:
+        memory.status_held_since = time.monotonic()
 
 
 def _replay(rt: Runtime, preset_uid: str, entry: WorkspaceEntry) -> None:

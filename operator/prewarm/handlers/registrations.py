@@ -89,9 +89,9 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-@kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
-    config = Settings()
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """kopf's settings: no diff-base, quiet Events, bounded watches, and only
+    workspace pods in the pod watch."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING
@@ -101,6 +101,17 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     # minute. Re-watching resumes from the last resourceVersion: no re-list.
     settings.watching.server_timeout = 45
     settings.watching.client_timeout = 60
+    # The API server sends only pods with the workspace label. The handlers'
+    # `labels=` filter alone is applied by kopf to each event it received: every
+    # other pod of the watched namespaces (or cluster) was listed at start and
+    # each of its events parsed and taken through kopf's per-event path.
+    settings.watching.label_selectors["", "v1", "pods"] = LABEL_WORKSPACE
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    config = Settings()
+    configure_kopf(settings)
     # Not connected yet: PostgreSQL may be down, and the operator starts anyway
     # (claims served, no creates, Degraded), as a running one rides out an outage.
     ledger = Ledger.deferred(config.database_url)

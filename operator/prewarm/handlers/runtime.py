@@ -10,7 +10,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from prewarm import metrics
+from prewarm.api.hashing import template_hash
+from prewarm.api.preset import PresetSpec
 from prewarm.handlers.failure_memo import FailureMemo
 from prewarm.handlers.memory import ClaimKey, Expectations, Memory
 from prewarm.handlers.watched import (
@@ -96,6 +100,22 @@ class Runtime:
         for entry in self.presets.get(key, ()):
             return entry  # type: ignore[no-any-return]
         return None
+
+    def parsed_spec(self, entry: PresetEntry) -> tuple[PresetSpec | None, str]:
+        """The preset's spec parsed (None if it does not) and its template hash,
+        remembered by metadata.generation (it changes whenever the spec does):
+        parsing and hashing it on every pass of every claim and preset cost more
+        than a write. Callers must not change the spec they get."""
+        memory = self.memory.preset_object(entry.uid)
+        if memory.parsed is not None and memory.parsed[0] == entry.generation and entry.generation:
+            return memory.parsed[1], memory.parsed[2]
+        try:
+            spec: PresetSpec | None = PresetSpec.model_validate(entry.spec)
+        except ValidationError:
+            spec = None
+        thash = template_hash(spec) if spec else ""
+        memory.parsed = (entry.generation, spec, thash)
+        return spec, thash
 
     def preset_keys(self) -> list[PresetKey]:
         assert self.presets is not None

@@ -38,15 +38,18 @@ from prewarm.planning.preset_pass import (
 from prewarm.planning.preset_status import (
     EventIntent,
     StatusInput,
+    can_wait,
     compute_status,
-    progress_only,
     status_equal,
     transition_events,
 )
 
-# Counters in a preset's status move with every pod while a pool fills; they
-# are written at most this often then (conditions and the end state at once).
-STATUS_INTERVAL_S = 1.0
+# While a pool fills, its status's counters (and its Ready and Progressing
+# conditions) move with every pod. Such a change waits this long from the first
+# one not yet written, so the changes of that time go out in one write; the
+# end state, and any other change, goes out at once (can_wait). A claim's
+# replacement Ready within this time costs one preset status write, not two.
+STATUS_DELAY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,9 @@ class PresetSnapshot:
     workspace_deadlines: Sequence[datetime] = ()
     # Seconds until the schedules' wanted count may change (None: never).
     schedule_wakeup: float | None = None
-    # Seconds since this process last wrote the status (None: never).
-    status_written_ago: float | None = None
+    # Seconds since this process first held back a change of the status that it
+    # has not written yet (None: nothing held back).
+    status_held_for: float | None = None
     # Demand mode (spec.prebuilds.autoscale): what it saw and chose (pool.wanted
     # holds its count), and seconds until its next look at the ledger.
     autoscale: AutoscaleStatus | None = None
@@ -93,7 +97,8 @@ class WorkspaceAction:
 class PresetPlan:
     pool: PoolDecision  # deletes, creates and the create-cap bookkeeping
     status: PresetStatus  # what the status says now (gauges read it)
-    write_status: bool  # False: unchanged, or a progress-only change held back
+    write_status: bool  # False: unchanged, or a change of progress held back
+    hold_status: bool  # a change of progress held back: it is due STATUS_DELAY_S after the first
     events: Sequence[EventIntent]
     notify_hard_limit: bool  # log it (every pass) and post its Event once per episode
     requeue_after: float | None  # seconds; None: only watch events wake it
@@ -162,6 +167,7 @@ def decide_preset(snapshot: PresetSnapshot, knobs: PoolKnobs) -> PresetPlan:
         pool=decision,
         status=status,
         write_status=write_status,
+        hold_status=status_wait is not None,
         events=transition_events(snapshot.previous, status, failure),
         notify_hard_limit=failure.hard_limited and pool.ledger_available,
         requeue_after=min(delays) if delays else None,
@@ -195,7 +201,9 @@ def _status_write(snapshot: PresetSnapshot, status: PresetStatus) -> tuple[bool,
     stored = snapshot.stored_status
     if status_equal(stored, status):
         return False, None
-    ago = snapshot.status_written_ago
-    if ago is not None and ago < STATUS_INTERVAL_S and progress_only(stored, status):
-        return False, STATUS_INTERVAL_S - ago
-    return True, None
+    if not can_wait(stored, status):
+        return True, None
+    held = snapshot.status_held_for or 0.0
+    if held >= STATUS_DELAY_S:
+        return True, None
+    return False, STATUS_DELAY_S - held

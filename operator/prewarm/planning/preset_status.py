@@ -370,21 +370,42 @@ def status_patch(new: PresetStatus) -> dict[str, Any]:
     return {k: v for k, v in dumped.items()}
 
 
-_COUNTERS = frozenset({"desired", "running", "ready", "starting", "claimed", "failed"})
+# Numbers that move with every pod while a pool fills or rolls out.
+_COUNTERS = frozenset({"desired", "running", "ready", "starting", "claimed", "failed", "outdated"})
+# The conditions that follow the pool's progress; the others report a problem.
+_PROGRESS_CONDITIONS = frozenset({reasons.READY, reasons.PROGRESSING})
 
 
-def progress_only(stored: Mapping[str, Any], new: PresetStatus) -> bool:
-    """Whether `new` differs from the stored status only in counters and
-    condition messages while the pool is still progressing (creating or
-    starting prebuilds): a change that can wait a moment and go out together
-    with the next one."""
-    if not any(c.type == reasons.PROGRESSING and c.status == "True" for c in new.conditions):
-        return False  # settled: the end state goes out at once
+def settled(status: PresetStatus) -> bool:
+    """Whether the pool has stopped moving: not Progressing, and not merely
+    waiting for room under the operator-wide create cap (it goes on as soon as
+    another preset's prebuilds finish)."""
+    progressing = get_condition(status.conditions, reasons.PROGRESSING)
+    if progressing is None:
+        return True
+    return (
+        progressing.status != ConditionStatus.TRUE and progressing.reason != Blocker.CREATE_BUDGET
+    )
+
+
+def can_wait(stored: Mapping[str, Any], new: PresetStatus) -> bool:
+    """Whether the change from the stored status to `new` can wait a moment and
+    go out together with the next ones: the pool is still moving and only its
+    progress changed (counters, and the Ready and Progressing conditions).
+
+    Everything else goes out at once: the first status, the end state, a new
+    generation or template, and any other condition or field (HardLimited,
+    ValidationFailed, Degraded, Paused, QuotaExceeded, backoff, the last
+    failure, demand mode's figures)."""
+    if settled(new):
+        return False
 
     def shape(status: Mapping[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in status.items() if v is not None and k not in _COUNTERS}
         out["conditions"] = [
-            (c.get("type"), c.get("status"), c.get("reason"), c.get("observedGeneration"))
+            (c.get("type"), c.get("observedGeneration"))
+            if c.get("type") in _PROGRESS_CONDITIONS
+            else (c.get("type"), c.get("status"), c.get("reason"), c.get("observedGeneration"))
             for c in status.get("conditions") or []
         ]
         return out
