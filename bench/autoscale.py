@@ -93,7 +93,8 @@ PHASES = [
 SAMPLE_S = 0.5
 COMPRESSION = (
     "How time is compressed: one second stands for one minute. A build of 3 s stands "
-    "for 3 minutes; the window (30 s) for half an hour, scaleDownDelay (15 s) for a quarter of an hour; "
+    "for 3 minutes; the window (30 s) for half an hour, scaleDownDelay (15 s) for a "
+    "quarter of an hour; "
     "the ledger read every second for once a minute (the default); the quiet spells for "
     "2 and 2.5 hours and the burst (48 claims per minute, i.e. 48 an hour real) for "
     "1.5 hours with half-hour ramps. The API server, kwok, PostgreSQL and the operator "
