@@ -115,15 +115,31 @@ def _log_times(log: Path, offset: int) -> dict[str, Any]:
     return out
 
 
-def idle_rss(env: BenchEnv) -> dict[str, float]:
-    ns = env.namespace("bench-restart-idle")
-    op = start_operator(env, ns)
-    try:
-        time.sleep(IDLE_SETTLE_S)
-        s = proc_sample(op.proc.pid)
-    finally:
-        op.stop()
-    return {"rss": s.rss_mib, "hwm": s.hwm_mib, "cpu": s.cpu_s}
+IDLE_STARTS = 3
+
+
+def _rss_parts(pid: int) -> dict[str, float]:
+    """VmRSS, VmHWM and VmRSS's parts (RssAnon: the heap; RssFile: mapped files,
+    shared libraries and all) in MiB, from /proc/PID/status."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    keys = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+    return {k: int(fields[k].split()[0]) / 1024 for k in keys if k in fields}
+
+
+def idle_rss(env: BenchEnv) -> list[dict[str, float]]:
+    """RSS of IDLE_STARTS operators, one after another, each on a namespace with no
+    presets, IDLE_SETTLE_S after it leads."""
+    samples = []
+    for i in range(IDLE_STARTS):
+        op = start_operator(env, env.namespace(f"bench-restart-idle-{i}"))
+        try:
+            time.sleep(IDLE_SETTLE_S)
+            samples.append(_rss_parts(op.proc.pid))
+        finally:
+            op.stop()
+    return samples
 
 
 async def _build(env: BenchEnv, kube: Kube, ns: str, op: Any) -> dict[str, Any]:
@@ -210,6 +226,7 @@ async def _restart(
     m1 = await asyncio.to_thread(scrape, env)
     out["window_s"] = time.perf_counter() - t0
     out["rss"], out["hwm"], out["cpu"] = after.rss_mib, after.hwm_mib, after.cpu_s
+    out["rss_parts"] = _rss_parts(op.proc.pid)
     out["created"] = sorted(set(workspaces.objects) - before)
     out["gone"] = sorted(before - set(workspaces.objects))
     out["requests"] = _requests(m1) - _requests(m0)
@@ -293,7 +310,7 @@ def _right(r: JsonObject) -> str:
     return f"{len(r['created'])} / {len(r['gone'])} ({'right' if ok else 'WRONG'})"
 
 
-def _report(load: str, idle: dict[str, float], out: JsonObject, cleanup_s: float) -> str:
+def _report(load: str, idle: list[dict[str, float]], out: JsonObject, cleanup_s: float) -> str:
     b, rounds = out["build"], out["rounds"]
     total = PRESETS * INSTANCES
     nan = float("nan")
@@ -320,11 +337,19 @@ def _report(load: str, idle: dict[str, float], out: JsonObject, cleanup_s: float
         _row("operator CPU, start -> decision", rounds, lambda r: f"{r['cpu_at_decision']:.1f} s"),
         _row("workspaces created / gone in the window", rounds, _right),
         _row("RSS at the window's end (peak)", rounds,
-             lambda r: f"**{r['rss']:.0f} MiB** ({r['hwm']:.0f})"),
+             lambda r: f"**{r['rss']:.1f} MiB** ({r['hwm']:.1f})"),
+        _row("its RssAnon / RssFile", rounds, lambda r: f"{r['rss_parts'].get('RssAnon', nan):.1f}"
+             f" / {r['rss_parts'].get('RssFile', nan):.1f} MiB"),
         "",
-        f"RSS idle (an operator on a namespace with no presets, {IDLE_SETTLE_S:.0f} s after "
-        f"it leads): **{idle['rss']:.0f} MiB** (peak {idle['hwm']:.0f}). RSS of the operator "
-        f"that built the {total}, 5 s after: {b['rss']:.0f} MiB (peak {b['hwm']:.0f}).",
+        f"RSS idle ({IDLE_STARTS} operators started one after another, each on a namespace "
+        f"with no presets, read {IDLE_SETTLE_S:.0f} s after it leads): **"
+        + " / ".join(f"{i['VmRSS']:.1f}" for i in idle)
+        + " MiB** (RssAnon "
+        + " / ".join(f"{i.get('RssAnon', nan):.1f}" for i in idle)
+        + ", RssFile "
+        + " / ".join(f"{i.get('RssFile', nan):.1f}" for i in idle)
+        + f"). RSS of the operator that built the {total}, 5 s after: {b['rss']:.0f} MiB "
+        f"(peak {b['hwm']:.0f}).",
         "",
     ]  # fmt: skip
     for i, r in enumerate(rounds):
