@@ -211,7 +211,7 @@ async def _restart(
     def new(o: dict[str, str], preset: str) -> list[str]:
         return [n for n, p in o.items() if p == preset and n not in before]
 
-    await workspaces.until(lambda o: bool(new(o, raised)) and bool(new(o, disrupted)), 300)
+    await workspaces.until(lambda o: bool(new(o, raised)) and bool(new(o, disrupted)), 900)
     out["decision_s"] = time.perf_counter() - t0
     out["cpu_at_decision"] = proc_sample(op.proc.pid).cpu_s
     created = set(new(workspaces.objects, raised) + new(workspaces.objects, disrupted))
