@@ -32,6 +32,7 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -246,6 +247,10 @@ async def _measure(env: BenchEnv, ns: str, op: Any) -> JsonObject:
     pods = Watch(kube, ns, "pods", keep=_pod_key)
     try:
         build = await _build(env, kube, ns, op)
+        print(
+            f"restart: built in {build['seconds']:.0f} s, RSS {build['rss']:.0f} MiB",
+            file=sys.stderr,
+        )
         workspaces.start()
         pods.start()
         await workspaces.until(lambda o: len(o) >= total, 120)
@@ -253,6 +258,9 @@ async def _measure(env: BenchEnv, ns: str, op: Any) -> JsonObject:
         rounds = []
         for index, profiled in enumerate((False, True) if _have_py_spy() else (False,)):
             rounds.append(await _restart(env, ns, op, (workspaces, pods), index, profiled))
+            r = rounds[-1]
+            print(f"restart: round {index + 1}: {r['log']} decision {r['decision_s']:.2f} s, "
+                  f"RSS {r['rss']:.0f} MiB", file=sys.stderr)  # fmt: skip
     finally:
         await workspaces.stop()
         await pods.stop()
