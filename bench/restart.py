@@ -277,7 +277,7 @@ def run(env: BenchEnv) -> tuple[str, str]:
         out = asyncio.run(_measure(env, ns, op))
     finally:
         op.stop()
-    cleanup_s = delete_namespace(env, ns, timeout_s=240)
+    cleanup_s = delete_namespace(env, ns, timeout_s=120)
     title = "Restart and memory: a fresh operator over 10,000 workspaces"
     return title, _report(load, idle, out, cleanup_s)
 
@@ -376,7 +376,7 @@ def _report(load: str, idle: list[dict[str, float]], out: JsonObject, cleanup_s:
         "",
         *_requests_table(rounds),
         "",
-        f"Namespace cleanup waited {cleanup_s:.0f} s (at most 240 s).",
+        f"Namespace cleanup waited {cleanup_s:.0f} s (at most 120 s).",
     ]
     return "\n".join(lines + _profile(rounds))
 
