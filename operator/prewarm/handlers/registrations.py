@@ -21,6 +21,7 @@ from aiohttp import web
 
 from prewarm import metrics
 from prewarm.api.constants import GROUP, LABEL_CLAIM, LABEL_PRESET, LABEL_WORKSPACE, VERSION
+from prewarm.handlers import process_memory
 from prewarm.handlers.claims import reconcile_claim
 from prewarm.handlers.http import start_http
 from prewarm.handlers.presets import reconcile_preset
@@ -279,6 +280,8 @@ async def _resync(rt: Runtime) -> None:
     while True:
         await asyncio.sleep(rt.settings.resync_seconds)
         rt.sweep()
+        # What a fresh start's listing freed (and any burst since) goes back.
+        process_memory.release_freed_heap()
         for kind, size in rt.memory_sizes().items():
             metrics.memory_entries.labels(kind).set(size)
         for key in rt.preset_keys():
