@@ -212,7 +212,10 @@ class Bench:
             refill = await _until_ready(lambda: count_true(self.pods.objects.values()), last)
             done = refill["seconds"] + last
             refill["since_burst"] = done - self.burst_started
-            first = min(t for w, t in self.ws_seen.items() if w not in pool_before)
+            first = min(
+                t for w, t in self.ws_seen.items()
+                if w not in pool_before and t >= self.burst_started
+            )  # fmt: skip
             refill["since_first_create"] = done - first
             self.refills.append(refill)
             self.refill_order.append("prewarm")
