@@ -21,6 +21,7 @@ BENCHMARKS = [
     "convergence",
     "steady",
     "scale",
+    "restart",
     "storm",
     "profile",
     "peer",

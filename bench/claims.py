@@ -15,8 +15,12 @@ cancel out. Every round starts on a quiet cluster: the previous round's claims
 deleted and gone, their workspaces and pods gone, the pool back to 100 Ready.
 The operator runs with the shipped defaults (resync 30 s). p99 is reported
 only with at least 100 samples. Last, the pool's refill after a burst of 100
-claims, each round, and the API writes per claim seen during the 1-claim
-rounds."""
+claims, each round, next to its floor in the same round (alternating with it
+like the claim floors): the same client re-creating 100 PrebuiltWorkspace +
+Pod pairs of the pool's shape (the operator's own render_workspace/render_pod,
+its create caps: max_creates_per_preset in flight) in the floor namespace,
+timed from its first create to 100 pods Ready; and the API writes per claim
+seen during the 1-claim rounds."""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from bench.common import (
     Watch,
     apply,
     by_verb_resource,
+    count_true,
     delta,
     loadavg,
     op_pid,
@@ -45,8 +50,12 @@ from bench.common import (
 from bench.env import BenchEnv, percentile
 from prewarm.api.constants import LABEL_CLAIM, PLURAL_PREBUILT_WORKSPACES, PLURAL_PRESETS
 from prewarm.api.constants import PLURAL_WORKSPACE_CLAIMS as CLAIMS
+from prewarm.api.hashing import template_hash
+from prewarm.api.preset import PresetSpec
 from prewarm.commands.claim import claim_manifest
 from prewarm.k8s.client import Kube
+from prewarm.planning.render import render_pod, render_workspace
+from prewarm.settings import Settings
 
 POOL = 100
 ROUNDS = {
@@ -67,6 +76,21 @@ def _warm_ready(obj: dict[str, Any]) -> bool:
 
 def _bound(obj: dict[str, Any]) -> bool:
     return (obj.get("status") or {}).get("phase") == "Bound"
+
+
+async def _until_ready(count: Callable[[], int], since: float) -> dict[str, Any]:
+    """Seconds from `since` until `count()` reaches POOL, the count at the start,
+    when each quarter of POOL was first reached, and the 1-minute load then."""
+    out: dict[str, Any] = {"at_start": count(), "quarters": [], "load": loadavg()}
+    async with asyncio.timeout(300):
+        while True:
+            ready, now = count(), time.perf_counter()
+            while len(out["quarters"]) < 4 and ready >= POOL * (len(out["quarters"]) + 1) // 4:
+                out["quarters"].append(now - since)
+            if ready >= POOL:
+                out["seconds"] = now - since
+                return out
+            await asyncio.sleep(0.005)
 
 
 async def _poll(done: Callable[[], bool], timeout_s: float) -> None:
@@ -99,16 +123,28 @@ class Bench:
         self.clock = Clock()
         self.claims = Watch(kube, ns, CLAIMS, notify=self.clock.notify)
         self.floor = Watch(kube, floor_ns, CLAIMS, notify=self.clock.notify)
-        self.workspaces = Watch(kube, ns, PLURAL_PREBUILT_WORKSPACES)
+        # When the client's watch first showed each workspace (a refill's first create).
+        self.ws_seen: dict[str, float] = {}
+        self.workspaces = Watch(kube, ns, PLURAL_PREBUILT_WORKSPACES, notify=self._seen)
         self.pods = Watch(kube, ns, "pods", keep=_warm_ready)
         self.presets = Watch(kube, ns, PLURAL_PRESETS, keep=preset_ready)
+        self.floor_pods = Watch(kube, floor_ns, "pods", keep=pod_ready)
         self.counter = 0
         self.samples: dict[tuple[int, str], list[float]] = {}
-        self.refills: list[float] = []
+        self.refills: list[dict[str, Any]] = []
+        self.bare_refills: list[dict[str, Any]] = []
+        self.burst_started = 0.0
+        # (prewarm refill, bare re-create) in the order each round ran them
+        self.refill_order: list[str] = []
         self.after_bound: Callable[[], Awaitable[None]] | None = None
 
+    def _seen(self, name: str, _: Any) -> None:
+        self.ws_seen.setdefault(name, time.perf_counter())
+
     def watches(self) -> list[Watch]:
-        return [self.claims, self.floor, self.workspaces, self.pods, self.presets]
+        return [
+            self.claims, self.floor, self.workspaces, self.pods, self.presets, self.floor_pods
+        ]  # fmt: skip
 
     def names(self, n: int) -> list[str]:
         self.counter += n
@@ -125,6 +161,7 @@ class Bench:
             return (
                 not self.claims.objects
                 and not self.floor.objects
+                and not self.floor_pods.objects
                 and not claimed
                 and len(self.workspaces.objects) == POOL
                 and len(self.pods.objects) == POOL
@@ -151,6 +188,7 @@ class Bench:
     def record(
         self, n: int, names: list[str], created: dict[str, float], arrived: dict[str, float]
     ) -> None:
+        self.burst_started = min(created.values())
         run = self._current
         self.samples.setdefault((n, run), []).extend(
             (arrived[name] - created[name]) * 1000 for name in names
@@ -164,14 +202,23 @@ class Bench:
         async def send(name: str) -> None:
             await self.kube.create_claim(self.ns, claim_manifest(name, "warm", f"u-{name}"))
 
+        pool_before = set(self.workspaces.objects)
         names = await self.timed(n, send, self.clock.bound)
         if self.after_bound is not None:
             await self.after_bound()
             self.after_bound = None
         last = max(self.clock.bound[name] for name in names)
         if n == POOL:
-            await _poll(lambda: sum(1 for r in self.pods.objects.values() if r) >= POOL, 300)
-            self.refills.append(time.perf_counter() - last)
+            refill = await _until_ready(lambda: count_true(self.pods.objects.values()), last)
+            done = refill["seconds"] + last
+            refill["since_burst"] = done - self.burst_started
+            first = min(
+                t for w, t in self.ws_seen.items()
+                if w not in pool_before and t >= self.burst_started
+            )  # fmt: skip
+            refill["since_first_create"] = done - first
+            self.refills.append(refill)
+            self.refill_order.append("prewarm")
         await self.delete(self.ns)
 
     async def floors(self, n: int) -> None:
@@ -190,6 +237,46 @@ class Bench:
         self._current = "create + one write"
         await self.timed(n, create_bind, self.clock.bound)
         await self.delete(ns)
+        if n == POOL:
+            self.bare_refills.append(await self.bare_recreate())
+            self.refill_order.append("bare")
+
+    async def bare_recreate(self) -> dict[str, Any]:
+        """The refill's floor: POOL workspace + pod pairs of the pool's shape created
+        by this client in the floor namespace (its own copy of the preset, which no
+        operator watches), at most max_creates_per_preset pairs between a
+        workspace's create and its pod Ready, as the operator holds them; seconds
+        from the first create to POOL pods Ready. Then they are deleted and gone."""
+        ns = self.floor_ns
+        listed = await self.kube.list_objects(PLURAL_PRESETS, ns)
+        p = next(o for o in listed if o["metadata"]["name"] == "warm")
+        spec = PresetSpec.model_validate(p["spec"])
+        thash = template_hash(spec)
+        sem = asyncio.Semaphore(Settings().max_creates_per_preset)
+        pods = self.floor_pods
+
+        async def pair() -> None:
+            async with sem:
+                ws = await self.kube.create_workspace(
+                    ns, render_workspace(ns, "warm", p["metadata"]["uid"], thash)
+                )
+                wname, wuid = ws["metadata"]["name"], ws["metadata"]["uid"]
+                pod = await self.kube.create_pod(
+                    ns, render_pod(spec, ns, "warm", thash, wname, wuid)
+                )
+                name = pod["metadata"]["name"]
+                await _poll(lambda: bool(pods.objects.get(name)), 300)
+
+        started = time.perf_counter()
+        jobs = asyncio.gather(*(pair() for _ in range(POOL)))
+        took = await _until_ready(lambda: count_true(pods.objects.values()), started)
+        await jobs
+        await asyncio.to_thread(
+            self.env.cluster.kubectl,
+            *("delete", PLURAL_PREBUILT_WORKSPACES, "--all", "-n", ns, "--wait=false"),
+        )
+        await self.quiet()
+        return took
 
     async def delete(self, ns: str) -> None:
         await asyncio.to_thread(
@@ -210,6 +297,7 @@ async def _measure(env: BenchEnv, ns: str, floor_ns: str, op: Any) -> dict[str, 
     cpu = {"s": 0.0, "claims": 0}
     try:
         await asyncio.to_thread(apply, env, ns, [preset("warm", POOL)])
+        await asyncio.to_thread(apply, env, floor_ns, [preset("warm", POOL)])
         await bench.quiet()
         for n, rounds in ROUNDS.items():
             for i in range(rounds):
@@ -226,7 +314,14 @@ async def _measure(env: BenchEnv, ns: str, floor_ns: str, op: Any) -> dict[str, 
         for watch in bench.watches():
             await watch.stop()
         await kube.close()
-    return {"samples": bench.samples, "refills": bench.refills, "writes": writes, "cpu": cpu}
+    return {
+        "samples": bench.samples,
+        "refills": bench.refills,
+        "bare_refills": bench.bare_refills,
+        "refill_order": bench.refill_order,
+        "writes": writes,
+        "cpu": cpu,
+    }
 
 
 async def _prewarm_round(
@@ -313,6 +408,54 @@ def _writes(writes: Counter[tuple[str, str]]) -> list[str]:
     return lines
 
 
+def _refills(out: dict[str, Any]) -> list[str]:
+    """The refill after each burst of POOL claims next to the bare re-create of the
+    same round, and their ratio."""
+    lines = [
+        f"Refill of the pool after each burst of {POOL} claims (last Bound -> {POOL} pool "
+        f"pods Ready, client-side) against the same client re-creating {POOL} "
+        "PrebuiltWorkspace + Pod pairs of the pool's shape in the same round (first "
+        f"create -> {POOL} pods Ready; at most max_creates_per_preset = "
+        f"{Settings().max_creates_per_preset} pairs in flight, as the operator holds "
+        "itself). Quarters: when 25 / 50 / 75 / 100 pods were Ready, from the same start.",
+        "",
+        "| round | first | prewarm: last Bound -> 100 Ready s | pool pods Ready at last "
+        "Bound | quarters s | burst start -> 100 Ready s | first refill workspace seen "
+        "-> 100 Ready s | bare re-create s | bare quarters s | ratio (last Bound) | "
+        "ratio (first refill create) | load (1 min) prewarm / bare |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = out["refill_order"]
+    ratios, own_ratios = [], []
+    pairs = zip(out["refills"], out["bare_refills"], strict=False)
+    for i, (mine, bare) in enumerate(pairs):
+        first = order[2 * i] if len(order) > 2 * i else "?"
+        ratio = mine["seconds"] / bare["seconds"]
+        own = mine["since_first_create"] / bare["seconds"]
+        ratios.append(ratio)
+        own_ratios.append(own)
+        quarters = [" / ".join(f"{q:.1f}" for q in r["quarters"]) for r in (mine, bare)]
+        lines.append(
+            f"| {i + 1} | {first} | {mine['seconds']:.2f} | {mine['at_start']} | "
+            f"{quarters[0]} | {mine['since_burst']:.2f} | {mine['since_first_create']:.2f} | "
+            f"{bare['seconds']:.2f} | {quarters[1]} | **{ratio:.2f}** | **{own:.2f}** | "
+            f"{mine['load'].split(' / ')[0]} / "
+            f"{bare['load'].split(' / ')[0]} |"
+        )
+    if ratios:
+        lines += [
+            "",
+            f"Median ratio, last Bound -> 100 Ready over the bare re-create: "
+            f"{percentile(ratios, 0.5):.2f}x; from the first refill workspace the client saw: "
+            f"{percentile(own_ratios, 0.5):.2f}x (goal <= 1.2x). The refill overlaps the burst "
+            "(a workspace taken by the first claims is replaced while later claims are still "
+            "bound), so 'last Bound -> 100 Ready' is what is left of it when the burst ends and "
+            "moves with the burst's own length (pods Ready at last Bound); from the first "
+            "refill create it is the refill's whole length, as the bare re-create's.",
+        ]
+    return lines
+
+
 def run(env: BenchEnv) -> tuple[str, str]:
     ns = env.namespace("bench-claims")
     floor_ns = env.namespace("bench-claims-floor")
@@ -342,8 +485,7 @@ def run(env: BenchEnv) -> tuple[str, str]:
         "shipped). p99 only with "
         f"n >= {MIN_P99}.",
         "",
-        "Refill of the pool after each burst of 100 claims (last Bound -> 100 pool pods "
-        "Ready, client-side): " + ", ".join(f"{s:.2f} s" for s in out["refills"]) + ".",
+        *_refills(out),
         "",
         f"Operator CPU over the prewarm rounds (claims and their refill): {cpu['s']:.1f} s "
         f"for {cpu['claims']} claims, {cpu['s'] / cpu['claims'] * 1000:.1f} ms per claim.",

@@ -30,6 +30,14 @@ def run_operator(verbose: bool = False) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.DEBUG if verbose else logging.WARNING)
     # Importing the module registers its handlers with kopf's default registry.
     import prewarm.handlers.registrations  # noqa: F401
+    from prewarm.handlers import kopf_toggles
+
+    # Before kopf.operator() makes its toggle sets: a fresh start over N objects
+    # otherwise wakes N * N / 2 waiters before the first decision.
+    kopf_toggles.install()
+    from prewarm.handlers import process_memory
+
+    process_memory.tune_gc()
 
     # Without POD_ID kopf names itself after getpass.getuser(), which raises in
     # the image: its numeric user (65532) has no passwd entry. Found on the real

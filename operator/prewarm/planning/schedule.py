@@ -20,12 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import CroniterBadDateError, croniter
 
 from prewarm.api import reasons
 from prewarm.api.preset import Prebuilds
+
+if TYPE_CHECKING:
+    from croniter import croniter as Croniter
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,15 @@ class DesiredCount:
         return ScheduleProblem(self.problem_reason, self.problem)
 
 
+def _croniter() -> type[Croniter]:
+    """croniter, imported when a preset has schedules: at import it costs 3.5 MiB
+    of RSS (its tables), which an operator without schedules never needs
+    (docs/benchmarks.md, "Restart and memory"). Python caches the module."""
+    from croniter import croniter
+
+    return croniter
+
+
 @lru_cache(maxsize=1024)
 def _never_fires(cron: str) -> bool:
     """No minute in 50 years matches (croniter's search horizon): `0 0 31 2 *`.
@@ -63,8 +74,10 @@ def _never_fires(cron: str) -> bool:
     The calendar repeats within 28 years (400 for century leap days), so
     a cron that fires at all fires within the horizon; `0 0 29 2 *` does.
     """
+    from croniter import CroniterBadDateError
+
     try:
-        croniter(cron, datetime(2000, 1, 1)).get_next(datetime)
+        _croniter()(cron, datetime(2000, 1, 1)).get_next(datetime)
     except CroniterBadDateError:
         return True
     return False
@@ -91,7 +104,7 @@ def desired_instances(
         )
     usable: list[tuple[int, Schedule]] = []
     for index, schedule in enumerate(schedules):
-        if not croniter.is_valid(schedule.cron) or len(schedule.cron.split()) != 5:
+        if not _croniter().is_valid(schedule.cron) or len(schedule.cron.split()) != 5:
             problems.append(
                 (
                     reasons.REASON_INVALID_CRON,
@@ -113,7 +126,7 @@ def desired_instances(
     if local is not None:
         minute = local.replace(second=0, microsecond=0, tzinfo=None)
         for index, schedule in usable:
-            if croniter.match(schedule.cron, minute):
+            if _croniter().match(schedule.cron, minute):
                 return DesiredCount(schedule.instances, index, problem, problem_reason)
     return DesiredCount(default, None, problem, problem_reason)
 
@@ -158,14 +171,14 @@ def _next_check(
             return minute + step * _MINUTE
     horizon = minute + LOOKAHEAD
     local = _wall_minute(horizon, zone)
-    if any(croniter.match(s.cron, local) for s in usable):
+    if any(_croniter().match(s.cron, local) for s in usable):
         return horizon
-    starts = [croniter(s.cron, local).get_next(datetime) for s in usable]
+    starts = [_croniter()(s.cron, local).get_next(datetime) for s in usable]
     return min(start.replace(tzinfo=zone).astimezone(UTC) for start in starts)
 
 
 def _usable(cron: str) -> bool:
-    return croniter.is_valid(cron) and len(cron.split()) == 5 and not _never_fires(cron)
+    return _croniter().is_valid(cron) and len(cron.split()) == 5 and not _never_fires(cron)
 
 
 def _wall_minute(instant: datetime, zone: ZoneInfo) -> datetime:
@@ -174,7 +187,7 @@ def _wall_minute(instant: datetime, zone: ZoneInfo) -> datetime:
 
 def _count_at(default: int, usable: Sequence[Schedule], zone: ZoneInfo, instant: datetime) -> int:
     local = _wall_minute(instant, zone)
-    return next((s.instances for s in usable if croniter.match(s.cron, local)), default)
+    return next((s.instances for s in usable if _croniter().match(s.cron, local)), default)
 
 
 def schedule_wakeup(prebuilds: Prebuilds, now: datetime) -> float | None:
