@@ -58,13 +58,15 @@ from prewarm.planning.render import render_pod, render_workspace
 from prewarm.settings import Settings
 
 POOL = 100
-ROUNDS = {
-    int(c): int(r)
-    for c, r in (
-        pair.split("x")
-        for pair in os.environ.get("BENCH_CLAIM_ROUNDS", "1x100,10x10,100x3").split(",")
-    )
-}
+
+
+def rounds_from_env(variable: str, default: str = "1x100,10x10,100x3") -> dict[int, int]:
+    """ "1x100,10x10,100x3": concurrent claims -> rounds."""
+    pairs = (pair.split("x") for pair in os.environ.get(variable, default).split(","))
+    return {int(c): int(r) for c, r in pairs}
+
+
+ROUNDS = rounds_from_env("BENCH_CLAIM_ROUNDS")
 RUNS = ("prewarm", "one create", "create + one write")
 MIN_P99 = 100
 

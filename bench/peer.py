@@ -39,13 +39,14 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes.aio import client as kclient
 
-from bench.claims import MIN_P99, Bench, _poll
+from bench.claims import MIN_P99, Bench, _poll, rounds_from_env
 from bench.common import (
     Watch,
     apply,
@@ -70,13 +71,7 @@ MODULE = "sigs.k8s.io/agent-sandbox/cmd/agent-sandbox-controller"
 GROUP = "extensions.agents.x-k8s.io/v1beta1"
 FILL_ROUNDS = int(os.environ.get("BENCH_PEER_FILL_ROUNDS", "2"))
 CLAIM_POOL = 100
-CLAIM_ROUNDS = {
-    int(c): int(r)
-    for c, r in (
-        pair.split("x")
-        for pair in os.environ.get("BENCH_PEER_CLAIM_ROUNDS", "1x100,10x10,100x3").split(",")
-    )
-}
+CLAIM_ROUNDS = rounds_from_env("BENCH_PEER_CLAIM_ROUNDS")
 
 
 def _find() -> tuple[Path | None, str]:
@@ -136,7 +131,9 @@ def _objects(pools: int = POOLS, replicas: int = REPLICAS) -> list[dict[str, Any
     return out
 
 
-async def _converge(env: BenchEnv, ns: str, pid: int) -> dict[str, Any]:
+async def _fill_timed(ns: str, pid: int, send: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    """`send()` the pools, timed by the client's pod watch to POOLS x REPLICAS pods
+    Ready; the controller's (pid's) CPU meanwhile and its RSS after."""
     kube = await Kube.connect(os.environ.get("KUBECONFIG"))
     pods = Watch(kube, ns, "pods", keep=pod_ready).start()
     total = POOLS * REPLICAS
@@ -144,7 +141,7 @@ async def _converge(env: BenchEnv, ns: str, pid: int) -> dict[str, Any]:
         await pods.until(lambda _: True, 30)
         cpu0 = proc_sample(pid)
         started = time.perf_counter()
-        await asyncio.to_thread(apply, env, ns, _objects())
+        await send()
         await pods.until(lambda o: sum(1 for v in o.values() if v) >= total, 480)
         seconds = time.perf_counter() - started
         after = proc_sample(pid)
@@ -159,33 +156,19 @@ def _fill(env: BenchEnv, run: str, tag: str, peer_pid: int) -> dict[str, Any]:
     ns = env.namespace(f"bench-peer-{run}-{tag}")
     load = loadavg()
     if run == AGENT_SANDBOX:
-        result = asyncio.run(_converge(env, ns, peer_pid))
+        result = asyncio.run(
+            _fill_timed(ns, peer_pid, lambda: asyncio.to_thread(apply, env, ns, _objects()))
+        )
     else:
         op = start_operator(env, ns)
         try:
-            result = asyncio.run(_prewarm_fill(env, ns, op))
+            result = asyncio.run(
+                _fill_timed(ns, op_pid(op), lambda: apply_presets(env, ns, "p", POOLS, REPLICAS))
+            )
         finally:
             op.stop()
     delete_namespace(env, ns)
     return {**result, "load": load}
-
-
-async def _prewarm_fill(env: BenchEnv, ns: str, op: Any) -> dict[str, Any]:
-    kube = await Kube.connect(os.environ.get("KUBECONFIG"))
-    pods = Watch(kube, ns, "pods", keep=pod_ready).start()
-    total = POOLS * REPLICAS
-    try:
-        await pods.until(lambda _: True, 30)
-        cpu0 = proc_sample(op_pid(op))
-        started = time.perf_counter()
-        await apply_presets(env, ns, "p", POOLS, REPLICAS)
-        await pods.until(lambda o: sum(1 for v in o.values() if v) >= total, 480)
-        seconds = time.perf_counter() - started
-        after = proc_sample(op_pid(op))
-    finally:
-        await pods.stop()
-        await kube.close()
-    return {"seconds": seconds, "cpu_s": after.cpu_s - cpu0.cpu_s, "rss_mib": after.rss_mib}
 
 
 def _claim_ready(obj: dict[str, Any]) -> bool:
