@@ -24,6 +24,10 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _sigint_as_a_terminal_sends_it() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_dev(port: int, state: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     """`prewarm dev` on `port`, read until it says it is up (or ends)."""
     env = {
@@ -41,6 +45,11 @@ def _start_dev(port: int, state: Path, *args: str) -> tuple[subprocess.Popen[str
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # The test stops it as a user would, with Ctrl-C (SIGINT). A test run
+        # started in the background of a non-interactive shell (`cmd &`, nohup)
+        # inherits SIGINT ignored, and so would `prewarm dev`: Python then
+        # raises no KeyboardInterrupt and the stop waited out its 120 s.
+        preexec_fn=_sigint_as_a_terminal_sends_it,
     )
     out = ""
     assert proc.stdout is not None
