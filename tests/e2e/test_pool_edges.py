@@ -118,7 +118,11 @@ def test_schedules_in_two_zones_and_one_that_starts_at_the_next_minute(
     wait_until(lambda: len(_ready(cluster, namespace, "la")) == 1, what="la: 1 (default)")
     assert _status(cluster, namespace, "tokyo")["desired"] == 3
     assert _status(cluster, namespace, "la")["desired"] == 1
-    assert _ready(cluster, namespace, "soon") == []
+    # Before its minute, nothing. Only while that minute is still ahead: with
+    # the other two slow to warm (a loaded machine) it may already have come,
+    # and then the creation times below are the check.
+    if datetime.now(UTC) < start.astimezone(UTC) - timedelta(seconds=1):
+        assert _ready(cluster, namespace, "soon") == []
     wait_until(
         lambda: len(_ready(cluster, namespace, "soon")) == 2,
         timeout=150,
