@@ -4,28 +4,14 @@ need are imported when first used, so an idle operator does not carry them
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+from tests.unit.import_probe import loaded_after
 
-OPERATOR_ROOT = Path(__file__).resolve().parents[2] / "operator"
 # croniter: 3.5 MiB of RSS at import, needed only by presets with schedules.
 NOT_AT_START = ("croniter",)
 
 
 def test_starting_the_operator_does_not_load_what_only_schedules_need() -> None:
-    probe = (
-        "import sys, prewarm.run, prewarm.handlers.registrations\n"
-        f"print(','.join(m for m in {NOT_AT_START!r} if m in sys.modules))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        env={"PYTHONPATH": str(OPERATOR_ROOT)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert result.stdout.strip() == ""
+    assert loaded_after("prewarm.run, prewarm.handlers.registrations", NOT_AT_START) == []
 
 
 def test_a_schedule_still_works_once_loaded_on_first_use() -> None:

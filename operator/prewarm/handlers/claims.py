@@ -179,7 +179,7 @@ def _preset_view(
     entry = rt.preset((claim.namespace, claim.preset))
     if entry is None or entry.deleting:
         return entry, None, PresetView(exists=False)
-    spec, thash = _parsed_spec(rt, entry)
+    spec, thash = rt.parsed_spec(entry)
     status = PresetStatus.model_validate(entry.status)
     return (
         entry,
@@ -192,10 +192,6 @@ def _preset_view(
             paused=rt.settings.paused or entry.annotations.get(ANNOTATION_PAUSED) == "true",
         ),
     )
-
-
-def _parsed_spec(rt: Runtime, entry: PresetEntry) -> tuple[PresetSpec | None, str]:
-    return rt.parsed_spec(entry)
 
 
 async def _claim_new(
@@ -841,7 +837,7 @@ async def _copy_owner_credentials(
         return
     if spec is None:
         preset = rt.preset((claim.namespace, claim.preset))
-        spec = _parsed_spec(rt, preset)[0] if preset is not None else None
+        spec = rt.parsed_spec(preset)[0] if preset is not None else None
     if spec is not None and spec.agent.on_claim:
         await copy_owner_secret(rt, claim.namespace, claim.owner_secret, workspace)
 

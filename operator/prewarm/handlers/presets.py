@@ -484,6 +484,7 @@ async def _apply_status(
     rt: Runtime, p: _Pass, plan: PresetPlan, failure: FailureSummary, episode_start: datetime | None
 ) -> None:
     """The status (if the plan says so), its Events, the hard-limit notice and the gauges."""
+    memory = rt.memory.preset(p.key)
     if plan.write_status:
         patch = status_patch(plan.status)
         try:
@@ -491,15 +492,13 @@ async def _apply_status(
         except ApiError as error:
             if not error.not_found:
                 raise
-        memory = rt.memory.preset(p.key)
         stored = {k: v for k, v in patch.items() if v is not None}
         memory.status_written = (p.preset.resource_version, stored)
-    _remember_hold(rt.memory.preset(p.key), plan)
+    _remember_hold(memory, plan)
     for intent in plan.events:
         await _event(rt, p.preset, intent)
     if plan.notify_hard_limit:
         await _hard_limit_notice(rt, p.preset, p.template_hash, episode_start, failure)
-    memory = rt.memory.preset(p.key)
     if memory.gauges_of != plan.status:
         _record_gauges(p.key, plan.status)
         memory.gauges_of = plan.status
