@@ -7,12 +7,18 @@ depend on it. Durations use the same Go syntax as the CRDs: 90s, 15m, 1h30m.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from prewarm import __version__
 from prewarm.api.durations import Duration, PositiveDuration
+
+# A namespace's name (a DNS-1123 label).
+NamespaceName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+]
 
 # The agent image when neither PREWARM_AGENT_IMAGE nor the operator's own pod tells.
 DEFAULT_AGENT_IMAGE = f"ghcr.io/prewarm/prewarm:{__version__}"
@@ -126,9 +132,12 @@ class Settings(ClusterAccess):
     paused: bool = Field(
         default=False, description="Stop every create and delete of prebuilds (claims go on)."
     )
-    namespaces: list[str] = Field(
+    namespaces: list[NamespaceName] = Field(
         default_factory=list,
-        description="Namespaces to watch; empty means the whole cluster.",
+        description=(
+            "Namespaces to watch, by name (not patterns: the pod watch asks for each "
+            "namespace's pods); empty means the whole cluster."
+        ),
     )
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Prometheus /metrics port.")
     health_port: int = Field(

@@ -1,4 +1,5 @@
-"""The first event handler marks the indexes complete, once, and says how much
+"""The picture is complete once kopf's indexes (the first event handler proves
+them) and the operator's own pod listing are; it says so once, with how much
 they hold: the line the restart benchmark times (bench/restart.py)."""
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from prewarm.handlers.runtime import Runtime
 from prewarm.settings import Settings
 
 
-def test_the_first_wake_marks_the_picture_complete_and_logs_its_size_once(
+@pytest.mark.parametrize("order", [("kopf", "pods"), ("pods", "kopf")])
+def test_both_parts_mark_the_picture_complete_and_log_its_size_once(
+    order: tuple[str, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     rt = Runtime(settings=Settings(), kube=None, ledger=None)  # type: ignore[arg-type]
@@ -21,8 +24,11 @@ def test_the_first_wake_marks_the_picture_complete_and_logs_its_size_once(
     rt.pods = {("ns", "w1"): ["pod"], ("ns", "w2"): ["pod"]}
     rt.claims = {}
     with caplog.at_level(logging.INFO, logger="prewarm.operator"):
-        registrations._mark_indexed(rt)
-        registrations._mark_indexed(rt)
+        registrations._index_complete(rt, order[0])
+        registrations._index_complete(rt, order[0])
+        assert not rt.indexed.is_set()  # half a picture plans nothing
+        registrations._index_complete(rt, order[1])
+        registrations._index_complete(rt, order[0])
     assert rt.indexed.is_set()
     lines = [r.getMessage() for r in caplog.records if "indexes complete" in r.getMessage()]
     assert lines == ["indexes complete: 1 presets, 3 workspaces, 2 pods, 0 claims"]

@@ -48,3 +48,17 @@ def test_the_reference_shows_defaults_the_operator_accepts(
         field = name.lower()
         assert getattr(Settings(), field) == getattr(defaults, field), name
         monkeypatch.delenv(f"PREWARM_{name}")
+
+
+def test_watched_namespaces_are_names_not_patterns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator's own pod watch asks for each namespace's pods by name; a
+    kopf glob such as team-* would be a watch of no namespace at all."""
+    from pydantic import ValidationError
+
+    from prewarm.settings import Settings
+
+    monkeypatch.setenv("PREWARM_NAMESPACES", '["team-a", "team-b"]')
+    assert Settings().namespaces == ["team-a", "team-b"]
+    monkeypatch.setenv("PREWARM_NAMESPACES", '["team-*"]')
+    with pytest.raises(ValidationError, match="namespaces"):
+        Settings()

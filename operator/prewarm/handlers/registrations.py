@@ -20,15 +20,15 @@ import kopf
 from aiohttp import web
 
 from prewarm import metrics
-from prewarm.api.constants import GROUP, LABEL_CLAIM, LABEL_PRESET, LABEL_WORKSPACE, VERSION
+from prewarm.api.constants import GROUP, LABEL_CLAIM, LABEL_WORKSPACE, VERSION
 from prewarm.handlers import process_memory
 from prewarm.handlers.claims import reconcile_claim
 from prewarm.handlers.http import start_http
+from prewarm.handlers.pod_index import PodIndex
 from prewarm.handlers.presets import reconcile_preset
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import (
     ClaimEntry,
-    PodEntry,
     PresetEntry,
     PresetKey,
     WorkspaceEntry,
@@ -36,6 +36,7 @@ from prewarm.handlers.watched import (
 from prewarm.k8s.client import Kube
 from prewarm.k8s.core import ApiError, JsonObject
 from prewarm.k8s.lease import LeaderElector, stop_and_release
+from prewarm.k8s.pod_watch import PodWatch
 from prewarm.ledger.repository import Ledger, LedgerUnavailable
 from prewarm.logs import log_context
 from prewarm.planning.agent_image import choose_agent_image
@@ -91,8 +92,7 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    """kopf's settings: no diff-base, quiet Events, bounded watches, and only
-    workspace pods in the pod watch."""
+    """kopf's settings: no diff-base, quiet Events, bounded watches."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING
@@ -102,11 +102,6 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # minute. Re-watching resumes from the last resourceVersion: no re-list.
     settings.watching.server_timeout = 45
     settings.watching.client_timeout = 60
-    # The API server sends only pods with the workspace label. The handlers'
-    # `labels=` filter alone is applied by kopf to each event it received: every
-    # other pod of the watched namespaces (or cluster) was listed at start and
-    # each of its events parsed and taken through kopf's per-event path.
-    settings.watching.label_selectors["", "v1", "pods"] = LABEL_WORKSPACE
 
 
 @kopf.on.startup()
@@ -123,14 +118,25 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     rt = Runtime(settings=config, kube=kube, ledger=ledger)
     rt.presets = kwargs["preset_index"]
     rt.workspaces = kwargs["workspace_index"]
-    rt.pods = kwargs["pod_index"]
     rt.claims = kwargs["claim_index"]
+    scopes: list[str | None] = [*config.namespaces] or [None]
+    rt.pods = _watch_pods(rt, kube, scopes)
     _state["runtime"] = rt
     metrics.ledger_up.set(0)
     if config.metrics_port:
         _state_http["runner"] = await start_http(config.metrics_port, lambda: _readiness(rt))
     _workers["ledger"] = asyncio.create_task(_open_ledger(rt))
     _workers["lead"] = asyncio.create_task(_lead_then_work(rt, kube, config))
+
+
+def _watch_pods(rt: Runtime, kube: Kube, scopes: list[str | None]) -> PodIndex:
+    """The workspace pods, watched outside kopf (k8s/pod_watch.py): one watch
+    per namespace, or one of the cluster; on every replica, as kopf's watches."""
+    pods = PodIndex(_wake_pod, scopes, lambda: _index_complete(rt, "pods"))
+    for scope in scopes:
+        watch = PodWatch(kube.rest, scope, LABEL_WORKSPACE, pods.scope(scope))
+        _workers[f"pods {scope or '*'}"] = asyncio.create_task(watch.run())
+    return pods
 
 
 async def _with_agent_image(kube: Kube, config: Settings) -> Settings:
@@ -322,19 +328,17 @@ async def claim_index(body: kopf.Body, namespace: str | None, name: str, **_: An
     return {(namespace, name): ClaimEntry.from_body(body)}
 
 
-@kopf.index("", "v1", "pods", labels={LABEL_WORKSPACE: kopf.PRESENT})
-async def pod_index(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
-    return {(namespace, labels[LABEL_WORKSPACE]): PodEntry.from_body(body)}
-
-
 # --- wake-ups ---------------------------------------------------------------------------
 
 
-def _mark_indexed(rt: Runtime) -> None:
-    """kopf runs event handlers only once every index holds its initial list:
-    the first one marks the picture complete (and says so once, with its size:
-    the moment a fresh replica can decide, docs/benchmarks.md "Restart")."""
-    if rt.indexed.is_set():
+def _index_complete(rt: Runtime, part: str) -> None:
+    """One part of the picture holds its initial list: kopf's indexes ("kopf":
+    kopf runs event handlers only once every index is complete, so the first
+    event proves it) or the workspace pods ("pods", handlers/pod_index.py).
+    With both the picture is complete, and it says so once, with its size:
+    the moment a fresh replica can decide (docs/benchmarks.md "Restart")."""
+    rt.indexes_pending.discard(part)
+    if rt.indexed.is_set() or rt.indexes_pending:
         return
     rt.indexed.set()
     sizes = {
@@ -356,7 +360,7 @@ def _wake(namespace: str | None, preset: str | None) -> None:
     rt = _state.get("runtime")
     if rt is None or not namespace or not preset:
         return
-    _mark_indexed(rt)
+    _index_complete(rt, "kopf")
     rt.queue.add((namespace, preset))
 
 
@@ -376,7 +380,7 @@ def _wake_claim(namespace: str | None, claim: str | None) -> None:
     rt = _state.get("runtime")
     if rt is None or not namespace or not claim:
         return
-    _mark_indexed(rt)
+    _index_complete(rt, "kopf")
     rt.claim_queue.add((namespace, claim))
 
 
@@ -417,7 +421,13 @@ def _wake_warm_waiters(namespace: str | None, preset: str | None) -> None:
         rt.claim_queue.add(claim)
 
 
-@kopf.on.event("", "v1", "pods", labels={LABEL_WORKSPACE: kopf.PRESENT})
-async def pod_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    _wake(namespace, labels.get(LABEL_PRESET))
-    _wake_claim(namespace, labels.get(LABEL_CLAIM))
+def _wake_pod(namespace: str, preset: str, claim: str) -> None:
+    """A workspace pod changed: its preset and its claim look again. Not a
+    sign that kopf's indexes are complete, so nothing is marked."""
+    rt = _state.get("runtime")
+    if rt is None or not namespace:
+        return
+    if preset:
+        rt.queue.add((namespace, preset))
+    if claim:
+        rt.claim_queue.add((namespace, claim))

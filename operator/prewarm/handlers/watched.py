@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from prewarm.api.claim import OnWorkspaceLost
-from prewarm.api.constants import LABEL_PRESET, PREFIX
+from prewarm.api.constants import LABEL_CLAIM, LABEL_PRESET, PREFIX
 from prewarm.api.durations import parse_duration
 from prewarm.api.preset import Parameter
 from prewarm.api.timestamps import parse_time
@@ -110,14 +110,17 @@ class PodEntry:
     annotations: Mapping[str, str] = field(default_factory=dict)
     # The uid of its controller (its PrebuiltWorkspace, when the operator made it).
     controller_uid: str = ""
+    claim: str = ""  # its claim label: whose claim to wake when it changes
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> PodEntry:
         meta = body.get("metadata") or {}
+        labels = meta.get("labels") or {}
         return cls(
             namespace=str(meta.get("namespace", "")),
             name=str(meta.get("name", "")),
-            preset=str((meta.get("labels") or {}).get(LABEL_PRESET, "")),
+            preset=str(labels.get(LABEL_PRESET, "")),
+            claim=str(labels.get(LABEL_CLAIM, "")),
             view=pod_view(body),
             deleting=meta.get("deletionTimestamp") is not None,
             # Only ours: the agent protocol lives under the prefix.
