@@ -25,8 +25,9 @@ def test_kopf_does_not_watch_pods() -> None:
     }
 
 
-def test_no_diff_base_and_bounded_watches() -> None:
+def test_no_diff_base_bounded_watches_and_paged_listings() -> None:
     settings = kopf.OperatorSettings()
     configure_kopf(settings)
     assert isinstance(settings.persistence.diffbase_storage, NoDiffBase)
     assert (settings.watching.server_timeout, settings.watching.client_timeout) == (45, 60)
+    assert settings.watching.chunk_size == 500

@@ -36,7 +36,7 @@ from prewarm.handlers.watched import (
 from prewarm.k8s.client import Kube
 from prewarm.k8s.core import ApiError, JsonObject
 from prewarm.k8s.lease import LeaderElector, stop_and_release
-from prewarm.k8s.pod_watch import PodWatch
+from prewarm.k8s.pod_watch import PAGE_SIZE, PodWatch
 from prewarm.ledger.repository import Ledger, LedgerUnavailable
 from prewarm.logs import log_context
 from prewarm.planning.agent_image import choose_agent_image
@@ -92,7 +92,7 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    """kopf's settings: no diff-base, quiet Events, bounded watches."""
+    """kopf's settings: no diff-base, quiet Events, bounded watches, paged listings."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING
@@ -102,6 +102,9 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # minute. Re-watching resumes from the last resourceVersion: no re-list.
     settings.watching.server_timeout = 45
     settings.watching.client_timeout = 60
+    # The initial listing in pages, as the pod watch's (k8s/pod_watch.py): one
+    # response of 10,000 workspaces parsed at once was the fresh operator's peak.
+    settings.watching.chunk_size = PAGE_SIZE
 
 
 @kopf.on.startup()
