@@ -58,6 +58,10 @@ class WorkQueue(Generic[K]):
             self._queue.put_nowait(key)
             self._observer.depth(len(self._pending))
 
+    def waiting(self, key: K) -> bool:
+        """Whether `key` will run without another add: queued, or marked to run again."""
+        return key in self._pending or key in self._dirty
+
     def __len__(self) -> int:
         return len(self._pending) + len(self._dirty)
 

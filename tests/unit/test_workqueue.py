@@ -120,3 +120,26 @@ def test_issue18_queue_reports_depth_wait_and_retries() -> None:
     assert recorder.depths == [1, 2, 1, 0]
     assert recorder.waits == [2.5, 2.5]
     assert recorder.retries == 1
+
+
+def test_waiting_is_queued_or_marked_to_run_again_not_running() -> None:
+    async def scenario() -> list[bool]:
+        queue: WorkQueue[str] = WorkQueue()
+        seen = [queue.waiting("a")]
+        queue.add("a")
+        seen.append(queue.waiting("a"))
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def work(key: str) -> None:
+            started.set()
+            await release.wait()
+
+        task = asyncio.create_task(queue.run_workers(1, work, lambda k, e: None))
+        await started.wait()
+        seen.append(queue.waiting("a"))  # running: another add would be needed
+        queue.add("a")
+        seen.append(queue.waiting("a"))  # marked to run again after this run
+        task.cancel()
+        return seen
+
+    assert asyncio.run(scenario()) == [False, True, False, True]

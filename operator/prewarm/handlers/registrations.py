@@ -53,6 +53,12 @@ log = logging.getLogger("prewarm.operator")
 CLAIM_WORKERS = 64
 API_CONNECTIONS = 64
 
+# A pod's events come in bursts (created, bound, started, Ready within
+# milliseconds on a fast node): its preset's pass waits this long for the rest
+# of the burst, so one pass sees them all instead of one pass per event
+# (docs/decisions.md, "Pod events wake their preset within 100 ms").
+POD_WAKE_DELAY_S = 0.1
+
 # Longest wait between two attempts to open the ledger at start.
 LEDGER_RETRY_MAX_S = 10.0
 
@@ -425,12 +431,14 @@ def _wake_warm_waiters(namespace: str | None, preset: str | None) -> None:
 
 
 def _wake_pod(namespace: str, preset: str, claim: str) -> None:
-    """A workspace pod changed: its preset and its claim look again. Not a
-    sign that kopf's indexes are complete, so nothing is marked."""
+    """A workspace pod changed: its claim looks again at once, its preset within
+    POD_WAKE_DELAY_S (unless a pass is already due). Not a sign that kopf's
+    indexes are complete, so nothing is marked."""
     rt = _state.get("runtime")
     if rt is None or not namespace:
         return
-    if preset:
-        rt.queue.add((namespace, preset))
+    key = (namespace, preset)
+    if preset and not rt.queue.waiting(key):
+        rt.requeue_after(key, POD_WAKE_DELAY_S)
     if claim:
         rt.claim_queue.add((namespace, claim))

@@ -1,0 +1,50 @@
+"""A pod event wakes its claim at once and its preset within 100 ms, once per
+burst (handlers/registrations._wake_pod)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from prewarm.handlers import registrations
+from prewarm.handlers.runtime import Runtime
+from prewarm.settings import Settings
+
+KEY = ("ns", "p")
+
+
+def _runtime(monkeypatch: pytest.MonkeyPatch) -> Runtime:
+    rt = Runtime(settings=Settings(), kube=None, ledger=None)  # type: ignore[arg-type]
+    monkeypatch.setitem(registrations._state, "runtime", rt)
+    return rt
+
+
+def test_a_burst_of_pod_events_makes_one_preset_pass_after_the_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt = _runtime(monkeypatch)
+
+    async def scenario() -> tuple[bool, bool, int, bool]:
+        for _ in range(3):  # created, bound, Ready
+            registrations._wake_pod("ns", "p", "c")
+        claim_at_once = rt.claim_queue.waiting(("ns", "c"))
+        preset_at_once = rt.queue.waiting(KEY)
+        await asyncio.sleep(registrations.POD_WAKE_DELAY_S * 2)
+        return claim_at_once, preset_at_once, len(rt.queue), rt.queue.waiting(KEY)
+
+    assert asyncio.run(scenario()) == (True, False, 1, True)
+
+
+def test_no_timer_when_a_pass_of_the_preset_is_already_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Else the timer would add a second pass right after the one already due."""
+    rt = _runtime(monkeypatch)
+
+    async def scenario() -> int:
+        rt.queue.add(KEY)
+        registrations._wake_pod("ns", "p", "")
+        return rt.memory_sizes()["timers"]
+
+    assert asyncio.run(scenario()) == 0
