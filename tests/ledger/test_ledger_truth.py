@@ -61,13 +61,19 @@ def test_unknown_workspace_uids_are_null_and_never_conflict(migrated_dsn: str):
     assert rows == [(None, "bound"), (None, "bound")]
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batched"])
 def test_a_conflicting_binding_in_the_write_queue_is_dropped_and_later_writes_go_on(
-    migrated_dsn: str,
+    migrated_dsn: str, batched: bool
 ):
+    """Batched, the three queued writes go out together and fail together; each
+    is then written alone, so only the conflicting one is dropped."""
+
     async def scenario(ledger: Ledger) -> tuple[list[str], int]:
         dropped: list[str] = []
         writes = BackgroundWrites(
-            retry_base_s=0.01, on_dropped=lambda what, e: dropped.append(type(e).__name__)
+            retry_base_s=0.01,
+            on_dropped=lambda what, e: dropped.append(type(e).__name__),
+            batching=ledger.batch if batched else None,
         )
         task = asyncio.create_task(writes.run())
         writes.submit("claim-1 bound", lambda: _bind(ledger, "claim-1", "ws-1", 1))
@@ -86,7 +92,10 @@ def test_a_conflicting_binding_in_the_write_queue_is_dropped_and_later_writes_go
     assert bound == [("claim-1",), ("claim-3",)]
 
 
-def test_a_foreign_key_violation_in_the_write_queue_is_dropped(migrated_dsn: str):
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batched"])
+def test_a_foreign_key_violation_in_the_write_queue_is_dropped(
+    migrated_dsn: str, batched: bool
+) -> None:
     # A replayed build names a preset the ledger never recorded: the foreign key
     # refuses it on every retry. The old queue retried it forever and every
     # write behind it waited (and /readyz said 503).
@@ -103,6 +112,7 @@ def test_a_foreign_key_violation_in_the_write_queue_is_dropped(migrated_dsn: str
         writes = BackgroundWrites(
             retry_base_s=0.01,
             on_dropped=lambda what, e: dropped.append(f"{what}: {e.sqlstate}"),  # type: ignore[attr-defined]
+            batching=ledger.batch if batched else None,
         )
         task = asyncio.create_task(writes.run())
         writes.submit("replay pw-orphan", lambda: ledger.replay_build(orphan))
@@ -268,3 +278,45 @@ def test_migration_0007_makes_unknown_uids_null_and_keeps_the_first_of_two_bindi
             ("c-unknown-1", None),
             ("c-unknown-2", None),
         ]
+
+
+def test_writes_queued_together_go_out_on_one_connection(migrated_dsn: str) -> None:
+    """100 writes queued at once: two batches (64 + 36), two connections taken
+    from the pool instead of 100, and every write there."""
+
+    async def scenario(ledger: Ledger) -> int:
+        writes = BackgroundWrites(batching=ledger.batch)
+        before = ledger._pool.get_stats().get("requests_num", 0)
+        for i in range(100):
+            writes.submit(f"claim-{i}", lambda i=i: _bind(ledger, f"claim-{i}", f"ws-{i}", i))
+        task = asyncio.create_task(writes.run())
+        await asyncio.wait_for(writes.drain(), 30)
+        task.cancel()
+        return ledger._pool.get_stats().get("requests_num", 0) - before
+
+    assert run_with_ledger(migrated_dsn, scenario) == 2
+    with psycopg.connect(migrated_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM claims WHERE state = 'bound'").fetchone() == (
+            100,
+        )
+
+
+def test_a_failed_batch_writes_nothing(migrated_dsn: str) -> None:
+    """What Ledger.batch promises the writer: when one write of a batch fails,
+    none of the batch is written (the writer then writes each alone)."""
+
+    async def batch(ledger: Ledger) -> None:
+        async with ledger.batch():
+            await _bind(ledger, "claim-2", "ws-2", 2)
+            await _bind(ledger, "claim-3", "ws-1", 3)  # ws-1 is claim-1's
+            await _bind(ledger, "claim-4", "ws-4", 4)
+
+    async def scenario(ledger: Ledger) -> None:
+        await _bind(ledger, "claim-1", "ws-1", 1)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await batch(ledger)
+
+    run_with_ledger(migrated_dsn, scenario)
+    with psycopg.connect(migrated_dsn) as conn:
+        claims = conn.execute("SELECT claim_uid FROM claims ORDER BY claim_uid").fetchall()
+    assert claims == [("claim-1",)]

@@ -96,6 +96,10 @@ class Runtime:
         default_factory=dict
     )
 
+    def __post_init__(self) -> None:
+        if self.ledger is not None:  # None in unit tests that need no ledger
+            self.writes.batch_with(self.ledger.batch)
+
     # --- reads from the kopf indexes -------------------------------------------------
 
     def preset(self, key: PresetKey) -> PresetEntry | None:

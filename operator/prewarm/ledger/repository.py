@@ -8,6 +8,7 @@ caller's time, timezone-aware, so tests and replays are deterministic.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -518,33 +519,55 @@ class Ledger:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    async def _execute(self, query: str, params: Params) -> None:
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """The statements run inside share one connection in pipeline mode: sent
+        without waiting for each answer, and answered at the end (the writer,
+        ledger/writer.py, batches the writes that queued up meanwhile). A failed
+        statement raises here, at the latest on leaving; PostgreSQL runs those
+        of one pipeline as one implicit transaction, so then none is written."""
+        async with _unavailable_as_error(), self._pool.connection() as conn, conn.pipeline():
+            token = _batch_connection.set(conn)
+            try:
+                yield
+            finally:
+                _batch_connection.reset(token)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """The batch's connection inside `batch()`, else one from the pool."""
+        batched = _batch_connection.get()
+        if batched is not None:
+            yield batched
+            return
         async with _unavailable_as_error(), self._pool.connection() as conn:
+            yield conn
+
+    async def _execute(self, query: str, params: Params) -> None:
+        async with self._connection() as conn:
             await conn.execute(query, params)
 
     async def _changed(self, query: str, params: Params) -> bool:
         """Run a statement with RETURNING; True if it touched a row."""
-        async with _unavailable_as_error(), self._pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(query, params)
             return await cursor.fetchone() is not None
 
     async def _one(self, query: str, params: Params, rows: AsyncRowFactory[T]) -> T | None:
-        async with (
-            _unavailable_as_error(),
-            self._pool.connection() as conn,
-            conn.cursor(row_factory=rows) as cursor,
-        ):
+        async with self._connection() as conn, conn.cursor(row_factory=rows) as cursor:
             await cursor.execute(query, params)
             return await cursor.fetchone()
 
     async def _all(self, query: str, params: Params, rows: AsyncRowFactory[T]) -> list[T]:
-        async with (
-            _unavailable_as_error(),
-            self._pool.connection() as conn,
-            conn.cursor(row_factory=rows) as cursor,
-        ):
+        async with self._connection() as conn, conn.cursor(row_factory=rows) as cursor:
             await cursor.execute(query, params)
             return await cursor.fetchall()
+
+
+# The connection of the writer's current batch (Ledger.batch), in its task only.
+_batch_connection: contextvars.ContextVar[AsyncConnection[Any] | None] = contextvars.ContextVar(
+    "prewarm_ledger_batch", default=None
+)
 
 
 # The SQL enum prebuild_status spells the API's PrebuildStatus in snake case.

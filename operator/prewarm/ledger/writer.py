@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 import psycopg
 from psycopg_pool import PoolTimeout
@@ -29,6 +30,13 @@ log = logging.getLogger("prewarm.ledger")
 
 Write = Callable[[], Awaitable[object]]
 OnDropped = Callable[[str, BaseException], None]
+# Ledger.batch: a context in which the writes share one connection and pipeline.
+Batching = Callable[[], AbstractAsyncContextManager[None]]
+
+# Writes that queued up while one was written go out together, up to this many:
+# one connection and one round trip instead of one each (docs/decisions.md,
+# "Ledger writes go out in batches").
+BATCH_MAX = 64
 
 # Failures a retry can cure. psycopg's OperationalError covers a lost
 # connection, an administrator's shutdown, a cancelled statement (timeout),
@@ -59,6 +67,7 @@ class BackgroundWrites:
         retry_base_s: float = 0.5,
         retry_max_s: float = 30.0,
         on_dropped: OnDropped = _ignore,
+        batching: Batching | None = None,
     ) -> None:
         self._queue: asyncio.Queue[tuple[str, Write]] = asyncio.Queue()
         self._retry_base_s = retry_base_s
@@ -70,6 +79,11 @@ class BackgroundWrites:
         self._writing_since: float | None = None  # time.monotonic() of the write in hand
         self._on_dropped = on_dropped
         self.dropped = 0  # writes given up because they can never succeed
+        self._batching = batching
+
+    def batch_with(self, batching: Batching) -> None:
+        """Write what queued up together, inside `batching` (Ledger.batch)."""
+        self._batching = batching
 
     def submit(self, what: str, write: Write) -> None:
         self._submitted += 1
@@ -97,14 +111,37 @@ class BackgroundWrites:
 
     async def run(self) -> None:
         while True:
-            what, write = await self._queue.get()
+            batch = [await self._queue.get()]
+            while len(batch) < BATCH_MAX and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             self._writing_since = time.monotonic()
-            await self._write(what, write)
-            self._queue.task_done()
+            if len(batch) == 1 or not await self._write_batch(batch):
+                for what, write in batch:
+                    await self._write(what, write)
+            for _ in batch:
+                self._queue.task_done()
             self._writing_since = None
             async with self._progress:
-                self._written += 1
+                self._written += len(batch)
                 self._progress.notify_all()
+
+    async def _write_batch(self, batch: list[tuple[str, Write]]) -> bool:
+        """The writes in one batch (Ledger.batch: one connection, one pipeline);
+        False if any failed, and then none is written: the caller writes them
+        one at a time, each retried or dropped on its own (they are idempotent,
+        so one written twice is no harm)."""
+        if self._batching is None:
+            return False
+        try:
+            async with self._batching():
+                for _, write in batch:
+                    await write()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return False
+        self.healthy = True
+        return True
 
     async def _write(self, what: str, write: Write) -> None:
         """Until it is written (retrying transient failures) or dropped (a permanent one)."""
