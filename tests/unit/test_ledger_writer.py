@@ -181,3 +181,31 @@ def test_transient_failures_are_retried_not_dropped() -> None:
             return done, len(dropped)
 
         assert asyncio.run(scenario()) == (["x retried"], 0), error
+
+
+def test_the_backlog_counts_the_batch_in_hand_until_it_is_written() -> None:
+    """A batch taken from the queue is not written yet: /readyz and
+    prewarm_ledger_backlog must still count it."""
+    import asyncio
+
+    from prewarm.ledger.writer import BackgroundWrites
+
+    async def scenario() -> list[int]:
+        release = asyncio.Event()
+        writes = BackgroundWrites()
+
+        async def slow() -> None:
+            await release.wait()
+
+        for _ in range(3):
+            writes.submit("slow", slow)
+        task = asyncio.create_task(writes.run())
+        await asyncio.sleep(0.01)  # the writer holds the first write
+        seen = [writes.backlog]
+        release.set()
+        await asyncio.wait_for(writes.drain(), 5)
+        seen.append(writes.backlog)
+        task.cancel()
+        return seen
+
+    assert asyncio.run(scenario()) == [3, 0]

@@ -91,7 +91,8 @@ class BackgroundWrites:
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        """Writes submitted and not yet written: queued, or in the batch in hand."""
+        return self._submitted - self._written
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is written.
