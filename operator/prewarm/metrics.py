@@ -225,7 +225,8 @@ ledger_up = Gauge(
     "prewarm_ledger_up", "1 while the PostgreSQL ledger answers; 0 while creates are paused."
 )
 ledger_backlog = Gauge(
-    "prewarm_ledger_backlog", "Ledger writes PostgreSQL has not taken yet (queued or being written)."
+    "prewarm_ledger_backlog",
+    "Ledger writes PostgreSQL has not taken yet (queued or being written).",
 )
 ledger_writes_dropped = Counter(
     "prewarm_ledger_writes_dropped",
