@@ -102,3 +102,31 @@ def test_a_listing_cut_short_and_started_again_leaves_no_partial_pods() -> None:
     # The connection broke: the watch lists again from the start.
     _list(rec, None, [_pod("a", "whole")])
     assert list(rec.index) == [("a", "whole")]
+
+
+def test_a_pod_whose_workspace_label_changes_moves_and_one_that_loses_it_goes() -> None:
+    """kopf's index moved an object when its key changed; so must ours. With a
+    label selector the API server reports a pod that lost the label as DELETED,
+    with the label gone from the object it sends."""
+    rec = Recorder([None])
+    sink = rec.index.scope(None)
+    sink.changed("ADDED", _pod("a", "w1"))
+    moved = _pod("a", "w1")
+    moved["metadata"]["labels"][LABEL_WORKSPACE] = "w2"
+    sink.changed("MODIFIED", moved)
+    assert list(rec.index) == [("a", "w2")]
+    left = _pod("a", "w1", claim="c1")
+    del left["metadata"]["labels"][LABEL_WORKSPACE]
+    sink.changed("DELETED", left)
+    assert list(rec.index) == []
+    # Added, moved (its preset once: the same before and after), then gone.
+    assert rec.woken == [("a", "p", ""), ("a", "p", ""), ("a", "p", "")]
+
+
+def test_a_pod_listed_then_deleted_without_its_label_goes() -> None:
+    rec = Recorder([None])
+    _list(rec, None, [_pod("a", "w1")])
+    left = _pod("a", "w1")
+    del left["metadata"]["labels"][LABEL_WORKSPACE]
+    rec.index.scope(None).changed("DELETED", left)
+    assert list(rec.index) == []

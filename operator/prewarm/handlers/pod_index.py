@@ -31,6 +31,7 @@ class PodIndex:
 
     def __init__(self, wake: Wake, scopes: list[str | None], on_listed: Callable[[], None]) -> None:
         self._pods: dict[PodKey, dict[str, PodEntry]] = {}
+        self._where: dict[tuple[str, str], PodKey] = {}  # (namespace, pod name) -> key
         self._wake = wake
         self._unlisted = set(scopes)
         self._on_listed = on_listed
@@ -50,18 +51,33 @@ class PodIndex:
         return ScopeSink(self, namespace)
 
     def changed(self, event_type: str, pod: JsonObject) -> None:
+        """One watch event. A pod is found again by its name, not its label: a
+        pod whose workspace label changed moves, and one that lost the label
+        (the watch says DELETED: it left the selector) goes."""
+        meta = pod.get("metadata") or {}
+        ident = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        held = self._where.pop(ident, None)
+        gone = self._drop(held, ident[1]) if held is not None else None
         key = _key(pod)
-        if key is None:
-            return
-        entry = PodEntry.from_body(pod)
-        pods = self._pods.setdefault(key, {})
-        if event_type == "DELETED":
-            pods.pop(entry.name, None)
-            if not pods:
-                del self._pods[key]
-        else:
-            pods[entry.name] = entry
-        self._wake(entry.namespace, entry.preset, entry.claim)
+        entry = None
+        if event_type != "DELETED" and key is not None:
+            entry = PodEntry.from_body(pod)
+            self._pods.setdefault(key, {})[entry.name] = entry
+            self._where[ident] = key
+            self._wake(entry.namespace, entry.preset, entry.claim)
+        if gone is not None:
+            # Whom the pod belonged to before, unless it still does.
+            preset = gone.preset if entry is None or gone.preset != entry.preset else ""
+            claim = gone.claim if entry is None or gone.claim != entry.claim else ""
+            if preset or claim:
+                self._wake(gone.namespace, preset, claim)
+
+    def _drop(self, key: PodKey, name: str) -> PodEntry | None:
+        pods = self._pods.get(key, {})
+        entry = pods.pop(name, None)
+        if not pods:
+            self._pods.pop(key, None)
+        return entry
 
     def replace(self, namespace: str | None, listed: dict[PodKey, dict[str, PodEntry]]) -> None:
         """A listing of one scope replaces what was held of it. After the first
@@ -72,6 +88,9 @@ class PodIndex:
         for key in old:
             del self._pods[key]
         self._pods.update(listed)
+        for ident in [i for i in self._where if namespace is None or i[0] == namespace]:
+            del self._where[ident]
+        self._where.update({(k[0], name): k for k, pods in listed.items() for name in pods})
         if first:
             self._unlisted.discard(namespace)
             if not self._unlisted:
