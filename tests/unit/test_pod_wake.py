@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from prewarm.handlers import registrations
 from prewarm.handlers.runtime import Runtime
 from prewarm.settings import Settings
@@ -14,20 +12,16 @@ from prewarm.settings import Settings
 KEY = ("ns", "p")
 
 
-def _runtime(monkeypatch: pytest.MonkeyPatch) -> Runtime:
-    rt = Runtime(settings=Settings(), kube=None, ledger=None)  # type: ignore[arg-type]
-    monkeypatch.setitem(registrations._state, "runtime", rt)
-    return rt
+def _runtime() -> Runtime:
+    return Runtime(settings=Settings(), kube=None, ledger=None)  # type: ignore[arg-type]
 
 
-def test_a_burst_of_pod_events_makes_one_preset_pass_after_the_delay(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    rt = _runtime(monkeypatch)
+def test_a_burst_of_pod_events_makes_one_preset_pass_after_the_delay() -> None:
+    rt = _runtime()
 
     async def scenario() -> tuple[bool, bool, int, bool]:
         for _ in range(3):  # created, bound, Ready
-            registrations._wake_pod("ns", "p", "c")
+            registrations._wake_pod(rt, "ns", "p", "c")
         claim_at_once = rt.claim_queue.waiting(("ns", "c"))
         preset_at_once = rt.queue.waiting(KEY)
         await asyncio.sleep(registrations.POD_WAKE_DELAY_S * 2)
@@ -36,15 +30,13 @@ def test_a_burst_of_pod_events_makes_one_preset_pass_after_the_delay(
     assert asyncio.run(scenario()) == (True, False, 1, True)
 
 
-def test_no_timer_when_a_pass_of_the_preset_is_already_due(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_no_timer_when_a_pass_of_the_preset_is_already_due() -> None:
     """Else the timer would add a second pass right after the one already due."""
-    rt = _runtime(monkeypatch)
+    rt = _runtime()
 
     async def scenario() -> int:
         rt.queue.add(KEY)
-        registrations._wake_pod("ns", "p", "")
+        registrations._wake_pod(rt, "ns", "p", "")
         return rt.memory_sizes()["timers"]
 
     assert asyncio.run(scenario()) == 0

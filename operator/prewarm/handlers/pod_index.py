@@ -43,9 +43,6 @@ class PodIndex:
     def __iter__(self) -> Iterator[PodKey]:
         return iter(self._pods)
 
-    def __len__(self) -> int:
-        return len(self._pods)
-
     def scope(self, namespace: str | None) -> ScopeSink:
         """What one watch (one namespace, or None: the cluster) feeds."""
         return ScopeSink(self, namespace)

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -141,7 +142,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
 def _watch_pods(rt: Runtime, kube: Kube, scopes: list[str | None]) -> PodIndex:
     """The workspace pods, watched outside kopf (k8s/pod_watch.py): one watch
     per namespace, or one of the cluster; on every replica, as kopf's watches."""
-    pods = PodIndex(_wake_pod, scopes, lambda: _index_complete(rt, "pods"))
+    pods = PodIndex(partial(_wake_pod, rt), scopes, lambda: _index_complete(rt, "pods"))
     for scope in scopes:
         watch = PodWatch(kube.rest, scope, LABEL_WORKSPACE, pods.scope(scope))
         _workers[f"pods {scope or '*'}"] = asyncio.create_task(watch.run())
@@ -430,12 +431,11 @@ def _wake_warm_waiters(namespace: str | None, preset: str | None) -> None:
         rt.claim_queue.add(claim)
 
 
-def _wake_pod(namespace: str, preset: str, claim: str) -> None:
+def _wake_pod(rt: Runtime, namespace: str, preset: str, claim: str) -> None:
     """A workspace pod changed: its claim looks again at once, its preset within
     POD_WAKE_DELAY_S (unless a pass is already due). Not a sign that kopf's
     indexes are complete, so nothing is marked."""
-    rt = _state.get("runtime")
-    if rt is None or not namespace:
+    if not namespace:
         return
     key = (namespace, preset)
     if preset and not rt.queue.waiting(key):
