@@ -351,13 +351,11 @@ async def _count(env: BenchEnv, writes: Counter[tuple[str, str]], before: str) -
     writes.update(by_verb_resource(delta(requests(after), requests(before))))
 
 
-def _stats(samples: list[float]) -> dict[str, float]:
-    return {
-        "n": len(samples),
-        "p50": percentile(samples, 0.5),
-        "p99": percentile(samples, 0.99),
-        "max": max(samples),
-    }
+def latency_cells(samples: list[float]) -> str:
+    """`samples | p50 ms | p99 ms | max ms` of a latency table (p99 only with
+    MIN_P99 samples or more)."""
+    p99 = f"{percentile(samples, 0.99):.1f}" if len(samples) >= MIN_P99 else f"- (n<{MIN_P99})"
+    return f"{len(samples)} | {percentile(samples, 0.5):.1f} | {p99} | {max(samples):.1f}"
 
 
 def _table(samples: dict[tuple[int, str], list[float]]) -> list[str]:
@@ -370,14 +368,11 @@ def _table(samples: dict[tuple[int, str], list[float]]) -> list[str]:
         create = percentile(samples[(n, "one create")], 0.5)
         bind = percentile(samples[(n, "create + one write")], 0.5)
         for run in RUNS:
-            s = _stats(samples[(n, run)])
-            p99 = f"{s['p99']:.1f}" if s["n"] >= MIN_P99 else f"- (n<{MIN_P99})"
-            ratios = [s["p50"] / create, s["p50"] / bind]
+            p50 = percentile(samples[(n, run)], 0.5)
+            ratios = [p50 / create, p50 / bind]
             cells = [f"**{r:.2f}**" if run == "prewarm" else f"{r:.2f}" for r in ratios]
             lines.append(
-                f"| {n} | {run} | {s['n']} | {s['p50']:.1f} | {p99} | {s['max']:.1f} | "
-                + " | ".join(cells)
-                + " |"
+                f"| {n} | {run} | {latency_cells(samples[(n, run)])} | " + " | ".join(cells) + " |"
             )
     return lines
 

@@ -49,12 +49,19 @@ class ProcSample:
     at: float
 
 
-def proc_sample(pid: int) -> ProcSample:
-    """RSS and peak RSS from /proc/PID/status, user+system CPU from /proc/PID/stat."""
+def memory_mib(pid: int) -> dict[str, float]:
+    """VmRSS, VmHWM and VmRSS's parts (RssAnon: the heap; RssFile: mapped files,
+    shared libraries and all) in MiB, from /proc/PID/status."""
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    rss = int(fields["VmRSS"].split()[0]) / 1024
-    hwm = int(fields["VmHWM"].split()[0]) / 1024
+    keys = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+    return {k: int(fields[k].split()[0]) / 1024 for k in keys if k in fields}
+
+
+def proc_sample(pid: int) -> ProcSample:
+    """RSS and peak RSS from /proc/PID/status, user+system CPU from /proc/PID/stat."""
+    memory = memory_mib(pid)
+    rss, hwm = memory["VmRSS"], memory["VmHWM"]
     stat = Path(f"/proc/{pid}/stat").read_text()
     after_comm = stat.rsplit(")", 1)[1].split()
     ticks = int(after_comm[11]) + int(after_comm[12])  # utime, stime (fields 14, 15)
@@ -158,14 +165,27 @@ def _samples(text: str, metric: str) -> Iterable[tuple[dict[str, str], float]]:
             yield dict(_LABEL.findall(m["labels"])), float(m["value"])
 
 
-def requests(text: str) -> Counter[RequestKey]:
-    """apiserver_request_total summed over everything but verb, resource and code."""
-    out: Counter[RequestKey] = Counter()
+RequestRow = tuple[str, str, str, str]  # verb, resource[/subresource], "dry run" or "", code
+
+
+def request_rows(text: str) -> Counter[RequestRow]:
+    """apiserver_request_total by verb, resource, dry run (a dry-run create is no
+    write) and code (a refused precondition is a request, not a delete)."""
+    out: Counter[RequestRow] = Counter()
     for labels, value in _samples(text, "apiserver_request_total"):
         resource = labels.get("resource", "")
         if labels.get("subresource"):
             resource += "/" + labels["subresource"]
-        out[(labels.get("verb", ""), resource, labels.get("code", ""))] += int(value)
+        dry = "dry run" if labels.get("dry_run") else ""
+        out[(labels.get("verb", ""), resource, dry, labels.get("code", ""))] += int(value)
+    return out
+
+
+def requests(text: str) -> Counter[RequestKey]:
+    """apiserver_request_total summed over everything but verb, resource and code."""
+    out: Counter[RequestKey] = Counter()
+    for (verb, resource, _, code), n in request_rows(text).items():
+        out[(verb, resource, code)] += n
     return out
 
 

@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 from kubernetes.aio import client as kclient
 
-from bench.claims import MIN_P99, Bench, _poll, rounds_from_env
+from bench.claims import Bench, _poll, latency_cells, rounds_from_env
 from bench.common import (
     Watch,
     apply,
@@ -292,11 +292,9 @@ def _claim_table(samples: dict[Any, list[float]]) -> list[str]:
             samples[(n, AGENT_SANDBOX)], 0.5
         )
         for run in ("prewarm", AGENT_SANDBOX):
-            got = samples[(n, run)]
-            p99 = f"{percentile(got, 0.99):.1f}" if len(got) >= MIN_P99 else f"- (n<{MIN_P99})"
             lines.append(
-                f"| {n} | {run} | {len(got)} | {percentile(got, 0.5):.1f} | {p99} | "
-                f"{max(got):.1f} | {f'**{ratio:.2f}**' if run == 'prewarm' else ''} |"
+                f"| {n} | {run} | {latency_cells(samples[(n, run)])} | "
+                f"{f'**{ratio:.2f}**' if run == 'prewarm' else ''} |"
             )
     return lines
 

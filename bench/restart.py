@@ -35,7 +35,6 @@ import os
 import shutil
 import sys
 import time
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,15 +44,16 @@ from bench.common import (
     JsonObject,
     Profiler,
     Watch,
-    _samples,
     apply_presets,
     delete_namespace,
     hot_spots,
     inclusive,
     loadavg,
+    memory_mib,
     pod_ready,
     preset_ready,
     proc_sample,
+    request_rows,
     scrape,
     start_operator,
 )
@@ -82,22 +82,6 @@ def _pod_key(obj: dict[str, Any]) -> tuple[str, bool, str]:
     return labels.get(LABEL_PRESET, ""), pod_ready(obj), labels.get(LABEL_WORKSPACE, "")
 
 
-RequestRow = tuple[str, str, str, str]  # verb, resource, dry run, code
-
-
-def _requests(text: str) -> Counter[RequestRow]:
-    """apiserver_request_total by verb, resource, dry_run (a dry-run create is no
-    write) and code (a refused precondition is a request, not a delete)."""
-    out: Counter[RequestRow] = Counter()
-    for labels, value in _samples(text, "apiserver_request_total"):
-        resource = labels.get("resource", "")
-        if labels.get("subresource"):
-            resource += "/" + labels["subresource"]
-        dry = "dry run" if labels.get("dry_run") else ""
-        out[(labels.get("verb", ""), resource, dry, labels.get("code", ""))] += int(value)
-    return out
-
-
 def _log_times(log: Path, offset: int) -> dict[str, Any]:
     """Wall-clock times (epoch s) of the fresh operator's milestones in its JSON log."""
     marks = {"acquired leadership": "leading", "indexes complete": "indexed"}
@@ -120,16 +104,6 @@ def _log_times(log: Path, offset: int) -> dict[str, Any]:
 IDLE_STARTS = 3
 
 
-def _rss_parts(pid: int) -> dict[str, float]:
-    """VmRSS, VmHWM and VmRSS's parts (RssAnon: the heap; RssFile: mapped files,
-    shared libraries and all) in MiB, from /proc/PID/status."""
-    fields = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-    )
-    keys = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
-    return {k: int(fields[k].split()[0]) / 1024 for k in keys if k in fields}
-
-
 def idle_rss(env: BenchEnv) -> list[dict[str, float]]:
     """RSS of IDLE_STARTS operators, one after another, each on a namespace with no
     presets, IDLE_SETTLE_S after it leads."""
@@ -138,7 +112,7 @@ def idle_rss(env: BenchEnv) -> list[dict[str, float]]:
         op = start_operator(env, env.namespace(f"bench-restart-idle-{i}"))
         try:
             time.sleep(IDLE_SETTLE_S)
-            samples.append(_rss_parts(op.proc.pid))
+            samples.append(memory_mib(op.proc.pid))
         finally:
             op.stop()
     return samples
@@ -228,10 +202,10 @@ async def _restart(
     m1 = await asyncio.to_thread(scrape, env)
     out["window_s"] = time.perf_counter() - t0
     out["rss"], out["hwm"], out["cpu"] = after.rss_mib, after.hwm_mib, after.cpu_s
-    out["rss_parts"] = _rss_parts(op.proc.pid)
+    out["rss_parts"] = memory_mib(op.proc.pid)
     out["created"] = sorted(set(workspaces.objects) - before)
     out["gone"] = sorted(before - set(workspaces.objects))
-    out["requests"] = _requests(m1) - _requests(m0)
+    out["requests"] = request_rows(m1) - request_rows(m0)
     times = _log_times(op.log, offset)
     out["log"] = {k: v - wall0 if isinstance(v, float) else v for k, v in times.items()}
     return out
