@@ -277,6 +277,9 @@ def _prog() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from prewarm.k8s.lean_import import skip_sync_client
+
+    skip_sync_client()  # before anything imports kopf or the client
     from prewarm.commands.errors import CliError, Exit
 
     parser = build_parser()

@@ -10,10 +10,14 @@ from pathlib import Path
 OPERATOR_ROOT = Path(__file__).resolve().parents[2] / "operator"
 
 
-def loaded_after(imports: str, watched: tuple[str, ...]) -> list[str]:
-    """Of `watched`, the modules in sys.modules after `import {imports}` in a new
-    interpreter that sees only the operator's package."""
-    probe = f"import sys, {imports}\nprint(','.join(m for m in {watched!r} if m in sys.modules))"
+def loaded_after(imports: str, watched: tuple[str, ...], first: str = "pass") -> list[str]:
+    """Of `watched`, the modules loaded after `first` (a statement) and then
+    `import {imports}` in a new interpreter that sees only the operator's
+    package. A module blocked in sys.modules (None) is not loaded."""
+    probe = (
+        f"import sys\n{first}\nimport {imports}\n"
+        f"print(','.join(m for m in {watched!r} if sys.modules.get(m) is not None))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", probe],
         env={"PYTHONPATH": str(OPERATOR_ROOT)},

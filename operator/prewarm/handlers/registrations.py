@@ -35,7 +35,7 @@ from prewarm.handlers.watched import (
     WorkspaceEntry,
 )
 from prewarm.k8s.client import Kube
-from prewarm.k8s.core import ApiError, JsonObject
+from prewarm.k8s.core import ApiError, ClusterConfigError, JsonObject, credentials
 from prewarm.k8s.lease import LeaderElector, stop_and_release
 from prewarm.k8s.pod_watch import PAGE_SIZE, PodWatch
 from prewarm.ledger.repository import Ledger, LedgerUnavailable
@@ -112,6 +112,30 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # The initial listing in pages, as the pod watch's (k8s/pod_watch.py): one
     # response of 10,000 workspaces parsed at once was the fresh operator's peak.
     settings.watching.chunk_size = PAGE_SIZE
+
+
+@kopf.on.login()
+async def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches connect as the operator's own client does: the same
+    kubeconfig setting (kopf's own login read only $KUBECONFIG, and tried the
+    service account first) through the same loader, not kopf's reading of it
+    with the synchronous client, which the operator does not load."""
+    config = Settings()
+    try:
+        found = await credentials(config.kubeconfig, config.in_cluster)
+    except ClusterConfigError as error:
+        raise kopf.LoginError(f"no way to the API server: {error}") from None
+    return kopf.ConnectionInfo(
+        server=found.server,
+        ca_path=found.ca_path,
+        insecure=found.insecure,
+        username=found.username,
+        password=found.password,
+        scheme=found.scheme,
+        token=found.token,
+        certificate_path=found.certificate_path,
+        private_key_path=found.private_key_path,
+    )
 
 
 @kopf.on.startup()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,22 +118,7 @@ class Rest:
         """An explicit kubeconfig (or context) wins; else the pod's service
         account when in a pod; else the default kubeconfig (~/.kube/config).
         ClusterConfigError if none of them works."""
-        configuration = kclient.Configuration()
-        try:
-            if in_cluster and not kubeconfig and not context:
-                kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-                namespace = _pod_namespace()
-            else:
-                # Pass the file explicitly: the client's own default is fixed at import.
-                loader = await kconfig.load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=kubeconfig or None,
-                    context=context or None,
-                    client_configuration=configuration,
-                )
-                current = loader.current_context or {}
-                namespace = (current.get("context") or {}).get("namespace") or "default"
-        except (ConfigException, OSError, ValueError) as error:
-            raise ClusterConfigError(" ".join(str(error).split()) or repr(error)) from None
+        configuration, namespace = await _load_configuration(kubeconfig, in_cluster, context)
         configuration.connection_pool_maxsize = pool_size
         # trust_env makes aiohttp look up ~/.netrc (in a thread) on every
         # request; the kubeconfig is the only source of credentials we use.
@@ -238,6 +224,65 @@ class Rest:
                 yield kind, obj
         finally:
             response.release()
+
+
+async def _load_configuration(
+    kubeconfig: str | None, in_cluster: bool, context: str | None
+) -> tuple[kclient.Configuration, str]:
+    """The client's configuration and the context's (or the pod's) namespace,
+    by `Rest.connect`'s rule; ClusterConfigError if none works."""
+    configuration = kclient.Configuration()
+    try:
+        if in_cluster and not kubeconfig and not context:
+            kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return configuration, _pod_namespace()
+        # Pass the file explicitly: the client's own default is fixed at import.
+        loader = await kconfig.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig or None,
+            context=context or None,
+            client_configuration=configuration,
+        )
+    except (ConfigException, OSError, ValueError) as error:
+        raise ClusterConfigError(" ".join(str(error).split()) or repr(error)) from None
+    current = loader.current_context or {}
+    return configuration, str((current.get("context") or {}).get("namespace") or "default")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How another HTTP client (kopf's) reaches the API server as `Rest` does:
+    the same kubeconfig or service account, read by the same loader."""
+
+    server: str
+    namespace: str
+    ca_path: str | None = None  # files: the loader writes inline data to temporary ones
+    insecure: bool = False
+    certificate_path: str | None = None
+    private_key_path: str | None = None
+    scheme: str | None = None  # of the Authorization header: "Bearer"
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+async def credentials(kubeconfig: str | None, in_cluster: bool) -> Credentials:
+    """Read afresh on every call: an exec plugin runs again, a projected
+    service-account token is read again (kopf logs in again on a 401)."""
+    configuration, namespace = await _load_configuration(kubeconfig, in_cluster, None)
+    header = await configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+    scheme, _, token = (header or "").rpartition(" ")
+    return Credentials(
+        server=configuration.host,
+        namespace=namespace,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        scheme=scheme or None,
+        token=token or None,
+        username=configuration.username or None,
+        password=configuration.password or None,
+    )
 
 
 def _pod_namespace() -> str:
