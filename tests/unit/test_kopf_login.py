@@ -72,3 +72,24 @@ def test_no_way_to_the_api_server_is_a_login_error(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     with pytest.raises(kopf.LoginError, match="no way to the API server"):
         asyncio.run(registrations.login())
+
+
+def test_in_a_pod_the_service_account_token_is_read_again_on_each_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubernetes.aio.config import incluster_config
+
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("first")
+    ca.write_bytes(CA)
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    first = asyncio.run(registrations.login())
+    token.write_text("rotated")  # the kubelet rotates the projected token
+    again = asyncio.run(registrations.login())
+    assert (first.server, first.scheme, first.token) == ("https://10.96.0.1:443", "bearer", "first")
+    assert again.token == "rotated"
+    assert first.ca_path == str(ca)

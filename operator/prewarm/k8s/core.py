@@ -270,7 +270,8 @@ async def credentials(kubeconfig: str | None, in_cluster: bool) -> Credentials:
     service-account token is read again (kopf logs in again on a 401)."""
     configuration, namespace = await _load_configuration(kubeconfig, in_cluster, None)
     header = await configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
-    scheme, _, token = (header or "").rpartition(" ")
+    # "Bearer TOKEN" from a kubeconfig, "bearer TOKEN" in a pod, a bare token maybe.
+    scheme, _, token = header.partition(" ") if header and " " in header else ("", "", header)
     return Credentials(
         server=configuration.host,
         namespace=namespace,
