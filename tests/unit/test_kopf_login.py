@@ -28,7 +28,9 @@ def _kubeconfig(tmp_path: Path, user: dict[str, Any]) -> Path:
                 "kind": "Config",
                 "clusters": [{"name": "c", "cluster": cluster}],
                 "users": [{"name": "u", "user": user}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "a"}}],
+                "contexts": [
+                    {"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "a"}}
+                ],
                 "current-context": "x",
             }
         )
@@ -44,7 +46,8 @@ def test_a_token_user_gives_the_server_its_ca_and_the_bearer_token(tmp_path: Pat
     found = asyncio.run(credentials(str(_kubeconfig(tmp_path, {"token": "s3cret"})), False))
     assert (found.server, found.namespace) == ("https://10.0.0.1:6443", "a")
     assert (found.scheme, found.token, found.insecure) == ("Bearer", "s3cret", False)
-    assert found.ca_path is not None and Path(found.ca_path).read_bytes() == CA
+    assert found.ca_path is not None
+    assert Path(found.ca_path).read_bytes() == CA
     assert found.certificate_path is None
 
 
@@ -52,8 +55,10 @@ def test_a_client_certificate_user_gives_its_files(tmp_path: Path) -> None:
     user = {"client-certificate-data": _b64(b"cert"), "client-key-data": _b64(b"key")}
     found = asyncio.run(credentials(str(_kubeconfig(tmp_path, user)), False))
     assert found.token is None
-    assert found.certificate_path and Path(found.certificate_path).read_bytes() == b"cert"
-    assert found.private_key_path and Path(found.private_key_path).read_bytes() == b"key"
+    assert found.certificate_path is not None
+    assert found.private_key_path is not None
+    assert Path(found.certificate_path).read_bytes() == b"cert"
+    assert Path(found.private_key_path).read_bytes() == b"key"
 
 
 def test_kopf_logs_in_with_the_operators_kubeconfig_setting(
@@ -63,7 +68,8 @@ def test_kopf_logs_in_with_the_operators_kubeconfig_setting(
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")  # in a pod: the file still wins
     info = asyncio.run(registrations.login())
     assert (info.server, info.scheme, info.token) == ("https://10.0.0.1:6443", "Bearer", "s3cret")
-    assert info.ca_path is not None and Path(info.ca_path).read_bytes() == CA
+    assert info.ca_path is not None
+    assert Path(info.ca_path).read_bytes() == CA
 
 
 def test_no_way_to_the_api_server_is_a_login_error(
