@@ -182,19 +182,23 @@ def test_template_rejected_by_the_api_server_fails_validation_without_retries(
     assert _status(cluster, namespace, "invalid")["prebuildStatus"] == "Normal"
 
 
-def _pod_creates(cluster: LocalCluster, *label: str) -> float:
-    """POST pods the API server has answered so far, with every `label` (e.g. 'code="409"')."""
+def _requests(cluster: LocalCluster, verb: str, resource: str, *label: str) -> float:
+    """Requests the API server has answered so far, with every `label` (e.g. 'code="409"')."""
     text = cluster.kubectl("get", "--raw", "/metrics").stdout
     total = 0.0
     for line in text.splitlines():
         if (
             line.startswith("apiserver_request_total{")
-            and 'resource="pods"' in line
-            and 'verb="POST"' in line
+            and f'resource="{resource}"' in line
+            and f'verb="{verb}"' in line
             and all(x in line for x in label)
         ):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def _pod_creates(cluster: LocalCluster, *label: str) -> float:
+    return _requests(cluster, "POST", "pods", *label)
 
 
 def _dry_run_pod_creates(cluster: LocalCluster) -> float:
@@ -217,6 +221,27 @@ def test_each_pod_is_created_once_although_the_watches_lag(
     assert _pod_creates(cluster, 'code="409"') == conflicts_before
     # Nor is its template validated again while the preset's status lags behind.
     assert _dry_run_pod_creates(cluster) == dry_runs_before + 1
+
+
+def test_a_disrupted_workspace_is_deleted_without_a_refused_delete(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """The pass that records a disruption (a status write) and then deletes the
+    workspace conditions the delete on the resourceVersion its own write
+    returned: the one read before the write drew a 409 and took another pass."""
+    apply(cluster, namespace, preset_manifest("lost", 2))
+    wait_until(lambda: len(_ready_hashes(cluster, namespace, "lost")) == 2, what="2 Ready")
+    refused_before = _requests(cluster, "DELETE", "prebuiltworkspaces", 'code="409"')
+    victim = _workspaces(cluster, namespace, "lost")[0]["metadata"]["name"]
+    cluster.kubectl("delete", "-n", namespace, "pod", victim, "--wait=false")
+    wait_until(
+        lambda: (
+            victim not in [w["metadata"]["name"] for w in _workspaces(cluster, namespace, "lost")]
+        ),
+        what="the disrupted workspace deleted",
+    )
+    wait_until(lambda: len(_ready_hashes(cluster, namespace, "lost")) == 2, what="replaced")
+    assert _requests(cluster, "DELETE", "prebuiltworkspaces", 'code="409"') == refused_before
 
 
 def test_deleting_a_preset_removes_its_workspaces_and_pods(

@@ -191,7 +191,7 @@ async def _reconcile(rt: Runtime, key: PresetKey, preset: PresetEntry) -> None:
     dry_run_message = await _validate_template(rt, preset, spec, p.template_hash, previous, retried)
     tracked, by_name = _gather_workspaces(rt, p, ledger_ok)
     first = decide_workspaces(tracked, now, p.readiness_timeout, rt.settings.crashloop_restarts)
-    instances = await _apply_workspace_actions(rt, p, tracked, first.actions)
+    instances = await _apply_workspace_actions(rt, p, tracked, first.actions, by_name)
     failure, episode_start, ledger_ok = await _gather_failure(rt, p, ledger_ok, dry_run_message)
     demand = await _gather_demand(rt, p, ledger_ok)
     snapshot = _snapshot(rt, p, instances, failure, ledger_ok, first.deadlines, demand)
@@ -389,17 +389,32 @@ def _workspace_view(
 
 
 async def _apply_workspace_actions(
-    rt: Runtime, p: _Pass, tracked: list[TrackedWorkspace], actions: list[WorkspaceAction]
+    rt: Runtime,
+    p: _Pass,
+    tracked: list[TrackedWorkspace],
+    actions: list[WorkspaceAction],
+    by_name: dict[str, WorkspaceEntry],
 ) -> list[Instance]:
     """Write each workspace's new phase (and its ledger outcome), create missing
-    pods; the pool's instances as they stand afterwards."""
+    pods; the pool's instances as they stand afterwards. A workspace whose phase
+    was written gets its new resourceVersion in `by_name`: a delete later in the
+    pass is conditional on it, and the one read before the write only drew a 409."""
     # Concurrently: while a pool fills, one pass may see many pods turn Ready.
     results = await asyncio.gather(*(_apply_workspace_action(rt, p, a) for a in actions))
-    done = {a.workspace.name: r for a, r in zip(actions, results, strict=True)}
+    done: dict[str, Instance] = {}
+    for action, (instance, version) in zip(actions, results, strict=True):
+        name = action.workspace.name
+        done[name] = instance
+        if version is not None and name in by_name:
+            by_name[name] = replace(by_name[name], resource_version=version)
     return [done.get(ws.name, ws.instance) for ws in tracked]
 
 
-async def _apply_workspace_action(rt: Runtime, p: _Pass, action: WorkspaceAction) -> Instance:
+async def _apply_workspace_action(
+    rt: Runtime, p: _Pass, action: WorkspaceAction
+) -> tuple[Instance, str | None]:
+    """The workspace's instance after the action, and its resourceVersion if the
+    action wrote its phase."""
     ws, step = action.workspace, action.step
     memory = rt.memory.workspace(ws.uid)
     if step.forget_written:
@@ -408,18 +423,18 @@ async def _apply_workspace_action(rt: Runtime, p: _Pass, action: WorkspaceAction
         await _create_pod(
             rt, p.preset, p.spec, p.template_hash, ws.name, ws.uid, ws.resource_version
         )
-        return ws.instance
+        return ws.instance, None
     if step.step is Step.ASSUME:
-        return instance_after(ws.instance, step, p.now)
+        return instance_after(ws.instance, step, p.now), None
     if step.step is not Step.WRITE or step.outcome is None or step.phase is None:
-        return ws.instance
-    written = await _record_outcome(
+        return ws.instance, None
+    version = await _record_outcome(
         rt, p.preset, ws.name, ws.uid, ws.resource_version, step.outcome, p.now, ws.instance
     )
-    if not written:
-        return ws.instance
+    if version is None:
+        return ws.instance, None
     memory.phase_written = (step.phase, ws.resource_version)
-    return instance_after(ws.instance, step, p.now)
+    return instance_after(ws.instance, step, p.now), version
 
 
 async def _gather_failure(
@@ -803,18 +818,18 @@ async def _record_outcome(
     outcome: Outcome,
     now: datetime,
     instance: Instance | None,
-) -> bool:
+) -> str | None:
     """Write a workspace's new phase (conditional on what we read) and record
-    its outcome; False if the workspace changed since it was read."""
+    its outcome; its new resourceVersion, or None if it changed since it was read."""
     first_ready = instance is None or instance.ready_at is None
     status = outcome_status(outcome, name, now, first_ready)
     try:
-        await rt.kube.patch_workspace_status(
+        written = await rt.kube.patch_workspace_status(
             preset.namespace, name, workspace_status_patch(status, resource_version)
         )
     except ApiError as error:
         if error.conflict or error.not_found:
-            return False  # changed (claimed?) or gone since we read it: the next pass sees it
+            return None  # changed (claimed?) or gone since we read it: the next pass sees it
         raise
     key = (preset.namespace, preset.name)
     if outcome.verdict is Verdict.READY and first_ready:
@@ -831,7 +846,7 @@ async def _record_outcome(
         await _record_failure(rt, preset, name, uid, outcome, now)
     elif outcome.verdict is Verdict.DISRUPTED:
         _record_disruption(rt, preset, name, uid, outcome, now)
-    return True
+    return str((written.get("metadata") or {}).get("resourceVersion") or resource_version)
 
 
 async def _record_failure(
