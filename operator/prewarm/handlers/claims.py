@@ -7,6 +7,9 @@ workspace; a loser moves on to the next candidate. Then, together, the pod
 annotations the agent watches and the claim's Bound: a warm claim is four
 writes with the client's create. The workspace's status is not written on a
 take (it stays Ready; its claimRef says whose it is).
+
+A Bound claim's passes are in handlers/claims_bound.py; the writes both
+share, in handlers/claim_writes.py.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,35 +30,39 @@ from prewarm.api.conditions import get_condition, set_condition
 from prewarm.api.constants import (
     ANNOTATION_PAUSED,
     ANNOTATION_REINIT_GENERATION,
-    API_VERSION,
     KIND_WORKSPACE_CLAIM,
     LABEL_CLAIM,
 )
-from prewarm.api.durations import format_duration
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import rfc3339
-from prewarm.api.workspace import (
-    PrebuiltWorkspaceStatus,
-    WorkspacePhase,
-    workspace_status_patch,
+from prewarm.api.workspace import PrebuiltWorkspaceStatus, WorkspacePhase, workspace_status_patch
+from prewarm.handlers.claim_writes import (
+    annotate_pod,
+    copy_owner_credentials,
+    event,
+    fail,
+    patch_claim,
+    utc_now,
+)
+from prewarm.handlers.claims_bound import (
+    check_reinitialized,
+    check_workspace,
+    ensure_pod_knows_owner,
+    expire,
 )
 from prewarm.handlers.memory import ClaimKey
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import ClaimEntry, PresetEntry, WorkspaceEntry
-from prewarm.handlers.workspaces import copy_owner_secret, ensure_pod, record_disruption
+from prewarm.handlers.workspaces import ensure_pod, record_disruption
 from prewarm.k8s.client import ApiError
-from prewarm.k8s.events import post_event
 from prewarm.planning.claim_parameters import ResolvedParameters, resolve_parameters
 from prewarm.planning.claims import (
     Action,
-    BoundStep,
     ClaimDecision,
     Follow,
-    Kept,
     PresetView,
     Route,
-    check_bound,
     claim_deadline,
     claim_route,
     decide_claim,
@@ -64,25 +71,10 @@ from prewarm.planning.claims import (
 from prewarm.planning.failures import Outcome, Verdict
 from prewarm.planning.preset_pass import outcome_status
 from prewarm.planning.quota import QUOTA_RETRY_FIRST, quota_message
-from prewarm.planning.reinit import (
-    pod_agents,
-    reinit_condition,
-    reinit_pending,
-    reinit_progress,
-)
-from prewarm.planning.render import (
-    ClaimRef,
-    claim_annotations,
-    owner_reference,
-    parameter_list,
-    render_workspace,
-)
+from prewarm.planning.reinit import pod_agents, reinit_pending
+from prewarm.planning.render import ClaimRef, owner_reference, parameter_list, render_workspace
 
 log = logging.getLogger("prewarm.claims")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
@@ -110,7 +102,7 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         bound_here=memory.bound_to is not None,
         carried=mine is not None,
         cold_start_pending=memory.cold_start_pending(),
-        expired=deadline is not None and deadline <= _now(),
+        expired=deadline is not None and deadline <= utc_now(),
         lost_here=status.workspace_name in memory.lost,
     )
     if route.requeue_after is not None:
@@ -122,14 +114,14 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         return
     if route.route is Route.EXPIRE:
         assert deadline is not None
-        await _expire(rt, claim, status, mine, deadline)
+        await expire(rt, claim, status, mine, deadline)
         return
     if route.route is Route.BOUND:
         memory.bound_to = None
         ws = _workspace_named(rt, claim, status.workspace_name)
-        if await _check_bound(rt, claim, status, ws, deadline):
-            await _ensure_pod_knows_owner(rt, claim, status, ws)
-            await _check_reinitialized(rt, claim, status)
+        if await check_workspace(rt, claim, status, ws, deadline):
+            await ensure_pod_knows_owner(rt, claim, status, ws)
+            await check_reinitialized(rt, claim, status)
         return
     if route.route is Route.WATCH_LAGS:
         return
@@ -164,7 +156,7 @@ def _record_requested(rt: Runtime, claim: ClaimEntry) -> None:
         claim.namespace,
         claim.name,
         claim.owner,
-        _now(),
+        utc_now(),
     )
     rt.writes.submit(
         f"claim {claim.name} requested", lambda: rt.ledger.record_claim_requested(*requested)
@@ -214,12 +206,12 @@ async def _claim_new(
     )
 
     if decision.action is Action.WAIT:
-        await _patch_claim(rt, claim, status, ClaimPhase.PENDING, decision.reason, decision.message)
+        await patch_claim(rt, claim, status, ClaimPhase.PENDING, decision.reason, decision.message)
         if decision.requeue_after is not None:
             rt.requeue_claim_after((claim.namespace, claim.name), decision.requeue_after)
         return
     if decision.action is Action.FAIL:
-        await _fail(rt, claim, status, decision.reason, decision.message)
+        await fail(rt, claim, status, decision.reason, decision.message)
         return
     assert preset_entry is not None
     assert spec is not None
@@ -262,7 +254,7 @@ def _decide_claim(
 ) -> ClaimDecision:
     instances = [w.as_instance() for w in workspaces]
     cold_build = status.workspace_name if status.source is ClaimSource.COLD else None
-    now = _now()
+    now = utc_now()
     grace = claim.cold_start_grace
     if grace is None and spec is not None:
         grace = spec.claims.cold_start_grace
@@ -311,7 +303,7 @@ async def _take(
         if error.conflict or error.not_found or error.status == 422:
             return False  # another claim (or the pool) changed it first
         raise
-    await _copy_owner_credentials(rt, claim, ws.name, spec)
+    await copy_owner_credentials(rt, claim, ws.name, spec)
     # The take made the workspace ours. What the user waits for goes first and
     # together: the pod's annotations (the agent) and Bound (the user). Bound
     # may land a moment before the annotations; a bound claim's later passes
@@ -319,7 +311,7 @@ async def _take(
     # The workspace's status is not written: it stays Ready, and its spec
     # (claimRef, owner) says it is taken (docs/decisions.md, "A warm claim's writes").
     await asyncio.gather(
-        _annotate_pod(rt, claim, ws.name, generation, parameters),
+        annotate_pod(rt, claim, ws.name, generation, parameters),
         _bind(rt, claim, status, ws.name, ClaimSource.PREBUILT, generation, seen),
     )
     metrics.prebuilds_claimed.labels(claim.namespace, claim.preset).inc()
@@ -344,26 +336,6 @@ def _take_patch(
         },
         "spec": spec,
     }
-
-
-async def _annotate_pod(
-    rt: Runtime,
-    claim: ClaimEntry,
-    pod: str,
-    generation: int,
-    parameters: tuple[tuple[str, str], ...],
-) -> None:
-    await rt.kube.patch_pod(
-        claim.namespace,
-        pod,
-        {
-            "metadata": {
-                "labels": {LABEL_CLAIM: claim.name},
-                "annotations": claim_annotations(claim.owner, generation, parameters),
-            }
-        },
-    )
-    rt.memory.claim((claim.namespace, claim.name)).annotated = (pod, generation)
 
 
 async def _cold_start(
@@ -391,7 +363,7 @@ async def _cold_start(
     rt.memory.claim((claim.namespace, claim.name)).cold_started_at = time.monotonic()
     name = created["metadata"]["name"]
     uid = created["metadata"]["uid"]
-    started = _now()
+    started = utc_now()
     rt.record_build(
         (claim.namespace, claim.preset),
         f"cold build {name} started",
@@ -409,7 +381,7 @@ async def _cold_start(
     if not await _ensure_cold_pod(rt, claim, status, spec, thash, (name, uid), parameters):
         return
     metrics.claim_misses.labels(claim.namespace, claim.preset).inc()
-    await _patch_claim(
+    await patch_claim(
         rt,
         claim,
         status,
@@ -418,7 +390,7 @@ async def _cold_start(
         f"building workspace {name} for {claim.owner}: {why}",
         extra={"workspaceName": name, "source": ClaimSource.COLD.value},
     )
-    await _event(rt, claim, "Normal", reasons.REASON_COLD_START, f"no warm workspace: {why}")
+    await event(rt, claim, "Normal", reasons.REASON_COLD_START, f"no warm workspace: {why}")
 
 
 async def _ensure_cold_pod(
@@ -448,7 +420,7 @@ async def _ensure_cold_pod(
     if refusal is None:
         return True
     if refusal.quota_exceeded:
-        await _patch_claim(
+        await patch_claim(
             rt,
             claim,
             status,
@@ -460,7 +432,7 @@ async def _ensure_cold_pod(
         )
         rt.requeue_claim_after((claim.namespace, claim.name), QUOTA_RETRY_FIRST.total_seconds())
         return False
-    await _fail(rt, claim, status, FailureReason.POD_REJECTED, refusal.message)
+    await fail(rt, claim, status, FailureReason.POD_REJECTED, refusal.message)
     return False
 
 
@@ -482,7 +454,7 @@ async def _follow_own_workspace(
         ws.created_at,
         pod.view if pod else None,
         spec is not None,
-        _now(),
+        utc_now(),
         timeout,
         rt.settings.crashloop_restarts,
     )
@@ -492,8 +464,8 @@ async def _follow_own_workspace(
         # Idempotent writes: the owner's credentials and the pod's annotations (if
         # the pod does not know its generation yet: a take cut off), then Bound.
         if pod is None or pod.annotations.get(ANNOTATION_REINIT_GENERATION) != str(step.generation):
-            await _copy_owner_credentials(rt, claim, ws.name, spec)
-        await _annotate_pod(rt, claim, ws.name, step.generation, ws.claim_parameters)
+            await copy_owner_credentials(rt, claim, ws.name, spec)
+        await annotate_pod(rt, claim, ws.name, step.generation, ws.claim_parameters)
         source = status.source or ClaimSource.PREBUILT
         await _bind(rt, claim, status, ws.name, source, step.generation, seen)
         return
@@ -515,7 +487,7 @@ async def _cold_build_failed(
     ws: WorkspaceEntry,
     outcome: Outcome,
 ) -> None:
-    now = _now()
+    now = utc_now()
     await rt.kube.patch_workspace_status(
         claim.namespace,
         ws.name,
@@ -525,7 +497,7 @@ async def _cold_build_failed(
     key = (claim.namespace, claim.preset)
     if outcome.verdict is Verdict.DISRUPTED:
         record_disruption(rt, key, f"cold build {ws.name}", ws.uid, outcome, now)
-        await _fail(rt, claim, status, reason, f"cold start disrupted: {message}")
+        await fail(rt, claim, status, reason, f"cold start disrupted: {message}")
         return
     rt.record_build(
         key,
@@ -533,13 +505,13 @@ async def _cold_build_failed(
         lambda: rt.ledger.record_build_failed(ws.uid, reason, message, now),
         failed=True,
     )
-    await _fail(rt, claim, status, reason, f"cold start failed: {message}")
+    await fail(rt, claim, status, reason, f"cold start failed: {message}")
 
 
 async def _cold_build_ready(
     rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, ws: WorkspaceEntry, seen: float
 ) -> None:
-    now = _now()
+    now = utc_now()
     await rt.kube.patch_workspace_status(
         claim.namespace,
         ws.name,
@@ -571,7 +543,7 @@ async def _bind(
     generation: int,
     seen: float,
 ) -> None:
-    now = _now()
+    now = utc_now()
     # boundAt is the first binding: a claim's lifetime counts from it, and a
     # rebind after a lost workspace neither resets it nor extends the lifetime.
     first = status.bound_at or now
@@ -584,7 +556,7 @@ async def _bind(
     deadline = claim_deadline(claim.lifetime, claim.shutdown_at, first)
     if deadline is not None:
         extra["expiresAt"] = rfc3339(deadline, milliseconds=True)
-    await _patch_claim(
+    await patch_claim(
         rt,
         claim,
         _reinit_pending(rt, claim, _rebound(status, now), workspace, generation, now),
@@ -672,308 +644,3 @@ def _rebound(status: WorkspaceClaimStatus, now: datetime) -> WorkspaceClaimStatu
         now.replace(microsecond=0),
     )
     return status.model_copy(update={"conditions": conditions})
-
-
-async def _check_bound(
-    rt: Runtime,
-    claim: ClaimEntry,
-    status: WorkspaceClaimStatus,
-    ws: WorkspaceEntry | None,
-    deadline: datetime | None,
-) -> bool:
-    """A Bound claim still has its workspace `ws` and pod (True), or lost them and
-    its spec.onWorkspaceLost is applied (False). Comes back when its lifetime ends."""
-    name = status.workspace_name
-    if not name:
-        return True
-    pod = rt.pod(claim.namespace, name)
-    step = check_bound(
-        name,
-        ws is not None and not ws.deleting,
-        pod is not None and not pod.deleting,
-        claim.on_workspace_lost,
-        deadline,
-        _now(),
-    )
-    if step.action is Kept.KEEP:
-        if step.requeue_after is not None:
-            rt.requeue_claim_after((claim.namespace, claim.name), step.requeue_after)
-        wanted = rfc3339(deadline, milliseconds=True) if deadline else None
-        if claim.status.get("expiresAt") != wanted:
-            # spec.lifetime or spec.shutdownAt changed since it was bound.
-            await rt.kube.patch_claim_status(
-                claim.namespace, claim.name, {"status": {"expiresAt": wanted}}
-            )
-        return True
-    await _workspace_lost(rt, claim, status, ws, step)
-    return False
-
-
-async def _workspace_lost(
-    rt: Runtime,
-    claim: ClaimEntry,
-    status: WorkspaceClaimStatus,
-    ws: WorkspaceEntry | None,
-    step: BoundStep,
-) -> None:
-    """Delete what is left of the lost workspace (the claim owns it), say so,
-    then fail the claim or send it back to Pending to bind another one."""
-    name = status.workspace_name or ""
-    now = _now()
-    rt.memory.claim((claim.namespace, claim.name)).lost.add(name)
-    if ws is not None and not ws.deleting:
-        await rt.kube.delete_workspace(claim.namespace, name)
-    policy = claim.on_workspace_lost
-    ws_uid = ws.uid if ws else ""
-    rt.writes.submit(
-        f"claim {claim.name} lost {name}",
-        lambda: rt.ledger.record_claim_workspace_lost(
-            claim.uid, ws_uid, name, step.reason, policy.value, now
-        ),
-    )
-    await _event(rt, claim, "Warning", reasons.REASON_WORKSPACE_LOST, step.message)
-    conditions = set_condition(
-        status.conditions,
-        reasons.WORKSPACE_LOST,
-        "True",
-        step.reason,
-        step.message,
-        None,
-        now.replace(microsecond=0),
-    )
-    if get_condition(conditions, reasons.REINITIALIZED) is not None:
-        conditions = set_condition(
-            conditions, reasons.REINITIALIZED, "False", step.reason, step.message, None, now
-        )
-    lost = status.model_copy(update={"conditions": conditions})
-    if step.action is Kept.FAIL:
-        await _fail(rt, claim, lost, reasons.REASON_WORKSPACE_LOST, step.message)
-        return
-    await _patch_claim(
-        rt,
-        claim,
-        lost,
-        ClaimPhase.PENDING,
-        reasons.REASON_WORKSPACE_LOST,
-        step.message,
-        extra={
-            "workspaceName": None,
-            "source": None,
-            "reinitializedAt": None,
-            "reinitGeneration": None,
-            "rebinds": status.rebinds + 1,
-        },
-    )
-    log.warning("claim %s/%s: %s", claim.namespace, claim.name, step.message)
-
-
-async def _expire(
-    rt: Runtime,
-    claim: ClaimEntry,
-    status: WorkspaceClaimStatus,
-    mine: WorkspaceEntry | None,
-    deadline: datetime,
-) -> None:
-    """Its lifetime (or shutdownAt) ended: the workspace goes, the claim says Expired."""
-    names = {n for n in (status.workspace_name, mine.name if mine else None) if n}
-    for name in sorted(names):
-        await rt.kube.delete_workspace(claim.namespace, name)
-    when = rfc3339(deadline)
-    if (
-        claim.lifetime is not None
-        and status.bound_at is not None
-        and (claim.shutdown_at is None or status.bound_at + claim.lifetime <= claim.shutdown_at)
-    ):
-        why = f"spec.lifetime {format_duration(claim.lifetime)} after binding ended at {when}"
-    else:
-        why = f"spec.shutdownAt {when} has come"
-    message = f"{why}; workspace {', '.join(sorted(names)) or '(none)'} deleted"
-    await _patch_claim(
-        rt,
-        claim,
-        status,
-        ClaimPhase.EXPIRED,
-        reasons.REASON_EXPIRED,
-        message,
-        extra={"expiresAt": rfc3339(deadline, milliseconds=True)},
-    )
-    now = _now()
-    rt.writes.submit(
-        f"claim {claim.name} expired", lambda: rt.ledger.record_claim_expired(claim.uid, now)
-    )
-    await _event(rt, claim, "Normal", reasons.REASON_EXPIRED, message)
-    rt.memory.wait_for_warm((claim.namespace, claim.name), None)
-
-
-async def _ensure_pod_knows_owner(
-    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, ws: WorkspaceEntry | None
-) -> None:
-    if not status.workspace_name or not status.reinit_generation:
-        return
-    pod = rt.pod(claim.namespace, status.workspace_name)
-    if pod is None or pod.deleting:
-        return
-    if rt.memory.claim((claim.namespace, claim.name)).annotated == (
-        pod.name,
-        status.reinit_generation,
-    ):
-        return  # written by this process: the pod watch may not show it yet
-    parameters = ws.claim_parameters if ws else ()
-    wanted = claim_annotations(claim.owner, status.reinit_generation, parameters)
-    if any(pod.annotations.get(k) != v for k, v in wanted.items()):
-        if pod.annotations.get(ANNOTATION_REINIT_GENERATION) != str(status.reinit_generation):
-            await _copy_owner_credentials(rt, claim, pod.name, None)
-        await _annotate_pod(rt, claim, pod.name, status.reinit_generation, parameters)
-
-
-async def _copy_owner_credentials(
-    rt: Runtime, claim: ClaimEntry, workspace: str, spec: PresetSpec | None
-) -> None:
-    """The claim's credentials into `<ws>-owner` (idempotent) before the pod learns
-    a generation it has not seen: by the take, and again by the pass that finishes
-    a take cut off before it (an operator killed right after it), so the agent
-    never runs the hook for the claim without them."""
-    if not claim.owner_secret:
-        return
-    if spec is None:
-        preset = rt.preset((claim.namespace, claim.preset))
-        spec = rt.parsed_spec(preset)[0] if preset is not None else None
-    if spec is not None and spec.agent.on_claim:
-        await copy_owner_secret(rt, claim.namespace, claim.owner_secret, workspace)
-
-
-async def _check_reinitialized(
-    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus
-) -> None:
-    """A Bound claim's Reinitialized condition follows its pod's agents
-    (planning/reinit.py): pending, retrying, failed or done for its generation."""
-    if status.reinitialized_at is not None or not status.workspace_name:
-        return
-    pod = rt.pod(claim.namespace, status.workspace_name)
-    if pod is None:
-        return
-    generation = status.reinit_generation
-    progress = reinit_progress(pod.annotations, generation)
-    if progress is None:
-        return  # no agent to wait for
-    wanted = reinit_condition(progress, generation)
-    current = get_condition(status.conditions, reasons.REINITIALIZED)
-    if (
-        current is not None
-        and current.status.value == wanted.status
-        and (current.reason, current.message) == (wanted.reason, wanted.message)
-    ):
-        return  # nothing new to say
-    now = _now()
-    conditions = set_condition(
-        status.conditions,
-        reasons.REINITIALIZED,
-        wanted.status,
-        wanted.reason,
-        wanted.message,
-        None,
-        now,
-    )
-    patch: dict[str, Any] = {
-        "conditions": [c.model_dump(by_alias=True, mode="json") for c in conditions]
-    }
-    if wanted.status == "True":
-        patch["reinitializedAt"] = rfc3339(now, milliseconds=True)
-    await rt.kube.patch_claim_status(claim.namespace, claim.name, {"status": patch})
-    if wanted.failed:
-        metrics.claim_reinit_failures.labels(claim.namespace, claim.preset, wanted.reason).inc()
-        await _event(rt, claim, "Warning", wanted.reason, wanted.event)
-    if wanted.status == "True":
-        _reinitialized(rt, claim, status, now)
-
-
-def _reinitialized(
-    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, now: datetime
-) -> None:
-    """Every agent is done: the latency since this binding, and the ledger."""
-    bound = get_condition(status.conditions, reasons.BOUND)
-    starts = [t for t in (status.bound_at, bound and bound.last_transition_time) if t]
-    if starts:
-        seconds = max(0.0, (now - max(starts)).total_seconds())
-        metrics.claim_reinit_seconds.labels(claim.namespace, claim.preset).observe(seconds)
-    rt.writes.submit(
-        f"claim {claim.name} reinitialized",
-        lambda: rt.ledger.record_claim_reinitialized(claim.uid, now),
-    )
-
-
-async def _fail(
-    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, reason: str, message: str
-) -> None:
-    await _patch_claim(rt, claim, status, ClaimPhase.FAILED, reason, message)
-    failed_at = _now()
-    rt.writes.submit(
-        f"claim {claim.name} failed",
-        lambda: rt.ledger.record_claim_failed(claim.uid, reason, failed_at),
-    )
-    # A claim fails once: a pass that ran before the watch showed Failed must
-    # not post it again (post_event's once_key, as for the preset's episodes).
-    await _event(
-        rt, claim, "Warning", reasons.REASON_CLAIM_FAILED, f"{reason}: {message}", "failed"
-    )
-    rt.memory.claim((claim.namespace, claim.name)).seen_at = None
-
-
-async def _patch_claim(
-    rt: Runtime,
-    claim: ClaimEntry,
-    status: WorkspaceClaimStatus,
-    phase: ClaimPhase,
-    reason: str,
-    message: str,
-    extra: dict[str, Any] | None = None,
-) -> None:
-    now = _now()
-    conditions = set_condition(
-        status.conditions,
-        reasons.BOUND,
-        "True" if phase is ClaimPhase.BOUND else "False",
-        reason,
-        message,
-        None,
-        now.replace(microsecond=0),
-    )
-    wanted: dict[str, Any] = {
-        "phase": phase.value,
-        "conditions": [c.model_dump(by_alias=True, mode="json") for c in conditions],
-        **(extra or {}),
-    }
-    if status.requested_at is None:
-        wanted["requestedAt"] = rfc3339(now, milliseconds=True)
-    current = {k: claim.status.get(k) for k in wanted if k != "requestedAt"}
-    if all(current[k] == v for k, v in wanted.items() if k != "requestedAt") and (
-        status.requested_at is not None
-    ):
-        return  # nothing new to say
-    try:
-        await rt.kube.patch_claim_status(claim.namespace, claim.name, {"status": wanted})
-    except ApiError as error:
-        if not error.not_found:
-            raise
-
-
-async def _event(
-    rt: Runtime,
-    claim: ClaimEntry,
-    type_: str,
-    reason: str,
-    message: str,
-    once_key: str | None = None,
-) -> None:
-    await post_event(
-        rt.kube,
-        api_version=API_VERSION,
-        kind=KIND_WORKSPACE_CLAIM,
-        namespace=claim.namespace,
-        name=claim.name,
-        uid=claim.uid,
-        type_="Warning" if type_ == "Warning" else "Normal",
-        reason=reason,
-        message=message,
-        once_key=once_key,
-    )
