@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import platform
-import weakref
 
 from prewarm.handlers import process_memory
 
@@ -27,26 +26,3 @@ def test_the_freed_heap_is_given_back_where_the_c_library_is_glibc() -> None:
     expected = platform.libc_ver()[0] == "glibc"
     assert process_memory.release_freed_heap() is expected
     assert process_memory.release_freed_heap() is expected
-
-
-def test_the_first_release_after_a_fresh_start_collects_the_listings_cycles_first() -> None:
-    """Garbage in reference cycles (kopf's per-object tasks, patches and loggers
-    of the initial listing) is freed only by a collection; a full one before
-    the trim lets its pages go back too."""
-
-    class Node:
-        pass
-
-    freed: list[bool] = []
-    gc.disable()
-    try:
-        a, b = Node(), Node()
-        a.other, b.other = b, a  # type: ignore[attr-defined]
-        weakref.finalize(a, freed.append, True)
-        del a, b
-        process_memory.release_freed_heap()
-        assert freed == []  # the trim alone does not collect
-        process_memory.release_freed_heap(collect=True)
-        assert freed == [True]
-    finally:
-        gc.enable()

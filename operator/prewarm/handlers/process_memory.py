@@ -42,11 +42,8 @@ def _glibc() -> ctypes.CDLL | None:
     return _libc["libc"]
 
 
-def release_freed_heap(collect: bool = False) -> bool:
-    """Give freed heap pages back to the system (after a full collection, if
-    `collect`); False where that cannot be done."""
-    if collect:
-        gc.collect()
+def release_freed_heap() -> bool:
+    """Give freed heap pages back to the system; False where that cannot be done."""
     libc = _glibc()
     if libc is None:
         return False

@@ -329,14 +329,11 @@ async def _run_claims(rt: Runtime) -> None:
 
 async def _resync(rt: Runtime) -> None:
     await rt.indexed.wait()
-    first = True
     while True:
         await asyncio.sleep(rt.settings.resync_seconds)
         rt.sweep()
-        # What a fresh start's listing freed (and any burst since) goes back;
-        # the first time after a full collection, for the listing's cycles.
-        process_memory.release_freed_heap(collect=first)
-        first = False
+        # What a fresh start's listing freed (and any burst since) goes back.
+        process_memory.release_freed_heap()
         for kind, size in rt.memory_sizes().items():
             metrics.memory_entries.labels(kind).set(size)
         for key in rt.preset_keys():
