@@ -3,9 +3,9 @@
 Taking is a conditional merge patch of the workspace (resourceVersion
 precondition): owner, claimRef, claim label and the ownerReference moving
 from the preset to the claim, in one write. Exactly one claim wins each
-workspace; a loser moves on to the next candidate. Then, together, the pod
-annotations the agent watches and the claim's Bound: a warm claim is four
-writes with the client's create. The workspace's status is not written on a
+workspace; a loser moves on to the next candidate. Then the claim's Bound,
+then the pod annotations the agent watches: a warm claim is four writes with
+the client's create. The workspace's status is not written on a
 take (it stays Ready; its claimRef says whose it is).
 
 A Bound claim's passes are in handlers/claims_bound.py; the writes both
@@ -14,7 +14,6 @@ share, in handlers/claim_writes.py.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -304,16 +303,15 @@ async def _take(
             return False  # another claim (or the pool) changed it first
         raise
     await copy_owner_credentials(rt, claim, ws.name, spec)
-    # The take made the workspace ours. What the user waits for goes first and
-    # together: the pod's annotations (the agent) and Bound (the user). Bound
-    # may land a moment before the annotations; a bound claim's later passes
-    # compare the pod with the claim and repeat the idempotent patch if needed.
-    # The workspace's status is not written: it stays Ready, and its spec
+    # The take made the workspace ours. Bound (what the user waits for) goes
+    # first, then the pod's annotations (what the agent waits for): sent
+    # together they answered later, both (docs/decisions.md, "Bound before the
+    # pod's annotations"). If the annotations do not follow (a crash), a bound
+    # claim's later passes compare the pod with the claim and write them. The
+    # workspace's status is not written: it stays Ready, and its spec
     # (claimRef, owner) says it is taken (docs/decisions.md, "A warm claim's writes").
-    await asyncio.gather(
-        annotate_pod(rt, claim, ws.name, generation, parameters),
-        _bind(rt, claim, status, ws.name, ClaimSource.PREBUILT, generation, seen),
-    )
+    await _bind(rt, claim, status, ws.name, ClaimSource.PREBUILT, generation, seen)
+    await annotate_pod(rt, claim, ws.name, generation, parameters)
     metrics.prebuilds_claimed.labels(claim.namespace, claim.preset).inc()
     return True
 
