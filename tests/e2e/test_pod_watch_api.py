@@ -44,7 +44,7 @@ async def _watch(cluster: LocalCluster, namespace: str, scope: str | None) -> di
     kube = await Kube.connect(str(cluster.kubeconfig))
     listed = asyncio.Event()
     woken: list[tuple[str, str, str]] = []
-    index = PodIndex(lambda *who: woken.append(who[:3]), [scope], listed.set)
+    index = PodIndex(lambda *who: woken.append(who), [scope], listed.set)
     task = asyncio.create_task(
         PodWatch(kube.rest, scope, LABEL_WORKSPACE, index.scope(scope)).run()
     )

@@ -9,15 +9,10 @@ from prewarm.api.constants import LABEL_CLAIM, LABEL_PRESET, LABEL_WORKSPACE
 from prewarm.handlers.pod_index import PodIndex
 
 
-def _pod(
-    namespace: str, name: str, phase: str = "Pending", claim: str = "", ready: bool = False
-) -> dict[str, Any]:
+def _pod(namespace: str, name: str, phase: str = "Pending", claim: str = "") -> dict[str, Any]:
     labels = {LABEL_WORKSPACE: name, LABEL_PRESET: "p"}
     if claim:
         labels[LABEL_CLAIM] = claim
-    status: dict[str, Any] = {"phase": phase}
-    if ready:
-        status["conditions"] = [{"type": "Ready", "status": "True"}]
     return {
         "metadata": {
             "namespace": namespace,
@@ -25,20 +20,18 @@ def _pod(
             "labels": labels,
             "creationTimestamp": "2026-11-30T12:00:00Z",
         },
-        "status": status,
+        "status": {"phase": phase},
     }
 
 
 class Recorder:
     def __init__(self, scopes: list[str | None]) -> None:
         self.woken: list[tuple[str, str, str]] = []
-        self.pool_moves: list[bool] = []
         self.listed = 0
         self.index = PodIndex(self.wake, scopes, self.on_listed)
 
-    def wake(self, namespace: str, preset: str, claim: str, pool_moves: bool) -> None:
+    def wake(self, namespace: str, preset: str, claim: str) -> None:
         self.woken.append((namespace, preset, claim))
-        self.pool_moves.append(pool_moves)
 
     def on_listed(self) -> None:
         self.listed += 1
@@ -137,19 +130,3 @@ def test_a_pod_listed_then_deleted_without_its_label_goes() -> None:
     del left["metadata"]["labels"][LABEL_WORKSPACE]
     rec.index.scope(None).changed("DELETED", left)
     assert list(rec.index) == []
-
-
-def test_only_changes_the_pool_acts_on_wake_its_preset_at_once() -> None:
-    """Created and scheduled: the pool counts the pod as starting already.
-    Ready, not Ready again, ended, gone: a slot to refill or a build to judge."""
-    rec = Recorder([None])
-    sink = rec.index.scope(None)
-    sink.changed("ADDED", _pod("a", "w1"))
-    sink.changed("MODIFIED", _pod("a", "w1", "Running"))
-    sink.changed("MODIFIED", _pod("a", "w1", "Running", ready=True))
-    sink.changed("MODIFIED", _pod("a", "w1", "Running", ready=True, claim="c1"))
-    sink.changed("MODIFIED", _pod("a", "w1", "Running", claim="c1"))
-    sink.changed("MODIFIED", _pod("a", "w1", "Failed", claim="c1"))
-    sink.changed("DELETED", _pod("a", "w1", "Failed", claim="c1"))
-    sink.changed("ADDED", _pod("a", "w2", "Running", ready=True))
-    assert rec.pool_moves == [False, False, True, False, True, True, True, True]

@@ -1,6 +1,5 @@
-"""A pod event wakes its claim at once, and its preset at once when the change
-moves the pool, else within 100 ms, once per burst
-(handlers/registrations._wake_pod)."""
+"""A pod event wakes its claim at once and its preset within 100 ms, once per
+burst (handlers/registrations._wake_pod)."""
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ def test_a_burst_of_pod_events_makes_one_preset_pass_after_the_delay() -> None:
 
     async def scenario() -> tuple[bool, bool, int, bool]:
         for _ in range(3):  # created, bound, Ready
-            registrations._wake_pod(rt, "ns", "p", "c", False)
+            registrations._wake_pod(rt, "ns", "p", "c")
         claim_at_once = rt.claim_queue.waiting(("ns", "c"))
         preset_at_once = rt.queue.waiting(KEY)
         await asyncio.sleep(registrations.POD_WAKE_DELAY_S * 2)
@@ -37,23 +36,7 @@ def test_no_timer_when_a_pass_of_the_preset_is_already_due() -> None:
 
     async def scenario() -> int:
         rt.queue.add(KEY)
-        registrations._wake_pod(rt, "ns", "p", "", False)
+        registrations._wake_pod(rt, "ns", "p", "")
         return rt.memory_sizes()["timers"]
 
     assert asyncio.run(scenario()) == 0
-
-
-def test_a_change_that_moves_the_pool_wakes_the_preset_at_once_and_drops_its_timer() -> None:
-    """A pod turned Ready frees a slot to refill: the pass runs now, not 100 ms
-    later, and the burst's earlier timer does not add a second pass."""
-    rt = _runtime()
-
-    async def scenario() -> tuple[bool, int, int]:
-        registrations._wake_pod(rt, "ns", "p", "", False)  # created: a timer
-        timers_before = rt.memory_sizes()["timers"]
-        registrations._wake_pod(rt, "ns", "p", "", True)  # Ready
-        at_once = rt.queue.waiting(KEY)
-        await asyncio.sleep(registrations.POD_WAKE_DELAY_S * 2)
-        return at_once, timers_before, len(rt.queue)
-
-    assert asyncio.run(scenario()) == (True, 1, 1)

@@ -14,27 +14,10 @@ from prewarm.handlers.watched import PodEntry
 from prewarm.k8s.core import JsonObject
 
 PodKey = tuple[str, str]  # (namespace, workspace label)
-# Called with a pod's (namespace, preset label, claim label) when it changed,
-# and whether the change is one its pool acts on (see `_pool_moves`).
-Wake = Callable[[str, str, str, bool], None]
+# Called with a pod's (namespace, preset label, claim label) when it changed.
+Wake = Callable[[str, str, str], None]
 
 _NONE: Mapping[str, PodEntry] = {}
-
-
-_TERMINAL = ("Failed", "Succeeded")
-
-
-def _pool_moves(before: PodEntry | None, after: PodEntry | None) -> bool:
-    """Whether a pod's change is one its pool acts on at once: it turned Ready
-    or stopped being Ready, ended, or went. A new pod's creation and scheduling
-    are not (the pool counts it as starting already)."""
-    if after is None:
-        return True
-    if before is None:
-        return after.view.ready or after.view.phase in _TERMINAL
-    if before.view.ready != after.view.ready:
-        return True
-    return after.view.phase != before.view.phase and after.view.phase in _TERMINAL
 
 
 def _key(pod: Mapping[str, Any]) -> PodKey | None:
@@ -78,13 +61,13 @@ class PodIndex:
             entry = PodEntry.from_body(pod)
             self._pods.setdefault(key, {})[entry.name] = entry
             self._where[ident] = key
-            self._wake(entry.namespace, entry.preset, entry.claim, _pool_moves(gone, entry))
+            self._wake(entry.namespace, entry.preset, entry.claim)
         if gone is not None:
             # Whom the pod belonged to before, unless it still does.
             preset = gone.preset if entry is None or gone.preset != entry.preset else ""
             claim = gone.claim if entry is None or gone.claim != entry.claim else ""
             if preset or claim:
-                self._wake(gone.namespace, preset, claim, True)
+                self._wake(gone.namespace, preset, claim)
 
     def _drop(self, key: PodKey, name: str) -> PodEntry | None:
         pods = self._pods.get(key, {})
@@ -118,7 +101,7 @@ class PodIndex:
                     (e.namespace, e.preset, e.claim) for e in (*before.values(), *after.values())
                 )
         for ns, preset, claim in sorted(woken):
-            self._wake(ns, preset, claim, True)
+            self._wake(ns, preset, claim)
 
 
 class ScopeSink:

@@ -456,18 +456,14 @@ def _wake_warm_waiters(namespace: str | None, preset: str | None) -> None:
         rt.claim_queue.add(claim)
 
 
-def _wake_pod(rt: Runtime, namespace: str, preset: str, claim: str, pool_moves: bool) -> None:
-    """A workspace pod changed: its claim looks again at once. Its preset looks
-    at once when the change moves its pool (a pod turned Ready, ended or went:
-    a slot to refill), else within POD_WAKE_DELAY_S unless a pass is already
-    due, so a pod's burst of created and scheduled events makes one pass. Not
-    a sign that kopf's indexes are complete, so nothing is marked."""
+def _wake_pod(rt: Runtime, namespace: str, preset: str, claim: str) -> None:
+    """A workspace pod changed: its claim looks again at once, its preset within
+    POD_WAKE_DELAY_S (unless a pass is already due). Not a sign that kopf's
+    indexes are complete, so nothing is marked."""
     if not namespace:
         return
     key = (namespace, preset)
-    if preset and pool_moves:
-        rt.reconcile_now(key)
-    elif preset and not rt.queue.waiting(key):
+    if preset and not rt.queue.waiting(key):
         rt.requeue_after(key, POD_WAKE_DELAY_S)
     if claim:
         rt.claim_queue.add((namespace, claim))

@@ -227,14 +227,6 @@ class Runtime:
         """Reconcile preset `key` again after `delay_s` (the earliest of several asks wins)."""
         self._later("preset", key, delay_s, self.queue)
 
-    def reconcile_now(self, key: PresetKey) -> None:
-        """Reconcile preset `key` now. A timer it had goes: the pass recomputes
-        when it must run again, as after any timer (`_later` keeps one per key)."""
-        timer = self._timers.pop(("preset", key), None)
-        if timer is not None:
-            timer[1].cancel()
-        self.queue.add(key)
-
     def requeue_claim_after(self, key: ClaimKey, delay_s: float) -> None:
         self._later("claim", key, delay_s, self.claim_queue)
 
