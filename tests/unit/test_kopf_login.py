@@ -44,7 +44,7 @@ def _b64(data: bytes) -> str:
 
 def test_a_token_user_gives_the_server_its_ca_and_the_bearer_token(tmp_path: Path) -> None:
     found = asyncio.run(credentials(str(_kubeconfig(tmp_path, {"token": "s3cret"})), False))
-    assert (found.server, found.namespace) == ("https://10.0.0.1:6443", "a")
+    assert found.server == "https://10.0.0.1:6443"
     assert (found.scheme, found.token, found.insecure) == ("Bearer", "s3cret", False)
     assert found.ca_path is not None
     assert Path(found.ca_path).read_bytes() == CA

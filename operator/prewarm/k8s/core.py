@@ -254,7 +254,6 @@ class Credentials:
     the same kubeconfig or service account, read by the same loader."""
 
     server: str
-    namespace: str
     ca_path: str | None = None  # files: the loader writes inline data to temporary ones
     insecure: bool = False
     certificate_path: str | None = None
@@ -268,13 +267,12 @@ class Credentials:
 async def credentials(kubeconfig: str | None, in_cluster: bool) -> Credentials:
     """Read afresh on every call: an exec plugin runs again, a projected
     service-account token is read again (kopf logs in again on a 401)."""
-    configuration, namespace = await _load_configuration(kubeconfig, in_cluster, None)
+    configuration, _ = await _load_configuration(kubeconfig, in_cluster, None)
     header = await configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
     # "Bearer TOKEN" from a kubeconfig, "bearer TOKEN" in a pod, a bare token maybe.
     scheme, _, token = header.partition(" ") if header and " " in header else ("", "", header)
     return Credentials(
         server=configuration.host,
-        namespace=namespace,
         ca_path=configuration.ssl_ca_cert,
         insecure=not configuration.verify_ssl,
         certificate_path=configuration.cert_file,

@@ -4,8 +4,8 @@
 synchronous package's `__init__` first: its models, config loaders, requests,
 oauthlib and websocket, and kopf imports the synchronous models too when they
 load. prewarm uses none of them (kopf logs in through `k8s.core.credentials`).
-They were about 7 MiB of an idle operator's 81 (docs/decisions.md, "Idle
-memory").
+They were about 9 MiB of an idle operator's 82 (docs/decisions.md, "The
+synchronous client is not loaded").
 """
 
 from __future__ import annotations
