@@ -18,7 +18,7 @@ from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import ClaimEntry
 from prewarm.handlers.workspaces import copy_owner_secret
 from prewarm.k8s.client import ApiError
-from prewarm.k8s.events import post_event
+from prewarm.k8s.events import EventType, post_event
 from prewarm.planning.render import claim_annotations
 
 
@@ -118,7 +118,7 @@ async def patch_claim(
 async def event(
     rt: Runtime,
     claim: ClaimEntry,
-    type_: str,
+    type_: EventType,
     reason: str,
     message: str,
     once_key: str | None = None,
@@ -130,7 +130,7 @@ async def event(
         namespace=claim.namespace,
         name=claim.name,
         uid=claim.uid,
-        type_="Warning" if type_ == "Warning" else "Normal",
+        type_=type_,
         reason=reason,
         message=message,
         once_key=once_key,

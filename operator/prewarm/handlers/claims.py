@@ -14,13 +14,10 @@ share, in handlers/claim_writes.py.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from datetime import datetime, timedelta
 from typing import Any
-
-from pydantic import ValidationError
 
 from prewarm import metrics
 from prewarm.api import reasons
@@ -441,10 +438,7 @@ async def _follow_own_workspace(
     key = (claim.namespace, claim.name)
     pod = rt.pod(claim.namespace, ws.name)
     preset = rt.preset((claim.namespace, claim.preset))
-    spec: PresetSpec | None = None
-    if preset is not None:
-        with contextlib.suppress(ValidationError):
-            spec = PresetSpec.model_validate(preset.spec)
+    spec = rt.parsed_spec(preset)[0] if preset is not None else None
     timeout = (spec and spec.failure_policy.readiness_timeout) or rt.settings.readiness_timeout
     step = follow_own_workspace(
         ws.phase,

@@ -846,7 +846,7 @@ async def _record_outcome(
         await _record_failure(rt, preset, name, uid, outcome, now)
     elif outcome.verdict is Verdict.DISRUPTED:
         _record_disruption(rt, preset, name, uid, outcome, now)
-    return str((written.get("metadata") or {}).get("resourceVersion") or resource_version)
+    return str(written["metadata"]["resourceVersion"])
 
 
 async def _record_failure(
