@@ -1,5 +1,5 @@
 """The picture is complete once kopf's indexes (the first event handler proves
-them) and the operator's own pod listing are; it says so once, with how much
+them) and the operator's own workspace and pod listings are; it says so once, with how much
 they hold: the line the restart benchmark times (bench/restart.py)."""
 
 from __future__ import annotations
@@ -13,9 +13,16 @@ from prewarm.handlers.runtime import Runtime
 from prewarm.settings import Settings
 
 
-@pytest.mark.parametrize("order", [("kopf", "pods"), ("pods", "kopf")])
-def test_both_parts_mark_the_picture_complete_and_log_its_size_once(
-    order: tuple[str, str],
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("kopf", "workspaces", "pods"),
+        ("pods", "kopf", "workspaces"),
+        ("workspaces", "pods", "kopf"),
+    ],
+)
+def test_all_three_parts_mark_the_picture_complete_and_log_its_size_once(
+    order: tuple[str, str, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     rt = Runtime(settings=Settings(), kube=None, ledger=None)  # type: ignore[arg-type]
@@ -26,8 +33,9 @@ def test_both_parts_mark_the_picture_complete_and_log_its_size_once(
     with caplog.at_level(logging.INFO, logger="prewarm.operator"):
         registrations._index_complete(rt, order[0])
         registrations._index_complete(rt, order[0])
-        assert not rt.indexed.is_set()  # half a picture plans nothing
         registrations._index_complete(rt, order[1])
+        assert not rt.indexed.is_set()  # part of a picture plans nothing
+        registrations._index_complete(rt, order[2])
         registrations._index_complete(rt, order[0])
     assert rt.indexed.is_set()
     lines = [r.getMessage() for r in caplog.records if "indexes complete" in r.getMessage()]

@@ -8,9 +8,10 @@ from prewarm.api.constants import GROUP
 from prewarm.handlers.registrations import NoDiffBase, configure_kopf
 
 
-def test_kopf_does_not_watch_pods() -> None:
-    """Workspace pods are the operator's own watch (k8s/pod_watch.py): a kopf
-    handler for pods would list and process every pod through kopf again."""
+def test_kopf_watches_only_presets_and_claims() -> None:
+    """Workspace pods and PrebuiltWorkspaces are the operator's own watches
+    (k8s/list_watch.py): a kopf handler for either would list and process every
+    one through kopf again, and hold the listing until all of it is indexed."""
     registry = kopf.get_default_registry()
     resources = {
         (h.selector.group, h.selector.any_name)
@@ -20,7 +21,6 @@ def test_kopf_does_not_watch_pods() -> None:
     }
     assert resources == {
         (GROUP, "presets"),
-        (GROUP, "prebuiltworkspaces"),
         (GROUP, "workspaceclaims"),
     }
 

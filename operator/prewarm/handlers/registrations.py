@@ -1,4 +1,6 @@
-"""kopf registrations: indexes feed memory, events feed the work queue.
+"""kopf registrations: indexes feed memory, events feed the work queue. kopf
+keeps the Presets and WorkspaceClaims; the PrebuiltWorkspaces and their pods
+are the operator's own watches (k8s/list_watch.py, handlers/object_index.py).
 
 No create/update handlers and no daemons: those make kopf write progress
 annotations and finalizers. Indexes and `on.event` handlers write nothing,
@@ -21,15 +23,21 @@ import kopf
 from aiohttp import web
 
 from prewarm import metrics
-from prewarm.api.constants import GROUP, LABEL_CLAIM, LABEL_WORKSPACE, VERSION
+from prewarm.api.constants import (
+    GROUP,
+    LABEL_WORKSPACE,
+    PLURAL_PREBUILT_WORKSPACES,
+    VERSION,
+)
 from prewarm.handlers import process_memory
 from prewarm.handlers.claims import reconcile_claim
 from prewarm.handlers.http import start_http
-from prewarm.handlers.pod_index import PodIndex
+from prewarm.handlers.object_index import ObjectIndex, pod_index, workspace_index
 from prewarm.handlers.presets import reconcile_preset
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import (
     ClaimEntry,
+    PodEntry,
     PresetEntry,
     PresetKey,
     WorkspaceEntry,
@@ -37,7 +45,7 @@ from prewarm.handlers.watched import (
 from prewarm.k8s.client import Kube
 from prewarm.k8s.core import ApiError, ClusterConfigError, JsonObject, credentials
 from prewarm.k8s.lease import LeaderElector, stop_and_release
-from prewarm.k8s.pod_watch import PAGE_SIZE, PodWatch
+from prewarm.k8s.list_watch import PAGE_SIZE, ListWatch, scope_path
 from prewarm.ledger.repository import Ledger, LedgerUnavailable
 from prewarm.logs import log_context
 from prewarm.planning.agent_image import choose_agent_image
@@ -110,8 +118,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # minute. Re-watching resumes from the last resourceVersion: no re-list.
     settings.watching.server_timeout = 45
     settings.watching.client_timeout = 60
-    # The initial listing in pages, as the pod watch's (k8s/pod_watch.py): one
-    # response of 10,000 workspaces parsed at once was the fresh operator's peak.
+    # The initial listings in pages, as the operator's own watches' (k8s/list_watch.py).
     settings.watching.chunk_size = PAGE_SIZE
 
 
@@ -152,9 +159,9 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     config = await _with_agent_image(kube, config)
     rt = Runtime(settings=config, kube=kube, ledger=ledger)
     rt.presets = kwargs["preset_index"]
-    rt.workspaces = kwargs["workspace_index"]
     rt.claims = kwargs["claim_index"]
     scopes: list[str | None] = [*config.namespaces] or [None]
+    rt.workspaces = _watch_workspaces(rt, kube, scopes)
     rt.pods = _watch_pods(rt, kube, scopes)
     _state["runtime"] = rt
     metrics.ledger_up.set(0)
@@ -164,14 +171,32 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     _workers["lead"] = asyncio.create_task(_lead_then_work(rt, kube, config))
 
 
-def _watch_pods(rt: Runtime, kube: Kube, scopes: list[str | None]) -> PodIndex:
-    """The workspace pods, watched outside kopf (k8s/pod_watch.py): one watch
+def _watch_pods(rt: Runtime, kube: Kube, scopes: list[str | None]) -> ObjectIndex[PodEntry]:
+    """The workspace pods, watched outside kopf (k8s/list_watch.py): one watch
     per namespace, or one of the cluster; on every replica, as kopf's watches."""
-    pods = PodIndex(partial(_wake_pod, rt), scopes, lambda: _index_complete(rt, "pods"))
+    pods = pod_index(partial(_wake_pod, rt), scopes, lambda: _index_complete(rt, "pods"))
     for scope in scopes:
-        watch = PodWatch(kube.rest, scope, LABEL_WORKSPACE, pods.scope(scope))
+        path = scope_path("", "v1", "pods", scope)
+        watch = ListWatch(kube.rest, path, pods.scope(scope), what="pod", selector=LABEL_WORKSPACE)
         _workers[f"pods {scope or '*'}"] = asyncio.create_task(watch.run())
     return pods
+
+
+def _watch_workspaces(
+    rt: Runtime, kube: Kube, scopes: list[str | None]
+) -> ObjectIndex[WorkspaceEntry]:
+    """The PrebuiltWorkspaces, watched outside kopf as their pods are."""
+    workspaces = workspace_index(
+        partial(_wake_workspace, rt),
+        scopes,
+        lambda: _index_complete(rt, "workspaces"),
+        lambda entry: rt.forget_workspace(entry.uid),
+    )
+    for scope in scopes:
+        path = scope_path(GROUP, VERSION, PLURAL_PREBUILT_WORKSPACES, scope)
+        watch = ListWatch(kube.rest, path, workspaces.scope(scope), what="workspace")
+        _workers[f"workspaces {scope or '*'}"] = asyncio.create_task(watch.run())
+    return workspaces
 
 
 async def _with_agent_image(kube: Kube, config: Settings) -> Settings:
@@ -352,12 +377,6 @@ async def preset_index(body: kopf.Body, namespace: str | None, name: str, **_: A
     return {(namespace, name): PresetEntry.from_body(body)}
 
 
-@kopf.index(GROUP, VERSION, "prebuiltworkspaces")
-async def workspace_index(body: kopf.Body, namespace: str | None, spec: kopf.Spec, **_: Any) -> Any:
-    preset = (spec.get("presetRef") or {}).get("name", "")
-    return {(namespace, preset): WorkspaceEntry.from_body(body)}
-
-
 @kopf.index(GROUP, VERSION, "workspaceclaims")
 async def claim_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
     return {(namespace, name): ClaimEntry.from_body(body)}
@@ -369,9 +388,10 @@ async def claim_index(body: kopf.Body, namespace: str | None, name: str, **_: An
 def _index_complete(rt: Runtime, part: str) -> None:
     """One part of the picture holds its initial list: kopf's indexes ("kopf":
     kopf runs event handlers only once every index is complete, so the first
-    event proves it) or the workspace pods ("pods", handlers/pod_index.py).
-    With both the picture is complete, and it says so once, with its size:
-    the moment a fresh replica can decide (docs/benchmarks.md "Restart")."""
+    event proves it), the workspaces or their pods ("workspaces", "pods":
+    handlers/object_index.py). With all three the picture is complete, and it
+    says so once, with its size: the moment a fresh replica can decide
+    (docs/benchmarks.md "Restart")."""
     rt.indexes_pending.discard(part)
     if rt.indexed.is_set() or rt.indexes_pending:
         return
@@ -428,32 +448,18 @@ async def claim_event(type: str | None, namespace: str | None, name: str, **_: A
     _wake_claim(namespace, name)
 
 
-@kopf.on.event(GROUP, VERSION, "prebuiltworkspaces")
-async def workspace_event(
-    type: str | None,
-    namespace: str | None,
-    uid: str | None,
-    spec: kopf.Spec,
-    labels: kopf.Labels,
-    **_: Any,
-) -> None:
-    if type == "DELETED" and uid:
-        rt = _state.get("runtime")
-        if rt is not None:
-            rt.forget_workspace(uid)
-    preset = (spec.get("presetRef") or {}).get("name")
-    _wake(namespace, preset)
-    _wake_claim(namespace, labels.get(LABEL_CLAIM))
-    _wake_warm_waiters(namespace, preset)
-
-
-def _wake_warm_waiters(namespace: str | None, preset: str | None) -> None:
-    """Claims in their coldStartGrace look again when a workspace of their preset changes."""
-    rt = _state.get("runtime")
-    if rt is None or not namespace or not preset:
+def _wake_workspace(rt: Runtime, namespace: str, preset: str, claim: str) -> None:
+    """A workspace changed: its preset and its claim look again at once, and so
+    do the claims in their coldStartGrace waiting for a warm one of its preset.
+    Not a sign that kopf's indexes are complete, so nothing is marked."""
+    if not namespace:
         return
-    for claim in rt.memory.warm_waiters.get((namespace, preset), ()):
-        rt.claim_queue.add(claim)
+    if preset:
+        rt.queue.add((namespace, preset))
+        for waiter in rt.memory.warm_waiters.get((namespace, preset), ()):
+            rt.claim_queue.add(waiter)
+    if claim:
+        rt.claim_queue.add((namespace, claim))
 
 
 def _wake_pod(rt: Runtime, namespace: str, preset: str, claim: str) -> None:

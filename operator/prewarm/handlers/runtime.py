@@ -70,9 +70,9 @@ class Runtime:
     workspaces: IndexLike | None = None
     pods: IndexLike | None = None
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
-    # The parts whose initial list is still out ("kopf", "pods"): `indexed`
-    # is set once none is (handlers/registrations.py, _index_complete).
-    indexes_pending: set[str] = field(default_factory=lambda: {"kopf", "pods"})
+    # The parts whose initial list is still out ("kopf", "workspaces", "pods"):
+    # `indexed` is set once none is (handlers/registrations.py, _index_complete).
+    indexes_pending: set[str] = field(default_factory=lambda: {"kopf", "workspaces", "pods"})
     # What this process remembers between passes, by object (handlers/memory.py).
     memory: Memory = field(default_factory=Memory)
     # Presets whose last pass could not read the ledger. A set, not a flag: a

@@ -1,6 +1,6 @@
-"""The operator's pod watch loop (k8s/pod_watch.py) over a scripted API: which
+"""The operator's watch loop (k8s/list_watch.py) over a scripted API: which
 requests it sends after a page, a watch's end, 410 Gone and a broken connection.
-The real API server's side is tests/e2e/test_pod_watch_api.py."""
+The real API server's side is tests/e2e/test_list_watch_api.py."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from prewarm.k8s import pod_watch
+from prewarm.k8s import list_watch
 from prewarm.k8s.core import ApiError
-from prewarm.k8s.pod_watch import PodWatch
+from prewarm.k8s.list_watch import ListWatch, scope_path
 
 
 class Done(Exception):
@@ -27,9 +27,11 @@ class ScriptedRest:
     def __init__(self, pages: list[Any], watches: list[Any]) -> None:
         self.pages, self.watches = pages, watches
         self.sent: list[tuple[str, dict[str, str]]] = []
+        self.paths: set[str] = set()
 
     async def request(self, method: str, path: str, query: list[tuple[str, str]]) -> Any:
         self.sent.append(("list", dict(query)))
+        self.paths.add(path)
         if not self.pages:
             raise Done
         page = self.pages.pop(0)
@@ -41,6 +43,7 @@ class ScriptedRest:
         self, path: str, query: list[tuple[str, str]], timeout_s: int
     ) -> AsyncIterator[tuple[str, Any]]:
         self.sent.append(("watch", dict(query)))
+        self.paths.add(path)
         if not self.watches:
             raise Done
         for event in self.watches.pop(0):
@@ -77,14 +80,16 @@ def _event(kind: str, name: str, rv: str) -> tuple[str, Any]:
     return kind, {"metadata": {"name": name, "resourceVersion": rv}}
 
 
-def _run(rest: ScriptedRest, sink: Sink, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def _run(
+    rest: ScriptedRest, sink: Sink, monkeypatch: pytest.MonkeyPatch, selector: str = "s"
+) -> list[float]:
     pauses: list[float] = []
 
     async def no_sleep(delay: float) -> None:
         pauses.append(delay)
 
-    monkeypatch.setattr(pod_watch.asyncio, "sleep", no_sleep)
-    watch = PodWatch(rest, "ns", "prewarm.dev/workspace", sink)  # type: ignore[arg-type]
+    monkeypatch.setattr(list_watch.asyncio, "sleep", no_sleep)
+    watch = ListWatch(rest, "/path", sink, what="pod", selector=selector)  # type: ignore[arg-type]
     with pytest.raises(Done):
         asyncio.run(watch.run())
     return pauses
@@ -101,7 +106,8 @@ def test_pages_then_a_watch_from_the_listing_and_the_next_from_its_last_event(
     assert _run(rest, sink, monkeypatch) == []
     assert sink.seen == ["start", "listed a", "listed b", "listed c", "done", "ADDED d"]
     lists = [q for kind, q in rest.sent if kind == "list"]
-    assert lists[0]["labelSelector"] == "prewarm.dev/workspace"
+    assert lists[0]["labelSelector"] == "s"
+    assert rest.paths == {"/path"}
     assert "continue" not in lists[0]
     assert lists[1]["continue"] == "t1"
     watches = [q["resourceVersion"] for kind, q in rest.sent if kind == "watch"]
@@ -154,3 +160,27 @@ def test_errors_back_off_up_to_the_limit_and_a_listing_cut_short_starts_over(
     # Each attempt lists from the start; only the whole listing is done.
     assert sink.seen[-3:] == ["start", "listed b", "done"]
     assert sink.seen.count("done") == 1
+
+
+def test_without_a_selector_every_object_of_the_collection_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The workspaces' watch: no labelSelector, neither on the list nor the watch."""
+    rest = ScriptedRest([_page(["a"], "10")], [[]])
+    _run(rest, Sink(), monkeypatch, selector="")
+    assert [sorted(q) for _, q in rest.sent] == [
+        ["limit"],
+        ["allowWatchBookmarks", "resourceVersion"],
+        ["allowWatchBookmarks", "resourceVersion"],
+    ]
+
+
+def test_scope_paths_of_one_namespace_and_of_the_cluster() -> None:
+    assert scope_path("", "v1", "pods", "ns") == "/api/v1/namespaces/ns/pods"
+    assert scope_path("", "v1", "pods", None) == "/api/v1/pods"
+    assert scope_path("prewarm.dev", "v1alpha1", "prebuiltworkspaces", None) == (
+        "/apis/prewarm.dev/v1alpha1/prebuiltworkspaces"
+    )
+    assert scope_path("prewarm.dev", "v1alpha1", "prebuiltworkspaces", "ns") == (
+        "/apis/prewarm.dev/v1alpha1/namespaces/ns/prebuiltworkspaces"
+    )

@@ -1,10 +1,13 @@
-"""The operator's own watch of workspace pods: a paged list, then a watch from
-its resourceVersion, again and again.
+"""The operator's own watches of workspace pods and PrebuiltWorkspaces: a paged
+list, then a watch from its resourceVersion, again and again.
 
-kopf keeps the CRDs (design.md); pods went to this loop because kopf's
-per-event path was the operator's largest cost (docs/decisions.md, "Workspace
-pods are watched outside kopf"). A pod is handed over as soon as it is read,
-so a fresh start over 10,000 pods never holds the whole listing at once.
+kopf keeps the Presets and WorkspaceClaims. The pods left it because kopf's
+per-event path was the operator's largest cost, the workspaces because kopf
+holds every listed object until all its indexes are complete, and a fresh
+start over 10,000 workspaces kept that peak's heap for good (docs/decisions.md,
+"Workspace pods are watched outside kopf" and "PrebuiltWorkspaces are watched
+outside kopf"). An object is handed over as soon as it is read, so a fresh
+start never holds the whole listing at once.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import aiohttp
 
 from prewarm.k8s.core import ApiError, JsonObject, Rest, collection_path
 
-log = logging.getLogger("prewarm.pods")
+log = logging.getLogger("prewarm.watch")
 
-# Pods per list page: bounds what one response holds in memory at start.
+# Objects per list page: bounds what one response holds in memory at start.
 PAGE_SIZE = 500
 # As kopf's watches (handlers/registrations.py): the server ends each watch
 # after this, and the next one resumes from the last resourceVersion.
@@ -29,28 +32,38 @@ WATCH_TIMEOUT_S = 45
 RETRY_MAX_S = 10.0
 
 
-class PodSink(Protocol):
-    """Where the pods go: a listing replaces what the sink held of its scope."""
+class ListSink(Protocol):
+    """Where the objects go: a listing replaces what the sink held of its scope."""
 
     def listing_started(self) -> None: ...
 
-    def listed(self, pod: JsonObject) -> None: ...
+    def listed(self, obj: JsonObject) -> None: ...
 
     def listing_done(self) -> None: ...
 
-    def changed(self, event_type: str, pod: JsonObject) -> None: ...
+    def changed(self, event_type: str, obj: JsonObject) -> None: ...
 
 
-class PodWatch:
-    """Pods with `selector` in one namespace (None: the whole cluster)."""
+def scope_path(group: str, version: str, plural: str, namespace: str | None) -> str:
+    """The collection in one namespace, or (None) of the whole cluster."""
+    if namespace:
+        return collection_path(group, version, namespace, plural)
+    return f"/apis/{group}/{version}/{plural}" if group else f"/api/{version}/{plural}"
 
-    def __init__(self, rest: Rest, namespace: str | None, selector: str, sink: PodSink) -> None:
+
+class ListWatch:
+    """The objects of one collection (`scope_path`), those with `selector` when
+    one is given; `what` names them in the log."""
+
+    def __init__(
+        self, rest: Rest, path: str, sink: ListSink, *, what: str, selector: str = ""
+    ) -> None:
         self._rest = rest
-        self._namespace = namespace
-        self._selector = selector
+        self._path = path
         self._sink = sink
+        self._what = what
+        self._selector = [("labelSelector", selector)] if selector else []
         self._version = ""  # where the next watch resumes; "" lists first
-        self._path = collection_path("", "v1", namespace, "pods") if namespace else "/api/v1/pods"
 
     async def run(self) -> None:
         """List, watch until the history is gone (410), list again; errors of
@@ -64,7 +77,7 @@ class PodWatch:
                 delay = 1.0
             except ApiError as error:
                 if error.status == 410:
-                    log.info("pod watch %s: history expired, listing again", self._scope)
+                    log.info("%s watch %s: history expired, listing again", self._what, self._path)
                     self._version = ""
                     continue
                 await self._pause(delay, error)
@@ -73,28 +86,23 @@ class PodWatch:
                 await self._pause(delay, error)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    @property
-    def _scope(self) -> str:
-        return f"in {self._namespace}" if self._namespace else "of the cluster"
-
     async def _pause(self, delay: float, error: BaseException) -> None:
-        log.warning("pod watch %s: %s; again in %.0fs", self._scope, error or repr(error), delay)
+        log.warning(
+            "%s watch %s: %s; again in %.0fs", self._what, self._path, error or repr(error), delay
+        )
         await asyncio.sleep(delay)
 
     async def _list(self) -> str:
-        """Every pod, page by page, into the sink; the listing's resourceVersion."""
+        """Every object, page by page, into the sink; the listing's resourceVersion."""
         self._sink.listing_started()
-        query: list[tuple[str, str]] = [
-            ("labelSelector", self._selector),
-            ("limit", str(PAGE_SIZE)),
-        ]
+        query = [*self._selector, ("limit", str(PAGE_SIZE))]
         token = ""
         while True:
             page = await self._rest.request(
                 "GET", self._path, query=[*query, ("continue", token)] if token else query
             )
-            for pod in page.get("items") or ():
-                self._sink.listed(pod)
+            for obj in page.get("items") or ():
+                self._sink.listed(obj)
             meta: dict[str, Any] = page.get("metadata") or {}
             token = str(meta.get("continue") or "")
             if not token:
@@ -105,14 +113,14 @@ class PodWatch:
         """One watch from the last resourceVersion seen, which each event (a
         bookmark too) moves on: a watch cut short resumes after its last event."""
         query = [
-            ("labelSelector", self._selector),
+            *self._selector,
             ("allowWatchBookmarks", "true"),
             ("resourceVersion", self._version),
         ]
         events = self._rest.watch(self._path, query, WATCH_TIMEOUT_S)
         async with contextlib.aclosing(events):  # type: ignore[type-var]
-            async for event_type, pod in events:
-                version = (pod.get("metadata") or {}).get("resourceVersion")
+            async for event_type, obj in events:
+                version = (obj.get("metadata") or {}).get("resourceVersion")
                 self._version = str(version or self._version)
                 if event_type != "BOOKMARK":
-                    self._sink.changed(event_type, pod)
+                    self._sink.changed(event_type, obj)

@@ -1,12 +1,17 @@
-"""The workspace pods in memory (handlers/pod_index.py): what a watch's
-events and listings leave there, and whom they wake."""
+"""The workspace pods and PrebuiltWorkspaces in memory (handlers/object_index.py):
+what a watch's events and listings leave there, whom they wake, and which
+workspaces they report gone."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
+
 from prewarm.api.constants import LABEL_CLAIM, LABEL_PRESET, LABEL_WORKSPACE
-from prewarm.handlers.pod_index import PodIndex
+from prewarm.handlers.object_index import pod_index, workspace_index
+from prewarm.handlers.watched import WorkspaceEntry
 
 
 def _pod(namespace: str, name: str, phase: str = "Pending", claim: str = "") -> dict[str, Any]:
@@ -28,7 +33,7 @@ class Recorder:
     def __init__(self, scopes: list[str | None]) -> None:
         self.woken: list[tuple[str, str, str]] = []
         self.listed = 0
-        self.index = PodIndex(self.wake, scopes, self.on_listed)
+        self.index = pod_index(self.wake, scopes, self.on_listed)
 
     def wake(self, namespace: str, preset: str, claim: str) -> None:
         self.woken.append((namespace, preset, claim))
@@ -130,3 +135,77 @@ def test_a_pod_listed_then_deleted_without_its_label_goes() -> None:
     del left["metadata"]["labels"][LABEL_WORKSPACE]
     rec.index.scope(None).changed("DELETED", left)
     assert list(rec.index) == []
+
+
+def _workspace(
+    name: str, preset: str = "p", claim: str = "", phase: str = "Building"
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"presetRef": {"name": preset}, "templateHash": "a" * 16}
+    if claim:
+        spec["claimRef"] = {"name": claim, "uid": f"uid-{claim}"}
+    return {
+        "metadata": {"namespace": "a", "name": name, "uid": f"uid-{name}", "resourceVersion": "1"},
+        "spec": spec,
+        "status": {"phase": phase},
+    }
+
+
+class Workspaces:
+    def __init__(self) -> None:
+        self.woken: list[tuple[str, str, str]] = []
+        self.gone: list[str] = []
+        self.index = workspace_index(
+            lambda *who: self.woken.append(who), [None], lambda: None, self.forget
+        )
+        self.sink = self.index.scope(None)
+
+    def forget(self, entry: WorkspaceEntry) -> None:
+        self.gone.append(entry.uid)
+
+    def held(self) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        return {k: [(e.name, e.phase.value) for e in self.index.get(k)] for k in self.index}
+
+
+def test_workspaces_kept_by_preset_wake_preset_and_claim_and_are_forgotten_when_deleted() -> None:
+    ws = Workspaces()
+    ws.sink.changed("ADDED", _workspace("w1"))
+    ws.sink.changed("MODIFIED", _workspace("w1", claim="c1", phase="Claimed"))
+    assert ws.held() == {("a", "p"): [("w1", "Claimed")]}
+    assert ws.gone == []
+    ws.sink.changed("DELETED", _workspace("w1", claim="c1", phase="Claimed"))
+    assert ws.held() == {}
+    assert ws.gone == ["uid-w1"]  # its memory goes with it, as kopf's DELETED did
+    assert ws.woken == [("a", "p", ""), ("a", "p", "c1"), ("a", "p", "c1")]
+
+
+def test_a_listing_again_forgets_the_workspaces_it_no_longer_holds_and_only_those() -> None:
+    ws = Workspaces()
+    ws.sink.listing_started()
+    for name in ("stays", "goes"):
+        ws.sink.listed(_workspace(name))
+    ws.sink.listed(_workspace("moves", preset="p"))
+    ws.sink.listing_done()
+    ws.sink.listing_started()
+    ws.sink.listed(_workspace("stays"))
+    ws.sink.listed(_workspace("moves", preset="q"))
+    ws.sink.listing_done()
+    assert ws.gone == ["uid-goes"]  # a workspace under another key is not gone
+    assert sorted(ws.held()) == [("a", "p"), ("a", "q")]
+
+
+def test_a_workspace_the_model_refuses_is_left_out_with_a_warning_and_the_rest_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The watch must go on: a ValueError out of the sink would make the watch
+    list again and again, and the picture would never be complete."""
+    ws = Workspaces()
+    bad = _workspace("bad")
+    bad["status"]["phase"] = "NotAPhase"
+    with caplog.at_level(logging.WARNING, logger="prewarm.watch"):
+        ws.sink.listing_started()
+        ws.sink.listed(bad)
+        ws.sink.listed(_workspace("good"))
+        ws.sink.listing_done()
+        ws.sink.changed("MODIFIED", bad)
+    assert ws.held() == {("a", "p"): [("good", "Building")]}
+    assert [r.getMessage()[:30] for r in caplog.records] == ["ignoring PrebuiltWorkspace a/b"] * 2
