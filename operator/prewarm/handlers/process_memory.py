@@ -1,11 +1,14 @@
 """The process's garbage collector and heap, tuned for a fresh start over many
 objects (docs/benchmarks.md, "Restart and memory").
 
-A fresh operator lists every workspace and pod at once, and kopf keeps each
-listed object's body, patch and loggers alive until every index is complete:
-a heap of hundreds of MiB, which the cyclic collector walked again and again
-while the listing allocated (py-spy: create_task, call_soon and kopf's
-per-object constructors on top, where collections run). Two changes:
+A fresh operator lists every preset, claim, workspace and pod at once. When
+kopf still indexed the workspaces and pods it kept each listed object's body,
+patch and loggers alive until every index was complete: a heap of hundreds of
+MiB, which the cyclic collector walked again and again while the listing
+allocated (py-spy: create_task, call_soon and kopf's per-object constructors
+on top, where collections run). Both are the operator's own watches now
+(docs/decisions.md); kopf still lists the presets and claims. Two changes,
+from before that:
 
 - `tune_gc()` at start: what the imports made is frozen (never scanned again)
   and the youngest generation is collected every 10,000 allocations instead
