@@ -1,5 +1,5 @@
-"""A pod event wakes its claim at once and its preset within 100 ms, once per
-burst (handlers/registrations._wake_pod)."""
+"""A pod's or a workspace's event wakes its claim at once and its preset within
+100 ms, once per burst (handlers/registrations._wake_pod, _wake_workspace)."""
 
 from __future__ import annotations
 
@@ -40,3 +40,20 @@ def test_no_timer_when_a_pass_of_the_preset_is_already_due() -> None:
         return rt.memory_sizes()["timers"]
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_a_workspace_burst_wakes_its_claim_and_the_warm_waiters_at_once_its_preset_once() -> None:
+    """A workspace's events (created, status written, taken) come in bursts as a
+    pod's do; kopf's per-object path used to merge them."""
+    rt = _runtime()
+    rt.memory.wait_for_warm(("ns", "waiting"), KEY)
+
+    async def scenario() -> tuple[bool, bool, bool, int]:
+        for _ in range(3):
+            registrations._wake_workspace(rt, "ns", "p", "c")
+        at_once = (rt.claim_queue.waiting(("ns", "c")), rt.claim_queue.waiting(("ns", "waiting")))
+        preset_at_once = rt.queue.waiting(KEY)
+        await asyncio.sleep(registrations.POD_WAKE_DELAY_S * 2)
+        return *at_once, preset_at_once, len(rt.queue)
+
+    assert asyncio.run(scenario()) == (True, True, False, 1)

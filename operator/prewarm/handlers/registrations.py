@@ -449,17 +449,13 @@ async def claim_event(type: str | None, namespace: str | None, name: str, **_: A
 
 
 def _wake_workspace(rt: Runtime, namespace: str, preset: str, claim: str) -> None:
-    """A workspace changed: its preset and its claim look again at once, and so
-    do the claims in their coldStartGrace waiting for a warm one of its preset.
-    Not a sign that kopf's indexes are complete, so nothing is marked."""
-    if not namespace:
-        return
-    if preset:
-        rt.queue.add((namespace, preset))
+    """A workspace changed: as a pod's change (its claim at once, its preset
+    within POD_WAKE_DELAY_S), and the claims in their coldStartGrace waiting
+    for a warm one of its preset look again at once."""
+    _wake_pod(rt, namespace, preset, claim)
+    if namespace and preset:
         for waiter in rt.memory.warm_waiters.get((namespace, preset), ()):
             rt.claim_queue.add(waiter)
-    if claim:
-        rt.claim_queue.add((namespace, claim))
 
 
 def _wake_pod(rt: Runtime, namespace: str, preset: str, claim: str) -> None:
