@@ -5,6 +5,7 @@ namespace and for the cluster."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -47,23 +48,37 @@ async def _until(check: Any, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def _with_watch(
+    cluster: LocalCluster,
+    watch_of: Callable[[Kube], ListWatch],
+    listed: asyncio.Event,
+    steps: Callable[[], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """Run the watch `watch_of` makes; once its index holds its listing, the
+    test's `steps`, whose answer this returns."""
+    kube = await Kube.connect(str(cluster.kubeconfig))
+    task = asyncio.create_task(watch_of(kube).run())
+    try:
+        await asyncio.wait_for(listed.wait(), 30)
+        return await steps()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await kube.close()
+
+
 async def _watch(cluster: LocalCluster, namespace: str, scope: str | None) -> dict[str, Any]:
     """Start a watch over the namespace's five labelled pods, then create one
     more and delete one; what the index held at each step and whom it woke."""
-    kube = await Kube.connect(str(cluster.kubeconfig))
     listed = asyncio.Event()
     woken: list[tuple[str, str, str]] = []
     index = pod_index(lambda *who: woken.append(who), [scope], listed.set)
     path = scope_path("", "v1", "pods", scope)
-    task = asyncio.create_task(
-        ListWatch(kube.rest, path, index.scope(scope), what="pod", selector=LABEL_WORKSPACE).run()
-    )
 
     def ours() -> set[str]:
         return {name for ns, name in index if ns == namespace}
 
-    try:
-        await asyncio.wait_for(listed.wait(), 30)
+    async def steps() -> dict[str, Any]:
         first = ours()
         await asyncio.to_thread(create_all, cluster, namespace, [_pod("w5")])
         await _until(lambda: "w5" in ours(), "the new pod")
@@ -72,10 +87,11 @@ async def _watch(cluster: LocalCluster, namespace: str, scope: str | None) -> di
         )
         await _until(lambda: "w0" not in ours(), "the deleted pod gone")
         return {"first": first, "last": ours(), "woken": woken}
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await kube.close()
+
+    def watch_of(kube: Kube) -> ListWatch:
+        return ListWatch(kube.rest, path, index.scope(scope), what="pod", selector=LABEL_WORKSPACE)
+
+    return await _with_watch(cluster, watch_of, listed, steps)
 
 
 @pytest.mark.parametrize("scope", ["namespace", "cluster"])
@@ -105,28 +121,26 @@ async def _watch_workspaces(
 ) -> dict[str, Any]:
     """Watch the namespace's three workspaces, then delete one: what the index
     held before and after, and which it reported gone."""
-    kube = await Kube.connect(str(cluster.kubeconfig))
     listed = asyncio.Event()
     gone: list[str] = []
     index = workspace_index(lambda *_: None, [scope], listed.set, lambda e: gone.append(e.name))
     path = scope_path(GROUP, VERSION, PLURAL_PREBUILT_WORKSPACES, scope)
-    task = asyncio.create_task(ListWatch(kube.rest, path, index.scope(scope), what="w").run())
 
     def ours() -> set[str]:
         return {e.name for e in index.get((namespace, "p"))}
 
-    try:
-        await asyncio.wait_for(listed.wait(), 30)
+    async def steps() -> dict[str, Any]:
         first = ours()
         await asyncio.to_thread(
             cluster.kubectl, "delete", PLURAL_PREBUILT_WORKSPACES, "-n", namespace, "w0"
         )
         await _until(lambda: "w0" not in ours(), "the deleted workspace gone")
         return {"first": first, "last": ours(), "gone": gone}
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await kube.close()
+
+    def watch_of(kube: Kube) -> ListWatch:
+        return ListWatch(kube.rest, path, index.scope(scope), what="workspace")
+
+    return await _with_watch(cluster, watch_of, listed, steps)
 
 
 @pytest.mark.parametrize("scope", ["namespace", "cluster"])

@@ -24,6 +24,8 @@ Key = tuple[str, str]  # (namespace, workspace label) or (namespace, preset)
 # Called with an object's (namespace, preset, claim) when it changed.
 Wake = Callable[[str, str, str], None]
 
+_NONE: Mapping[str, Any] = {}  # what a key without entries answers, not made anew each read
+
 
 class Entry(Protocol):
     """What the index needs of an entry: where it lives and whom it concerns."""
@@ -66,7 +68,7 @@ class ObjectIndex(Generic[E]):
 
     def get(self, key: Key, default: Any = None) -> ValuesView[E]:
         del default  # none is an empty collection, as kopf's index answers
-        return self._entries.get(key, {}).values()
+        return self._entries.get(key, _NONE).values()
 
     def __iter__(self) -> Iterator[Key]:
         return iter(self._entries)
@@ -129,7 +131,7 @@ class ObjectIndex(Generic[E]):
             return
         woken: set[tuple[str, str, str]] = set()
         for key in old.keys() | listed.keys():
-            before, after = old.get(key, {}), listed.get(key, {})
+            before, after = old.get(key, _NONE), listed.get(key, _NONE)
             if before != after:
                 woken.update(
                     (e.namespace, e.preset, e.claim) for e in (*before.values(), *after.values())
