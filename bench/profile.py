@@ -73,6 +73,7 @@ async def _run(env: BenchEnv, ns: str, op: Any, workdir: Path) -> dict[str, Any]
         out["load_conv"] = loadavg()
         events0 = {k: w.events for k, w in watches.items()}
         m0 = requests(scrape(env))
+        passes0 = _passes(op)
         prof = Profiler(op.proc.pid, workdir / "convergence.txt")
         cpu0 = proc_sample(op.proc.pid)
         started = time.perf_counter()
@@ -87,6 +88,7 @@ async def _run(env: BenchEnv, ns: str, op: Any, workdir: Path) -> dict[str, Any]
         await asyncio.sleep(1)
         out["conv_writes"] = by_verb_resource(delta(requests(scrape(env)), m0))
         out["conv_events"] = Counter({k: w.events - events0[k] for k, w in watches.items()})
+        out["conv_passes"] = [b - a for a, b in zip(passes0, _passes(op), strict=True)]
         # 2. a warm pool of 100, then 100 claims at once, profiled
         await asyncio.to_thread(apply, env, ns, [preset("warm", CLAIMS)])
         await presets.until(lambda o: o.get("warm", 0) >= CLAIMS, 300)
@@ -110,6 +112,18 @@ async def _run(env: BenchEnv, ns: str, op: Any, workdir: Path) -> dict[str, Any]
             await w.stop()
         await kube.close()
     return out
+
+
+def _passes(op: Any) -> tuple[float, float]:
+    """Preset passes so far and the seconds spent in them (the operator's own
+    prewarm_reconcile_duration_seconds): the count that moves with how events
+    are merged into passes."""
+    found = dict.fromkeys(("_count", "_sum"), 0.0)
+    for line in op.metrics().splitlines():
+        for suffix in found:
+            if line.startswith(f"prewarm_reconcile_duration_seconds{suffix} "):
+                found[suffix] = float(line.split()[1])
+    return found["_count"], found["_sum"]
 
 
 def _leaf_table(raw: Path, top: int = 12) -> str:
@@ -160,6 +174,10 @@ def run(env: BenchEnv) -> tuple[str, str]:
         "watches of the same objects): "
         + ", ".join(f"{k} {n}" for k, n in events.items())
         + f"; {sum(events.values())} in all.",
+        "",
+        f"Preset passes during the convergence (the operator's "
+        f"prewarm_reconcile_duration_seconds): {r['conv_passes'][0]:.0f}, "
+        f"{r['conv_passes'][1]:.1f} s of wall time in them.",
         "",
         f"### {CLAIMS} concurrent claims ({r['claims_s']:.1f} s to all Bound, operator CPU "
         f"{r['claims_cpu']:.1f} s, load {r['load_claims']})",
