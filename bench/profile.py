@@ -29,6 +29,7 @@ from bench.common import (
     delta,
     inclusive,
     loadavg,
+    op_metric,
     preset,
     preset_ready,
     proc_sample,
@@ -118,12 +119,8 @@ def _passes(op: Any) -> tuple[float, float]:
     """Preset passes so far and the seconds spent in them (the operator's own
     prewarm_reconcile_duration_seconds): the count that moves with how events
     are merged into passes."""
-    found = dict.fromkeys(("_count", "_sum"), 0.0)
-    for line in op.metrics().splitlines():
-        for suffix in found:
-            if line.startswith(f"prewarm_reconcile_duration_seconds{suffix} "):
-                found[suffix] = float(line.split()[1])
-    return found["_count"], found["_sum"]
+    name = "prewarm_reconcile_duration_seconds"
+    return op_metric(op, f"{name}_count"), op_metric(op, f"{name}_sum")
 
 
 def _leaf_table(raw: Path, top: int = 12) -> str:

@@ -63,10 +63,12 @@ CLAIM_WORKERS = 64
 API_CONNECTIONS = 64
 
 # A pod's events come in bursts (created, bound, started, Ready within
-# milliseconds on a fast node): its preset's pass waits this long for the rest
-# of the burst, so one pass sees them all instead of one pass per event
-# (docs/decisions.md, "Pod events wake their preset within 100 ms"; a pod
-# turning Ready waking it at once was tried and cost more than it gave).
+# milliseconds on a fast node), and so do a workspace's (created, status
+# written, taken): its preset's pass waits this long for the rest of the
+# burst, so one pass sees them all instead of one pass per event
+# (docs/decisions.md, "Pod events wake their preset within 100 ms" and "A
+# workspace's event wakes its preset within 100 ms"; a pod turning Ready waking
+# it at once was tried and cost more than it gave).
 POD_WAKE_DELAY_S = 0.1
 
 # Longest wait between two attempts to open the ledger at start.
