@@ -1,6 +1,7 @@
 """The operator's own watches (k8s/list_watch.py) of pods and PrebuiltWorkspaces
 against the real API server: a paged listing, then the watch's events, for one
-namespace and for the cluster."""
+namespace and for the cluster; and the one-object listing that tells the
+operator whether any preset exists."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from tests.e2e.support import create_all
+from tests.e2e.support import create_all, preset_manifest
 
 from prewarm.api.constants import (
     API_VERSION,
@@ -18,13 +19,14 @@ from prewarm.api.constants import (
     LABEL_PRESET,
     LABEL_WORKSPACE,
     PLURAL_PREBUILT_WORKSPACES,
+    PLURAL_PRESETS,
     VERSION,
 )
 from prewarm.devenv.cluster import LocalCluster
 from prewarm.handlers.object_index import pod_index, workspace_index
 from prewarm.k8s import list_watch
 from prewarm.k8s.client import Kube
-from prewarm.k8s.list_watch import ListWatch, scope_path
+from prewarm.k8s.list_watch import ListWatch, holds_any, scope_path
 
 
 def _pod(name: str, labelled: bool = True) -> dict[str, Any]:
@@ -155,3 +157,22 @@ def test_the_workspace_watch_lists_in_pages_and_reports_a_deleted_one_gone(
     assert seen["first"] == {"w0", "w1", "w2"}
     assert seen["last"] == {"w1", "w2"}
     assert seen["gone"] == ["w0"]
+
+
+def test_holds_any_says_whether_a_namespace_has_a_preset(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    """What lets a fresh operator without presets serve claims at once
+    (handlers/registrations.py, _kopf_complete_if_no_presets)."""
+    path = scope_path(GROUP, VERSION, PLURAL_PRESETS, namespace)
+
+    async def holds() -> bool:
+        kube = await Kube.connect(str(cluster.kubeconfig))
+        try:
+            return await holds_any(kube.rest, path)
+        finally:
+            await kube.close()
+
+    assert asyncio.run(holds()) is False
+    create_all(cluster, namespace, [preset_manifest("one", 0)])
+    assert asyncio.run(holds()) is True

@@ -1,6 +1,7 @@
-"""The picture is complete once kopf's indexes (the first event handler proves
-them) and the operator's own workspace and pod listings are; it says so once, with how much
-they hold: the line the restart benchmark times (bench/restart.py)."""
+"""The picture is complete once kopf's preset index (the first event handler
+proves it) and the operator's own claim, workspace and pod listings are; it
+says so once, with how much they hold: the line the restart benchmark times
+(bench/restart.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from prewarm.settings import Settings
 @pytest.mark.parametrize(
     "order",
     [
-        ("kopf", "workspaces", "pods"),
-        ("pods", "kopf", "workspaces"),
-        ("workspaces", "pods", "kopf"),
+        ("kopf", "claims", "workspaces", "pods"),
+        ("pods", "kopf", "workspaces", "claims"),
+        ("claims", "workspaces", "pods", "kopf"),
     ],
 )
-def test_all_three_parts_mark_the_picture_complete_and_log_its_size_once(
-    order: tuple[str, str, str],
+def test_all_four_parts_mark_the_picture_complete_and_log_its_size_once(
+    order: tuple[str, str, str, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     rt = Runtime(settings=Settings(), kube=None, ledger=None)  # type: ignore[arg-type]
@@ -34,8 +35,9 @@ def test_all_three_parts_mark_the_picture_complete_and_log_its_size_once(
         registrations._index_complete(rt, order[0])
         registrations._index_complete(rt, order[0])
         registrations._index_complete(rt, order[1])
-        assert not rt.indexed.is_set()  # part of a picture plans nothing
         registrations._index_complete(rt, order[2])
+        assert not rt.indexed.is_set()  # part of a picture plans nothing
+        registrations._index_complete(rt, order[3])
         registrations._index_complete(rt, order[0])
     assert rt.indexed.is_set()
     lines = [r.getMessage() for r in caplog.records if "indexes complete" in r.getMessage()]

@@ -8,10 +8,11 @@ from prewarm.api.constants import GROUP
 from prewarm.handlers.registrations import NoDiffBase, configure_kopf
 
 
-def test_kopf_watches_only_presets_and_claims() -> None:
-    """Workspace pods and PrebuiltWorkspaces are the operator's own watches
-    (k8s/list_watch.py): a kopf handler for either would list and process every
-    one through kopf again, and hold the listing until all of it is indexed."""
+def test_kopf_watches_only_presets() -> None:
+    """Workspace pods, PrebuiltWorkspaces and WorkspaceClaims are the
+    operator's own watches (k8s/list_watch.py): a kopf handler for any would
+    list and process every one through kopf again, and hold the listing until
+    all of it is indexed."""
     registry = kopf.get_default_registry()
     resources = {
         (h.selector.group, h.selector.any_name)
@@ -19,10 +20,7 @@ def test_kopf_watches_only_presets_and_claims() -> None:
         for h in handlers.get_all_handlers()
         if h.selector is not None
     }
-    assert resources == {
-        (GROUP, "presets"),
-        (GROUP, "workspaceclaims"),
-    }
+    assert resources == {(GROUP, "presets")}
 
 
 def test_no_diff_base_bounded_watches_and_paged_listings() -> None:

@@ -1,6 +1,6 @@
-"""The workspace pods and PrebuiltWorkspaces in memory (handlers/object_index.py):
-what a watch's events and listings leave there, whom they wake, and which
-workspaces they report gone."""
+"""The workspace pods, PrebuiltWorkspaces and WorkspaceClaims in memory
+(handlers/object_index.py): what a watch's events and listings leave there,
+whom they wake, and which objects they report gone."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from prewarm.api.constants import LABEL_CLAIM, LABEL_PRESET, LABEL_WORKSPACE
-from prewarm.handlers.object_index import pod_index, workspace_index
-from prewarm.handlers.watched import WorkspaceEntry
+from prewarm.handlers.object_index import claim_index, pod_index, workspace_index
+from prewarm.handlers.watched import ClaimEntry, WorkspaceEntry
 
 
 def _pod(namespace: str, name: str, phase: str = "Pending", claim: str = "") -> dict[str, Any]:
@@ -209,3 +209,59 @@ def test_a_workspace_the_model_refuses_is_left_out_with_a_warning_and_the_rest_k
         ws.sink.changed("MODIFIED", bad)
     assert ws.held() == {("a", "p"): [("good", "Building")]}
     assert [r.getMessage()[:30] for r in caplog.records] == ["ignoring PrebuiltWorkspace a/b"] * 2
+
+
+def _claim(name: str, preset: str = "p", lifetime: str = "") -> dict[str, Any]:
+    spec: dict[str, Any] = {"presetRef": {"name": preset}, "owner": "alice"}
+    if lifetime:
+        spec["lifetime"] = lifetime
+    meta = {"namespace": "a", "name": name, "uid": f"uid-{name}"}
+    return {"metadata": {**meta, "creationTimestamp": "2026-11-30T12:00:00Z"}, "spec": spec}
+
+
+class Claims:
+    def __init__(self) -> None:
+        self.woken: list[tuple[str, str, str]] = []
+        self.gone: list[str] = []
+        self.listed = 0
+        self.index = claim_index(
+            lambda *who: self.woken.append(who), [None], self.on_listed, self.forget
+        )
+        self.sink = self.index.scope(None)
+
+    def on_listed(self) -> None:
+        self.listed += 1
+
+    def forget(self, entry: ClaimEntry) -> None:
+        self.gone.append(entry.name)
+
+    def held(self) -> dict[tuple[str, str], list[str]]:
+        return {k: [e.preset for e in self.index.get(k)] for k in self.index}
+
+
+def test_claims_kept_by_name_wake_themselves_and_are_forgotten_when_deleted() -> None:
+    claims = Claims()
+    claims.sink.listing_started()
+    claims.sink.listed(_claim("c1"))
+    claims.sink.listing_done()
+    assert (claims.listed, claims.woken) == (1, [])  # the first listing wakes nobody
+    claims.sink.changed("ADDED", _claim("c2", preset="q"))
+    claims.sink.changed("MODIFIED", _claim("c1"))
+    assert claims.held() == {("a", "c1"): ["p"], ("a", "c2"): ["q"]}
+    claims.sink.changed("DELETED", _claim("c1"))
+    assert claims.held() == {("a", "c2"): ["q"]}
+    assert claims.gone == ["c1"]  # its memory goes with it, as kopf's DELETED did
+    assert claims.woken == [("a", "q", "c2"), ("a", "p", "c1"), ("a", "p", "c1")]
+
+
+def test_a_claim_its_entry_refuses_is_left_out_with_a_warning_and_the_rest_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    claims = Claims()
+    bad = _claim("bad")
+    bad["metadata"]["creationTimestamp"] = "not a time"
+    with caplog.at_level(logging.WARNING, logger="prewarm.watch"):
+        claims.sink.changed("ADDED", bad)
+        claims.sink.changed("ADDED", _claim("good"))
+    assert claims.held() == {("a", "good"): ["p"]}
+    assert [r.getMessage()[:29] for r in caplog.records] == ["ignoring WorkspaceClaim a/bad"]

@@ -1,9 +1,10 @@
-"""Workspace pods and PrebuiltWorkspaces in memory, kept by the operator's own
-watches (k8s/list_watch.py).
+"""Workspace pods, PrebuiltWorkspaces and WorkspaceClaims in memory, kept by
+the operator's own watches (k8s/list_watch.py).
 
-Keyed as kopf's indexes are, (namespace, workspace label) -> pods and
-(namespace, preset) -> workspaces, so the rest of the operator reads them as
-it read kopf's indexes (Runtime.pod, Runtime.workspaces_of).
+Keyed as kopf's indexes are, (namespace, workspace label) -> pods,
+(namespace, preset) -> workspaces and (namespace, name) -> claims, so the rest
+of the operator reads them as it read kopf's indexes (Runtime.pod,
+Runtime.workspaces_of, Runtime.claim).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import ValidationError
 
 from prewarm.api.constants import LABEL_WORKSPACE
-from prewarm.handlers.watched import PodEntry, WorkspaceEntry
+from prewarm.handlers.watched import ClaimEntry, PodEntry, WorkspaceEntry
 from prewarm.k8s.core import JsonObject
 
 log = logging.getLogger("prewarm.watch")
 
-Key = tuple[str, str]  # (namespace, workspace label) or (namespace, preset)
+Key = tuple[str, str]  # (namespace, workspace label), (namespace, preset) or (namespace, name)
 # Called with an object's (namespace, preset, claim) when it changed.
 Wake = Callable[[str, str, str], None]
 
@@ -180,21 +181,31 @@ def read_pod(pod: Mapping[str, Any]) -> tuple[Key, PodEntry] | None:
 
 
 def read_workspace(body: Mapping[str, Any]) -> tuple[Key, WorkspaceEntry] | None:
-    """A workspace under (namespace, its preset). One the API model refuses is
-    left out with a warning (the API server checks the CRD's schema, so only an
-    object the model is stricter about gets here) rather than stopping the watch."""
+    """A workspace under (namespace, its preset)."""
+    entry = _entry_or_warn("PrebuiltWorkspace", WorkspaceEntry.from_body, body)
+    return ((entry.namespace, entry.preset), entry) if entry else None
+
+
+def read_claim(body: Mapping[str, Any]) -> tuple[Key, ClaimEntry] | None:
+    """A claim under (namespace, its name)."""
+    entry = _entry_or_warn("WorkspaceClaim", ClaimEntry.from_body, body)
+    return ((entry.namespace, entry.name), entry) if entry else None
+
+
+def _entry_or_warn(
+    kind: str, from_body: Callable[[Mapping[str, Any]], E], body: Mapping[str, Any]
+) -> E | None:
+    """The object's entry. One the entry refuses (a pydantic ValidationError is
+    a ValueError) is left out with a warning rather than stopping the watch: the
+    API server checks the CRD's schema, so only an object written around it
+    gets here."""
     try:
-        entry = WorkspaceEntry.from_body(body)
-    except ValidationError as error:
+        return from_body(body)
+    except ValueError as error:
         meta = body.get("metadata") or {}
-        log.warning(
-            "ignoring PrebuiltWorkspace %s/%s: %s",
-            meta.get("namespace"),
-            meta.get("name"),
-            error.errors(include_url=False)[:1],
-        )
+        why = error.errors(include_url=False)[:1] if isinstance(error, ValidationError) else error
+        log.warning("ignoring %s %s/%s: %s", kind, meta.get("namespace"), meta.get("name"), why)
         return None
-    return (entry.namespace, entry.preset), entry
 
 
 def pod_index(
@@ -210,3 +221,12 @@ def workspace_index(
     gone: Callable[[WorkspaceEntry], None],
 ) -> ObjectIndex[WorkspaceEntry]:
     return ObjectIndex(read_workspace, wake, scopes, on_listed, gone)
+
+
+def claim_index(
+    wake: Wake,
+    scopes: list[str | None],
+    on_listed: Callable[[], None],
+    gone: Callable[[ClaimEntry], None],
+) -> ObjectIndex[ClaimEntry]:
+    return ObjectIndex(read_claim, wake, scopes, on_listed, gone)

@@ -1,5 +1,5 @@
 """kopf registrations: indexes feed memory, events feed the work queue. kopf
-keeps the Presets and WorkspaceClaims; the PrebuiltWorkspaces and their pods
+keeps the Presets; the WorkspaceClaims, the PrebuiltWorkspaces and their pods
 are the operator's own watches (k8s/list_watch.py, handlers/object_index.py).
 
 No create/update handlers and no daemons: those make kopf write progress
@@ -27,12 +27,14 @@ from prewarm.api.constants import (
     GROUP,
     LABEL_WORKSPACE,
     PLURAL_PREBUILT_WORKSPACES,
+    PLURAL_PRESETS,
+    PLURAL_WORKSPACE_CLAIMS,
     VERSION,
 )
 from prewarm.handlers import process_memory
 from prewarm.handlers.claims import reconcile_claim
 from prewarm.handlers.http import start_http
-from prewarm.handlers.object_index import ObjectIndex, pod_index, workspace_index
+from prewarm.handlers.object_index import ObjectIndex, claim_index, pod_index, workspace_index
 from prewarm.handlers.presets import reconcile_preset
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import (
@@ -45,7 +47,7 @@ from prewarm.handlers.watched import (
 from prewarm.k8s.client import Kube
 from prewarm.k8s.core import ApiError, ClusterConfigError, JsonObject, credentials
 from prewarm.k8s.lease import LeaderElector, stop_and_release
-from prewarm.k8s.list_watch import PAGE_SIZE, ListWatch, scope_path
+from prewarm.k8s.list_watch import PAGE_SIZE, ListWatch, holds_any, scope_path
 from prewarm.ledger.repository import Ledger, LedgerUnavailable
 from prewarm.logs import log_context
 from prewarm.planning.agent_image import choose_agent_image
@@ -161,10 +163,11 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     config = await _with_agent_image(kube, config)
     rt = Runtime(settings=config, kube=kube, ledger=ledger)
     rt.presets = kwargs["preset_index"]
-    rt.claims = kwargs["claim_index"]
     scopes: list[str | None] = [*config.namespaces] or [None]
+    rt.claims = _watch_claims(rt, kube, scopes)
     rt.workspaces = _watch_workspaces(rt, kube, scopes)
     rt.pods = _watch_pods(rt, kube, scopes)
+    _workers["no presets"] = asyncio.create_task(_kopf_complete_if_no_presets(rt, kube, scopes))
     _state["runtime"] = rt
     metrics.ledger_up.set(0)
     if config.metrics_port:
@@ -199,6 +202,40 @@ def _watch_workspaces(
         watch = ListWatch(kube.rest, path, workspaces.scope(scope), what="workspace")
         _workers[f"workspaces {scope or '*'}"] = asyncio.create_task(watch.run())
     return workspaces
+
+
+def _watch_claims(rt: Runtime, kube: Kube, scopes: list[str | None]) -> ObjectIndex[ClaimEntry]:
+    """The WorkspaceClaims, watched outside kopf as the workspaces are: each
+    event wakes the claim at once, and one deleted is forgotten."""
+    claims = claim_index(
+        partial(_wake_claim, rt),
+        scopes,
+        lambda: _index_complete(rt, "claims"),
+        lambda entry: rt.forget_claim((entry.namespace, entry.name)),
+    )
+    for scope in scopes:
+        path = scope_path(GROUP, VERSION, PLURAL_WORKSPACE_CLAIMS, scope)
+        watch = ListWatch(kube.rest, path, claims.scope(scope), what="claim")
+        _workers[f"claims {scope or '*'}"] = asyncio.create_task(watch.run())
+    return claims
+
+
+async def _kopf_complete_if_no_presets(rt: Runtime, kube: Kube, scopes: list[str | None]) -> None:
+    """kopf's preset index proves itself complete by the first preset event;
+    without any preset there is none, and the claims (of a preset that does not
+    exist yet) would wait for one. A listing that finds none says the same."""
+    delay = 1.0
+    while True:
+        try:
+            for scope in scopes:
+                if await holds_any(kube.rest, scope_path(GROUP, VERSION, PLURAL_PRESETS, scope)):
+                    return  # its event comes
+            _index_complete(rt, "kopf")
+            return
+        except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as error:
+            log.warning("cannot list presets: %s; again in %.0fs", error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LEDGER_RETRY_MAX_S)
 
 
 async def _with_agent_image(kube: Kube, config: Settings) -> Settings:
@@ -379,19 +416,15 @@ async def preset_index(body: kopf.Body, namespace: str | None, name: str, **_: A
     return {(namespace, name): PresetEntry.from_body(body)}
 
 
-@kopf.index(GROUP, VERSION, "workspaceclaims")
-async def claim_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
-    return {(namespace, name): ClaimEntry.from_body(body)}
-
-
 # --- wake-ups ---------------------------------------------------------------------------
 
 
 def _index_complete(rt: Runtime, part: str) -> None:
-    """One part of the picture holds its initial list: kopf's indexes ("kopf":
-    kopf runs event handlers only once every index is complete, so the first
-    event proves it), the workspaces or their pods ("workspaces", "pods":
-    handlers/object_index.py). With all three the picture is complete, and it
+    """One part of the picture holds its initial list: kopf's preset index
+    ("kopf": kopf runs event handlers only once every index is complete, so the
+    first event proves it, or a listing that found no preset), the claims, the
+    workspaces or their pods ("claims", "workspaces", "pods":
+    handlers/object_index.py). With all four the picture is complete, and it
     says so once, with its size: the moment a fresh replica can decide
     (docs/benchmarks.md "Restart")."""
     rt.indexes_pending.discard(part)
@@ -433,21 +466,11 @@ async def preset_event(
     _wake(namespace, name)
 
 
-def _wake_claim(namespace: str | None, claim: str | None) -> None:
-    rt = _state.get("runtime")
-    if rt is None or not namespace or not claim:
-        return
-    _index_complete(rt, "kopf")
-    rt.claim_queue.add((namespace, claim))
-
-
-@kopf.on.event(GROUP, VERSION, "workspaceclaims")
-async def claim_event(type: str | None, namespace: str | None, name: str, **_: Any) -> None:
-    if type == "DELETED":
-        rt = _state.get("runtime")
-        if rt is not None and namespace:
-            rt.forget_claim((namespace, name))
-    _wake_claim(namespace, name)
+def _wake_claim(rt: Runtime, namespace: str, preset: str, claim: str) -> None:
+    """A claim changed (or, with no claim, only left a preset): it looks again at once."""
+    del preset  # its preset's pass does not follow its claims' events
+    if namespace and claim:
+        rt.claim_queue.add((namespace, claim))
 
 
 def _wake_workspace(rt: Runtime, namespace: str, preset: str, claim: str) -> None:

@@ -1,5 +1,6 @@
 """The operator's services: settings, connections, the work queues and the
-kopf indexes, the timers, and its memory (handlers/memory.py) by object."""
+indexes (kopf's of the presets, the operator's own of the rest), the timers,
+and its memory (handlers/memory.py) by object."""
 
 from __future__ import annotations
 
@@ -70,9 +71,11 @@ class Runtime:
     workspaces: IndexLike | None = None
     pods: IndexLike | None = None
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
-    # The parts whose initial list is still out ("kopf", "workspaces", "pods"):
-    # `indexed` is set once none is (handlers/registrations.py, _index_complete).
-    indexes_pending: set[str] = field(default_factory=lambda: {"kopf", "workspaces", "pods"})
+    # The parts whose initial list is still out ("kopf", "claims", "workspaces",
+    # "pods"): `indexed` is set once none is (registrations._index_complete).
+    indexes_pending: set[str] = field(
+        default_factory=lambda: {"kopf", "claims", "workspaces", "pods"}
+    )
     # What this process remembers between passes, by object (handlers/memory.py).
     memory: Memory = field(default_factory=Memory)
     # Presets whose last pass could not read the ledger. A set, not a flag: a
@@ -100,7 +103,7 @@ class Runtime:
         if self.ledger is not None:  # None in unit tests that need no ledger
             self.writes.batch_with(self.ledger.batch)
 
-    # --- reads from the kopf indexes -------------------------------------------------
+    # --- reads from the indexes ------------------------------------------------------
 
     def preset(self, key: PresetKey) -> PresetEntry | None:
         assert self.presets is not None

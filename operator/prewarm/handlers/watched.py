@@ -1,4 +1,4 @@
-"""What the operator keeps in memory of each watched object (kopf indexes).
+"""What the operator keeps in memory of each watched object (its indexes).
 
 Small frozen records instead of whole bodies: 5000 workspaces must fit in a
 few MiB, and the planner needs only these fields.
@@ -181,6 +181,11 @@ class ClaimEntry:
     cold_start_grace: timedelta | None = None
     # spec.parameters as written (checked against the preset in each pass).
     parameters: tuple[Parameter, ...] = ()
+
+    @property
+    def claim(self) -> str:
+        """Whose claim to wake when it changes: its own (handlers/object_index.py)."""
+        return self.name
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ClaimEntry:

@@ -1,13 +1,16 @@
-"""The operator's own watches of workspace pods and PrebuiltWorkspaces: a paged
-list, then a watch from its resourceVersion, again and again.
+"""The operator's own watches of workspace pods, PrebuiltWorkspaces and
+WorkspaceClaims: a paged list, then a watch from its resourceVersion, again
+and again.
 
-kopf keeps the Presets and WorkspaceClaims. The pods left it because kopf's
-per-event path was the operator's largest cost, the workspaces because kopf
-holds every listed object until all its indexes are complete, and a fresh
-start over 10,000 workspaces kept that peak's heap for good (docs/decisions.md,
-"Workspace pods are watched outside kopf" and "PrebuiltWorkspaces are watched
-outside kopf"). An object is handed over as soon as it is read, so a fresh
-start never holds the whole listing at once.
+kopf keeps the Presets. The pods left it because kopf's per-event path was
+the operator's largest cost, the workspaces because kopf holds every listed
+object until all its indexes are complete, and a fresh start over 10,000
+workspaces kept that peak's heap for good, the claims because kopf's
+per-event path was the largest cost of a claim burst (docs/decisions.md,
+"Workspace pods are watched outside kopf", "PrebuiltWorkspaces are watched
+outside kopf" and "WorkspaceClaims are watched outside kopf"). An object is
+handed over as soon as it is read, so a fresh start never holds the whole
+listing at once.
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ def scope_path(group: str, version: str, plural: str, namespace: str | None) -> 
     if namespace:
         return collection_path(group, version, namespace, plural)
     return f"/apis/{group}/{version}/{plural}" if group else f"/api/{version}/{plural}"
+
+
+async def holds_any(rest: Rest, path: str) -> bool:
+    """Whether the collection (`scope_path`) holds at least one object: a list of one."""
+    page = await rest.request("GET", path, query=[("limit", "1")])
+    return bool(page.get("items"))
 
 
 class ListWatch:
