@@ -182,6 +182,25 @@ def test_claim_follows_its_own_workspace(
     assert (step.outcome is not None) == (action is Follow.FAIL)
     if action is Follow.FINISH_TAKE:
         assert step.generation == max(generation, 1)
+        assert step.write_pod  # none of these pods knows its generation
+
+
+@pytest.mark.parametrize(
+    ("pod", "annotated", "write_pod"),
+    [
+        (None, "", True),  # not in the watch yet: write, as the take would have
+        (_pod(), "", True),  # the take was cut short before the annotations
+        (_pod(), "1", True),  # an older generation's (a rebind's take)
+        (_pod(), "2", False),  # the annotations were written: only Bound is missing
+    ],
+)
+def test_a_take_cut_short_writes_the_pod_only_if_it_does_not_know_its_generation(
+    pod: PodView | None, annotated: str, write_pod: bool
+) -> None:
+    created = NOW - timedelta(minutes=1)
+    args = (WorkspacePhase.READY, 2, created, pod, True, NOW, TIMEOUT, 3)
+    step = follow_own_workspace(*args, pod_generation=annotated)
+    assert (step.action, step.generation, step.write_pod) == (Follow.FINISH_TAKE, 2, write_pod)
 
 
 def test_a_waiting_claim_looks_again_soon_and_just_after_its_limit() -> None:

@@ -449,17 +449,19 @@ async def _follow_own_workspace(
         utc_now(),
         timeout,
         rt.settings.crashloop_restarts,
+        pod.annotations.get(ANNOTATION_REINIT_GENERATION, "") if pod else "",
     )
     if step.requeue_after is not None:
         rt.requeue_claim_after(key, step.requeue_after)
     if step.action is Follow.FINISH_TAKE:
-        # Idempotent writes: the owner's credentials and the pod's annotations (if
-        # the pod does not know its generation yet: a take cut off), then Bound.
-        if pod is None or pod.annotations.get(ANNOTATION_REINIT_GENERATION) != str(step.generation):
+        # In a take's order (the owner's credentials, Bound, the pod's
+        # annotations), each idempotent; the pod's only if the take did not get that far.
+        if step.write_pod:
             await copy_owner_credentials(rt, claim, ws.name, spec)
-        await annotate_pod(rt, claim, ws.name, step.generation, ws.claim_parameters)
         source = status.source or ClaimSource.PREBUILT
         await _bind(rt, claim, status, ws.name, source, step.generation, seen)
+        if step.write_pod:
+            await annotate_pod(rt, claim, ws.name, step.generation, ws.claim_parameters)
         return
     if step.action is Follow.CREATE_POD and spec is not None:
         await _ensure_cold_pod(

@@ -277,7 +277,7 @@ def _grace(
 class Follow(enum.StrEnum):
     """What to do with the workspace that already carries a pending claim."""
 
-    FINISH_TAKE = "FinishTake"  # a prebuilt take got as far as the workspace: annotate, bind
+    FINISH_TAKE = "FinishTake"  # a prebuilt take got as far as the workspace: bind, annotate
     WAIT = "Wait"  # its pod is not in the watch yet (its event wakes us), or not Ready yet
     CREATE_POD = "CreatePod"  # a cold workspace without a pod past the grace: create it
     FAIL = "Fail"  # the cold build failed or was disrupted: the workspace and the claim say why
@@ -289,6 +289,9 @@ class FollowStep:
     action: Follow
     outcome: Outcome | None = None  # with FAIL
     generation: int = 0  # with FINISH_TAKE
+    # With FINISH_TAKE: the pod does not know this generation yet (the take was
+    # cut short before its annotations): its credentials and annotations follow.
+    write_pod: bool = False
     requeue_after: float | None = None
 
 
@@ -308,14 +311,21 @@ def follow_own_workspace(
     now: datetime,
     readiness_timeout: timedelta,
     crashloop_restarts: int,
+    pod_generation: str = "",
 ) -> FollowStep:
     """A workspace already carries this claim: a cold start in progress, or a
-    take whose later steps a crash interrupted. What drives it to Bound or Failed."""
+    take whose later steps a crash interrupted. What drives it to Bound or
+    Failed. `pod_generation` is the pod's reinit-generation annotation."""
     # Ready with this claim's claimRef: a warm workspace it took (the pool writes
     # Ready; a cold build goes from Building to Claimed), whose take a crash or a
     # failed write interrupted before Bound.
     if phase in (WorkspacePhase.CLAIMED, WorkspacePhase.READY):
-        return FollowStep(Follow.FINISH_TAKE, generation=max(reinit_generation, 1))
+        generation = max(reinit_generation, 1)
+        return FollowStep(
+            Follow.FINISH_TAKE,
+            generation=generation,
+            write_pod=pod is None or pod_generation != str(generation),
+        )
     if pod is None:
         # Usually the watch has not delivered it yet. But a full quota, or a
         # crash between the two creates, leaves a cold workspace without a pod.
