@@ -115,7 +115,12 @@ class Settings(ClusterAccess):
         ),
     )
     resync_seconds: float = Field(
-        default=30.0, gt=0, description="Period of the level-triggered resync of every preset."
+        default=30.0,
+        gt=0,
+        description=(
+            "Period of the level-triggered resync: every preset and claim has a pass "
+            "at least this often."
+        ),
     )
     max_instances_per_preset: int = Field(
         default=500, ge=0, description="Cap on spec.prebuilds.instances; larger asks are clamped."

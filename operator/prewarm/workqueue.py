@@ -47,6 +47,7 @@ class WorkQueue(Generic[K]):
         self._pending: dict[K, float] = {}  # in the queue, not yet taken: since when
         self._active: set[K] = set()  # taken by a worker right now
         self._dirty: set[K] = set()  # enqueued while active: run again after
+        self._ended: dict[K, float] = {}  # when each key's last run ended (see `recent`)
         self._observer: QueueObserver = observer or _Unobserved()
         self._clock = clock
 
@@ -77,8 +78,16 @@ class WorkQueue(Generic[K]):
         self._active.add(key)
         return key
 
+    def recent(self, seconds: float) -> set[K]:
+        """The keys queued, running, or whose last run ended less than `seconds`
+        ago; what ended longer ago is forgotten (so deleted keys do not pile up)."""
+        now = self._clock()
+        self._ended = {k: t for k, t in self._ended.items() if now - t < seconds}
+        return {*self._ended, *self._pending, *self._active, *self._dirty}
+
     def _done(self, key: K) -> None:
         self._active.discard(key)
+        self._ended[key] = self._clock()
         if key in self._dirty:
             self._dirty.discard(key)
             self.add(key)

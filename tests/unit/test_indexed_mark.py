@@ -11,6 +11,7 @@ import pytest
 
 from prewarm.handlers import registrations
 from prewarm.handlers.runtime import Runtime
+from prewarm.handlers.watched import ClaimEntry
 from prewarm.settings import Settings
 
 
@@ -42,3 +43,26 @@ def test_all_four_parts_mark_the_picture_complete_and_log_its_size_once(
     assert rt.indexed.is_set()
     lines = [r.getMessage() for r in caplog.records if "indexes complete" in r.getMessage()]
     assert lines == ["indexes complete: 1 presets, 3 workspaces, 2 pods, 0 claims"]
+
+
+def test_the_claims_first_listing_wakes_the_claims_whose_users_still_wait() -> None:
+    """A fresh operator's own claim watch wakes nobody for its first listing
+    (handlers/object_index.py); kopf's had woken every claim. A Pending claim
+    must not wait for the resync."""
+    rt = Runtime(settings=Settings(), kube=None, ledger=None)  # type: ignore[arg-type]
+    phases = {"new": None, "pending": "Pending", "bound": "Bound", "failed": "Failed"}
+    rt.claims = {
+        ("ns", name): [
+            ClaimEntry.from_body(
+                {
+                    "metadata": {"namespace": "ns", "name": name, "uid": name},
+                    "spec": {"presetRef": {"name": "p"}, "owner": "alice"},
+                    "status": {"phase": phase} if phase else {},
+                }
+            )
+        ]
+        for name, phase in phases.items()
+    }
+    registrations._claims_listed(rt)
+    assert [n for n in phases if rt.claim_queue.waiting(("ns", n))] == ["new", "pending"]
+    assert "claims" not in rt.indexes_pending

@@ -143,3 +143,43 @@ def test_waiting_is_queued_or_marked_to_run_again_not_running() -> None:
         return seen
 
     assert asyncio.run(scenario()) == [False, True, False, True]
+
+
+def test_recent_is_queued_running_or_ended_within_the_window_and_forgets_the_rest() -> None:
+    now = [0.0]
+
+    async def scenario() -> list[set[str]]:
+        queue: WorkQueue[str] = WorkQueue(clock=lambda: now[0])
+        seen = [queue.recent(10)]
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def work(key: str) -> None:
+            if key == "slow":
+                started.set()
+                await release.wait()
+
+        task = asyncio.create_task(queue.run_workers(2, work, lambda k, e: None))
+        queue.add("done")
+        queue.add("slow")
+        await started.wait()
+        queue.add("queued")  # the one free worker takes it at the next turn
+        seen.append(queue.recent(10))  # all three: running, queued, ended at 0
+        await asyncio.sleep(0.01)
+        now[0] = 9.9
+        seen.append(queue.recent(10))
+        now[0] = 10.0
+        seen.append(queue.recent(10))  # ended 10 s ago: no longer recent
+        release.set()
+        await asyncio.sleep(0.01)  # "slow" ends at 10
+        now[0] = 25.0
+        seen.append(queue.recent(20))  # the window does not bring back what was forgotten
+        task.cancel()
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        set(),
+        {"done", "slow", "queued"},
+        {"done", "slow", "queued"},
+        {"slow"},
+        {"slow"},
+    ]

@@ -11,10 +11,12 @@ waits for the operator.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
 import socket
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -51,7 +53,9 @@ from prewarm.k8s.list_watch import PAGE_SIZE, ListWatch, holds_any, scope_path
 from prewarm.ledger.repository import Ledger, LedgerUnavailable
 from prewarm.logs import log_context
 from prewarm.planning.agent_image import choose_agent_image
+from prewarm.planning.claims import awaits_answer
 from prewarm.settings import DEFAULT_AGENT_IMAGE, Settings
+from prewarm.workqueue import WorkQueue
 
 log = logging.getLogger("prewarm.operator")
 
@@ -72,6 +76,13 @@ API_CONNECTIONS = 64
 # workspace's event wakes its preset within 100 ms"; a pod turning Ready waking
 # it at once was tried and cost more than it gave).
 POD_WAKE_DELAY_S = 0.1
+
+# The resync looks this often per period (PREWARM_RESYNC_SECONDS) for presets
+# and claims that had no pass for most of one: each gets a pass at most a
+# period after its last, and one that had a pass of its own (an event's) is
+# not looked at again at the same time (docs/decisions.md, "The resync skips
+# what just had a pass").
+RESYNC_TICKS = 4
 
 # Longest wait between two attempts to open the ledger at start.
 LEDGER_RETRY_MAX_S = 10.0
@@ -210,7 +221,7 @@ def _watch_claims(rt: Runtime, kube: Kube, scopes: list[str | None]) -> ObjectIn
     claims = claim_index(
         partial(_wake_claim, rt),
         scopes,
-        lambda: _index_complete(rt, "claims"),
+        partial(_claims_listed, rt),
         lambda entry: rt.forget_claim((entry.namespace, entry.name)),
     )
     for scope in scopes:
@@ -218,6 +229,17 @@ def _watch_claims(rt: Runtime, kube: Kube, scopes: list[str | None]) -> ObjectIn
         watch = ListWatch(kube.rest, path, claims.scope(scope), what="claim")
         _workers[f"claims {scope or '*'}"] = asyncio.create_task(watch.run())
     return claims
+
+
+def _claims_listed(rt: Runtime) -> None:
+    """The claims' first listing is in. The ones whose users still wait look
+    at once (kopf woke every listed claim); a Bound one gets its first pass from
+    the resync's first tick."""
+    for key in rt.claim_keys():
+        claim = rt.claim(key)
+        if claim is not None and awaits_answer(claim.status.get("phase")):
+            rt.claim_queue.add(key)
+    _index_complete(rt, "claims")
 
 
 async def _kopf_complete_if_no_presets(rt: Runtime, kube: Kube, scopes: list[str | None]) -> None:
@@ -393,17 +415,30 @@ async def _run_claims(rt: Runtime) -> None:
 
 async def _resync(rt: Runtime) -> None:
     await rt.indexed.wait()
-    while True:
-        await asyncio.sleep(rt.settings.resync_seconds)
-        rt.sweep()
-        # What a fresh start's listing freed (and any burst since) goes back.
-        process_memory.release_freed_heap()
-        for kind, size in rt.memory_sizes().items():
-            metrics.memory_entries.labels(kind).set(size)
-        for key in rt.preset_keys():
-            rt.queue.add(key)
-        for claim_key in rt.claim_keys():
-            rt.claim_queue.add(claim_key)
+    period = rt.settings.resync_seconds
+    tick = period / RESYNC_TICKS
+    for ticks in itertools.count(1):
+        await asyncio.sleep(tick)
+        if ticks % RESYNC_TICKS == 0:
+            rt.sweep()
+            # What a fresh start's listing freed (and any burst since) goes back.
+            process_memory.release_freed_heap()
+            for kind, size in rt.memory_sizes().items():
+                metrics.memory_entries.labels(kind).set(size)
+        # A key whose last pass ended at least `period - tick` ago: the tick
+        # that adds it comes less than a period after that pass.
+        _resync_idle(rt.queue, rt.preset_keys(), period - tick)
+        _resync_idle(rt.claim_queue, rt.claim_keys(), period - tick)
+
+
+def _resync_idle(
+    queue: WorkQueue[tuple[str, str]], keys: Iterable[tuple[str, str]], idle_for: float
+) -> None:
+    """Queue the keys that had no pass for `idle_for` seconds (nor one queued or running)."""
+    recent = queue.recent(idle_for)
+    for key in keys:
+        if key not in recent:
+            queue.add(key)
 
 
 # --- indexes ----------------------------------------------------------------------------

@@ -47,6 +47,12 @@ class ClaimRoute:
     requeue_after: float | None = None
 
 
+def awaits_answer(phase: str | None) -> bool:
+    """Whether a claim's user still waits for it to be Bound or Failed: what a
+    fresh operator looks at as soon as it has listed the claims."""
+    return phase in (None, "", ClaimPhase.PENDING)
+
+
 def claim_route(
     *,
     exists: bool,
