@@ -7,8 +7,8 @@ patch and loggers alive until every index was complete: a heap of hundreds of
 MiB, which the cyclic collector walked again and again while the listing
 allocated (py-spy: create_task, call_soon and kopf's per-object constructors
 on top, where collections run). Both are the operator's own watches now
-(docs/decisions.md); kopf still lists the presets and claims. Two changes,
-from before that:
+(docs/decisions.md), as the claims are; kopf still lists the presets. Two
+changes, from before that:
 
 - `tune_gc()` at start: what the imports made is frozen (never scanned again)
   and the youngest generation is collected every 10,000 allocations instead

@@ -386,8 +386,7 @@ async def _lead_then_work(rt: Runtime, kube: Kube, config: Settings) -> None:
 
 
 async def _run_queue(rt: Runtime) -> None:
-    # kopf runs non-index handlers only once every index is complete; the
-    # first event we see proves it, so nothing plans on a partial picture.
+    # Nothing plans on a partial picture (_index_complete).
     await rt.indexed.wait()
     await rt.queue.run_workers(
         rt.settings.preset_workers, lambda key: _preset_pass(rt, key), _log_error
