@@ -23,7 +23,7 @@ from prewarm.api.constants import (
     VERSION,
 )
 from prewarm.devenv.cluster import LocalCluster
-from prewarm.handlers.object_index import pod_index, workspace_index
+from prewarm.handlers.object_index import ObjectIndex, read_pod, read_workspace
 from prewarm.k8s import list_watch
 from prewarm.k8s.client import Kube
 from prewarm.k8s.list_watch import ListWatch, holds_any, scope_path
@@ -74,7 +74,7 @@ async def _watch(cluster: LocalCluster, namespace: str, scope: str | None) -> di
     more and delete one; what the index held at each step and whom it woke."""
     listed = asyncio.Event()
     woken: list[tuple[str, str, str]] = []
-    index = pod_index(lambda *who: woken.append(who), [scope], listed.set)
+    index = ObjectIndex(read_pod, lambda *who: woken.append(who), [scope], listed.set)
     path = scope_path("", "v1", "pods", scope)
 
     def ours() -> set[str]:
@@ -125,7 +125,9 @@ async def _watch_workspaces(
     held before and after, and which it reported gone."""
     listed = asyncio.Event()
     gone: list[str] = []
-    index = workspace_index(lambda *_: None, [scope], listed.set, lambda e: gone.append(e.name))
+    index = ObjectIndex(
+        read_workspace, lambda *_: None, [scope], listed.set, lambda e: gone.append(e.name)
+    )
     path = scope_path(GROUP, VERSION, PLURAL_PREBUILT_WORKSPACES, scope)
 
     def ours() -> set[str]:

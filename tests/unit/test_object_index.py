@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from prewarm.api.constants import LABEL_CLAIM, LABEL_PRESET, LABEL_WORKSPACE
-from prewarm.handlers.object_index import claim_index, pod_index, workspace_index
+from prewarm.handlers.object_index import ObjectIndex, read_claim, read_pod, read_workspace
 from prewarm.handlers.watched import ClaimEntry, WorkspaceEntry
 
 
@@ -33,7 +33,7 @@ class Recorder:
     def __init__(self, scopes: list[str | None]) -> None:
         self.woken: list[tuple[str, str, str]] = []
         self.listed = 0
-        self.index = pod_index(self.wake, scopes, self.on_listed)
+        self.index = ObjectIndex(read_pod, self.wake, scopes, self.on_listed)
 
     def wake(self, namespace: str, preset: str, claim: str) -> None:
         self.woken.append((namespace, preset, claim))
@@ -154,8 +154,8 @@ class Workspaces:
     def __init__(self) -> None:
         self.woken: list[tuple[str, str, str]] = []
         self.gone: list[str] = []
-        self.index = workspace_index(
-            lambda *who: self.woken.append(who), [None], lambda: None, self.forget
+        self.index = ObjectIndex(
+            read_workspace, lambda *who: self.woken.append(who), [None], lambda: None, self.forget
         )
         self.sink = self.index.scope(None)
 
@@ -224,8 +224,8 @@ class Claims:
         self.woken: list[tuple[str, str, str]] = []
         self.gone: list[str] = []
         self.listed = 0
-        self.index = claim_index(
-            lambda *who: self.woken.append(who), [None], self.on_listed, self.forget
+        self.index = ObjectIndex(
+            read_claim, lambda *who: self.woken.append(who), [None], self.on_listed, self.forget
         )
         self.sink = self.index.scope(None)
 

@@ -206,27 +206,3 @@ def _entry_or_warn(
         why = error.errors(include_url=False)[:1] if isinstance(error, ValidationError) else error
         log.warning("ignoring %s %s/%s: %s", kind, meta.get("namespace"), meta.get("name"), why)
         return None
-
-
-def pod_index(
-    wake: Wake, scopes: list[str | None], on_listed: Callable[[], None]
-) -> ObjectIndex[PodEntry]:
-    return ObjectIndex(read_pod, wake, scopes, on_listed)
-
-
-def workspace_index(
-    wake: Wake,
-    scopes: list[str | None],
-    on_listed: Callable[[], None],
-    gone: Callable[[WorkspaceEntry], None],
-) -> ObjectIndex[WorkspaceEntry]:
-    return ObjectIndex(read_workspace, wake, scopes, on_listed, gone)
-
-
-def claim_index(
-    wake: Wake,
-    scopes: list[str | None],
-    on_listed: Callable[[], None],
-    gone: Callable[[ClaimEntry], None],
-) -> ObjectIndex[ClaimEntry]:
-    return ObjectIndex(read_claim, wake, scopes, on_listed, gone)

@@ -36,7 +36,13 @@ from prewarm.api.constants import (
 from prewarm.handlers import process_memory
 from prewarm.handlers.claims import reconcile_claim
 from prewarm.handlers.http import start_http
-from prewarm.handlers.object_index import ObjectIndex, claim_index, pod_index, workspace_index
+from prewarm.handlers.object_index import (
+    E,
+    ObjectIndex,
+    read_claim,
+    read_pod,
+    read_workspace,
+)
 from prewarm.handlers.presets import reconcile_preset
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import (
@@ -49,7 +55,7 @@ from prewarm.handlers.watched import (
 from prewarm.k8s.client import Kube
 from prewarm.k8s.core import ApiError, ClusterConfigError, JsonObject, credentials
 from prewarm.k8s.lease import LeaderElector, stop_and_release
-from prewarm.k8s.list_watch import PAGE_SIZE, ListWatch, holds_any, scope_path
+from prewarm.k8s.list_watch import PAGE_SIZE, RETRY_MAX_S, ListWatch, holds_any, scope_path
 from prewarm.ledger.repository import Ledger, LedgerUnavailable
 from prewarm.logs import log_context
 from prewarm.planning.agent_image import choose_agent_image
@@ -187,48 +193,59 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     _workers["lead"] = asyncio.create_task(_lead_then_work(rt, kube, config))
 
 
-def _watch_pods(rt: Runtime, kube: Kube, scopes: list[str | None]) -> ObjectIndex[PodEntry]:
-    """The workspace pods, watched outside kopf (k8s/list_watch.py): one watch
-    per namespace, or one of the cluster; on every replica, as kopf's watches."""
-    pods = pod_index(partial(_wake_pod, rt), scopes, lambda: _index_complete(rt, "pods"))
+def _watch(
+    kube: Kube,
+    index: ObjectIndex[E],
+    scopes: list[str | None],
+    plural: str,
+    what: str,
+    group: str = GROUP,
+    selector: str = "",
+) -> ObjectIndex[E]:
+    """Feed `index` from the operator's own watches (k8s/list_watch.py): one
+    per namespace of `scopes`, or (None) one of the cluster; on every replica,
+    as kopf's watches."""
+    version = VERSION if group else "v1"
     for scope in scopes:
-        path = scope_path("", "v1", "pods", scope)
-        watch = ListWatch(kube.rest, path, pods.scope(scope), what="pod", selector=LABEL_WORKSPACE)
-        _workers[f"pods {scope or '*'}"] = asyncio.create_task(watch.run())
-    return pods
+        path = scope_path(group, version, plural, scope)
+        watch = ListWatch(kube.rest, path, index.scope(scope), what=what, selector=selector)
+        _workers[f"{plural} {scope or '*'}"] = asyncio.create_task(watch.run())
+    return index
+
+
+def _watch_pods(rt: Runtime, kube: Kube, scopes: list[str | None]) -> ObjectIndex[PodEntry]:
+    """The workspace pods (only those with the workspace label)."""
+    pods = ObjectIndex(
+        read_pod, partial(_wake_pod, rt), scopes, lambda: _index_complete(rt, "pods")
+    )
+    return _watch(kube, pods, scopes, "pods", "pod", group="", selector=LABEL_WORKSPACE)
 
 
 def _watch_workspaces(
     rt: Runtime, kube: Kube, scopes: list[str | None]
 ) -> ObjectIndex[WorkspaceEntry]:
-    """The PrebuiltWorkspaces, watched outside kopf as their pods are."""
-    workspaces = workspace_index(
+    """The PrebuiltWorkspaces; one that goes is forgotten."""
+    workspaces = ObjectIndex(
+        read_workspace,
         partial(_wake_workspace, rt),
         scopes,
         lambda: _index_complete(rt, "workspaces"),
         lambda entry: rt.forget_workspace(entry.uid),
     )
-    for scope in scopes:
-        path = scope_path(GROUP, VERSION, PLURAL_PREBUILT_WORKSPACES, scope)
-        watch = ListWatch(kube.rest, path, workspaces.scope(scope), what="workspace")
-        _workers[f"workspaces {scope or '*'}"] = asyncio.create_task(watch.run())
-    return workspaces
+    return _watch(kube, workspaces, scopes, PLURAL_PREBUILT_WORKSPACES, "workspace")
 
 
 def _watch_claims(rt: Runtime, kube: Kube, scopes: list[str | None]) -> ObjectIndex[ClaimEntry]:
-    """The WorkspaceClaims, watched outside kopf as the workspaces are: each
-    event wakes the claim at once, and one deleted is forgotten."""
-    claims = claim_index(
+    """The WorkspaceClaims: each event wakes the claim at once, and one that
+    goes is forgotten."""
+    claims = ObjectIndex(
+        read_claim,
         partial(_wake_claim, rt),
         scopes,
         partial(_claims_listed, rt),
         lambda entry: rt.forget_claim((entry.namespace, entry.name)),
     )
-    for scope in scopes:
-        path = scope_path(GROUP, VERSION, PLURAL_WORKSPACE_CLAIMS, scope)
-        watch = ListWatch(kube.rest, path, claims.scope(scope), what="claim")
-        _workers[f"claims {scope or '*'}"] = asyncio.create_task(watch.run())
-    return claims
+    return _watch(kube, claims, scopes, PLURAL_WORKSPACE_CLAIMS, "claim")
 
 
 def _claims_listed(rt: Runtime) -> None:
@@ -257,7 +274,7 @@ async def _kopf_complete_if_no_presets(rt: Runtime, kube: Kube, scopes: list[str
         except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as error:
             log.warning("cannot list presets: %s; again in %.0fs", error, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, LEDGER_RETRY_MAX_S)
+            delay = min(delay * 2, RETRY_MAX_S)
 
 
 async def _with_agent_image(kube: Kube, config: Settings) -> Settings:
