@@ -3,6 +3,7 @@ a fresh build, the grace before a cold start."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -200,3 +201,107 @@ def test_grace_with_none_ready_in_time_the_claim_cold_starts_after_it(
     assert status["workspaceName"] not in coming
     assert _condition(status, "Bound")["reason"] == "ColdStart"
     assert _starting(cluster, namespace, "sluggish") == coming  # still the pool's, unclaimed
+
+
+def _bound_before_its_take(
+    cluster: LocalCluster, ns: str, claim: str, workspace: str
+) -> dict[str, Any]:
+    """The claim as an operator stopped between a claim's Bound and its take
+    leaves it: Bound, naming a workspace whose spec does not name the claim."""
+    status = {
+        "phase": "Bound",
+        "workspaceName": workspace,
+        "source": "prebuilt",
+        "boundAt": "2026-11-30T12:00:00.000Z",
+        "reinitGeneration": 1,
+    }
+    cluster.kubectl(
+        "patch", "workspaceclaim", claim, "-n", ns, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+    return status
+
+
+def test_a_claim_bound_before_its_take_takes_it_on_the_next_operators_pass(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """A claim binds first and takes right after (docs/decisions.md, "A claim
+    binds first"). An operator stopped between the two: the next one finishes
+    the take (the workspace becomes the claim's, its pod learns the owner),
+    and a claim waiting at its start does not get that workspace first: it is
+    the only warm one, so the rival builds its own."""
+    apply(cluster, namespace, preset_manifest("half", 1))
+    wait_until(lambda: len(_ready(cluster, namespace, "half")) == 1, what="1 warm")
+    (name,) = _ready(cluster, namespace, "half")
+    operator.stop()
+    apply(cluster, namespace, _claim("halfway", "half", "heidi"))
+    _bound_before_its_take(cluster, namespace, "halfway", name)
+    apply(cluster, namespace, _claim("rival", "half", "rita"))
+    operator.start()
+    rival = _bound(cluster, namespace, "rival")
+    assert (rival["workspaceName"], rival["source"]) != (name, "prebuilt")
+
+    uid = get(cluster, namespace, "workspaceclaim", "halfway")["metadata"]["uid"]
+    ws = wait_until(
+        lambda: (
+            (w := get(cluster, namespace, "prebuiltworkspace", name))["spec"].get("owner") and w
+        ),
+        what="the take finished",
+    )
+    assert ws["spec"]["claimRef"] == {"name": "halfway", "uid": uid}
+    assert [o["uid"] for o in ws["metadata"]["ownerReferences"]] == [uid]
+    annotations = wait_until(
+        lambda: (
+            (a := get(cluster, namespace, "pod", name)["metadata"].get("annotations") or {}).get(
+                "prewarm.dev/owner"
+            )
+            and a
+        ),
+        what="the pod knows its owner",
+    )
+    assert annotations["prewarm.dev/reinit-generation"] == "1"
+    status = _status(cluster, namespace, "halfway")
+    assert (status["phase"], status["workspaceName"], status.get("rebinds", 0)) == (
+        "Bound",
+        name,
+        0,
+    )
+
+
+def test_a_claim_bound_before_its_take_to_what_another_claim_took_binds_another_one(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Its workspace went to another claim before its take landed: the claim
+    lost it (WorkspaceUnavailable) and binds another one; the other claim's
+    workspace is not touched."""
+    apply(cluster, namespace, preset_manifest("both", 2))
+    wait_until(lambda: len(_ready(cluster, namespace, "both")) == 2, what="2 warm")
+    apply(cluster, namespace, _claim("winner", "both", "wendy"))
+    taken = _bound(cluster, namespace, "winner")["workspaceName"]
+    wait_until(
+        lambda: get(cluster, namespace, "prebuiltworkspace", taken)["spec"].get("owner"),
+        what="the winner's take",
+    )
+    operator.stop()
+    apply(cluster, namespace, _claim("late", "both", "larry"))
+    _bound_before_its_take(cluster, namespace, "late", taken)
+    operator.start()
+
+    status = wait_until(
+        lambda: (
+            (s := _status(cluster, namespace, "late")).get("phase") == "Bound"
+            and s.get("rebinds") == 1
+            and s
+        ),
+        what="late rebound",
+    )
+    assert status["workspaceName"] != taken
+    lost = _condition(status, "WorkspaceLost")
+    assert lost["status"] == "False"
+    (lost_event,) = events(cluster, namespace, "late", "WorkspaceLost")
+    assert f"workspace {taken} went to another claim" in lost_event["message"]
+    ws = get(cluster, namespace, "prebuiltworkspace", taken)
+    assert ws["spec"]["owner"] == "wendy"
+    assert not ws["metadata"].get("deletionTimestamp")
+    pod = get(cluster, namespace, "pod", taken)
+    assert pod["metadata"]["annotations"]["prewarm.dev/owner"] == "wendy"

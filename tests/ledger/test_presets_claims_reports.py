@@ -166,3 +166,20 @@ def test_a_claim_failed_after_a_lost_workspace_is_failed(migrated_dsn: str):
         "WorkspaceLost",
         None,
     )
+
+
+def test_a_claim_whose_take_never_landed_records_its_workspace_as_unavailable(
+    migrated_dsn: str,
+):
+    """Migration 0013: a claim binds first; a workspace that went to another
+    claim before its take is lost as 'WorkspaceUnavailable' (refused before)."""
+
+    async def scenario(ledger: Ledger) -> list[ClaimLossRecord]:
+        await ledger.record_claim_bound("c-7", "ws-7", "pw-7", "eve", ClaimSource.PREBUILT, at(1))
+        await ledger.record_claim_workspace_lost(
+            "c-7", "ws-7", "pw-7", "WorkspaceUnavailable", "Rebind", at(2)
+        )
+        return await ledger.claim_losses("c-7")
+
+    losses = run_with_ledger(migrated_dsn, scenario)
+    assert [(x.workspace_name, x.reason) for x in losses] == [("pw-7", "WorkspaceUnavailable")]

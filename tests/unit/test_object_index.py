@@ -193,6 +193,36 @@ def test_a_listing_again_forgets_the_workspaces_it_no_longer_holds_and_only_thos
     assert sorted(ws.held()) == [("a", "p"), ("a", "q")]
 
 
+def _version(body: dict[str, Any], version: str) -> dict[str, Any]:
+    body["metadata"]["resourceVersion"] = version
+    return body
+
+
+def test_a_write_of_its_own_is_held_at_once_unless_the_watch_brought_a_later_one() -> None:
+    """A take's answer goes into the index before its watch event (no wake:
+    the event wakes as usual), so a claim deciding in between does not see the
+    workspace free; but never over what the watch brought since the read."""
+    ws = Workspaces()
+    ws.sink.changed("ADDED", _workspace("w1"))
+    ws.woken.clear()
+
+    def still(version: str) -> Any:
+        return lambda held: held.resource_version == version
+
+    ws.index.wrote(_version(_workspace("w1", claim="c1", phase="Ready"), "2"), still("1"))
+    assert ws.held() == {("a", "p"): [("w1", "Ready")]}
+    assert [e.claim for e in ws.index.get(("a", "p"))] == ["c1"]
+    assert ws.woken == []
+    # The watch already holds version 3: an answer based on version 2 is older.
+    ws.sink.changed("MODIFIED", _version(_workspace("w1", claim="c1", phase="Claimed"), "3"))
+    ws.index.wrote(_version(_workspace("w1", phase="Ready"), "4"), still("2"))
+    assert ws.held() == {("a", "p"): [("w1", "Claimed")]}
+    # Gone from the index meanwhile: the answer does not bring it back.
+    ws.sink.changed("DELETED", _workspace("w1"))
+    ws.index.wrote(_version(_workspace("w1", claim="c1"), "5"), still("3"))
+    assert ws.held() == {}
+
+
 def test_a_workspace_the_model_refuses_is_left_out_with_a_warning_and_the_rest_kept(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

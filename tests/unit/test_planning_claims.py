@@ -14,6 +14,7 @@ from prewarm.planning.claims import (
     Action,
     ClaimRoute,
     Follow,
+    Held,
     Kept,
     PresetView,
     Route,
@@ -23,6 +24,7 @@ from prewarm.planning.claims import (
     decide_claim,
     eligible,
     follow_own_workspace,
+    held,
 )
 from prewarm.planning.failures import PodView
 from prewarm.planning.pool import Instance
@@ -264,37 +266,68 @@ def test_claim_route(kw: dict[str, object], expected: Route, requeue: float | No
 # --- after Bound (issue 16) ------------------------------------------------------------
 
 
-# (case, workspace there, pod there, policy, action, reason)
+# (case, whose the workspace is, pod there, policy, action, reason)
 LOST_CASES = {
-    "both there: keep": (True, True, OnWorkspaceLost.REBIND, Kept.KEEP, ""),
-    "workspace deleted, Rebind": (False, False, OnWorkspaceLost.REBIND, Kept.REBIND,
+    "its own, pod there: keep": (Held.MINE, True, OnWorkspaceLost.REBIND, Kept.KEEP, ""),
+    "still the pool's, pod there: the take comes now": (
+        Held.FREE, True, OnWorkspaceLost.REBIND, Kept.FINISH_TAKE, ""),
+    "workspace deleted, Rebind": (Held.GONE, False, OnWorkspaceLost.REBIND, Kept.REBIND,
                                   "WorkspaceDeleted"),
-    "pod deleted, Rebind": (True, False, OnWorkspaceLost.REBIND, Kept.REBIND, "PodDeleted"),
-    "workspace deleted, Fail": (False, False, OnWorkspaceLost.FAIL, Kept.FAIL,
+    "pod deleted, Rebind": (Held.MINE, False, OnWorkspaceLost.REBIND, Kept.REBIND, "PodDeleted"),
+    "workspace deleted, Fail": (Held.GONE, False, OnWorkspaceLost.FAIL, Kept.FAIL,
                                 "WorkspaceDeleted"),
-    "pod deleted, Fail": (True, False, OnWorkspaceLost.FAIL, Kept.FAIL, "PodDeleted"),
+    "pod deleted, Fail": (Held.MINE, False, OnWorkspaceLost.FAIL, Kept.FAIL, "PodDeleted"),
     "workspace gone, pod lingering: the workspace is what counts": (
-        False, True, OnWorkspaceLost.REBIND, Kept.REBIND, "WorkspaceDeleted"),
+        Held.GONE, True, OnWorkspaceLost.REBIND, Kept.REBIND, "WorkspaceDeleted"),
+    "another claim's before the take, Rebind": (
+        Held.UNAVAILABLE, True, OnWorkspaceLost.REBIND, Kept.REBIND, "WorkspaceUnavailable"),
+    "another claim's before the take, Fail": (
+        Held.UNAVAILABLE, True, OnWorkspaceLost.FAIL, Kept.FAIL, "WorkspaceUnavailable"),
+    "still the pool's but its pod deleted: never the claim's to keep": (
+        Held.FREE, False, OnWorkspaceLost.REBIND, Kept.REBIND, "PodDeleted"),
 }  # fmt: skip
 
 
-@pytest.mark.parametrize(("ws", "pod", "policy", "action", "reason"), LOST_CASES.values(),
+@pytest.mark.parametrize(("holder", "pod", "policy", "action", "reason"), LOST_CASES.values(),
                          ids=LOST_CASES.keys())  # fmt: skip
 def test_a_bound_claim_notices_a_lost_workspace(
-    ws: bool, pod: bool, policy: OnWorkspaceLost, action: Kept, reason: str
+    holder: Held, pod: bool, policy: OnWorkspaceLost, action: Kept, reason: str
 ) -> None:
-    step = check_bound("w1", ws, pod, policy, None, NOW)
+    step = check_bound("w1", holder, pod, policy, None, NOW)
     assert step.action is action
     assert step.reason == reason
-    if action is not Kept.KEEP:
+    if action in (Kept.REBIND, Kept.FAIL):
         assert "w1" in step.message
         assert f"spec.onWorkspaceLost: {policy.value}" in step.message
 
 
 def test_a_bound_claim_comes_back_just_after_its_deadline() -> None:
-    step = check_bound("w1", True, True, OnWorkspaceLost.REBIND, NOW + timedelta(hours=1), NOW)
+    step = check_bound("w1", Held.MINE, True, OnWorkspaceLost.REBIND, NOW + timedelta(hours=1), NOW)
     assert step.requeue_after == pytest.approx(3600.1)
-    assert check_bound("w1", True, True, OnWorkspaceLost.REBIND, None, NOW).requeue_after is None
+    assert (
+        check_bound("w1", Held.MINE, True, OnWorkspaceLost.REBIND, None, NOW).requeue_after is None
+    )
+
+
+# (case, present, deleting, claimRef uid, has an owner, Ready, whose)
+HELD_CASES = {
+    "its claimRef names the claim": (True, False, "c-1", True, True, Held.MINE),
+    "its own cold build, not Ready yet": (True, False, "c-1", True, False, Held.MINE),
+    "the pool's and Ready: the take did not land": (True, False, "", False, True, Held.FREE),
+    "another claim's": (True, False, "c-2", True, True, Held.UNAVAILABLE),
+    "an owner without a claimRef is not free": (True, False, "", True, True, Held.UNAVAILABLE),
+    "the pool's, no longer Ready": (True, False, "", False, False, Held.UNAVAILABLE),
+    "being deleted, even its own": (True, True, "c-1", True, True, Held.GONE),
+    "not there": (False, False, "", False, False, Held.GONE),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("present", "deleting", "holder", "claimed", "ready", "expected"),
+                         HELD_CASES.values(), ids=HELD_CASES.keys())  # fmt: skip
+def test_whose_a_bound_claims_workspace_is(
+    present: bool, deleting: bool, holder: str, claimed: bool, ready: bool, expected: Held
+) -> None:
+    assert held("c-1", present, deleting, holder, claimed, ready) is expected
 
 
 # (case, lifetime, shutdownAt, boundAt, deadline)

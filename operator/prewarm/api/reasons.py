@@ -117,6 +117,9 @@ REASON_REINIT_FAILED: Final = "ReinitFailed"  # False: the agent gave up (the la
 REASON_REINIT_TIMED_OUT: Final = "ReinitTimedOut"  # False: gave up, the last run timed out
 REASON_WORKSPACE_DELETED: Final = "WorkspaceDeleted"  # WorkspaceLost: the workspace went
 REASON_POD_DELETED: Final = "PodDeleted"  # WorkspaceLost: its pod went
+# WorkspaceLost: the workspace a claim bound went to another claim, or stopped
+# being Ready, before the claim's take (it binds first, then takes)
+REASON_WORKSPACE_UNAVAILABLE: Final = "WorkspaceUnavailable"
 REASON_WORKSPACE_LOST: Final = "WorkspaceLost"  # the Event, and the reason a claim fails or rebinds
 REASON_REBOUND: Final = "Rebound"  # WorkspaceLost back to False: a new workspace is bound
 REASON_EXPIRED: Final = "Expired"  # its lifetime or shutdownAt came: the workspace was deleted

@@ -1,12 +1,12 @@
 """One reconcile pass of one WorkspaceClaim: take a warm workspace or build one.
 
-Taking is a conditional merge patch of the workspace (resourceVersion
-precondition): owner, claimRef, claim label and the ownerReference moving
-from the preset to the claim, in one write. Exactly one claim wins each
-workspace; a loser moves on to the next candidate. Then the claim's Bound,
-then the pod annotations the agent watches: a warm claim is four writes with
-the client's create. The workspace's status is not written on a
-take (it stays Ready; its claimRef says whose it is).
+A warm claim binds first: the claim's Bound names a Ready workspace no other
+claim of this process is taking (Runtime.reserved), then the take
+(handlers/claim_take.py: a conditional merge patch of the workspace moving
+it from the preset to the claim) and the pod annotations the agent watches:
+four writes with the client's create, of which the user waits for two. The
+workspace's status is not written on a take (it stays Ready; its claimRef
+says whose it is).
 
 A Bound claim's passes are in handlers/claims_bound.py; the writes both
 share, in handlers/claim_writes.py.
@@ -26,13 +26,12 @@ from prewarm.api.conditions import get_condition, set_condition
 from prewarm.api.constants import (
     ANNOTATION_PAUSED,
     ANNOTATION_REINIT_GENERATION,
-    KIND_WORKSPACE_CLAIM,
-    LABEL_CLAIM,
 )
 from prewarm.api.preset import PrebuildStatus, PresetSpec, PresetStatus
 from prewarm.api.reasons import FailureReason
 from prewarm.api.timestamps import rfc3339
 from prewarm.api.workspace import PrebuiltWorkspaceStatus, WorkspacePhase, workspace_status_patch
+from prewarm.handlers.claim_take import take_and_hand_over
 from prewarm.handlers.claim_writes import (
     annotate_pod,
     copy_owner_credentials,
@@ -68,7 +67,7 @@ from prewarm.planning.failures import Outcome, Verdict
 from prewarm.planning.preset_pass import outcome_status
 from prewarm.planning.quota import QUOTA_RETRY_FIRST, quota_message
 from prewarm.planning.reinit import pod_agents, reinit_pending
-from prewarm.planning.render import ClaimRef, owner_reference, parameter_list, render_workspace
+from prewarm.planning.render import ClaimRef, render_workspace
 
 log = logging.getLogger("prewarm.claims")
 
@@ -211,29 +210,23 @@ async def _claim_new(
         return
     assert preset_entry is not None
     assert spec is not None
-    by_name = {w.name: w for w in workspaces}
     if decision.action is Action.TAKE_PREBUILT:
-        for name in decision.candidates:
-            if name in rt.reserved:
-                continue
-            rt.reserved.add(name)
-            try:
-                ws = by_name[name]
-                if await _take(rt, claim, status, ws, seen, spec, parameters.values):
-                    return
-            finally:
-                rt.reserved.discard(name)
-        # Every candidate went to another claim meanwhile: build one.
-        decision_message = "every warm workspace was taken by other claims"
-    else:
-        decision_message = decision.message
+        # The first candidate: none is kept off (_decide_claim), and nothing
+        # awaited since the decision could have changed that.
+        ws = next(w for w in workspaces if w.name == decision.candidates[0])
+        rt.reserved.add(ws.name)
+        try:
+            await _take(rt, claim, status, ws, seen, spec, parameters.values)
+        finally:
+            rt.reserved.discard(ws.name)
+        return
     await _cold_start(
         rt,
         claim,
         status,
         spec,
         (view.template_hash, preset_entry.uid),
-        decision_message,
+        decision.message,
         parameters.values,
     )
 
@@ -254,10 +247,13 @@ def _decide_claim(
     grace = claim.cold_start_grace
     if grace is None and spec is not None:
         grace = spec.claims.cold_start_grace
+    # Not what a claim or the pool is on right now, nor what the pool deleted
+    # before the watch shows it: a claim binds before it takes.
+    deleted = rt.expectations_of((claim.namespace, claim.preset)).deleted
     decision = decide_claim(
         view,
         instances,
-        frozenset(rt.reserved),
+        frozenset(rt.kept_off((claim.namespace, claim.name)).union(deleted)),
         secret_missing,
         waited=now - claim.created_at if claim.created_at else timedelta(0),
         wait_limit=rt.settings.claim_wait_limit or None,
@@ -291,46 +287,18 @@ async def _take(
     seen: float,
     spec: PresetSpec,
     parameters: tuple[tuple[str, str], ...],
-) -> bool:
+) -> None:
+    """Bound first (what the user waits for), then the take and the hand-over
+    (what the agent waits for): the user's wait is one write after the
+    claim's create (docs/decisions.md, "A claim binds first"). The workspace
+    is in Runtime.reserved meanwhile, so no other claim and not the pool
+    touches it; if the take still meets a change, the claim's next pass sees
+    whose the workspace is (handlers/claims_bound.py). The workspace's status
+    is not written: it stays Ready, and its spec (claimRef, owner) says it is
+    taken (docs/decisions.md, "A warm claim's writes")."""
     generation = ws.reinit_generation + 1
-    try:
-        await rt.kube.patch_workspace(claim.namespace, ws.name, _take_patch(claim, ws, parameters))
-    except ApiError as error:
-        if error.conflict or error.not_found or error.status == 422:
-            return False  # another claim (or the pool) changed it first
-        raise
-    await copy_owner_credentials(rt, claim, ws.name, spec)
-    # The take made the workspace ours. Bound (what the user waits for) goes
-    # first, then the pod's annotations (what the agent waits for): sent
-    # together they answered later, both (docs/decisions.md, "Bound before the
-    # pod's annotations"). If the annotations do not follow (a crash), a bound
-    # claim's later passes compare the pod with the claim and write them. The
-    # workspace's status is not written: it stays Ready, and its spec
-    # (claimRef, owner) says it is taken (docs/decisions.md, "A warm claim's writes").
     await _bind(rt, claim, status, ws.name, ClaimSource.PREBUILT, generation, seen)
-    await annotate_pod(rt, claim, ws.name, generation, parameters)
-    metrics.prebuilds_claimed.labels(claim.namespace, claim.preset).inc()
-    return True
-
-
-def _take_patch(
-    claim: ClaimEntry, ws: WorkspaceEntry, parameters: tuple[tuple[str, str], ...]
-) -> dict[str, Any]:
-    """The one conditional write that makes a warm workspace the claim's."""
-    spec: dict[str, Any] = {
-        "owner": claim.owner,
-        "claimRef": {"name": claim.name, "uid": claim.uid},
-    }
-    if parameters:
-        spec["claimParameters"] = parameter_list(parameters)
-    return {
-        "metadata": {
-            "resourceVersion": ws.resource_version,
-            "labels": {LABEL_CLAIM: claim.name},
-            "ownerReferences": [owner_reference(KIND_WORKSPACE_CLAIM, claim.name, claim.uid)],
-        },
-        "spec": spec,
-    }
+    await take_and_hand_over(rt, claim, ws, generation, parameters, spec)
 
 
 async def _cold_start(

@@ -1,6 +1,7 @@
-"""The passes of a Bound claim: it still has its workspace (or lost it, and
-its onWorkspaceLost applies), its lifetime, its pod knowing its owner, and
-its Reinitialized condition following the pod's agents."""
+"""The passes of a Bound claim: it still has its workspace (or its take
+comes now, or it lost it and its onWorkspaceLost applies), its lifetime, its
+pod knowing its owner, and its Reinitialized condition following the pod's
+agents."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from prewarm.api.conditions import get_condition, set_condition
 from prewarm.api.constants import ANNOTATION_REINIT_GENERATION
 from prewarm.api.durations import format_duration
 from prewarm.api.timestamps import rfc3339
+from prewarm.api.workspace import WorkspacePhase
+from prewarm.handlers.claim_take import TAKE_RETRY_S, take_and_hand_over
 from prewarm.handlers.claim_writes import (
     annotate_pod,
     copy_owner_credentials,
@@ -25,7 +28,8 @@ from prewarm.handlers.claim_writes import (
 )
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import ClaimEntry, WorkspaceEntry
-from prewarm.planning.claims import BoundStep, Kept, check_bound
+from prewarm.planning.claim_parameters import resolve_parameters
+from prewarm.planning.claims import BoundStep, Held, Kept, check_bound, held
 from prewarm.planning.reinit import reinit_condition, reinit_progress
 from prewarm.planning.render import claim_annotations
 
@@ -39,20 +43,36 @@ async def check_workspace(
     ws: WorkspaceEntry | None,
     deadline: datetime | None,
 ) -> bool:
-    """A Bound claim still has its workspace `ws` and pod (True), or lost them and
-    its spec.onWorkspaceLost is applied (False). Comes back when its lifetime ends."""
+    """A Bound claim still has its workspace `ws` and pod (True); or its take
+    has not landed and comes now; or it lost them and its spec.onWorkspaceLost
+    is applied (False for both). Comes back when its lifetime ends."""
     name = status.workspace_name
     if not name:
         return True
     pod = rt.pod(claim.namespace, name)
+    holder = held(
+        claim.uid,
+        ws is not None,
+        ws is not None and ws.deleting,
+        ws.claim_uid if ws is not None else "",
+        ws is not None and ws.claimed,
+        ws is not None and ws.phase is WorkspacePhase.READY,
+    )
+    key = (claim.namespace, claim.name)
+    if holder is not Held.FREE and rt.promised.get(name) == key:
+        del rt.promised[name]  # taken (by it or another), or gone: nothing to keep
     step = check_bound(
         name,
-        ws is not None and not ws.deleting,
+        holder,
         pod is not None and not pod.deleting,
         claim.on_workspace_lost,
         deadline,
         utc_now(),
     )
+    if step.action is Kept.FINISH_TAKE:
+        assert ws is not None
+        await _finish_take(rt, claim, status, ws)
+        return False
     if step.action is Kept.KEEP:
         if step.requeue_after is not None:
             rt.requeue_claim_after((claim.namespace, claim.name), step.requeue_after)
@@ -63,8 +83,31 @@ async def check_workspace(
                 claim.namespace, claim.name, {"status": {"expiresAt": wanted}}
             )
         return True
-    await workspace_lost(rt, claim, status, ws, step)
+    # Only its own workspace is the claim's to delete.
+    await workspace_lost(rt, claim, status, ws if holder is Held.MINE else None, step)
     return False
+
+
+async def _finish_take(
+    rt: Runtime, claim: ClaimEntry, status: WorkspaceClaimStatus, ws: WorkspaceEntry
+) -> None:
+    """Bound, and its workspace still the pool's: its take (cut short by a
+    crash, or it met a change) comes now, kept off by others meanwhile."""
+    if ws.name in rt.reserved:
+        # Another pass is on it (the pool deleting it?): look again in a moment.
+        rt.requeue_claim_after((claim.namespace, claim.name), TAKE_RETRY_S)
+        return
+    preset = rt.preset((claim.namespace, claim.preset))
+    spec = rt.parsed_spec(preset)[0] if preset is not None else None
+    resolved = resolve_parameters(spec.claim_parameters, claim.parameters) if spec else None
+    parameters = resolved.values if resolved is not None else ()
+    generation = status.reinit_generation or ws.reinit_generation + 1
+    rt.reserved.add(ws.name)
+    try:
+        if await take_and_hand_over(rt, claim, ws, generation, parameters, spec):
+            rt.promised.pop(ws.name, None)
+    finally:
+        rt.reserved.discard(ws.name)
 
 
 async def workspace_lost(

@@ -106,6 +106,26 @@ class ObjectIndex(Generic[E]):
         if preset or claim:
             self._wake(before.namespace, preset, claim)
 
+    def wrote(self, obj: JsonObject, based_on: Callable[[E], bool]) -> None:
+        """The answer to this process's own write of an object, into the index
+        at once, if the entry held is still the one the write was based on
+        (`based_on`); otherwise the watch has brought that write or a later one
+        already. Nobody is woken: the watch's event of the write does that.
+        Without it, a claim deciding between the write and its event saw a
+        workspace just taken as free."""
+        read = self._read(obj)
+        if read is None:
+            return
+        key, entry = read
+        ident = (entry.namespace, entry.name)
+        held_key = self._where.get(ident)
+        held = self._entries.get(held_key, {}).get(entry.name) if held_key else None
+        if held_key is None or held is None or not based_on(held):
+            return
+        self._drop(held_key, entry.name)
+        self._entries.setdefault(key, {})[entry.name] = entry
+        self._where[ident] = key
+
     def _drop(self, key: Key, name: str) -> E | None:
         entries = self._entries.get(key, {})
         entry = entries.pop(name, None)

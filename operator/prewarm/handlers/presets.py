@@ -355,8 +355,12 @@ def _gather_workspaces(
         instance = entry.as_instance()
         if entry.name in exp.deleted:
             instance = replace(instance, deleting=True)
+        # A claim is binding it: not the pool's any more (its take follows).
+        taking = entry.name in rt.reserved or entry.name in rt.promised
+        if taking:
+            instance = replace(instance, claimed=True)
         view = None
-        if not entry.claimed and not entry.deleting:
+        if not entry.claimed and not entry.deleting and not taking:
             view = _workspace_view(rt, p, entry, exp, quota_held)
         tracked.append(
             TrackedWorkspace(entry.name, entry.uid, entry.resource_version, instance, view)
@@ -472,9 +476,16 @@ async def _apply_pool(
     exp = rt.expectations_of(p.key)
     for deletion in decision.plan.deletions:
         doomed = by_name.get(deletion.name)
-        if doomed is None:
-            continue
-        if await rt.kube.delete_workspace(doomed.namespace, doomed.name, doomed.resource_version):
+        if doomed is None or doomed.name in rt.reserved or doomed.name in rt.promised:
+            continue  # a claim bound it since this pass read it: its take follows
+        rt.reserved.add(doomed.name)  # no claim binds it while the delete is out
+        try:
+            deleted = await rt.kube.delete_workspace(
+                doomed.namespace, doomed.name, doomed.resource_version
+            )
+        finally:
+            rt.reserved.discard(doomed.name)
+        if deleted:
             exp.deleted[doomed.name] = time.monotonic()
             log.info("deleted prebuild %s/%s (%s)", doomed.namespace, doomed.name, deletion.reason)
     if decision.creating:

@@ -482,6 +482,7 @@ def _index_complete(rt: Runtime, part: str) -> None:
     if rt.indexed.is_set() or rt.indexes_pending:
         return
     rt.indexed.set()
+    rt.promise_takes_left()
     sizes = {
         kind: sum(len(index.get(key, ())) for key in index)
         for kind, index in (

@@ -14,10 +14,13 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from prewarm import metrics
+from prewarm.api.claim import ClaimPhase
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PresetSpec
+from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.failure_memo import FailureMemo
 from prewarm.handlers.memory import ClaimKey, Expectations, Memory
+from prewarm.handlers.object_index import ObjectIndex
 from prewarm.handlers.watched import (
     ClaimEntry,
     PodEntry,
@@ -26,9 +29,11 @@ from prewarm.handlers.watched import (
     WorkspaceEntry,
 )
 from prewarm.k8s.client import Kube
+from prewarm.k8s.core import JsonObject
 from prewarm.ledger.repository import Ledger
 from prewarm.ledger.writer import BackgroundWrites
 from prewarm.metrics import QueueMetrics
+from prewarm.planning.claims import Held, held
 from prewarm.planning.membership import membership
 from prewarm.settings import Settings
 from prewarm.workqueue import WorkQueue
@@ -86,8 +91,13 @@ class Runtime:
     # Whether this replica may write now (leader with a fresh lease); always
     # true without leader election.
     may_act: Callable[[], bool] = lambda: True
-    # Workspaces a claim is trying to take right now (by name).
+    # Workspaces a claim is binding and taking right now, or the pool deleting
+    # (by name): the others keep off them (handlers/claim_take.py).
     reserved: set[str] = field(default_factory=set)
+    # Workspaces Bound claims name whose takes had not landed when this process
+    # started (an operator stopped between a claim's Bound and its take), by
+    # name, with the claim: kept off like `reserved` until that claim's pass.
+    promised: dict[str, ClaimKey] = field(default_factory=dict)
     _timers: dict[tuple[str, PresetKey], tuple[float, asyncio.TimerHandle]] = field(
         default_factory=dict
     )
@@ -183,6 +193,37 @@ class Runtime:
                     verdict.why,
                 )
         return trusted
+
+    def kept_off(self, claim: ClaimKey | None = None) -> set[str]:
+        """Workspaces no claim may bind now, but for `claim` its own promise:
+        the ones being taken or deleted and the ones promised to Bound claims."""
+        return self.reserved.union(n for n, by in self.promised.items() if by != claim)
+
+    def promise_takes_left(self) -> None:
+        """Each Bound claim whose workspace does not name it yet: its workspace
+        is kept for it and it gets a pass now, before another claim sees that
+        workspace free (the picture is complete, so both are known)."""
+        assert self.workspaces is not None
+        for key in self.claim_keys():
+            claim = self.claim(key)
+            if claim is None or claim.status.get("phase") != ClaimPhase.BOUND:
+                continue
+            name = claim.status.get("workspaceName")
+            pool = self.workspaces.get((claim.namespace, claim.preset), ())
+            ws = next((w for w in pool if w.name == name), None)
+            if ws is None:
+                continue
+            ready = ws.phase is WorkspacePhase.READY
+            if held(claim.uid, True, ws.deleting, ws.claim_uid, ws.claimed, ready) is Held.FREE:
+                self.promised[ws.name] = key
+                self.claim_queue.add(key)
+
+    def workspace_written(self, written: JsonObject, read_version: str) -> None:
+        """A workspace this process wrote, as the API server answered, in the
+        index before the watch shows it (ObjectIndex.wrote), if the index still
+        holds the version the write was conditional on."""
+        if isinstance(self.workspaces, ObjectIndex):
+            self.workspaces.wrote(written, lambda held: held.resource_version == read_version)
 
     def claim(self, key: ClaimKey) -> ClaimEntry | None:
         assert self.claims is not None
@@ -318,6 +359,8 @@ class Runtime:
 
     def forget_claim(self, key: ClaimKey) -> None:
         self.memory.claims.pop(key, None)
+        for name in [n for n, by in self.promised.items() if by == key]:
+            del self.promised[name]
         self.memory.wait_for_warm(key, None)
         self._cancel_timer("claim", key)
 

@@ -362,10 +362,35 @@ def claim_deadline(
     return min(ends) if ends else None
 
 
+class Held(enum.StrEnum):
+    """Whose the workspace a Bound claim names is (a claim binds first and takes
+    the workspace right after: docs/decisions.md, "A claim binds first")."""
+
+    MINE = "Mine"  # its claimRef names this claim
+    FREE = "Free"  # still the pool's and Ready: the take after Bound has not landed yet
+    UNAVAILABLE = "Unavailable"  # another claim's, or no longer Ready, before this claim's take
+    GONE = "Gone"  # deleted, or being deleted
+
+
+def held(
+    claim_uid: str, present: bool, deleting: bool, holder_uid: str, claimed: bool, ready: bool
+) -> Held:
+    """Whose a Bound claim's workspace is: `holder_uid` is the uid in its
+    claimRef, `claimed` whether it has an owner, `ready` whether its phase is Ready."""
+    if not present or deleting:
+        return Held.GONE
+    if holder_uid == claim_uid:
+        return Held.MINE
+    if claimed or holder_uid or not ready:
+        return Held.UNAVAILABLE
+    return Held.FREE
+
+
 class Kept(enum.StrEnum):
     """What a Bound claim does about its workspace."""
 
     KEEP = "Keep"  # the workspace and its pod are there
+    FINISH_TAKE = "FinishTake"  # still the pool's: take it now (credentials, annotations follow)
     REBIND = "Rebind"  # lost: take or build another one for the same owner
     FAIL = "Fail"  # lost: the claim fails (spec.onWorkspaceLost: Fail)
 
@@ -373,27 +398,36 @@ class Kept(enum.StrEnum):
 @dataclass(frozen=True)
 class BoundStep:
     action: Kept
-    reason: str = ""  # REBIND/FAIL: WorkspaceDeleted or PodDeleted
+    reason: str = ""  # REBIND/FAIL: WorkspaceDeleted, WorkspaceUnavailable or PodDeleted
     message: str = ""
     requeue_after: float | None = None  # KEEP: when the lifetime ends
 
 
 def check_bound(
     workspace: str,
-    workspace_present: bool,
+    held: Held,
     pod_present: bool,
     policy: OnWorkspaceLost,
     deadline: datetime | None,
     now: datetime,
 ) -> BoundStep:
-    """A Bound claim's workspace is there, or was lost (deleted, or its pod
-    deleted: the owner's state lived in it) and the claim's policy says what now."""
-    if workspace_present and pod_present:
+    """A Bound claim's workspace is there and its own, still the pool's (its
+    take comes now), or was lost (deleted, unavailable, or its pod deleted: the
+    owner's state lived in it) and the claim's policy says what now."""
+    if held is Held.FREE and pod_present:
+        return BoundStep(Kept.FINISH_TAKE)
+    if held is Held.MINE and pod_present:
         left = (deadline - now).total_seconds() if deadline is not None else None
         # Back just after the deadline, to expire the claim on time.
         return BoundStep(Kept.KEEP, requeue_after=None if left is None else max(left, 0) + 0.1)
-    if not workspace_present:
+    if held is Held.GONE:
         reason, what = reasons.REASON_WORKSPACE_DELETED, f"workspace {workspace} was deleted"
+    elif held is Held.UNAVAILABLE:
+        reason = reasons.REASON_WORKSPACE_UNAVAILABLE
+        what = (
+            f"workspace {workspace} went to another claim, or stopped being Ready, "
+            "before this claim's take"
+        )
     else:
         reason, what = reasons.REASON_POD_DELETED, f"the pod of workspace {workspace} was deleted"
     if policy is OnWorkspaceLost.FAIL:
