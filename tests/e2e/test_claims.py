@@ -70,12 +70,23 @@ def test_hundred_claims_against_sixty_warm(
     workspaces = [c["status"]["workspaceName"] for c in bound]
     assert len(set(workspaces)) == 100, "a workspace was bound twice"
 
-    # Each bound workspace belongs to its claim, and its pod knows the owner.
-    by_name = {
-        w["metadata"]["name"]: w
-        for w in items(cluster, namespace, "prebuiltworkspaces", "prewarm.dev/preset=pool")
-    }
-    pods = {p["metadata"]["name"]: p for p in items(cluster, namespace, "pods")}
+    # Each bound workspace belongs to its claim, and its pod knows the owner
+    # (a claim binds first: the take and the pod's annotations follow it).
+    def handed_over() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        by_name = {
+            w["metadata"]["name"]: w
+            for w in items(cluster, namespace, "prebuiltworkspaces", "prewarm.dev/preset=pool")
+        }
+        pods = {p["metadata"]["name"]: p for p in items(cluster, namespace, "pods")}
+        names = [c["status"]["workspaceName"] for c in bound]
+        done = all(
+            by_name[n]["spec"].get("owner")
+            and (pods[n]["metadata"].get("annotations") or {}).get("prewarm.dev/owner")
+            for n in names
+        )
+        return (by_name, pods) if done else None
+
+    by_name, pods = wait_until(handed_over, what="every take and its annotations")
     for claim in bound:
         ws = by_name[claim["status"]["workspaceName"]]
         assert ws["spec"]["owner"] == claim["spec"]["owner"]
@@ -107,6 +118,11 @@ def test_deleting_a_claim_deletes_its_workspace_but_deleting_the_preset_keeps_cl
     wait_until(lambda: _phase(cluster, namespace, "yours").get("phase") == "Bound", what="bound")
     mine = _phase(cluster, namespace, "mine")["workspaceName"]
     yours = _phase(cluster, namespace, "yours")["workspaceName"]
+    for name in (mine, yours):  # the takes follow Bound
+        wait_until(
+            lambda n=name: get(cluster, namespace, "prebuiltworkspace", n)["spec"].get("owner"),
+            what=f"{name} taken",
+        )
 
     cluster.kubectl("delete", "-n", namespace, "preset/keep", "--wait=true")
     wait_until(lambda: _ready(cluster, namespace, "keep") == 0, what="pool gone")

@@ -48,6 +48,18 @@ def _bound(cluster: LocalCluster, ns: str, name: str) -> dict[str, Any]:
     )
 
 
+def _rebound(cluster: LocalCluster, ns: str, name: str) -> dict[str, Any]:
+    """The claim Bound again after one lost workspace."""
+    return wait_until(
+        lambda: (
+            (s := _status(cluster, ns, name)).get("phase") == "Bound"
+            and s.get("rebinds") == 1
+            and s
+        ),
+        what=f"{name} rebound",
+    )
+
+
 def test_a_lost_pod_rebinds_the_claim_to_another_workspace_for_the_same_owner(
     cluster: LocalCluster, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -58,25 +70,29 @@ def test_a_lost_pod_rebinds_the_claim_to_another_workspace_for_the_same_owner(
 
     cluster.kubectl("delete", "-n", namespace, "pod", first, "--wait=false")
 
-    status = wait_until(
-        lambda: (
-            (s := _status(cluster, namespace, "rebind")).get("phase") == "Bound"
-            and s.get("rebinds") == 1
-            and s
-        ),
-        what="rebound",
-    )
+    status = _rebound(cluster, namespace, "rebind")
     second = status["workspaceName"]
     assert second != first
     lost = _condition(status, "WorkspaceLost")
     assert (lost["status"], lost["reason"]) == ("False", "Rebound")
     assert first in lost["message"]
     assert events(cluster, namespace, "rebind", "WorkspaceLost")
-    # The new workspace is the owner's, its pod knows it; the lost one is gone.
-    ws = get(cluster, namespace, "prebuiltworkspace", second)
+    # The new workspace is the owner's, its pod knows it (the take and the
+    # annotations follow Bound); the lost one is gone.
+    ws = wait_until(
+        lambda: (
+            (w := get(cluster, namespace, "prebuiltworkspace", second))["spec"].get("owner") and w
+        ),
+        what="the take",
+    )
     assert ws["spec"]["owner"] == "alice"
-    pod = get(cluster, namespace, "pod", second)
-    assert pod["metadata"]["annotations"]["prewarm.dev/owner"] == "alice"
+    owner = wait_until(
+        lambda: (get(cluster, namespace, "pod", second)["metadata"].get("annotations") or {}).get(
+            "prewarm.dev/owner"
+        ),
+        what="the pod's annotations",
+    )
+    assert owner == "alice"
     wait_until(
         lambda: first not in _workspaces(cluster, namespace, "lose"), what="lost one deleted"
     )
@@ -287,14 +303,7 @@ def test_a_claim_bound_before_its_take_to_what_another_claim_took_binds_another_
     _bound_before_its_take(cluster, namespace, "late", taken)
     operator.start()
 
-    status = wait_until(
-        lambda: (
-            (s := _status(cluster, namespace, "late")).get("phase") == "Bound"
-            and s.get("rebinds") == 1
-            and s
-        ),
-        what="late rebound",
-    )
+    status = _rebound(cluster, namespace, "late")
     assert status["workspaceName"] != taken
     lost = _condition(status, "WorkspaceLost")
     assert lost["status"] == "False"

@@ -55,6 +55,13 @@ def test_claim_credentials_reach_only_the_workspace_agent(
         lambda: _status(cluster, namespace, "workspaceclaim", "rita").get("phase") == "Bound",
         what="bound",
     )
+    # A claim binds first; the take, the credentials and the pod's annotations follow.
+    wait_until(
+        lambda: (get(cluster, namespace, "pod", name)["metadata"].get("annotations") or {}).get(
+            "prewarm.dev/owner"
+        ),
+        what="the pod's annotations",
+    )
     owner_secret = get(cluster, namespace, "secret", f"{name}-owner")
     assert base64.b64decode(owner_secret["data"]["token"]).decode() == planted
     generation = _status(cluster, namespace, "workspaceclaim", "rita")["reinitGeneration"]

@@ -396,6 +396,10 @@ async def _lead_then_work(rt: Runtime, kube: Kube, config: Settings) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
 
         _workers["step-down"] = asyncio.create_task(step_down())
+    # Before any pass of this replica, on a complete picture: a take the
+    # previous leader (or this process's predecessor) left undone after Bound.
+    await rt.indexed.wait()
+    rt.promise_takes_left()
     async with asyncio.TaskGroup() as group:
         group.create_task(_run_queue(rt))
         group.create_task(_run_claims(rt))
@@ -482,7 +486,6 @@ def _index_complete(rt: Runtime, part: str) -> None:
     if rt.indexed.is_set() or rt.indexes_pending:
         return
     rt.indexed.set()
-    rt.promise_takes_left()
     sizes = {
         kind: sum(len(index.get(key, ())) for key in index)
         for kind, index in (

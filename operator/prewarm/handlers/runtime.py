@@ -200,9 +200,10 @@ class Runtime:
         return self.reserved.union(n for n, by in self.promised.items() if by != claim)
 
     def promise_takes_left(self) -> None:
-        """Each Bound claim whose workspace does not name it yet: its workspace
-        is kept for it and it gets a pass now, before another claim sees that
-        workspace free (the picture is complete, so both are known)."""
+        """Each Bound claim whose workspace does not name it yet (a take an
+        operator stopped before): its workspace is kept for it and it gets a
+        pass now, before another claim sees that workspace free. Called once
+        a replica may act, before its first pass, on a complete picture."""
         assert self.workspaces is not None
         for key in self.claim_keys():
             claim = self.claim(key)
