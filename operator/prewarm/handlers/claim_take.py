@@ -6,8 +6,9 @@ A claim binds first and takes right after (docs/decisions.md, "A claim binds
 first"): the pass of a new claim takes in the same pass as its Bound
 (handlers/claims.py), and a Bound claim whose take did not land (a crash
 between the two, a conflict) takes on a later pass (handlers/claims_bound.py).
-While a take is in flight its workspace's name is in `Runtime.reserved`: other
-claims pass it by, and the pool neither writes nor deletes it.
+While a take is in flight its workspace's name is in `Runtime.reserved`, and
+after a take that met a change, in `Runtime.promised` until the claim's next
+pass: other claims pass it by, and the pool neither writes nor deletes it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,12 @@ async def take_and_hand_over(
         )
     except ApiError as error:
         if error.conflict or error.not_found or error.status == 422:
-            rt.requeue_claim_after((claim.namespace, claim.name), TAKE_RETRY_S)
+            key = (claim.namespace, claim.name)
+            if not error.not_found:
+                # Changed since read, but maybe still free: kept for this claim
+                # until its next pass looks (handlers/claims_bound.py).
+                rt.promised[ws.name] = key
+            rt.requeue_claim_after(key, TAKE_RETRY_S)
             return False
         raise
     # Before the reservation ends: a claim deciding before the watch shows the
