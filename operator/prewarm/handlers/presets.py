@@ -355,7 +355,8 @@ def _gather_workspaces(
         instance = entry.as_instance()
         if entry.name in exp.deleted:
             instance = replace(instance, deleting=True)
-        # A claim is binding it: not the pool's any more (its take follows).
+        # A claim has bound it or is binding it: not the pool's any more (its
+        # take follows).
         taking = entry.name in rt.reserved or entry.name in rt.promised
         if taking:
             instance = replace(instance, claimed=True)

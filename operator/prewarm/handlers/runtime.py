@@ -94,9 +94,9 @@ class Runtime:
     # Workspaces a claim is binding and taking right now, or the pool deleting
     # (by name): the others keep off them (handlers/claim_take.py).
     reserved: set[str] = field(default_factory=set)
-    # Workspaces Bound claims name whose takes had not landed when this process
-    # started (an operator stopped between a claim's Bound and its take), by
-    # name, with the claim: kept off like `reserved` until that claim's pass.
+    # Workspaces Bound claims name whose takes have not landed (an operator
+    # stopped between a claim's Bound and its take, or the take met a change),
+    # by name, with the claim: kept off like `reserved` until that claim's pass.
     promised: dict[str, ClaimKey] = field(default_factory=dict)
     _timers: dict[tuple[str, PresetKey], tuple[float, asyncio.TimerHandle]] = field(
         default_factory=dict
