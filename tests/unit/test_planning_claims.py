@@ -309,25 +309,24 @@ def test_a_bound_claim_comes_back_just_after_its_deadline() -> None:
     )
 
 
-# (case, present, deleting, claimRef uid, has an owner, Ready, whose)
+# (case, deleting, claimRef uid, has an owner, Ready, whose)
 HELD_CASES = {
-    "its claimRef names the claim": (True, False, "c-1", True, True, Held.MINE),
-    "its own cold build, not Ready yet": (True, False, "c-1", True, False, Held.MINE),
-    "the pool's and Ready: the take did not land": (True, False, "", False, True, Held.FREE),
-    "another claim's": (True, False, "c-2", True, True, Held.UNAVAILABLE),
-    "an owner without a claimRef is not free": (True, False, "", True, True, Held.UNAVAILABLE),
-    "the pool's, no longer Ready": (True, False, "", False, False, Held.UNAVAILABLE),
-    "being deleted, even its own": (True, True, "c-1", True, True, Held.GONE),
-    "not there": (False, False, "", False, False, Held.GONE),
+    "its claimRef names the claim": (False, "c-1", True, True, Held.MINE),
+    "its own cold build, not Ready yet": (False, "c-1", True, False, Held.MINE),
+    "the pool's and Ready: the take did not land": (False, "", False, True, Held.FREE),
+    "another claim's": (False, "c-2", True, True, Held.UNAVAILABLE),
+    "an owner without a claimRef is not free": (False, "", True, True, Held.UNAVAILABLE),
+    "the pool's, no longer Ready": (False, "", False, False, Held.UNAVAILABLE),
+    "being deleted, even its own": (True, "c-1", True, True, Held.GONE),
 }  # fmt: skip
 
 
-@pytest.mark.parametrize(("present", "deleting", "holder", "claimed", "ready", "expected"),
+@pytest.mark.parametrize(("deleting", "holder", "claimed", "ready", "expected"),
                          HELD_CASES.values(), ids=HELD_CASES.keys())  # fmt: skip
 def test_whose_a_bound_claims_workspace_is(
-    present: bool, deleting: bool, holder: str, claimed: bool, ready: bool, expected: Held
+    deleting: bool, holder: str, claimed: bool, ready: bool, expected: Held
 ) -> None:
-    assert held("c-1", present, deleting, holder, claimed, ready) is expected
+    assert held("c-1", deleting, holder, claimed, ready) is expected
 
 
 # (case, lifetime, shutdownAt, boundAt, deadline)

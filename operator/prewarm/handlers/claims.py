@@ -113,7 +113,7 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         return
     if route.route is Route.BOUND:
         memory.bound_to = None
-        ws = _workspace_named(rt, claim, status.workspace_name)
+        ws = rt.workspace_named(claim, status.workspace_name)
         if await check_workspace(rt, claim, status, ws, deadline):
             await ensure_pod_knows_owner(rt, claim, status, ws)
             await check_reinitialized(rt, claim, status)
@@ -128,15 +128,6 @@ async def reconcile_claim(rt: Runtime, key: ClaimKey) -> None:
         await _follow_own_workspace(rt, claim, status, mine, memory.seen_at)
         return
     await _claim_new(rt, claim, status, memory.seen_at)
-
-
-def _workspace_named(rt: Runtime, claim: ClaimEntry, name: str | None) -> WorkspaceEntry | None:
-    """The trusted workspace `name` of the claim's preset, if there is one."""
-    if not name:
-        return None
-    return next(
-        iter(rt.workspaces_of((claim.namespace, claim.preset), lambda w: w.name == name)), None
-    )
 
 
 def _record_requested(rt: Runtime, claim: ClaimEntry) -> None:
@@ -214,11 +205,8 @@ async def _claim_new(
         # The first candidate: none is kept off (_decide_claim), and nothing
         # awaited since the decision could have changed that.
         ws = next(w for w in workspaces if w.name == decision.candidates[0])
-        rt.reserved.add(ws.name)
-        try:
+        with rt.reserving(ws.name):
             await _take(rt, claim, status, ws, seen, spec, parameters.values)
-        finally:
-            rt.reserved.discard(ws.name)
         return
     await _cold_start(
         rt,
@@ -253,7 +241,7 @@ def _decide_claim(
     decision = decide_claim(
         view,
         instances,
-        frozenset(rt.kept_off((claim.namespace, claim.name)).union(deleted)),
+        frozenset(rt.kept_off().union(deleted)),
         secret_missing,
         waited=now - claim.created_at if claim.created_at else timedelta(0),
         wait_limit=rt.settings.claim_wait_limit or None,
@@ -553,7 +541,7 @@ def _record_bound(
     now: datetime,
     rebind: bool,
 ) -> None:
-    ws = _workspace_named(rt, claim, workspace)
+    ws = rt.workspace_named(claim, workspace)
     ws_uid = ws.uid if ws else ""
     if rebind:
         rt.writes.submit(

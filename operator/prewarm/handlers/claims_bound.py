@@ -16,7 +16,6 @@ from prewarm.api.conditions import get_condition, set_condition
 from prewarm.api.constants import ANNOTATION_REINIT_GENERATION
 from prewarm.api.durations import format_duration
 from prewarm.api.timestamps import rfc3339
-from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.claim_take import TAKE_RETRY_S, take_and_hand_over
 from prewarm.handlers.claim_writes import (
     annotate_pod,
@@ -29,7 +28,7 @@ from prewarm.handlers.claim_writes import (
 from prewarm.handlers.runtime import Runtime
 from prewarm.handlers.watched import ClaimEntry, WorkspaceEntry
 from prewarm.planning.claim_parameters import resolve_parameters
-from prewarm.planning.claims import BoundStep, Held, Kept, check_bound, held
+from prewarm.planning.claims import BoundStep, Held, Kept, check_bound
 from prewarm.planning.reinit import reinit_condition, reinit_progress
 from prewarm.planning.render import claim_annotations
 
@@ -50,14 +49,7 @@ async def check_workspace(
     if not name:
         return True
     pod = rt.pod(claim.namespace, name)
-    holder = held(
-        claim.uid,
-        ws is not None,
-        ws is not None and ws.deleting,
-        ws.claim_uid if ws is not None else "",
-        ws is not None and ws.claimed,
-        ws is not None and ws.phase is WorkspacePhase.READY,
-    )
+    holder = ws.held_for(claim.uid) if ws is not None else Held.GONE
     key = (claim.namespace, claim.name)
     if holder is not Held.FREE and rt.promised.get(name) == key:
         del rt.promised[name]  # taken (by it or another), or gone: nothing to keep
@@ -102,12 +94,9 @@ async def _finish_take(
     resolved = resolve_parameters(spec.claim_parameters, claim.parameters) if spec else None
     parameters = resolved.values if resolved is not None else ()
     generation = status.reinit_generation or ws.reinit_generation + 1
-    rt.reserved.add(ws.name)
-    try:
+    with rt.reserving(ws.name):
         if await take_and_hand_over(rt, claim, ws, generation, parameters, spec):
             rt.promised.pop(ws.name, None)
-    finally:
-        rt.reserved.discard(ws.name)
 
 
 async def workspace_lost(

@@ -357,7 +357,7 @@ def _gather_workspaces(
             instance = replace(instance, deleting=True)
         # A claim has bound it or is binding it: not the pool's any more (its
         # take follows).
-        taking = entry.name in rt.reserved or entry.name in rt.promised
+        taking = rt.is_kept_off(entry.name)
         if taking:
             instance = replace(instance, claimed=True)
         view = None
@@ -477,15 +477,12 @@ async def _apply_pool(
     exp = rt.expectations_of(p.key)
     for deletion in decision.plan.deletions:
         doomed = by_name.get(deletion.name)
-        if doomed is None or doomed.name in rt.reserved or doomed.name in rt.promised:
+        if doomed is None or rt.is_kept_off(doomed.name):
             continue  # a claim bound it since this pass read it: its take follows
-        rt.reserved.add(doomed.name)  # no claim binds it while the delete is out
-        try:
+        with rt.reserving(doomed.name):  # no claim binds it while the delete is out
             deleted = await rt.kube.delete_workspace(
                 doomed.namespace, doomed.name, doomed.resource_version
             )
-        finally:
-            rt.reserved.discard(doomed.name)
         if deleted:
             exp.deleted[doomed.name] = time.monotonic()
             log.info("deleted prebuild %s/%s (%s)", doomed.namespace, doomed.name, deletion.reason)

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,7 +18,6 @@ from prewarm import metrics
 from prewarm.api.claim import ClaimPhase
 from prewarm.api.hashing import template_hash
 from prewarm.api.preset import PresetSpec
-from prewarm.api.workspace import WorkspacePhase
 from prewarm.handlers.failure_memo import FailureMemo
 from prewarm.handlers.memory import ClaimKey, Expectations, Memory
 from prewarm.handlers.object_index import ObjectIndex
@@ -33,7 +33,7 @@ from prewarm.k8s.core import JsonObject
 from prewarm.ledger.repository import Ledger
 from prewarm.ledger.writer import BackgroundWrites
 from prewarm.metrics import QueueMetrics
-from prewarm.planning.claims import Held, held
+from prewarm.planning.claims import Held
 from prewarm.planning.membership import membership
 from prewarm.settings import Settings
 from prewarm.workqueue import WorkQueue
@@ -194,28 +194,43 @@ class Runtime:
                 )
         return trusted
 
-    def kept_off(self, claim: ClaimKey | None = None) -> set[str]:
-        """Workspaces no claim may bind now, but for `claim` its own promise:
-        the ones being taken or deleted and the ones promised to Bound claims."""
-        return self.reserved.union(n for n, by in self.promised.items() if by != claim)
+    def workspace_named(self, claim: ClaimEntry, name: str | None) -> WorkspaceEntry | None:
+        """The trusted workspace `name` of the claim's preset, if there is one."""
+        if not name:
+            return None
+        key = (claim.namespace, claim.preset)
+        return next(iter(self.workspaces_of(key, lambda w: w.name == name)), None)
+
+    def kept_off(self) -> set[str]:
+        """Workspaces no claim may bind now, and the pool neither writes nor
+        deletes: the ones being taken or deleted, and the ones promised to
+        Bound claims whose takes have not landed."""
+        return self.reserved.union(self.promised)
+
+    def is_kept_off(self, name: str) -> bool:
+        return name in self.reserved or name in self.promised
+
+    @contextmanager
+    def reserving(self, name: str) -> Iterator[None]:
+        """Workspace `name` kept off while a claim binds and takes it, or the
+        pool deletes it."""
+        self.reserved.add(name)
+        try:
+            yield
+        finally:
+            self.reserved.discard(name)
 
     def promise_takes_left(self) -> None:
         """Each Bound claim whose workspace does not name it yet (a take an
         operator stopped before): its workspace is kept for it and it gets a
         pass now, before another claim sees that workspace free. Called once
         a replica may act, before its first pass, on a complete picture."""
-        assert self.workspaces is not None
         for key in self.claim_keys():
             claim = self.claim(key)
             if claim is None or claim.status.get("phase") != ClaimPhase.BOUND:
                 continue
-            name = claim.status.get("workspaceName")
-            pool = self.workspaces.get((claim.namespace, claim.preset), ())
-            ws = next((w for w in pool if w.name == name), None)
-            if ws is None:
-                continue
-            ready = ws.phase is WorkspacePhase.READY
-            if held(claim.uid, True, ws.deleting, ws.claim_uid, ws.claimed, ready) is Held.FREE:
+            ws = self.workspace_named(claim, claim.status.get("workspaceName"))
+            if ws is not None and ws.held_for(claim.uid) is Held.FREE:
                 self.promised[ws.name] = key
                 self.claim_queue.add(key)
 

@@ -20,6 +20,7 @@ from prewarm.api.durations import parse_duration
 from prewarm.api.preset import Parameter
 from prewarm.api.timestamps import parse_time
 from prewarm.api.workspace import PrebuiltWorkspace, WorkspacePhase
+from prewarm.planning.claims import Held, held
 from prewarm.planning.failures import PodView, pod_view
 from prewarm.planning.membership import Controller, controller_of
 from prewarm.planning.pool import Instance
@@ -56,6 +57,11 @@ class WorkspaceEntry:
     @property
     def claimed(self) -> bool:
         return bool(self.owner) or self.phase is WorkspacePhase.CLAIMED
+
+    def held_for(self, claim_uid: str) -> Held:
+        """Whose this workspace is, for the Bound claim `claim_uid` that names it."""
+        ready = self.phase is WorkspacePhase.READY
+        return held(claim_uid, self.deleting, self.claim_uid, self.claimed, ready)
 
     def as_instance(self) -> Instance:
         return Instance(

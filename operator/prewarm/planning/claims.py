@@ -372,12 +372,11 @@ class Held(enum.StrEnum):
     GONE = "Gone"  # deleted, or being deleted
 
 
-def held(
-    claim_uid: str, present: bool, deleting: bool, holder_uid: str, claimed: bool, ready: bool
-) -> Held:
-    """Whose a Bound claim's workspace is: `holder_uid` is the uid in its
-    claimRef, `claimed` whether it has an owner, `ready` whether its phase is Ready."""
-    if not present or deleting:
+def held(claim_uid: str, deleting: bool, holder_uid: str, claimed: bool, ready: bool) -> Held:
+    """Whose a Bound claim's workspace (one that is there) is: `holder_uid` is
+    the uid in its claimRef, `claimed` whether it has an owner, `ready`
+    whether its phase is Ready."""
+    if deleting:
         return Held.GONE
     if holder_uid == claim_uid:
         return Held.MINE
